@@ -1,0 +1,160 @@
+// loggrad/ext.hpp — the extended-range number: a float64 mantissa and an int64
+// binary exponent, x = m * 2^e.
+//
+// The numerical contract (DESIGN.md §1): every operation here returns what IEEE
+// float64 would return if float64 had an unbounded exponent. Multiplying
+// mantissas of [0.5, 1) gives a product in [0.25, 1) that is always a normal
+// double, so it rounds exactly as the unbounded product would; adding aligns
+// the smaller operand by a power of two (exact) and rounds once.
+//
+// Normal form: |m| in [0.5, 1) and e in [-kMaxExp, kMaxExp], or the exact
+// zero m == 0, e == kZeroExp. kZeroExp sits below every valid exponent so a
+// plain max over exponents ignores zeros.
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <limits>
+#include <stdexcept>
+#include <string>
+
+namespace loggrad {
+
+using exp_t = std::int64_t;
+
+// Largest |binary exponent| loggrad represents: 2^(2^60) ~ 10^(3.5e17).
+constexpr exp_t kMaxExp = exp_t(1) << 60;
+// Exponent of an exact zero: below every valid exponent, and twice it still fits.
+constexpr exp_t kZeroExp = -(exp_t(1) << 62);
+
+// Raised when a value leaves even the extended range (|log2| > 2^60), e.g.
+// sigmoid'(z) for |z| > 8e17. Never silently flushed.
+class range_error : public std::overflow_error {
+public:
+    explicit range_error(const std::string& what) : std::overflow_error(what) {}
+};
+
+struct Ext {
+    double m;  // mantissa: |m| in [0.5, 1), or 0
+    exp_t e;   // binary exponent (kZeroExp for zero)
+};
+
+constexpr Ext kExtZero{0.0, kZeroExp};
+constexpr Ext kExtOne{0.5, 1};
+
+namespace detail {
+inline std::uint64_t bits(double x) {
+    std::uint64_t b;
+    std::memcpy(&b, &x, sizeof b);
+    return b;
+}
+inline double from_bits(std::uint64_t b) {
+    double x;
+    std::memcpy(&x, &b, sizeof x);
+    return x;
+}
+}  // namespace detail
+
+// 2^k for k in [-1022, 1023], built from bits (exact, no libm call).
+inline double pow2(int k) {
+    return detail::from_bits(static_cast<std::uint64_t>(k + 1023) << 52);
+}
+
+// m * 2^d for d <= 0 with |m| <= 1: exact unless the result is subnormal,
+// where it rounds as IEEE multiplication does.
+inline double scale_down(double m, exp_t d) {
+    if (d >= -1022) return m * pow2(static_cast<int>(d));
+    if (d < -1100) return 0.0 * m;  // keeps the sign of m
+    return std::ldexp(m, static_cast<int>(d));
+}
+
+// Brings (m, e) to normal form. m must be finite.
+inline Ext normalize(double m, exp_t e) {
+    std::uint64_t b = detail::bits(m);
+    int be = static_cast<int>((b >> 52) & 0x7ff);
+    if (be == 0) {  // zero or subnormal
+        if (m == 0.0) return kExtZero;
+        int k = 0;
+        double f = std::frexp(m, &k);
+        return Ext{f, e + k};
+    }
+    b = (b & ~(std::uint64_t(0x7ff) << 52)) | (std::uint64_t(1022) << 52);
+    return Ext{detail::from_bits(b), e + (be - 1022)};
+}
+
+inline Ext from_double(double x) { return normalize(x, 0); }
+
+inline bool is_zero(Ext a) { return a.m == 0.0; }
+
+inline Ext neg(Ext a) { return Ext{-a.m, a.e}; }
+
+inline Ext mul(Ext a, Ext b) {
+    if (a.m == 0.0 || b.m == 0.0) return kExtZero;
+    return normalize(a.m * b.m, a.e + b.e);
+}
+
+inline Ext mul(Ext a, double b) { return mul(a, from_double(b)); }
+
+inline Ext div(Ext a, Ext b) {
+    if (a.m == 0.0) return kExtZero;
+    return normalize(a.m / b.m, a.e - b.e);
+}
+
+// Correctly rounded a + b (as unbounded-exponent float64).
+inline Ext add(Ext a, Ext b) {
+    if (a.m == 0.0) return b;
+    if (b.m == 0.0) return a;
+    if (a.e < b.e) std::swap(a, b);
+    const exp_t d = b.e - a.e;  // <= 0
+    // |b| < 2^-61 |a| is below half an ulp of a: a + b rounds to a, as in float64.
+    if (d < -64) return a;
+    return normalize(a.m + b.m * pow2(static_cast<int>(d)), a.e);
+}
+
+inline Ext sub(Ext a, Ext b) { return add(a, neg(b)); }
+
+inline Ext add(Ext a, double b) { return add(a, from_double(b)); }
+
+// float64 value: 0 or +-inf where out of range, as float64 would give.
+inline double to_double(Ext a) {
+    if (a.m == 0.0) return a.m;
+    if (a.e > 1024) return std::copysign(std::numeric_limits<double>::infinity(), a.m);
+    if (a.e < -1080) return 0.0 * a.m;
+    return std::ldexp(a.m, static_cast<int>(a.e));
+}
+
+constexpr double kLog10_2 = 0.301029995663981195213738894724493027;
+constexpr double kLn2 = 0.693147180559945309417232121458176568;
+
+// log10|a| (-inf for an exact zero).
+inline double log10abs(Ext a) {
+    if (a.m == 0.0) return -std::numeric_limits<double>::infinity();
+    return static_cast<double>(a.e) * kLog10_2 + std::log10(std::fabs(a.m));
+}
+
+// ln|a| (-inf for an exact zero).
+inline double logabs(Ext a) {
+    if (a.m == 0.0) return -std::numeric_limits<double>::infinity();
+    return static_cast<double>(a.e) * kLn2 + std::log(std::fabs(a.m));
+}
+
+inline int sign(Ext a) { return (a.m > 0) - (a.m < 0); }
+
+inline bool in_range(exp_t e) { return e >= -kMaxExp && e <= kMaxExp; }
+
+// e^x for any finite double x, in extended range. Throws range_error when the
+// result's exponent would exceed kMaxExp (|x| > ~8e17).
+Ext exp_ext(double x);
+
+// e^x for an extended x (x beyond float64 range throws range_error unless
+// the result is exactly representable: it never is, so it always throws).
+Ext exp_ext(Ext x);
+
+// ln(1 + a) for a >= 0 in extended range; result in extended range.
+Ext log1p_ext(Ext a);
+
+// Natural log of a positive extended value, as an extended value.
+Ext log_ext(Ext a);
+
+}  // namespace loggrad

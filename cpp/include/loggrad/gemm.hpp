@@ -1,0 +1,62 @@
+// loggrad/gemm.hpp — float64 matrix products and their extended-range forms.
+//
+// Extended products follow DESIGN.md §2: scale rows/columns of the extended
+// operands to a common exponent (C = D1 * M * D2), run a float64 kernel on the
+// scaled mantissas, carry the scale exponents out. Terms that the scaling
+// would flush, and outputs where the float64 kernel could have under- or
+// overflowed, are detected and accumulated exactly, element by element, so
+// the result is what float64 with an unbounded exponent would give.
+#pragma once
+
+#include <cstddef>
+#include <string>
+#include <vector>
+
+#include "loggrad/ext.hpp"
+
+namespace loggrad {
+
+// C (M x N) = op(A) op(B), row-major, contiguous. op(A) is M x K (A is K x M
+// when ta), op(B) is K x N (B is N x K when tb). Small products use the
+// fixed-order kernel below (no call overhead), larger ones BLAS dgemm.
+void gemm(bool ta, bool tb, std::size_t M, std::size_t N, std::size_t K, const double* A,
+          const double* B, double* C);
+
+// Reference kernel with a fixed summation order (k ascending per output).
+void gemm_naive(bool ta, bool tb, std::size_t M, std::size_t N, std::size_t K, const double* A,
+                const double* B, double* C);
+
+// Products below this many multiply-adds skip BLAS.
+constexpr std::size_t kBlasMinWork = 32 * 32 * 32;
+
+struct ExtMat {  // row-major extended matrix, separate mantissa/exponent planes
+    double* m;
+    exp_t* e;
+};
+struct ExtCMat {
+    const double* m;
+    const exp_t* e;
+};
+
+// Scratch buffers reused across layers of one pass.
+struct Workspace {
+    std::vector<double> xs, ys, cs, sums;
+    std::vector<exp_t> ex, ey;
+};
+
+// C (M x N) = X (M x K, extended) op(W), W float64: op(W) = W^T (W is N x K)
+// when w_trans, else W (K x N).
+void ext_gemm_xw(Workspace& ws, std::size_t M, std::size_t N, std::size_t K, ExtCMat X,
+                 const double* W, bool w_trans, ExtMat C);
+
+// C (N1 x N2) = D^T A with D (B x N1) and A (B x N2) extended; when colsum.m is
+// not null, colsum[j] = sum_i D[i, j] (the bias gradient) as well.
+void ext_gemm_tn(Workspace& ws, std::size_t B, std::size_t N1, std::size_t N2, ExtCMat D,
+                 ExtCMat A, ExtMat C, ExtMat colsum);
+
+// BLAS threads and build description.
+void set_blas_threads(int n);
+int blas_threads();
+std::string blas_config();
+
+}  // namespace loggrad

@@ -1,0 +1,87 @@
+// loggrad/network.hpp — forward and backward passes of a dense network, whole
+// chain in one call.
+//
+// Parameters live in one contiguous float64 block, layer by layer:
+//   [W_0 (n_1 x n_0, row-major), b_0 (n_1), W_1 (n_2 x n_1), b_1, ...]
+// following torch's Linear convention z = a W^T + b; batches are rows.
+// Gradients use the same layout, as extended values (mantissa and exponent
+// planes) on the extended path, float64 on the float64 path.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
+#include "loggrad/activations.hpp"
+#include "loggrad/ext.hpp"
+#include "loggrad/losses.hpp"
+
+namespace loggrad {
+
+class Architecture {
+public:
+    // widths: n_0 .. n_L (L >= 1, every width >= 1); activations: L entries.
+    // Throws std::invalid_argument for an empty network, a zero width or a
+    // count mismatch.
+    Architecture(std::vector<std::size_t> widths, std::vector<Activation> activations);
+
+    std::size_t depth() const { return activations_.size(); }
+    std::size_t width(std::size_t i) const { return widths_[i]; }
+    std::size_t n_in() const { return widths_.front(); }
+    std::size_t n_out() const { return widths_.back(); }
+    const std::vector<std::size_t>& widths() const { return widths_; }
+    Activation activation(std::size_t l) const { return activations_[l]; }
+    std::size_t weight_offset(std::size_t l) const { return offsets_[l]; }
+    std::size_t bias_offset(std::size_t l) const { return offsets_[l] + widths_[l + 1] * widths_[l]; }
+    std::size_t param_count() const { return offsets_.back(); }
+    // Sum of the widths n_0..n_L: the activation storage of one sample.
+    std::size_t unit_count() const;
+
+    // Throws std::invalid_argument naming the layer and position of the first
+    // non-finite parameter.
+    void check_params(const double* params) const;
+
+private:
+    std::vector<std::size_t> widths_;
+    std::vector<Activation> activations_;
+    std::vector<std::size_t> offsets_;  // depth + 1 entries
+};
+
+// Throws std::invalid_argument naming the position of the first non-finite input.
+void check_inputs(const double* x, std::size_t rows, std::size_t cols);
+
+// Extended outputs: mantissa and exponent planes of the same shape.
+struct ExtOut {
+    double* m = nullptr;
+    exp_t* e = nullptr;
+};
+
+// Forward pass of `batch` rows of x (batch x n_in): out (batch x n_out).
+void forward_ext(const Architecture& net, const double* params, const double* x,
+                 std::size_t batch, ExtOut out);
+void forward_f64(const Architecture& net, const double* params, const double* x,
+                 std::size_t batch, double* out);
+
+// Where a backward pass writes. out and dx may be left null.
+struct GradExt {
+    ExtOut loss;   // 1 value
+    ExtOut out;    // batch x n_out: the network output
+    ExtOut grad;   // param_count values, parameter layout
+    ExtOut dx;     // batch x n_in: dL/dx
+};
+struct GradF64 {
+    double* loss = nullptr;
+    double* out = nullptr;
+    double* grad = nullptr;
+    double* dx = nullptr;
+};
+
+void backward_ext(const Architecture& net, const double* params, const double* x,
+                  std::size_t batch, const Target& target, const GradExt& res);
+void backward_f64(const Architecture& net, const double* params, const double* x,
+                  std::size_t batch, const Target& target, const GradF64& res);
+
+// Bytes a backward pass allocates for stored activations and scratch.
+std::size_t backward_workspace_bytes(const Architecture& net, std::size_t batch, bool extended);
+
+}  // namespace loggrad

@@ -1,0 +1,331 @@
+// Activation functions: extended path (exact, log space where it matters) and
+// float64 path (framework formulas). Each function's derivative sits next to it.
+#include "loggrad/activations.hpp"
+
+#include <cmath>
+#include <stdexcept>
+
+namespace loggrad {
+
+const std::vector<std::string>& activation_names() {
+    static const std::vector<std::string> names{"identity", "sigmoid", "tanh",     "relu",
+                                                "leaky_relu", "elu",   "selu",     "softplus",
+                                                "gelu",       "silu"};
+    return names;
+}
+
+std::string activation_name(Activation a) {
+    return activation_names().at(static_cast<std::size_t>(a));
+}
+
+Activation activation_from_name(const std::string& name) {
+    const auto& names = activation_names();
+    for (std::size_t i = 0; i < names.size(); ++i)
+        if (names[i] == name) return static_cast<Activation>(i);
+    if (name == "linear") return Activation::identity;
+    std::string valid;
+    for (const auto& n : names) valid += (valid.empty() ? "" : ", ") + n;
+    throw std::invalid_argument("unknown activation '" + name + "'; valid: " + valid +
+                                " (and 'linear' for identity)");
+}
+
+namespace {
+
+constexpr double kInvSqrt2 = 0.707106781186547524400844362104849039;
+constexpr double kInvSqrt2Pi = 0.398942280401432677939946059934381868;
+constexpr double kSqrtPiOver2 = 1.25331413731550025120788264240552263;
+constexpr double kInvSqrtPi = 0.564189583547756286948079451560772586;
+
+// Below this |z| (2^-900) every activation is its first-order Taylor form to
+// the last bit; above 2^1000 its asymptotic form. In between z is a double.
+constexpr exp_t kTinyExp = -900;
+constexpr exp_t kHugeExp = 1000;
+
+[[noreturn]] void derivative_out_of_range(Activation act, Ext z) {
+    throw range_error(activation_name(act) + " at a pre-activation of " +
+                      (sign(z) < 0 ? "-" : "+") + "10^" + std::to_string(log10abs(z)) +
+                      " has a value or derivative beyond loggrad's exponent range (|log2| < 2^60)");
+}
+
+void set(Ext* p, Ext v) {
+    if (p) *p = v;
+}
+
+// sigmoid from t = e^{-|z|}: value and derivative t/(1+t)^2, both extended.
+void sigmoid_from_t(bool positive, Ext t, Ext* a, Ext* d) {
+    if (t.e < -60) {  // 1 + t rounds to 1
+        set(a, positive ? kExtOne : t);
+        set(d, t);
+        return;
+    }
+    const double td = to_double(t);
+    const double onep = 1.0 + td;
+    set(a, from_double(positive ? 1.0 / onep : td / onep));
+    set(d, from_double(td / (onep * onep)));
+}
+
+// erfcx(x) = e^{x^2} erfc(x) for x >= 3.5.
+double erfcx_large(double x) {
+    if (x < 26.0) {
+        // e^{x^2} with x^2 = h + l exactly (fma), so the exponent carries no rounding error.
+        const double h = x * x;
+        const double l = std::fma(x, x, -h);
+        return std::exp(h) * std::erfc(x) * (1.0 + l);
+    }
+    // Asymptotic series: 1/(x sqrt(pi)) sum_n (-1)^n (2n-1)!! / (2x^2)^n; x >= 26 gives
+    // terms below 1e-22 after ten.
+    const double w = 1.0 / (2.0 * x * x);
+    double term = 1.0, sum = 1.0;
+    for (int n = 1; n <= 12; ++n) {
+        term *= -(2.0 * n - 1.0) * w;
+        sum += term;
+    }
+    return sum * kInvSqrtPi / x;
+}
+
+// e^{-z^2/2} for double z, extended, with z^2 split exactly.
+Ext gauss_ext(double z) {
+    const double h = z * z;
+    const double l = std::fma(z, z, -h);
+    Ext g = exp_ext(-0.5 * h);
+    return mul(g, from_double(std::exp(-0.5 * l)));
+}
+
+void activate_double_range(Activation act, Ext zx, double z, Ext* a, Ext* d) {
+    switch (act) {
+        case Activation::sigmoid:
+            sigmoid_from_t(z >= 0, exp_ext(-std::fabs(z)), a, d);
+            return;
+        case Activation::tanh: {
+            set(a, from_double(std::tanh(z)));
+            if (d) {
+                const Ext t = exp_ext(-2.0 * std::fabs(z));  // 1 - tanh^2 = 4t/(1+t)^2
+                if (t.e < -60) {
+                    *d = Ext{t.m, t.e + 2};
+                } else {
+                    const double td = to_double(t);
+                    *d = from_double(4.0 * td / ((1.0 + td) * (1.0 + td)));
+                }
+            }
+            return;
+        }
+        case Activation::elu:
+            if (z > 0) {
+                set(a, zx);
+                set(d, kExtOne);
+            } else {
+                set(a, from_double(kEluAlpha * std::expm1(z)));
+                if (d) *d = mul(exp_ext(z), from_double(kEluAlpha));
+            }
+            return;
+        case Activation::selu:
+            if (z > 0) {
+                set(a, mul(zx, from_double(kSeluLambda)));
+                set(d, from_double(kSeluLambda));
+            } else {
+                set(a, from_double(kSeluLambda * kSeluAlpha * std::expm1(z)));
+                if (d) *d = mul(exp_ext(z), from_double(kSeluLambda * kSeluAlpha));
+            }
+            return;
+        case Activation::softplus:
+            if (z > 0) {
+                set(a, from_double(z + std::log1p(std::exp(-z))));
+                if (d) sigmoid_from_t(true, exp_ext(-z), d, nullptr);  // softplus' = sigmoid
+            } else {
+                const Ext t = exp_ext(z);
+                set(a, log1p_ext(t));
+                if (d) sigmoid_from_t(false, t, d, nullptr);
+            }
+            return;
+        case Activation::gelu: {
+            if (z >= -5.0) {
+                const double cdf = 0.5 * std::erfc(-z * kInvSqrt2);
+                set(a, from_double(z * cdf));
+                set(d, from_double(cdf + z * kInvSqrt2Pi * std::exp(-0.5 * z * z)));
+            } else {
+                // Phi(z) = phi(z) R with R = sqrt(pi/2) erfcx(-z/sqrt2) (Mills ratio):
+                // a = z phi R, a' = phi (R + z); phi in extended range.
+                const Ext phi = mul(gauss_ext(z), from_double(kInvSqrt2Pi));
+                const double r = kSqrtPiOver2 * erfcx_large(-z * kInvSqrt2);
+                set(a, mul(phi, from_double(z * r)));
+                set(d, mul(phi, from_double(r + z)));
+            }
+            return;
+        }
+        case Activation::silu: {
+            const Ext t = exp_ext(-std::fabs(z));
+            Ext s;  // sigmoid(z)
+            sigmoid_from_t(z >= 0, t, &s, nullptr);
+            set(a, mul(s, from_double(z)));
+            if (d) {
+                // silu' = s (1 + z (1 - s)), with 1 - s = sigmoid(-z) from the same t.
+                Ext sm;
+                sigmoid_from_t(z < 0, t, &sm, nullptr);
+                *d = mul(s, from_double(1.0 + z * to_double(sm)));
+            }
+            return;
+        }
+        default:
+            throw std::logic_error("activate_double_range: piecewise-linear activation");
+    }
+}
+
+}  // namespace
+
+void activate_ext(Activation act, Ext z, Ext* a, Ext* d) {
+    const bool pos = z.m > 0;
+    switch (act) {  // piecewise-linear ones are exact in any range
+        case Activation::identity:
+            set(a, z);
+            set(d, kExtOne);
+            return;
+        case Activation::relu:
+            set(a, pos ? z : kExtZero);
+            set(d, pos ? kExtOne : kExtZero);
+            return;
+        case Activation::leaky_relu:
+            set(a, pos ? z : mul(z, from_double(kLeakySlope)));
+            set(d, from_double(pos ? 1.0 : kLeakySlope));
+            return;
+        default:
+            break;
+    }
+    if (z.m == 0.0 || z.e < kTinyExp) {
+        // First-order Taylor forms: f(z) = f(0) + f'(0) z to the last bit.
+        switch (act) {
+            case Activation::sigmoid:
+                set(a, from_double(0.5));
+                set(d, from_double(0.25));
+                return;
+            case Activation::tanh:
+            case Activation::elu:
+                set(a, z);
+                set(d, kExtOne);
+                return;
+            case Activation::selu: {
+                const double k = pos ? kSeluLambda : kSeluLambda * kSeluAlpha;
+                set(a, mul(z, from_double(k)));
+                set(d, from_double(k));
+                return;
+            }
+            case Activation::softplus:
+                set(a, from_double(kLn2));
+                set(d, from_double(0.5));
+                return;
+            case Activation::gelu:
+            case Activation::silu:
+                set(a, Ext{z.m, z.m == 0.0 ? kZeroExp : z.e - 1});
+                set(d, from_double(0.5));
+                return;
+            default:
+                break;
+        }
+    }
+    if (z.e > kHugeExp) {
+        // |z| > 2^1000: the saturated side is exact; the other side's value or
+        // derivative is e^{-|z|}, beyond the extended range.
+        switch (act) {
+            case Activation::sigmoid:
+                if (!pos) derivative_out_of_range(act, z);
+                set(a, kExtOne);
+                break;
+            case Activation::tanh:
+                set(a, from_double(pos ? 1.0 : -1.0));
+                break;
+            case Activation::elu:
+                set(a, pos ? z : from_double(-kEluAlpha));
+                if (pos) set(d, kExtOne);
+                break;
+            case Activation::selu:
+                set(a, pos ? mul(z, from_double(kSeluLambda))
+                           : from_double(-kSeluLambda * kSeluAlpha));
+                if (pos) set(d, from_double(kSeluLambda));
+                break;
+            case Activation::softplus:
+            case Activation::gelu:
+            case Activation::silu:
+                if (!pos) derivative_out_of_range(act, z);
+                set(a, z);
+                set(d, kExtOne);
+                return;
+            default:
+                break;
+        }
+        if (d && (!pos || act == Activation::sigmoid || act == Activation::tanh))
+            derivative_out_of_range(act, z);
+        return;
+    }
+    activate_double_range(act, z, to_double(z), a, d);
+}
+
+void activate_f64(Activation act, double z, double* a, double* d) {
+    double v = 0, g = 0;
+    switch (act) {
+        case Activation::identity:
+            v = z;
+            g = 1;
+            break;
+        case Activation::sigmoid:
+            v = 1.0 / (1.0 + std::exp(-z));
+            g = v * (1.0 - v);
+            break;
+        case Activation::tanh:
+            v = std::tanh(z);
+            g = 1.0 - v * v;
+            break;
+        case Activation::relu:
+            v = z > 0 ? z : 0.0;
+            g = z > 0 ? 1.0 : 0.0;
+            break;
+        case Activation::leaky_relu:
+            v = z > 0 ? z : kLeakySlope * z;
+            g = z > 0 ? 1.0 : kLeakySlope;
+            break;
+        case Activation::elu:
+            v = z > 0 ? z : kEluAlpha * std::expm1(z);
+            g = z > 0 ? 1.0 : kEluAlpha * std::exp(z);
+            break;
+        case Activation::selu:
+            v = z > 0 ? kSeluLambda * z : kSeluLambda * kSeluAlpha * std::expm1(z);
+            g = z > 0 ? kSeluLambda : kSeluLambda * kSeluAlpha * std::exp(z);
+            break;
+        case Activation::softplus:
+            v = std::log1p(std::exp(z));
+            g = 1.0 / (1.0 + std::exp(-z));
+            break;
+        case Activation::gelu: {
+            const double cdf = 0.5 * (1.0 + std::erf(z * kInvSqrt2));
+            v = z * cdf;
+            g = cdf + z * kInvSqrt2Pi * std::exp(-0.5 * z * z);
+            break;
+        }
+        case Activation::silu: {
+            const double s = 1.0 / (1.0 + std::exp(-z));
+            v = z * s;
+            g = s * (1.0 + z * (1.0 - s));
+            break;
+        }
+    }
+    *a = v;
+    if (d) *d = g;
+}
+
+void activate_ext_n(Activation act, std::size_t n, const double* zm, const exp_t* ze, double* am,
+                    exp_t* ae, double* dm, exp_t* de) {
+    Ext a, d;
+    for (std::size_t i = 0; i < n; ++i) {
+        activate_ext(act, Ext{zm[i], ze[i]}, &a, dm ? &d : nullptr);
+        am[i] = a.m;
+        ae[i] = a.e;
+        if (dm) {
+            dm[i] = d.m;
+            de[i] = d.e;
+        }
+    }
+}
+
+void activate_f64_n(Activation act, std::size_t n, const double* z, double* a, double* d) {
+    for (std::size_t i = 0; i < n; ++i) activate_f64(act, z[i], &a[i], d ? &d[i] : nullptr);
+}
+
+}  // namespace loggrad

@@ -1,0 +1,315 @@
+// float64 matrix products and their extended-range forms (see loggrad/gemm.hpp).
+#include "loggrad/gemm.hpp"
+
+#include <algorithm>
+#include <cfloat>
+#include <climits>
+#include <cmath>
+#include <stdexcept>
+#include <utility>
+
+#include <cblas.h>  // OpenBLAS from scipy-openblas32 (scipy_ symbol prefix)
+
+namespace loggrad {
+
+void gemm_naive(bool ta, bool tb, std::size_t M, std::size_t N, std::size_t K, const double* A,
+                const double* B, double* C) {
+    if (!ta && tb) {  // C[i,j] = sum_k A[i,k] B[j,k]: dot products in k order
+        for (std::size_t i = 0; i < M; ++i) {
+            const double* a = A + i * K;
+            for (std::size_t j = 0; j < N; ++j) {
+                const double* b = B + j * K;
+                double s = 0.0;
+                for (std::size_t k = 0; k < K; ++k) s += a[k] * b[k];
+                C[i * N + j] = s;
+            }
+        }
+        return;
+    }
+    // Row of C accumulated in k order: C[i,:] += op(A)[i,k] * B[k,:] (vectorises over j).
+    for (std::size_t i = 0; i < M; ++i) {
+        double* c = C + i * N;
+        std::fill(c, c + N, 0.0);
+        for (std::size_t k = 0; k < K; ++k) {
+            const double a = ta ? A[k * M + i] : A[i * K + k];
+            if (!tb) {
+                const double* b = B + k * N;
+                for (std::size_t j = 0; j < N; ++j) c[j] += a * b[j];
+            } else {
+                for (std::size_t j = 0; j < N; ++j) c[j] += a * B[j * K + k];
+            }
+        }
+    }
+}
+
+void gemm(bool ta, bool tb, std::size_t M, std::size_t N, std::size_t K, const double* A,
+          const double* B, double* C) {
+    if (M == 0 || N == 0) return;
+    if (K == 0) {
+        std::fill(C, C + M * N, 0.0);
+        return;
+    }
+    if (M * N * K < kBlasMinWork || M > INT_MAX || N > INT_MAX || K > INT_MAX) {
+        gemm_naive(ta, tb, M, N, K, A, B, C);
+        return;
+    }
+    const int m = static_cast<int>(M), n = static_cast<int>(N), k = static_cast<int>(K);
+    scipy_cblas_dgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
+                      m, n, k, 1.0, A, ta ? m : k, B, tb ? k : n, 0.0, C, n);
+}
+
+void set_blas_threads(int n) { scipy_openblas_set_num_threads(n); }
+int blas_threads() { return scipy_openblas_get_num_threads(); }
+std::string blas_config() {
+    const char* cfg = scipy_openblas_get_config();
+    const char* core = scipy_openblas_get_corename();
+    return std::string(cfg ? cfg : "OpenBLAS") + " (core " + (core ? core : "?") + ")";
+}
+
+namespace {
+
+// Rows of an operand whose scaled entries would fall below 2^-T of the row's
+// largest: they are left out of the float64 kernel and added exactly.
+struct Residuals {
+    std::size_t line;               // the row (or column) they belong to
+    exp_t max_rel;                  // largest e - E among them (< -T)
+    std::vector<std::size_t> idx;   // their positions along the reduction
+};
+
+// Number of bits needed for n: 2^bits > n.
+int bit_width(std::size_t n) {
+    int b = 0;
+    while (n) {
+        ++b;
+        n >>= 1;
+    }
+    return b;
+}
+
+int frexp_exp(double c) {
+    int k = 0;
+    std::frexp(c, &k);
+    return k;
+}
+
+// The float64 kernel gives c (in units of the scale) for an output whose
+// residual terms are bounded by 2^bound_exp: they may be dropped when they are
+// below 2^-61 |c|, i.e. below the rounding error of the sum, as in float64.
+bool residual_negligible(double c, int bound_exp) {
+    if (c == 0.0) return false;
+    return bound_exp + 62 <= frexp_exp(c);
+}
+
+}  // namespace
+
+void ext_gemm_xw(Workspace& ws, std::size_t M, std::size_t N, std::size_t K, ExtCMat X,
+                 const double* W, bool w_trans, ExtMat C) {
+    constexpr exp_t T = 600;  // scaled entries stay >= 2^-601: normal, far from underflow
+    auto wat = [&](std::size_t j, std::size_t k) { return w_trans ? W[j * K + k] : W[k * N + j]; };
+    ws.xs.resize(M * K);
+    ws.cs.resize(M * N);
+    ws.ex.resize(M);
+    double* xs = ws.xs.data();
+    double* cs = ws.cs.data();
+    exp_t* rowE = ws.ex.data();
+    std::vector<Residuals> residuals;
+
+    // 1. Scale each row of X by its largest exponent.
+    for (std::size_t i = 0; i < M; ++i) {
+        const double* xm = X.m + i * K;
+        const exp_t* xe = X.e + i * K;
+        exp_t E = kZeroExp;
+        for (std::size_t k = 0; k < K; ++k) E = std::max(E, xe[k]);
+        rowE[i] = E;
+        double* s = xs + i * K;
+        Residuals* res = nullptr;
+        for (std::size_t k = 0; k < K; ++k) {
+            const exp_t d = xe[k] - E;
+            if (d >= -T) {
+                s[k] = xm[k] * pow2(static_cast<int>(d));
+            } else {
+                s[k] = 0.0;
+                if (xm[k] != 0.0) {
+                    if (!res) {
+                        residuals.push_back(Residuals{i, d, {}});
+                        res = &residuals.back();
+                    }
+                    res->max_rel = std::max(res->max_rel, d);
+                    res->idx.push_back(k);
+                }
+            }
+        }
+    }
+
+    // 2. float64 kernel on the scaled mantissas.
+    gemm(false, w_trans, M, N, K, xs, W, cs);
+
+    // 3. Carry the row exponents out. An output below K 2^-1020 (in scaled
+    // units) may have lost products to underflow, a non-finite one overflowed:
+    // both are recomputed exactly, all terms included.
+    const double tiny = static_cast<double>(K) * std::ldexp(1.0, -1020);
+    auto suspect = [&](double c) { return !(std::fabs(c) >= tiny && std::fabs(c) <= DBL_MAX); };
+    for (std::size_t i = 0; i < M; ++i) {
+        const exp_t E = rowE[i];
+        for (std::size_t j = 0; j < N; ++j) {
+            const std::size_t o = i * N + j;
+            Ext r = kExtZero;
+            if (E != kZeroExp) {
+                const double c = cs[o];
+                if (!suspect(c)) {
+                    r = normalize(c, E);
+                } else {
+                    for (std::size_t k = 0; k < K; ++k) {
+                        const double w = wat(j, k);
+                        if (X.m[i * K + k] == 0.0 || w == 0.0) continue;
+                        r = add(r, mul(Ext{X.m[i * K + k], X.e[i * K + k]}, from_double(w)));
+                    }
+                }
+            }
+            C.m[o] = r.m;
+            C.e[o] = r.e;
+        }
+    }
+    if (residuals.empty()) return;
+
+    // 4. Residual terms: bounded by count * 2^max_rel * max_k |W(j,k)|; added
+    // exactly unless below the rounding error of the output.
+    std::vector<int> wexp(N, INT_MIN);
+    for (std::size_t j = 0; j < N; ++j) {
+        double mx = 0.0;
+        for (std::size_t k = 0; k < K; ++k) mx = std::max(mx, std::fabs(wat(j, k)));
+        if (mx > 0.0) wexp[j] = frexp_exp(mx);
+    }
+    for (const Residuals& r : residuals) {
+        const std::size_t i = r.line;
+        const int base = static_cast<int>(r.max_rel) + bit_width(r.idx.size());
+        for (std::size_t j = 0; j < N; ++j) {
+            const std::size_t o = i * N + j;
+            if (wexp[j] == INT_MIN || suspect(cs[o])) continue;  // no terms / already exact
+            if (residual_negligible(cs[o], base + wexp[j])) continue;
+            Ext acc{C.m[o], C.e[o]};
+            for (std::size_t k : r.idx) {
+                const double w = wat(j, k);
+                if (w != 0.0) acc = add(acc, mul(Ext{X.m[i * K + k], X.e[i * K + k]}, from_double(w)));
+            }
+            C.m[o] = acc.m;
+            C.e[o] = acc.e;
+        }
+    }
+}
+
+namespace {
+
+// Scales each column of the (B x N) extended matrix by its largest exponent
+// into s; returns per-column residuals (entries below 2^-T of the column max).
+std::vector<Residuals> scale_columns(std::size_t B, std::size_t N, ExtCMat X, exp_t T, double* s,
+                                     exp_t* colE) {
+    std::fill(colE, colE + N, kZeroExp);
+    for (std::size_t i = 0; i < B; ++i)
+        for (std::size_t j = 0; j < N; ++j) colE[j] = std::max(colE[j], X.e[i * N + j]);
+    std::vector<std::pair<std::size_t, std::size_t>> res;  // (column, row)
+    for (std::size_t i = 0; i < B; ++i) {
+        for (std::size_t j = 0; j < N; ++j) {
+            const std::size_t o = i * N + j;
+            const exp_t d = X.e[o] - colE[j];
+            if (d >= -T) {
+                s[o] = X.m[o] * pow2(static_cast<int>(d));
+            } else {
+                s[o] = 0.0;
+                if (X.m[o] != 0.0) res.emplace_back(j, i);
+            }
+        }
+    }
+    std::vector<Residuals> out;
+    if (res.empty()) return out;
+    std::stable_sort(res.begin(), res.end(),
+                     [](const auto& a, const auto& b) { return a.first < b.first; });
+    for (const auto& [j, i] : res) {
+        if (out.empty() || out.back().line != j) out.push_back(Residuals{j, kZeroExp, {}});
+        out.back().max_rel = std::max(out.back().max_rel, X.e[i * N + j] - colE[j]);
+        out.back().idx.push_back(i);
+    }
+    return out;
+}
+
+}  // namespace
+
+void ext_gemm_tn(Workspace& ws, std::size_t B, std::size_t N1, std::size_t N2, ExtCMat D,
+                 ExtCMat A, ExtMat C, ExtMat colsum) {
+    // Both operands scaled to <= 1 with entries >= 2^-501: every product is a
+    // normal double >= 2^-1002 and every sum stays below B, so the kernel
+    // neither under- nor overflows; only the residuals need exact treatment.
+    constexpr exp_t T = 500;
+    ws.xs.resize(B * N1);
+    ws.ys.resize(B * N2);
+    ws.cs.resize(N1 * N2);
+    ws.ex.resize(N1);
+    ws.ey.resize(N2);
+    double *ds = ws.xs.data(), *as = ws.ys.data(), *cs = ws.cs.data();
+    exp_t *E = ws.ex.data(), *F = ws.ey.data();
+    const std::vector<Residuals> dres = scale_columns(B, N1, D, T, ds, E);
+    const std::vector<Residuals> ares = scale_columns(B, N2, A, T, as, F);
+
+    gemm(true, false, N1, N2, B, ds, as, cs);
+
+    for (std::size_t j = 0; j < N1; ++j) {
+        for (std::size_t k = 0; k < N2; ++k) {
+            const std::size_t o = j * N2 + k;
+            const Ext r = (E[j] == kZeroExp || F[k] == kZeroExp) ? kExtZero : normalize(cs[o], E[j] + F[k]);
+            C.m[o] = r.m;
+            C.e[o] = r.e;
+        }
+    }
+    auto d_is_residual = [&](std::size_t i, std::size_t j) {
+        return D.m[i * N1 + j] != 0.0 && D.e[i * N1 + j] - E[j] < -T;
+    };
+    auto add_term = [&](std::size_t o, std::size_t i, std::size_t j, std::size_t k) {
+        const Ext t = mul(Ext{D.m[i * N1 + j], D.e[i * N1 + j]}, Ext{A.m[i * N2 + k], A.e[i * N2 + k]});
+        const Ext s = add(Ext{C.m[o], C.e[o]}, t);
+        C.m[o] = s.m;
+        C.e[o] = s.e;
+    };
+    // Residuals of D (scaled A entries are < 1), then of A against the
+    // non-residual entries of D (so that no term is counted twice).
+    for (const Residuals& r : dres) {
+        const std::size_t j = r.line;
+        const int base = static_cast<int>(r.max_rel) + bit_width(r.idx.size());
+        for (std::size_t k = 0; k < N2; ++k) {
+            const std::size_t o = j * N2 + k;
+            if (F[k] == kZeroExp || residual_negligible(cs[o], base)) continue;
+            for (std::size_t i : r.idx) add_term(o, i, j, k);
+        }
+    }
+    for (const Residuals& r : ares) {
+        const std::size_t k = r.line;
+        const int base = static_cast<int>(r.max_rel) + bit_width(r.idx.size());
+        for (std::size_t j = 0; j < N1; ++j) {
+            const std::size_t o = j * N2 + k;
+            if (E[j] == kZeroExp || residual_negligible(cs[o], base)) continue;
+            for (std::size_t i : r.idx)
+                if (!d_is_residual(i, j)) add_term(o, i, j, k);
+        }
+    }
+
+    if (!colsum.m) return;
+    // Bias gradient: column sums of D in row order, on the same scaled mantissas.
+    ws.sums.assign(N1, 0.0);
+    double* s = ws.sums.data();
+    for (std::size_t i = 0; i < B; ++i)
+        for (std::size_t j = 0; j < N1; ++j) s[j] += ds[i * N1 + j];
+    for (std::size_t j = 0; j < N1; ++j) {
+        const Ext r = E[j] == kZeroExp ? kExtZero : normalize(s[j], E[j]);
+        colsum.m[j] = r.m;
+        colsum.e[j] = r.e;
+    }
+    for (const Residuals& r : dres) {
+        const std::size_t j = r.line;
+        if (residual_negligible(s[j], static_cast<int>(r.max_rel) + bit_width(r.idx.size()))) continue;
+        Ext acc{colsum.m[j], colsum.e[j]};
+        for (std::size_t i : r.idx) acc = add(acc, Ext{D.m[i * N1 + j], D.e[i * N1 + j]});
+        colsum.m[j] = acc.m;
+        colsum.e[j] = acc.e;
+    }
+}
+
+}  // namespace loggrad

@@ -1,0 +1,329 @@
+// Forward and backward passes of the whole chain (see loggrad/network.hpp).
+#include "loggrad/network.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <new>
+#include <stdexcept>
+#include <string>
+
+#include "loggrad/gemm.hpp"
+
+#if defined(__unix__) || defined(__APPLE__)
+#include <unistd.h>
+#endif
+
+namespace loggrad {
+
+Architecture::Architecture(std::vector<std::size_t> widths, std::vector<Activation> activations)
+    : widths_(std::move(widths)), activations_(std::move(activations)) {
+    if (activations_.empty()) throw std::invalid_argument("a network needs at least one layer");
+    if (widths_.size() != activations_.size() + 1)
+        throw std::invalid_argument("a network of " + std::to_string(activations_.size()) +
+                                    " layers needs " + std::to_string(activations_.size() + 1) +
+                                    " widths, got " + std::to_string(widths_.size()));
+    for (std::size_t i = 0; i < widths_.size(); ++i)
+        if (widths_[i] == 0)
+            throw std::invalid_argument("width " + std::to_string(i) + " is zero: every layer needs at least one unit");
+    offsets_.resize(activations_.size() + 1);
+    offsets_[0] = 0;
+    for (std::size_t l = 0; l < activations_.size(); ++l)
+        offsets_[l + 1] = offsets_[l] + widths_[l + 1] * (widths_[l] + 1);
+}
+
+std::size_t Architecture::unit_count() const {
+    std::size_t n = 0;
+    for (std::size_t w : widths_) n += w;
+    return n;
+}
+
+void Architecture::check_params(const double* params) const {
+    for (std::size_t l = 0; l < depth(); ++l) {
+        const std::size_t n_out = widths_[l + 1], n_in = widths_[l];
+        const double* w = params + weight_offset(l);
+        for (std::size_t i = 0; i < n_out * n_in; ++i)
+            if (!std::isfinite(w[i]))
+                throw std::invalid_argument("weights[" + std::to_string(l) + "] has a non-finite value (" +
+                                            std::to_string(w[i]) + ") at [" + std::to_string(i / n_in) +
+                                            ", " + std::to_string(i % n_in) + "]");
+        const double* b = params + bias_offset(l);
+        for (std::size_t i = 0; i < n_out; ++i)
+            if (!std::isfinite(b[i]))
+                throw std::invalid_argument("biases[" + std::to_string(l) + "] has a non-finite value (" +
+                                            std::to_string(b[i]) + ") at [" + std::to_string(i) + "]");
+    }
+}
+
+void check_inputs(const double* x, std::size_t rows, std::size_t cols) {
+    for (std::size_t i = 0; i < rows * cols; ++i)
+        if (!std::isfinite(x[i]))
+            throw std::invalid_argument("input x has a non-finite value (" + std::to_string(x[i]) +
+                                        ") at [" + std::to_string(i / cols) + ", " +
+                                        std::to_string(i % cols) + "]");
+}
+
+namespace {
+
+// Refuses, before allocating, a pass that cannot fit in physical memory
+// (an overcommitted allocation would otherwise be killed, not refused).
+void reserve_check(std::size_t bytes, const char* what) {
+#if defined(_SC_PHYS_PAGES) && defined(_SC_PAGESIZE)
+    const long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+    if (pages > 0 && page > 0) {
+        const double phys = static_cast<double>(pages) * static_cast<double>(page);
+        if (static_cast<double>(bytes) > phys) {
+            struct too_big : std::bad_alloc {
+                std::string msg;
+                explicit too_big(std::string m) : msg(std::move(m)) {}
+                const char* what() const noexcept override { return msg.c_str(); }
+            };
+            throw too_big(std::string(what) + " needs " + std::to_string(bytes >> 20) +
+                          " MiB, more than this machine's " +
+                          std::to_string(static_cast<long long>(phys) >> 20) + " MiB of memory");
+        }
+    }
+#else
+    (void)bytes;
+    (void)what;
+#endif
+}
+
+// Throws range_error when an extended value left the representable range.
+void check_range(const double* m, const exp_t* e, std::size_t n, const std::string& what) {
+    for (std::size_t i = 0; i < n; ++i)
+        if (m[i] != 0.0 && !in_range(e[i]))
+            throw range_error(what + " left loggrad's exponent range (|log2| < 2^60)");
+}
+
+std::string layer_tag(std::size_t l) { return "layer " + std::to_string(l); }
+
+// Storage of one extended pass: activations a_0..a_L and derivatives
+// f'(z_0)..f'(z_{L-1}) of every layer, batch-major within a layer.
+struct ExtStore {
+    std::vector<double> am, dm;
+    std::vector<exp_t> ae, de;
+    std::vector<std::size_t> aoff, doff;
+};
+
+void forward_layers_ext(const Architecture& net, const double* params, const double* x,
+                        std::size_t batch, bool keep, ExtStore& st, Workspace& ws) {
+    const std::size_t L = net.depth();
+    std::size_t maxw = 0;
+    for (std::size_t w : net.widths()) maxw = std::max(maxw, w);
+    // keep: every layer's activations and derivatives; else two alternating buffers.
+    st.aoff.assign(L + 1, 0);
+    st.doff.assign(L, 0);
+    std::size_t atotal = 0, dtotal = 0;
+    for (std::size_t l = 0; l <= L; ++l) {
+        st.aoff[l] = keep ? atotal : (l % 2) * batch * maxw;
+        atotal += batch * net.width(l);
+        if (l < L) {
+            st.doff[l] = dtotal;
+            dtotal += batch * net.width(l + 1);
+        }
+    }
+    if (!keep) {
+        atotal = 2 * batch * maxw;
+        dtotal = 0;
+    }
+    reserve_check((atotal + dtotal + batch * maxw) * (sizeof(double) + sizeof(exp_t)),
+                  "this pass (stored activations)");
+    st.am.resize(atotal);
+    st.ae.resize(atotal);
+    st.dm.resize(dtotal);
+    st.de.resize(dtotal);
+    std::vector<double> zm(batch * maxw);
+    std::vector<exp_t> ze(batch * maxw);
+
+    for (std::size_t i = 0; i < batch * net.n_in(); ++i) {
+        const Ext v = from_double(x[i]);
+        st.am[i] = v.m;
+        st.ae[i] = v.e;
+    }
+    std::vector<Ext> bias(maxw);
+    for (std::size_t l = 0; l < L; ++l) {
+        const std::size_t n_in = net.width(l), n_out = net.width(l + 1);
+        const double* W = params + net.weight_offset(l);
+        const double* b = params + net.bias_offset(l);
+        const ExtCMat in{st.am.data() + st.aoff[l], st.ae.data() + st.aoff[l]};
+        ext_gemm_xw(ws, batch, n_out, n_in, in, W, true, ExtMat{zm.data(), ze.data()});
+        for (std::size_t j = 0; j < n_out; ++j) bias[j] = from_double(b[j]);
+        for (std::size_t i = 0; i < batch; ++i)
+            for (std::size_t j = 0; j < n_out; ++j) {
+                const std::size_t o = i * n_out + j;
+                const Ext z = add(Ext{zm[o], ze[o]}, bias[j]);
+                zm[o] = z.m;
+                ze[o] = z.e;
+            }
+        double* am = st.am.data() + st.aoff[l + 1];
+        exp_t* ae = st.ae.data() + st.aoff[l + 1];
+        double* dm = keep ? st.dm.data() + st.doff[l] : nullptr;
+        exp_t* de = keep ? st.de.data() + st.doff[l] : nullptr;
+        try {
+            activate_ext_n(net.activation(l), batch * n_out, zm.data(), ze.data(), am, ae, dm, de);
+        } catch (const range_error& e) {
+            throw range_error(layer_tag(l) + ": " + e.what());
+        }
+        check_range(am, ae, batch * n_out, layer_tag(l) + " activations");
+        if (keep) check_range(dm, de, batch * n_out, layer_tag(l) + " activation derivatives");
+    }
+}
+
+void forward_layers_f64(const Architecture& net, const double* params, const double* x,
+                        std::size_t batch, bool keep, std::vector<double>& acts,
+                        std::vector<double>& ders, std::vector<std::size_t>& aoff,
+                        std::vector<std::size_t>& doff) {
+    const std::size_t L = net.depth();
+    std::size_t maxw = 0;
+    for (std::size_t w : net.widths()) maxw = std::max(maxw, w);
+    aoff.assign(L + 1, 0);
+    doff.assign(L, 0);
+    std::size_t atotal = 0, dtotal = 0;
+    for (std::size_t l = 0; l <= L; ++l) {
+        aoff[l] = keep ? atotal : (l % 2) * batch * maxw;
+        atotal += batch * net.width(l);
+        if (l < L) {
+            doff[l] = dtotal;
+            dtotal += batch * net.width(l + 1);
+        }
+    }
+    if (!keep) {
+        atotal = 2 * batch * maxw;
+        dtotal = 0;
+    }
+    reserve_check((atotal + dtotal + batch * maxw) * sizeof(double), "this pass (stored activations)");
+    acts.resize(atotal);
+    ders.resize(dtotal);
+    std::vector<double> z(batch * maxw);
+    std::copy(x, x + batch * net.n_in(), acts.begin());
+    for (std::size_t l = 0; l < L; ++l) {
+        const std::size_t n_in = net.width(l), n_out = net.width(l + 1);
+        const double* b = params + net.bias_offset(l);
+        gemm(false, true, batch, n_out, n_in, acts.data() + aoff[l], params + net.weight_offset(l), z.data());
+        for (std::size_t i = 0; i < batch; ++i)
+            for (std::size_t j = 0; j < n_out; ++j) z[i * n_out + j] += b[j];
+        activate_f64_n(net.activation(l), batch * n_out, z.data(), acts.data() + aoff[l + 1],
+                       keep ? ders.data() + doff[l] : nullptr);
+    }
+}
+
+}  // namespace
+
+std::size_t backward_workspace_bytes(const Architecture& net, std::size_t batch, bool extended) {
+    std::size_t maxw = 0;
+    for (std::size_t w : net.widths()) maxw = std::max(maxw, w);
+    const std::size_t values = batch * (2 * net.unit_count() - net.n_in() + 4 * maxw);
+    return values * (extended ? sizeof(double) + sizeof(exp_t) : sizeof(double));
+}
+
+void forward_ext(const Architecture& net, const double* params, const double* x,
+                 std::size_t batch, ExtOut out) {
+    net.check_params(params);
+    check_inputs(x, batch, net.n_in());
+    ExtStore st;
+    Workspace ws;
+    forward_layers_ext(net, params, x, batch, false, st, ws);
+    const std::size_t o = st.aoff[net.depth()], n = batch * net.n_out();
+    std::copy(st.am.begin() + static_cast<std::ptrdiff_t>(o), st.am.begin() + static_cast<std::ptrdiff_t>(o + n), out.m);
+    std::copy(st.ae.begin() + static_cast<std::ptrdiff_t>(o), st.ae.begin() + static_cast<std::ptrdiff_t>(o + n), out.e);
+}
+
+void forward_f64(const Architecture& net, const double* params, const double* x,
+                 std::size_t batch, double* out) {
+    net.check_params(params);
+    check_inputs(x, batch, net.n_in());
+    std::vector<double> acts, ders;
+    std::vector<std::size_t> aoff, doff;
+    forward_layers_f64(net, params, x, batch, false, acts, ders, aoff, doff);
+    const std::size_t o = aoff[net.depth()];
+    std::copy(acts.begin() + static_cast<std::ptrdiff_t>(o),
+              acts.begin() + static_cast<std::ptrdiff_t>(o + batch * net.n_out()), out);
+}
+
+void backward_ext(const Architecture& net, const double* params, const double* x,
+                  std::size_t batch, const Target& target, const GradExt& res) {
+    net.check_params(params);
+    check_inputs(x, batch, net.n_in());
+    check_target(target, batch, net.n_out());
+    const std::size_t L = net.depth();
+    ExtStore st;
+    Workspace ws;
+    forward_layers_ext(net, params, x, batch, true, st, ws);
+
+    std::size_t maxw = 0;
+    for (std::size_t w : net.widths()) maxw = std::max(maxw, w);
+    std::vector<double> gm(batch * maxw), g2m(batch * maxw);
+    std::vector<exp_t> ge(batch * maxw), g2e(batch * maxw);
+    const double* outm = st.am.data() + st.aoff[L];
+    const exp_t* oute = st.ae.data() + st.aoff[L];
+    const Ext loss = loss_ext(target, batch, net.n_out(), outm, oute, gm.data(), ge.data());
+    *res.loss.m = loss.m;
+    *res.loss.e = loss.e;
+    check_range(&loss.m, &loss.e, 1, "the loss");
+    if (res.out.m) {
+        std::copy(outm, outm + batch * net.n_out(), res.out.m);
+        std::copy(oute, oute + batch * net.n_out(), res.out.e);
+    }
+    for (std::size_t l = L; l-- > 0;) {
+        const std::size_t n_in = net.width(l), n_out = net.width(l + 1);
+        const double* dm = st.dm.data() + st.doff[l];
+        const exp_t* de = st.de.data() + st.doff[l];
+        // delta = dL/dz_l = dL/da_{l+1} * f'(z_l), elementwise: never lost.
+        for (std::size_t o = 0; o < batch * n_out; ++o) {
+            const Ext d = mul(Ext{gm[o], ge[o]}, Ext{dm[o], de[o]});
+            gm[o] = d.m;
+            ge[o] = d.e;
+        }
+        const ExtCMat delta{gm.data(), ge.data()};
+        const std::size_t wo = net.weight_offset(l), bo = net.bias_offset(l);
+        ext_gemm_tn(ws, batch, n_out, n_in, delta, ExtCMat{st.am.data() + st.aoff[l], st.ae.data() + st.aoff[l]},
+                    ExtMat{res.grad.m + wo, res.grad.e + wo}, ExtMat{res.grad.m + bo, res.grad.e + bo});
+        check_range(res.grad.m + wo, res.grad.e + wo, n_out * (n_in + 1), layer_tag(l) + " gradients");
+        if (l > 0 || res.dx.m) {
+            // dL/da_l = delta W_l
+            ext_gemm_xw(ws, batch, n_in, n_out, delta, params + wo, false, ExtMat{g2m.data(), g2e.data()});
+            check_range(g2m.data(), g2e.data(), batch * n_in, layer_tag(l) + " input gradients");
+            std::swap(gm, g2m);
+            std::swap(ge, g2e);
+        }
+    }
+    if (res.dx.m) {
+        std::copy(gm.begin(), gm.begin() + static_cast<std::ptrdiff_t>(batch * net.n_in()), res.dx.m);
+        std::copy(ge.begin(), ge.begin() + static_cast<std::ptrdiff_t>(batch * net.n_in()), res.dx.e);
+    }
+}
+
+void backward_f64(const Architecture& net, const double* params, const double* x,
+                  std::size_t batch, const Target& target, const GradF64& res) {
+    net.check_params(params);
+    check_inputs(x, batch, net.n_in());
+    check_target(target, batch, net.n_out());
+    const std::size_t L = net.depth();
+    std::vector<double> acts, ders;
+    std::vector<std::size_t> aoff, doff;
+    forward_layers_f64(net, params, x, batch, true, acts, ders, aoff, doff);
+    std::size_t maxw = 0;
+    for (std::size_t w : net.widths()) maxw = std::max(maxw, w);
+    std::vector<double> g(batch * maxw), g2(batch * maxw);
+    const double* out = acts.data() + aoff[L];
+    *res.loss = loss_f64(target, batch, net.n_out(), out, g.data());
+    if (res.out) std::copy(out, out + batch * net.n_out(), res.out);
+    for (std::size_t l = L; l-- > 0;) {
+        const std::size_t n_in = net.width(l), n_out = net.width(l + 1);
+        const double* d = ders.data() + doff[l];
+        for (std::size_t o = 0; o < batch * n_out; ++o) g[o] *= d[o];
+        const std::size_t wo = net.weight_offset(l), bo = net.bias_offset(l);
+        gemm(true, false, n_out, n_in, batch, g.data(), acts.data() + aoff[l], res.grad + wo);
+        double* db = res.grad + bo;
+        std::fill(db, db + n_out, 0.0);
+        for (std::size_t i = 0; i < batch; ++i)
+            for (std::size_t j = 0; j < n_out; ++j) db[j] += g[i * n_out + j];
+        if (l > 0 || res.dx) {
+            gemm(false, false, batch, n_in, n_out, g.data(), params + wo, g2.data());
+            std::swap(g, g2);
+        }
+    }
+    if (res.dx) std::copy(g.begin(), g.begin() + static_cast<std::ptrdiff_t>(batch * net.n_in()), res.dx);
+}
+
+}  // namespace loggrad

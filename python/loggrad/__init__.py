@@ -1,0 +1,56 @@
+"""loggrad: exact forward/backward passes of deep dense networks.
+
+Every number on the extended path is what IEEE float64 would give if float64
+had an unbounded exponent: a deep network's early-layer gradient of 10^-4217
+is reported as 10^-4217, sign and all, where other frameworks say 0.0 or inf.
+"""
+
+from __future__ import annotations
+
+from importlib import metadata as _metadata
+
+from . import _core
+from ._core import ExponentRangeError
+from ._logarray import LogArray
+from .network import ACTIVATIONS, LOSSES, PRECISIONS, Gradients, Network
+
+try:
+    __version__ = _metadata.version("loggrad")
+except _metadata.PackageNotFoundError:  # pragma: no cover - running from a source tree
+    __version__ = "0+unknown"
+
+__all__ = [
+    "ACTIVATIONS",
+    "LOSSES",
+    "PRECISIONS",
+    "ExponentRangeError",
+    "Gradients",
+    "LogArray",
+    "Network",
+    "__version__",
+    "get_include",
+    "show_config",
+]
+
+
+def get_include() -> str:
+    """Directory of loggrad's C++ headers (for code compiled against the engine)."""
+    import os
+
+    return os.path.join(os.path.dirname(__file__), "include")
+
+
+def show_config() -> dict[str, object]:
+    """Build options of the engine: BLAS, SIMD level, threads, compiler. Also printed."""
+    cfg: dict[str, object] = {
+        "version": __version__,
+        "blas": _core.blas_config(),
+        "blas_threads": _core.blas_threads(),
+        "simd": _core.simd,
+        "compiler": _core.compiler,
+        "blas_min_work": _core.blas_min_work,
+        "max_binary_exponent": _core.max_exponent,
+    }
+    for k, v in cfg.items():
+        print(f"{k:>20}: {v}")
+    return cfg

@@ -1,0 +1,34 @@
+// Build configuration and thread control.
+#include "pybind11.hpp"
+
+#include "loggrad/activations.hpp"
+#include "loggrad/ext.hpp"
+#include "loggrad/gemm.hpp"
+#include "loggrad/losses.hpp"
+
+void register_config(py::module_& m) {
+    m.def("activation_names", &loggrad::activation_names, "Canonical activation names");
+    m.def("loss_names", &loggrad::loss_names, "Loss names");
+    m.def("blas_config", &loggrad::blas_config, "The BLAS library the engine calls");
+    m.def("blas_threads", &loggrad::blas_threads, "Threads the BLAS uses");
+    m.def("set_blas_threads", &loggrad::set_blas_threads, py::arg("n"), "Set the BLAS thread count");
+    m.attr("max_exponent") = loggrad::kMaxExp;
+    m.attr("zero_exponent") = loggrad::kZeroExp;
+    m.attr("blas_min_work") = loggrad::kBlasMinWork;
+#if defined(__AVX512F__)
+    m.attr("simd") = "avx512";
+#elif defined(__AVX2__)
+    m.attr("simd") = "avx2";
+#elif defined(__SSE2__) || defined(_M_X64)
+    m.attr("simd") = "sse2";
+#elif defined(__ARM_NEON)
+    m.attr("simd") = "neon";
+#else
+    m.attr("simd") = "none";
+#endif
+#if defined(__VERSION__)
+    m.attr("compiler") = __VERSION__;
+#else
+    m.attr("compiler") = "unknown";
+#endif
+}

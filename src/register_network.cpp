@@ -1,0 +1,139 @@
+// Network passes. The bindings check buffer sizes, allocate the result arrays
+// and release the GIL around the engine call; they hold no numerics.
+#include "pybind11.hpp"
+
+#include <string>
+#include <vector>
+
+#include "loggrad/network.hpp"
+
+namespace {
+
+using loggrad::Architecture;
+using loggrad::exp_t;
+
+Architecture make_architecture(std::vector<std::size_t> widths, const std::vector<std::string>& acts) {
+    std::vector<loggrad::Activation> a;
+    a.reserve(acts.size());
+    for (const auto& name : acts) a.push_back(loggrad::activation_from_name(name));
+    return Architecture(std::move(widths), std::move(a));
+}
+
+// Checks params and x against the architecture; returns the batch size.
+std::size_t check_call(const Architecture& net, const array_d& params, const array_d& x) {
+    if (static_cast<std::size_t>(params.size()) != net.param_count())
+        throw std::invalid_argument("parameter block has " + std::to_string(params.size()) +
+                                    " values, the architecture needs " + std::to_string(net.param_count()));
+    if (x.ndim() != 2 || static_cast<std::size_t>(x.shape(1)) != net.n_in())
+        throw std::invalid_argument("x must have shape (batch, " + std::to_string(net.n_in()) + ")");
+    if (x.shape(0) == 0) throw std::invalid_argument("x is empty: the batch needs at least one row");
+    return static_cast<std::size_t>(x.shape(0));
+}
+
+bool is_extended(const std::string& precision) {
+    if (precision == "extended") return true;
+    if (precision == "float64") return false;
+    throw std::invalid_argument("unknown precision '" + precision + "'; valid: extended, float64");
+}
+
+py::object forward(const Architecture& net, const array_d& params, const array_d& x,
+                   const std::string& precision) {
+    const std::size_t batch = check_call(net, params, x);
+    const std::vector<py::ssize_t> shape{static_cast<py::ssize_t>(batch), static_cast<py::ssize_t>(net.n_out())};
+    if (is_extended(precision)) {
+        py::array_t<double> m(shape);
+        py::array_t<exp_t> e(shape);
+        loggrad::ExtOut out{m.mutable_data(), e.mutable_data()};
+        {
+            // Safe: the engine only touches the buffers above, which this frame keeps alive.
+            py::gil_scoped_release release;
+            loggrad::forward_ext(net, params.data(), x.data(), batch, out);
+        }
+        return py::make_tuple(m, e);
+    }
+    py::array_t<double> out(shape);
+    {
+        py::gil_scoped_release release;
+        loggrad::forward_f64(net, params.data(), x.data(), batch, out.mutable_data());
+    }
+    return std::move(out);
+}
+
+py::tuple backward(const Architecture& net, const array_d& params, const array_d& x,
+                   const std::string& loss, const std::optional<array_d>& y,
+                   const std::optional<array_i64>& labels, const std::string& precision, bool want_dx) {
+    const std::size_t batch = check_call(net, params, x);
+    loggrad::Target t;
+    t.loss = loggrad::loss_from_name(loss);
+    if (t.loss == loggrad::Loss::cross_entropy) {
+        if (!labels || static_cast<std::size_t>(labels->size()) != batch)
+            throw std::invalid_argument("cross_entropy needs integer labels of shape (" + std::to_string(batch) + ",)");
+        t.labels = labels->data();
+    } else if (t.loss != loggrad::Loss::sum) {
+        if (!y || y->ndim() != 2 || static_cast<std::size_t>(y->shape(0)) != batch ||
+            static_cast<std::size_t>(y->shape(1)) != net.n_out())
+            throw std::invalid_argument(loss + " needs y of shape (" + std::to_string(batch) + ", " +
+                                        std::to_string(net.n_out()) + ")");
+        t.y = y->data();
+    }
+    const auto b = static_cast<py::ssize_t>(batch);
+    const std::vector<py::ssize_t> out_shape{b, static_cast<py::ssize_t>(net.n_out())};
+    const std::vector<py::ssize_t> dx_shape{want_dx ? b : 0, static_cast<py::ssize_t>(net.n_in())};
+    const std::vector<py::ssize_t> grad_shape{static_cast<py::ssize_t>(net.param_count())};
+    if (is_extended(precision)) {
+        py::array_t<double> loss_m(std::vector<py::ssize_t>{}), out_m(out_shape), grad_m(grad_shape), dx_m(dx_shape);
+        py::array_t<exp_t> loss_e(std::vector<py::ssize_t>{}), out_e(out_shape), grad_e(grad_shape), dx_e(dx_shape);
+        loggrad::GradExt r;
+        r.loss = {loss_m.mutable_data(), loss_e.mutable_data()};
+        r.out = {out_m.mutable_data(), out_e.mutable_data()};
+        r.grad = {grad_m.mutable_data(), grad_e.mutable_data()};
+        if (want_dx) r.dx = {dx_m.mutable_data(), dx_e.mutable_data()};
+        {
+            // Safe: only the arrays above (kept alive by this frame) are touched.
+            py::gil_scoped_release release;
+            loggrad::backward_ext(net, params.data(), x.data(), batch, t, r);
+        }
+        return py::make_tuple(py::make_tuple(loss_m, loss_e), py::make_tuple(out_m, out_e),
+                              py::make_tuple(grad_m, grad_e), py::make_tuple(dx_m, dx_e));
+    }
+    py::array_t<double> loss_v(std::vector<py::ssize_t>{}), out(out_shape), grad(grad_shape), dx(dx_shape);
+    loggrad::GradF64 r;
+    r.loss = loss_v.mutable_data();
+    r.out = out.mutable_data();
+    r.grad = grad.mutable_data();
+    if (want_dx) r.dx = dx.mutable_data();
+    {
+        py::gil_scoped_release release;
+        loggrad::backward_f64(net, params.data(), x.data(), batch, t, r);
+    }
+    return py::make_tuple(loss_v, out, grad, dx);
+}
+
+}  // namespace
+
+void register_network(py::module_& m) {
+    py::register_exception<loggrad::range_error>(m, "ExponentRangeError", PyExc_OverflowError);
+
+    py::class_<Architecture>(m, "Architecture", "Widths and activations of a dense chain")
+        .def(py::init(&make_architecture), py::arg("widths"), py::arg("activations"))
+        .def_property_readonly("depth", &Architecture::depth)
+        .def_property_readonly("widths", &Architecture::widths)
+        .def_property_readonly("activations",
+                               [](const Architecture& a) {
+                                   std::vector<std::string> names;
+                                   for (std::size_t l = 0; l < a.depth(); ++l)
+                                       names.push_back(loggrad::activation_name(a.activation(l)));
+                                   return names;
+                               })
+        .def_property_readonly("param_count", &Architecture::param_count)
+        .def("weight_offset", &Architecture::weight_offset, py::arg("layer"))
+        .def("bias_offset", &Architecture::bias_offset, py::arg("layer"))
+        .def("workspace_bytes", &loggrad::backward_workspace_bytes, py::arg("batch"), py::arg("extended") = true);
+
+    m.def("forward", &forward, py::arg("arch"), py::arg("params"), py::arg("x"), py::arg("precision") = "extended",
+          "Forward pass: (mantissa, exponent) arrays on the extended path, an ndarray on float64");
+    m.def("backward", &backward, py::arg("arch"), py::arg("params"), py::arg("x"), py::arg("loss"),
+          py::arg("y") = py::none(), py::arg("labels") = py::none(), py::arg("precision") = "extended",
+          py::arg("want_dx") = true,
+          "Backward pass: (loss, out, grad, dx), each (mantissa, exponent) on the extended path");
+}
