@@ -171,7 +171,7 @@ class LogArray:
         """float64 values: 0 or +-inf where the value is out of float64 range."""
         e = np.clip(self._e, -2200, 2200).astype(np.int32)
         with np.errstate(over="ignore", under="ignore"):
-            return np.ldexp(self._m, e)
+            return np.asarray(np.ldexp(self._m, e))
 
     def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
         out = self.to_numpy()

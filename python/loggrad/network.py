@@ -60,6 +60,49 @@ def _check_finite(a: np.ndarray, what: str) -> None:
         raise ValueError(f"{what} has a non-finite value ({a[tuple(bad)]}) at {list(map(int, bad))}")
 
 
+class LayerViews(Sequence[Any]):
+    """Per-layer views into a flat parameter-layout array, made on access.
+
+    ``kind`` is "weights" (shape (n_out, n_in)) or "biases" (shape (n_out,)).
+    Creating a result costs O(1) in the depth; a view costs O(1) when indexed.
+    """
+
+    __slots__ = ("_flat", "_w_off", "_widths", "_kind")
+
+    def __init__(self, flat: Any, w_off: np.ndarray, widths: np.ndarray, kind: str) -> None:
+        self._flat, self._w_off, self._widths, self._kind = flat, w_off, widths, kind
+
+    def __len__(self) -> int:
+        return len(self._widths) - 1
+
+    def _one(self, l: int) -> Any:
+        n_in, n_out = int(self._widths[l]), int(self._widths[l + 1])
+        wo = int(self._w_off[l])
+        if self._kind == "weights":
+            return self._flat[wo : wo + n_out * n_in].reshape(n_out, n_in)
+        bo = wo + n_out * n_in
+        return self._flat[bo : bo + n_out]
+
+    def __getitem__(self, l: Any) -> Any:
+        if isinstance(l, slice):
+            return [self._one(i) for i in range(*l.indices(len(self)))]
+        i = int(l)
+        if i < 0:
+            i += len(self)
+        if not 0 <= i < len(self):
+            raise IndexError(f"layer {l} out of range for {len(self)} layers")
+        return self._one(i)
+
+    def __add__(self, other: Any) -> list[Any]:
+        return list(self) + list(other)
+
+    def __radd__(self, other: Any) -> list[Any]:
+        return list(other) + list(self)
+
+    def __repr__(self) -> str:
+        return f"<{len(self)} {self._kind}>"
+
+
 @dataclass(frozen=True)
 class Gradients:
     """Result of ``Network.backward``.
@@ -77,8 +120,8 @@ class Gradients:
 
     loss: Values
     output: Values
-    weights: list[Values]
-    biases: list[Values]
+    weights: Sequence[Values]
+    biases: Sequence[Values]
     input: Values
     params: Values
     precision: str
@@ -111,7 +154,7 @@ class Network:
         biases: Sequence[npt.ArrayLike] | None = None,
         activations: str | Sequence[str] = "identity",
     ) -> None:
-        if isinstance(weights, np.ndarray) and weights.ndim == 2:
+        if isinstance(weights, np.ndarray) and weights.ndim == 2:  # a single layer
             weights = [weights]
         ws = [_as_float_array(w, f"weights[{l}]") for l, w in enumerate(weights)]
         if not ws:
@@ -146,29 +189,18 @@ class Network:
                 raise ValueError(f"got {len(acts)} activations for {depth} layers (give one name or one per layer)")
         widths = [ws[0].shape[1]] + [w.shape[0] for w in ws]
         self._arch = _core.Architecture(widths, acts)
-        self._params = np.empty(self._arch.param_count, dtype=np.float64)
-        self._weights: list[np.ndarray] = []
-        self._biases: list[np.ndarray] = []
-        for l in range(depth):
-            wo, bo = self._arch.weight_offset(l), self._arch.bias_offset(l)
-            n_out, n_in = widths[l + 1], widths[l]
-            wv = self._params[wo:bo].reshape(n_out, n_in)
-            bv = self._params[bo : bo + n_out]
-            wv[...] = ws[l]
-            bv[...] = bs[l]
-            self._weights.append(wv)
-            self._biases.append(bv)
+        self._widths = np.asarray(widths, dtype=np.int64)
+        # weight offsets: layer l occupies n_{l+1} * (n_l + 1) values (W then b)
+        self._w_off = np.concatenate([[0], np.cumsum(self._widths[1:] * (self._widths[:-1] + 1))])[:-1]
+        parts = [p for w, b in zip(ws, bs) for p in (w.ravel(), b)]
+        self._params = np.ascontiguousarray(np.concatenate(parts), dtype=np.float64)
 
     # -- construction helpers -----------------------------------------------
     @classmethod
     def _from_block(cls, widths: Sequence[int], activations: Sequence[str], params: np.ndarray) -> Network:
-        arch = _core.Architecture(list(widths), list(activations))
-        ws, bs = [], []
-        for l in range(arch.depth):
-            wo, bo = arch.weight_offset(l), arch.bias_offset(l)
-            ws.append(params[wo:bo].reshape(widths[l + 1], widths[l]))
-            bs.append(params[bo : bo + widths[l + 1]])
-        return cls(ws, bs, list(activations))
+        w = np.asarray(widths, dtype=np.int64)
+        w_off = np.concatenate([[0], np.cumsum(w[1:] * (w[:-1] + 1))])[:-1]
+        return cls(LayerViews(params, w_off, w, "weights"), LayerViews(params, w_off, w, "biases"), list(activations))
 
     def copy(self) -> Network:
         """An independent network with the same parameters."""
@@ -186,29 +218,29 @@ class Network:
     @property
     def widths(self) -> list[int]:
         """n_0 (inputs) .. n_L (outputs)."""
-        return [int(w) for w in self._arch.widths]
+        return self._widths.tolist()
 
     @property
     def n_in(self) -> int:
-        return self.widths[0]
+        return int(self._widths[0])
 
     @property
     def n_out(self) -> int:
-        return self.widths[-1]
+        return int(self._widths[-1])
 
     @property
     def activations(self) -> list[str]:
         return list(self._arch.activations)
 
     @property
-    def weights(self) -> list[np.ndarray]:
+    def weights(self) -> LayerViews:
         """Weight matrices, views into the parameter block (writes change the network)."""
-        return list(self._weights)
+        return LayerViews(self._params, self._w_off, self._widths, "weights")
 
     @property
-    def biases(self) -> list[np.ndarray]:
+    def biases(self) -> LayerViews:
         """Bias vectors, views into the parameter block."""
-        return list(self._biases)
+        return LayerViews(self._params, self._w_off, self._widths, "biases")
 
     @property
     def params(self) -> np.ndarray:
@@ -307,12 +339,8 @@ class Network:
             loss_v, out, grad, dx = (LogArray._wrap(*r) for r in res)
         else:
             loss_v, out, grad, dx = res
-        ws, bs = [], []
-        for l in range(self.depth):
-            wo, bo = self._arch.weight_offset(l), self._arch.bias_offset(l)
-            n_out, n_in = self.widths[l + 1], self.widths[l]
-            ws.append(grad[wo:bo].reshape(n_out, n_in))
-            bs.append(grad[bo : bo + n_out])
+        ws = LayerViews(grad, self._w_off, self._widths, "weights")
+        bs = LayerViews(grad, self._w_off, self._widths, "biases")
         if single:
             out, dx = out[0], dx[0]
         return Gradients(loss=loss_v, output=out, weights=ws, biases=bs, input=dx, params=grad, precision=precision)
