@@ -14,14 +14,20 @@ namespace loggrad {
 
 void gemm_naive(bool ta, bool tb, std::size_t M, std::size_t N, std::size_t K, const double* A,
                 const double* B, double* C) {
-    if (!ta && tb) {  // C[i,j] = sum_k A[i,k] B[j,k]: dot products in k order
+    if (!ta && tb) {
+        // C[i,j] = sum_k A[i,k] B[j,k]: four interleaved partial sums (k mod 4),
+        // combined as (s0 + s1) + (s2 + s3). The order is fixed in the source, so
+        // SSE2 and AVX2 builds give the same bits.
         for (std::size_t i = 0; i < M; ++i) {
             const double* a = A + i * K;
             for (std::size_t j = 0; j < N; ++j) {
                 const double* b = B + j * K;
-                double s = 0.0;
-                for (std::size_t k = 0; k < K; ++k) s += a[k] * b[k];
-                C[i * N + j] = s;
+                double s[4] = {0.0, 0.0, 0.0, 0.0};
+                std::size_t k = 0;
+                for (; k + 4 <= K; k += 4)
+                    for (int u = 0; u < 4; ++u) s[u] += a[k + static_cast<std::size_t>(u)] * b[k + static_cast<std::size_t>(u)];
+                for (int u = 0; k < K; ++k, ++u) s[u] += a[k] * b[k];
+                C[i * N + j] = (s[0] + s[1]) + (s[2] + s[3]);
             }
         }
         return;
@@ -149,25 +155,27 @@ void ext_gemm_xw(Workspace& ws, std::size_t M, std::size_t N, std::size_t K, Ext
     // both are recomputed exactly, all terms included.
     const double tiny = static_cast<double>(K) * std::ldexp(1.0, -1020);
     auto suspect = [&](double c) { return !(std::fabs(c) >= tiny && std::fabs(c) <= DBL_MAX); };
+    int any_suspect = 0;
     for (std::size_t i = 0; i < M; ++i) {
-        const exp_t E = rowE[i];
-        for (std::size_t j = 0; j < N; ++j) {
-            const std::size_t o = i * N + j;
-            Ext r = kExtZero;
-            if (E != kZeroExp) {
-                const double c = cs[o];
-                if (!suspect(c)) {
-                    r = normalize(c, E);
-                } else {
-                    for (std::size_t k = 0; k < K; ++k) {
-                        const double w = wat(j, k);
-                        if (X.m[i * K + k] == 0.0 || w == 0.0) continue;
-                        r = add(r, mul(Ext{X.m[i * K + k], X.e[i * K + k]}, from_double(w)));
-                    }
+        const double* c = cs + i * N;
+        normalize_n(N, c, rowE[i], nullptr, C.m + i * N, C.e + i * N);
+        for (std::size_t j = 0; j < N; ++j) any_suspect |= suspect(c[j]);
+    }
+    if (any_suspect) {
+        for (std::size_t i = 0; i < M; ++i) {
+            if (rowE[i] == kZeroExp) continue;  // a zero row: the zero outputs are exact
+            for (std::size_t j = 0; j < N; ++j) {
+                const std::size_t o = i * N + j;
+                if (!suspect(cs[o])) continue;
+                Ext r = kExtZero;
+                for (std::size_t k = 0; k < K; ++k) {
+                    const double w = wat(j, k);
+                    if (X.m[i * K + k] == 0.0 || w == 0.0) continue;
+                    r = add(r, mul(Ext{X.m[i * K + k], X.e[i * K + k]}, from_double(w)));
                 }
+                C.m[o] = r.m;
+                C.e[o] = r.e;
             }
-            C.m[o] = r.m;
-            C.e[o] = r.e;
         }
     }
     if (residuals.empty()) return;
@@ -252,14 +260,8 @@ void ext_gemm_tn(Workspace& ws, std::size_t B, std::size_t N1, std::size_t N2, E
 
     gemm(true, false, N1, N2, B, ds, as, cs);
 
-    for (std::size_t j = 0; j < N1; ++j) {
-        for (std::size_t k = 0; k < N2; ++k) {
-            const std::size_t o = j * N2 + k;
-            const Ext r = (E[j] == kZeroExp || F[k] == kZeroExp) ? kExtZero : normalize(cs[o], E[j] + F[k]);
-            C.m[o] = r.m;
-            C.e[o] = r.e;
-        }
-    }
+    // A zero column of D or A gives zero outputs (cs is 0 there): exact.
+    for (std::size_t j = 0; j < N1; ++j) normalize_n(N2, cs + j * N2, E[j], F, C.m + j * N2, C.e + j * N2);
     auto d_is_residual = [&](std::size_t i, std::size_t j) {
         return D.m[i * N1 + j] != 0.0 && D.e[i * N1 + j] - E[j] < -T;
     };
@@ -297,11 +299,7 @@ void ext_gemm_tn(Workspace& ws, std::size_t B, std::size_t N1, std::size_t N2, E
     double* s = ws.sums.data();
     for (std::size_t i = 0; i < B; ++i)
         for (std::size_t j = 0; j < N1; ++j) s[j] += ds[i * N1 + j];
-    for (std::size_t j = 0; j < N1; ++j) {
-        const Ext r = E[j] == kZeroExp ? kExtZero : normalize(s[j], E[j]);
-        colsum.m[j] = r.m;
-        colsum.e[j] = r.e;
-    }
+    normalize_n(N1, s, 0, E, colsum.m, colsum.e);
     for (const Residuals& r : dres) {
         const std::size_t j = r.line;
         if (residual_negligible(s[j], static_cast<int>(r.max_rel) + bit_width(r.idx.size()))) continue;

@@ -2,6 +2,9 @@
 #include "loggrad/network.hpp"
 
 #include <algorithm>
+#include <cfloat>
+#include <cstring>
+#include <memory>
 #include <cmath>
 #include <new>
 #include <stdexcept>
@@ -37,7 +40,23 @@ std::size_t Architecture::unit_count() const {
     return n;
 }
 
+namespace {
+// True when all n values are finite. Integer-only and branch-free so it
+// vectorises: an all-ones exponent field (inf/nan) plus one carries into bit 63.
+bool all_finite(const double* x, std::size_t n) {
+    constexpr std::uint64_t kExpMask = std::uint64_t(0x7ff) << 52;
+    std::uint64_t acc = 0;
+    for (std::size_t i = 0; i < n; ++i) {
+        std::uint64_t b;
+        std::memcpy(&b, x + i, sizeof b);
+        acc |= (b & kExpMask) + (std::uint64_t(1) << 52);
+    }
+    return (acc >> 63) == 0;
+}
+}  // namespace
+
 void Architecture::check_params(const double* params) const {
+    if (all_finite(params, param_count())) return;
     for (std::size_t l = 0; l < depth(); ++l) {
         const std::size_t n_out = widths_[l + 1], n_in = widths_[l];
         const double* w = params + weight_offset(l);
@@ -55,6 +74,7 @@ void Architecture::check_params(const double* params) const {
 }
 
 void check_inputs(const double* x, std::size_t rows, std::size_t cols) {
+    if (all_finite(x, rows * cols)) return;
     for (std::size_t i = 0; i < rows * cols; ++i)
         if (!std::isfinite(x[i]))
             throw std::invalid_argument("input x has a non-finite value (" + std::to_string(x[i]) +
@@ -97,11 +117,32 @@ void check_range(const double* m, const exp_t* e, std::size_t n, const std::stri
 
 std::string layer_tag(std::size_t l) { return "layer " + std::to_string(l); }
 
+// An uninitialised buffer: every element is written before it is read, so
+// the zero-fill (and its page-touching) of std::vector is wasted work.
+template <class T>
+class Buffer {
+public:
+    void resize(std::size_t n) {
+        if (n > size_) {
+            data_.reset(new T[n]);
+            size_ = n;
+        }
+    }
+    T* data() { return data_.get(); }
+    const T* data() const { return data_.get(); }
+    T& operator[](std::size_t i) { return data_[i]; }
+    const T& operator[](std::size_t i) const { return data_[i]; }
+
+private:
+    std::unique_ptr<T[]> data_;
+    std::size_t size_ = 0;
+};
+
 // Storage of one extended pass: activations a_0..a_L and derivatives
 // f'(z_0)..f'(z_{L-1}) of every layer, batch-major within a layer.
 struct ExtStore {
-    std::vector<double> am, dm;
-    std::vector<exp_t> ae, de;
+    Buffer<double> am, dm;
+    Buffer<exp_t> ae, de;
     std::vector<std::size_t> aoff, doff;
 };
 
@@ -132,8 +173,10 @@ void forward_layers_ext(const Architecture& net, const double* params, const dou
     st.ae.resize(atotal);
     st.dm.resize(dtotal);
     st.de.resize(dtotal);
-    std::vector<double> zm(batch * maxw);
-    std::vector<exp_t> ze(batch * maxw);
+    Buffer<double> zm;
+    Buffer<exp_t> ze;
+    zm.resize(batch * maxw);
+    ze.resize(batch * maxw);
 
     for (std::size_t i = 0; i < batch * net.n_in(); ++i) {
         const Ext v = from_double(x[i]);
@@ -170,8 +213,8 @@ void forward_layers_ext(const Architecture& net, const double* params, const dou
 }
 
 void forward_layers_f64(const Architecture& net, const double* params, const double* x,
-                        std::size_t batch, bool keep, std::vector<double>& acts,
-                        std::vector<double>& ders, std::vector<std::size_t>& aoff,
+                        std::size_t batch, bool keep, Buffer<double>& acts,
+                        Buffer<double>& ders, std::vector<std::size_t>& aoff,
                         std::vector<std::size_t>& doff) {
     const std::size_t L = net.depth();
     std::size_t maxw = 0;
@@ -194,8 +237,9 @@ void forward_layers_f64(const Architecture& net, const double* params, const dou
     reserve_check((atotal + dtotal + batch * maxw) * sizeof(double), "this pass (stored activations)");
     acts.resize(atotal);
     ders.resize(dtotal);
-    std::vector<double> z(batch * maxw);
-    std::copy(x, x + batch * net.n_in(), acts.begin());
+    Buffer<double> z;
+    z.resize(batch * maxw);
+    std::copy(x, x + batch * net.n_in(), acts.data());
     for (std::size_t l = 0; l < L; ++l) {
         const std::size_t n_in = net.width(l), n_out = net.width(l + 1);
         const double* b = params + net.bias_offset(l);
@@ -224,20 +268,19 @@ void forward_ext(const Architecture& net, const double* params, const double* x,
     Workspace ws;
     forward_layers_ext(net, params, x, batch, false, st, ws);
     const std::size_t o = st.aoff[net.depth()], n = batch * net.n_out();
-    std::copy(st.am.begin() + static_cast<std::ptrdiff_t>(o), st.am.begin() + static_cast<std::ptrdiff_t>(o + n), out.m);
-    std::copy(st.ae.begin() + static_cast<std::ptrdiff_t>(o), st.ae.begin() + static_cast<std::ptrdiff_t>(o + n), out.e);
+    std::copy(st.am.data() + o, st.am.data() + o + n, out.m);
+    std::copy(st.ae.data() + o, st.ae.data() + o + n, out.e);
 }
 
 void forward_f64(const Architecture& net, const double* params, const double* x,
                  std::size_t batch, double* out) {
     net.check_params(params);
     check_inputs(x, batch, net.n_in());
-    std::vector<double> acts, ders;
+    Buffer<double> acts, ders;
     std::vector<std::size_t> aoff, doff;
     forward_layers_f64(net, params, x, batch, false, acts, ders, aoff, doff);
     const std::size_t o = aoff[net.depth()];
-    std::copy(acts.begin() + static_cast<std::ptrdiff_t>(o),
-              acts.begin() + static_cast<std::ptrdiff_t>(o + batch * net.n_out()), out);
+    std::copy(acts.data() + o, acts.data() + o + batch * net.n_out(), out);
 }
 
 void backward_ext(const Architecture& net, const double* params, const double* x,
@@ -252,8 +295,10 @@ void backward_ext(const Architecture& net, const double* params, const double* x
 
     std::size_t maxw = 0;
     for (std::size_t w : net.widths()) maxw = std::max(maxw, w);
-    std::vector<double> gm(batch * maxw), g2m(batch * maxw);
-    std::vector<exp_t> ge(batch * maxw), g2e(batch * maxw);
+    Buffer<double> gm, g2m;
+    Buffer<exp_t> ge, g2e;
+    for (auto* b : {&gm, &g2m}) b->resize(batch * maxw);
+    for (auto* b : {&ge, &g2e}) b->resize(batch * maxw);
     const double* outm = st.am.data() + st.aoff[L];
     const exp_t* oute = st.ae.data() + st.aoff[L];
     const Ext loss = loss_ext(target, batch, net.n_out(), outm, oute, gm.data(), ge.data());
@@ -288,8 +333,8 @@ void backward_ext(const Architecture& net, const double* params, const double* x
         }
     }
     if (res.dx.m) {
-        std::copy(gm.begin(), gm.begin() + static_cast<std::ptrdiff_t>(batch * net.n_in()), res.dx.m);
-        std::copy(ge.begin(), ge.begin() + static_cast<std::ptrdiff_t>(batch * net.n_in()), res.dx.e);
+        std::copy(gm.data(), gm.data() + batch * net.n_in(), res.dx.m);
+        std::copy(ge.data(), ge.data() + batch * net.n_in(), res.dx.e);
     }
 }
 
@@ -299,12 +344,14 @@ void backward_f64(const Architecture& net, const double* params, const double* x
     check_inputs(x, batch, net.n_in());
     check_target(target, batch, net.n_out());
     const std::size_t L = net.depth();
-    std::vector<double> acts, ders;
+    Buffer<double> acts, ders;
     std::vector<std::size_t> aoff, doff;
     forward_layers_f64(net, params, x, batch, true, acts, ders, aoff, doff);
     std::size_t maxw = 0;
     for (std::size_t w : net.widths()) maxw = std::max(maxw, w);
-    std::vector<double> g(batch * maxw), g2(batch * maxw);
+    Buffer<double> g, g2;
+    g.resize(batch * maxw);
+    g2.resize(batch * maxw);
     const double* out = acts.data() + aoff[L];
     *res.loss = loss_f64(target, batch, net.n_out(), out, g.data());
     if (res.out) std::copy(out, out + batch * net.n_out(), res.out);
@@ -323,7 +370,7 @@ void backward_f64(const Architecture& net, const double* params, const double* x
             std::swap(g, g2);
         }
     }
-    if (res.dx) std::copy(g.begin(), g.begin() + static_cast<std::ptrdiff_t>(batch * net.n_in()), res.dx);
+    if (res.dx) std::copy(g.data(), g.data() + batch * net.n_in(), res.dx);
 }
 
 }  // namespace loggrad

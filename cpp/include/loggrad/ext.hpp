@@ -14,6 +14,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <cstddef>
 #include <cstring>
 #include <limits>
 #include <stdexcept>
@@ -25,8 +26,9 @@ using exp_t = std::int64_t;
 
 // Largest |binary exponent| loggrad represents: 2^(2^60) ~ 10^(3.5e17).
 constexpr exp_t kMaxExp = exp_t(1) << 60;
-// Exponent of an exact zero: below every valid exponent, and twice it still fits.
-constexpr exp_t kZeroExp = -(exp_t(1) << 62);
+// Exponent of an exact zero: below every valid exponent; sums of a few of
+// them (and of valid exponents) still fit in int64.
+constexpr exp_t kZeroExp = -(exp_t(1) << 61);
 
 // Raised when a value leaves even the extended range (|log2| > 2^60), e.g.
 // sigmoid'(z) for |z| > 8e17. Never silently flushed.
@@ -84,6 +86,43 @@ inline Ext normalize(double m, exp_t e) {
 }
 
 inline Ext from_double(double x) { return normalize(x, 0); }
+
+namespace detail {
+// Main loop of normalize_n: branch-free integer operations only (SSE2 has no
+// 64-bit compare, so zero/subnormal detection uses the borrow of a subtraction
+// instead). Returns true when some c[i] was zero or subnormal.
+template <bool kAdd>
+inline bool normalize_main(std::size_t n, const double* c, exp_t base, const exp_t* add, double* om,
+                           exp_t* oe) {
+    constexpr std::uint64_t kExpMask = std::uint64_t(0x7ff) << 52;
+    constexpr std::uint64_t kHalf = std::uint64_t(1022) << 52;
+    std::uint64_t rare = 0;
+    for (std::size_t i = 0; i < n; ++i) {
+        const std::uint64_t b = bits(c[i]);
+        const std::uint64_t field = b & kExpMask;
+        om[i] = from_bits((b & ~kExpMask) | kHalf);
+        oe[i] = base + (kAdd ? add[i] : 0) + static_cast<exp_t>(field >> 52) - 1022;
+        rare |= field - (std::uint64_t(1) << 52);  // borrows into bit 63 iff field == 0
+    }
+    return (rare >> 63) != 0;
+}
+}  // namespace detail
+
+// Normalises n values c[i] * 2^(base + add[i]) (add may be null) into (om, oe).
+// The main loop vectorises; the rare zeros and subnormals are redone after.
+inline void normalize_n(std::size_t n, const double* c, exp_t base, const exp_t* add, double* om,
+                        exp_t* oe) {
+    const bool rare = add ? detail::normalize_main<true>(n, c, base, add, om, oe)
+                          : detail::normalize_main<false>(n, c, base, add, om, oe);
+    if (!rare) return;
+    for (std::size_t i = 0; i < n; ++i) {
+        if (std::fabs(c[i]) < 2.2250738585072014e-308) {  // zero or subnormal
+            const Ext r = normalize(c[i], base + (add ? add[i] : 0));
+            om[i] = r.m;
+            oe[i] = r.e;
+        }
+    }
+}
 
 inline bool is_zero(Ext a) { return a.m == 0.0; }
 
