@@ -282,6 +282,20 @@ class Network:
         out = LogArray._wrap(*res) if precision == "extended" else res
         return out[0] if single else out
 
+    def sgd_step(self, x: npt.ArrayLike, y: npt.ArrayLike | None, lr: float, loss: str = "mse",
+                 clip_norm: float | None = None, clip_value: float | None = None) -> Any:
+        """One SGD step in place; see :func:`loggrad.train.sgd_step` (returns a StepReport)."""
+        from .train import sgd_step
+
+        return sgd_step(self, x, y, lr, loss, clip_norm, clip_value)
+
+    def fit(self, x: npt.ArrayLike, y: npt.ArrayLike | None, lr: float, epochs: int = 10,
+            batch_size: int | None = None, loss: str = "mse", **kwargs: Any) -> Any:
+        """Minibatch SGD; see :func:`loggrad.train.fit` (returns a History)."""
+        from .train import fit
+
+        return fit(self, x, y, lr, epochs, batch_size, loss, **kwargs)
+
     def __call__(self, x: npt.ArrayLike, precision: str = "extended") -> Values:
         return self.forward(x, precision)
 
