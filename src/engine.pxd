@@ -1,0 +1,177 @@
+# cython: language_level=3
+# loggrad/engine.pxd — Cython declarations of the engine's C++ headers
+# (installed at loggrad.get_include()/loggrad/*.hpp).
+#
+#     from loggrad cimport engine
+#     cdef engine.Ext a = engine.from_double(0.25)
+#
+# Compile with --cplus (language="c++", C++17) and include_dirs=[loggrad.get_include()].
+#
+# What can be called without linking anything: the inline functions of ext.hpp
+# (the extended number: mul, add, normalize, to_double, log10abs, ...) and the
+# inline accessors of Architecture. Everything else (Architecture's
+# constructor, the passes, activations, losses, gemm) lives in the engine
+# library, which the wheel does not ship: call the passes through
+# `cimport loggrad._engine` instead (no linking, plain C types), or compile
+# the engine sources into your extension.
+#
+# Errors are C++ exceptions (`except +`): std::invalid_argument becomes
+# ValueError, loggrad::range_error (an std::overflow_error) OverflowError.
+
+from libc.stdint cimport int64_t
+from libcpp cimport bool
+from libcpp.string cimport string
+from libcpp.vector cimport vector
+
+
+cdef extern from "loggrad/ext.hpp" namespace "loggrad" nogil:
+    ctypedef int64_t exp_t
+
+    const exp_t kMaxExp   # largest |binary exponent|: 2^60
+    const exp_t kZeroExp  # exponent of an exact zero, below every valid one
+
+    # x = m * 2^e; normal form |m| in [0.5, 1), or m == 0 with e == kZeroExp.
+    cdef struct Ext:
+        double m
+        exp_t e
+
+    const Ext kExtZero
+    const Ext kExtOne
+
+    # Inline (header-only): callable without linking the engine.
+    Ext normalize(double m, exp_t e)
+    Ext from_double(double x)
+    void normalize_n(size_t n, const double* c, exp_t base, const exp_t* add, double* om, exp_t* oe)
+    bool is_zero(Ext a)
+    Ext neg(Ext a)
+    Ext mul(Ext a, Ext b)
+    Ext mul(Ext a, double b)
+    Ext div(Ext a, Ext b)
+    Ext add(Ext a, Ext b)
+    Ext add(Ext a, double b)
+    Ext sub(Ext a, Ext b)
+    double to_double(Ext a)
+    double log10abs(Ext a)
+    double logabs(Ext a)
+    int sign(Ext a)
+    bool in_range(exp_t e)
+
+    # In the engine library.
+    Ext exp_ext(double x) except +
+    Ext exp_ext(Ext x) except +
+    Ext log1p_ext(Ext a) except +
+    Ext log_ext(Ext a) except +
+
+
+cdef extern from "loggrad/activations.hpp" namespace "loggrad" nogil:
+    cdef enum class Activation(int):
+        identity
+        sigmoid
+        tanh
+        relu
+        leaky_relu
+        elu
+        selu
+        softplus
+        gelu
+        silu
+
+    const double kLeakySlope
+    const double kEluAlpha
+    const double kSeluLambda
+    const double kSeluAlpha
+
+    # In the engine library.
+    const vector[string]& activation_names() except +
+    string activation_name(Activation a) except +
+    Activation activation_from_name(const string& name) except +
+    void activate_ext(Activation act, Ext z, Ext* a, Ext* d) except +
+    void activate_f64(Activation act, double z, double* a, double* d) except +
+    void activate_ext_n(Activation act, size_t n, const double* zm, const exp_t* ze, double* am,
+                        exp_t* ae, double* dm, exp_t* de) except +
+    void activate_f64_n(Activation act, size_t n, const double* z, double* a, double* d) except +
+
+
+cdef extern from "loggrad/losses.hpp" namespace "loggrad" nogil:
+    cdef enum class Loss(int):
+        mse
+        sum
+        bce
+        cross_entropy
+
+    # What the loss compares the output with: y (rows x cols) for mse and bce,
+    # labels (rows) for cross_entropy, nothing for sum.
+    cdef cppclass Target:
+        Loss loss
+        const double* y
+        const int64_t* labels
+
+    # In the engine library.
+    const vector[string]& loss_names() except +
+    string loss_name(Loss l) except +
+    Loss loss_from_name(const string& name) except +
+    void check_target(const Target& t, size_t rows, size_t cols) except +
+    Ext loss_ext(const Target& t, size_t rows, size_t cols, const double* ym, const exp_t* ye,
+                 double* gm, exp_t* ge) except +
+    double loss_f64(const Target& t, size_t rows, size_t cols, const double* yhat, double* g) except +
+
+
+cdef extern from "loggrad/gemm.hpp" namespace "loggrad" nogil:
+    const size_t kBlasMinWork
+
+    # In the engine library.
+    void gemm(bool ta, bool tb, size_t M, size_t N, size_t K, const double* A, const double* B,
+              double* C) except +
+    void gemm_naive(bool ta, bool tb, size_t M, size_t N, size_t K, const double* A,
+                    const double* B, double* C) except +
+    void set_blas_threads(int n) except +
+    int blas_threads() except +
+    string blas_config() except +
+
+
+cdef extern from "loggrad/network.hpp" namespace "loggrad" nogil:
+    # Widths n_0 .. n_L and one activation per layer. The accessors are
+    # inline; the constructor and check_params are in the engine library.
+    cdef cppclass Architecture:
+        Architecture(vector[size_t] widths, vector[Activation] activations) except +
+        size_t depth()
+        size_t width(size_t i)
+        size_t n_in()
+        size_t n_out()
+        const vector[size_t]& widths()
+        Activation activation(size_t l)
+        size_t weight_offset(size_t l)
+        size_t bias_offset(size_t l)
+        size_t param_count()
+        size_t unit_count() except +
+        void check_params(const double* params) except +
+
+    # Extended outputs: mantissa and exponent planes of the same shape.
+    cdef cppclass ExtOut:
+        double* m
+        exp_t* e
+
+    # Where a backward pass writes; out and dx may be left null.
+    cdef cppclass GradExt:
+        ExtOut loss   # 1 value
+        ExtOut out    # batch x n_out
+        ExtOut grad   # param_count values, parameter layout
+        ExtOut dx     # batch x n_in
+
+    cdef cppclass GradF64:
+        double* loss
+        double* out
+        double* grad
+        double* dx
+
+    # In the engine library.
+    void check_inputs(const double* x, size_t rows, size_t cols) except +
+    void forward_ext(const Architecture& net, const double* params, const double* x,
+                     size_t batch, ExtOut out) except +
+    void forward_f64(const Architecture& net, const double* params, const double* x,
+                     size_t batch, double* out) except +
+    void backward_ext(const Architecture& net, const double* params, const double* x,
+                      size_t batch, const Target& target, const GradExt& res) except +
+    void backward_f64(const Architecture& net, const double* params, const double* x,
+                      size_t batch, const Target& target, const GradF64& res) except +
+    size_t backward_workspace_bytes(const Architecture& net, size_t batch, bool extended) except +
