@@ -5,4 +5,5 @@ PYBIND11_MODULE(_core, m) {
     m.doc() = "loggrad engine: dense-network passes in float64 with an unbounded exponent range";
     register_network(m);
     register_config(m);
+    register_spectrum(m);
 }

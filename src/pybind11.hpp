@@ -13,3 +13,4 @@ using array_i64 = py::array_t<std::int64_t, py::array::c_style | py::array::forc
 
 void register_network(py::module_& m);
 void register_config(py::module_& m);
+void register_spectrum(py::module_& m);

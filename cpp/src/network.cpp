@@ -138,6 +138,34 @@ private:
     std::size_t size_ = 0;
 };
 
+}  // namespace
+
+void forward_layer_ext(const Architecture& net, const double* params, std::size_t l, std::size_t batch,
+                       ExtCMat in, ExtMat out, ExtMat der, ExtMat z, Workspace& ws) {
+    const std::size_t n_in = net.width(l), n_out = net.width(l + 1);
+    const double* W = params + net.weight_offset(l);
+    const double* b = params + net.bias_offset(l);
+    ext_gemm_xw(ws, batch, n_out, n_in, in, W, true, z);
+    for (std::size_t j = 0; j < n_out; ++j) {  // z += b (the bias of unit j, extended)
+        const Ext bj = from_double(b[j]);
+        for (std::size_t i = 0; i < batch; ++i) {
+            const std::size_t o = i * n_out + j;
+            const Ext v = add(Ext{z.m[o], z.e[o]}, bj);
+            z.m[o] = v.m;
+            z.e[o] = v.e;
+        }
+    }
+    try {
+        activate_ext_n(net.activation(l), batch * n_out, z.m, z.e, out.m, out.e, der.m, der.e);
+    } catch (const range_error& e) {
+        throw range_error(layer_tag(l) + ": " + e.what());
+    }
+    check_range(out.m, out.e, batch * n_out, layer_tag(l) + " activations");
+    if (der.m) check_range(der.m, der.e, batch * n_out, layer_tag(l) + " activation derivatives");
+}
+
+namespace {
+
 // Storage of one extended pass: activations a_0..a_L and derivatives
 // f'(z_0)..f'(z_{L-1}) of every layer, batch-major within a layer.
 struct ExtStore {
@@ -183,32 +211,11 @@ void forward_layers_ext(const Architecture& net, const double* params, const dou
         st.am[i] = v.m;
         st.ae[i] = v.e;
     }
-    std::vector<Ext> bias(maxw);
     for (std::size_t l = 0; l < L; ++l) {
-        const std::size_t n_in = net.width(l), n_out = net.width(l + 1);
-        const double* W = params + net.weight_offset(l);
-        const double* b = params + net.bias_offset(l);
         const ExtCMat in{st.am.data() + st.aoff[l], st.ae.data() + st.aoff[l]};
-        ext_gemm_xw(ws, batch, n_out, n_in, in, W, true, ExtMat{zm.data(), ze.data()});
-        for (std::size_t j = 0; j < n_out; ++j) bias[j] = from_double(b[j]);
-        for (std::size_t i = 0; i < batch; ++i)
-            for (std::size_t j = 0; j < n_out; ++j) {
-                const std::size_t o = i * n_out + j;
-                const Ext z = add(Ext{zm[o], ze[o]}, bias[j]);
-                zm[o] = z.m;
-                ze[o] = z.e;
-            }
-        double* am = st.am.data() + st.aoff[l + 1];
-        exp_t* ae = st.ae.data() + st.aoff[l + 1];
-        double* dm = keep ? st.dm.data() + st.doff[l] : nullptr;
-        exp_t* de = keep ? st.de.data() + st.doff[l] : nullptr;
-        try {
-            activate_ext_n(net.activation(l), batch * n_out, zm.data(), ze.data(), am, ae, dm, de);
-        } catch (const range_error& e) {
-            throw range_error(layer_tag(l) + ": " + e.what());
-        }
-        check_range(am, ae, batch * n_out, layer_tag(l) + " activations");
-        if (keep) check_range(dm, de, batch * n_out, layer_tag(l) + " activation derivatives");
+        const ExtMat out{st.am.data() + st.aoff[l + 1], st.ae.data() + st.aoff[l + 1]};
+        const ExtMat der{keep ? st.dm.data() + st.doff[l] : nullptr, keep ? st.de.data() + st.doff[l] : nullptr};
+        forward_layer_ext(net, params, l, batch, in, out, der, ExtMat{zm.data(), ze.data()}, ws);
     }
 }
 

@@ -14,6 +14,7 @@
 
 #include "loggrad/activations.hpp"
 #include "loggrad/ext.hpp"
+#include "loggrad/gemm.hpp"
 #include "loggrad/losses.hpp"
 
 namespace loggrad {
@@ -80,6 +81,13 @@ void backward_ext(const Architecture& net, const double* params, const double* x
                   std::size_t batch, const Target& target, const GradExt& res);
 void backward_f64(const Architecture& net, const double* params, const double* x,
                   std::size_t batch, const Target& target, const GradF64& res);
+
+// One layer of the extended forward pass: z = in W_l^T + b_l (written to z),
+// out = f(z), der = f'(z) when der.m is not null. in: batch x n_l, the others
+// batch x n_{l+1}. Throws range_error (naming the layer) when a value leaves
+// the extended range.
+void forward_layer_ext(const Architecture& net, const double* params, std::size_t l, std::size_t batch,
+                       ExtCMat in, ExtMat out, ExtMat der, ExtMat z, Workspace& ws);
 
 // Bytes a backward pass allocates for stored activations and scratch.
 std::size_t backward_workspace_bytes(const Architecture& net, std::size_t batch, bool extended);
