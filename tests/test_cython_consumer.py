@@ -16,6 +16,7 @@ Skipped only when no C/C++ compiler is available.
 
 from __future__ import annotations
 
+import importlib
 import os
 import shutil
 import subprocess
@@ -195,17 +196,15 @@ def consumers(tmp_path_factory: pytest.TempPathFactory) -> tuple[ModuleType, Mod
     assert r.returncode == 0, f"consumer build failed:\n{r.stdout[-4000:]}\n{r.stderr[-4000:]}"
     sys.path.insert(0, str(d))
     try:
-        import lg_consumer
-        import lg_consumer_cpp
+        return importlib.import_module("lg_consumer"), importlib.import_module("lg_consumer_cpp")
     finally:
         sys.path.remove(str(d))
-    return lg_consumer, lg_consumer_cpp
 
 
 def _bits(a: Any) -> np.ndarray:
     """float64 or int64 array as raw bits, so that -0.0 != 0.0 and equality is bitwise."""
     a = np.ascontiguousarray(a)
-    return a.view(np.uint64 if a.dtype == np.float64 else np.int64)
+    return np.asarray(a.view(np.uint64 if a.dtype == np.float64 else np.int64))
 
 
 def _same(a: Any, b: Any) -> None:
@@ -276,7 +275,7 @@ def test_backward_matches_python_api_bitwise(consumers: Any, depth: int, width: 
 def test_deep_gradient_is_beyond_float64(consumers: Any) -> None:
     """The first case really exercises the extended range (not a vacuous match)."""
     c, _ = consumers
-    net, x, y = _case(*CASES[0], seed=CASES[0][0])  # type: ignore[misc]
+    net, x, y = _case(*CASES[0], seed=CASES[0][0])
     _, _, (gm, ge), _ = c.backward(net.widths, _codes(net), net.params, x, 0, y, None, True)
     w0 = slice(0, net.widths[0] * net.widths[1])
     assert np.all(ge[w0] < -1075) and np.all(gm[w0] != 0)

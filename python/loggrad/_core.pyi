@@ -1,0 +1,121 @@
+# Hand-written stubs for loggrad._core (src/register_*.cpp). Keep in step with
+# the bindings: tests/test_distribution.py compares names, parameters and
+# defaults with the compiled module's signatures.
+#
+# Float64 inputs are converted by the bindings (pybind11 forcecast: any
+# array-like of numbers); results are new arrays the caller owns.
+
+from collections.abc import Sequence
+from typing import Literal, SupportsIndex, SupportsInt, TypeAlias, overload
+
+import numpy as np
+import numpy.typing as npt
+
+_F64: TypeAlias = npt.NDArray[np.float64]
+_I64: TypeAlias = npt.NDArray[np.int64]
+_Int: TypeAlias = SupportsInt | SupportsIndex
+# An extended array: (mantissa, binary exponent) of the same shape, value m * 2**e.
+_Ext: TypeAlias = tuple[_F64, _I64]
+
+class ExponentRangeError(OverflowError):
+    """A value left even the extended range (|log2| > 2**60)."""
+
+# register_network.cpp
+
+class Architecture:
+    """Widths and activations of a dense chain."""
+
+    def __init__(self, widths: Sequence[_Int], activations: Sequence[str]) -> None: ...
+    @property
+    def depth(self) -> int: ...
+    @property
+    def widths(self) -> list[int]: ...
+    @property
+    def activations(self) -> list[str]: ...
+    @property
+    def param_count(self) -> int: ...
+    def weight_offset(self, layer: _Int) -> int: ...
+    def bias_offset(self, layer: _Int) -> int: ...
+    def workspace_bytes(self, batch: _Int, extended: bool = True) -> int: ...
+
+@overload
+def forward(
+    arch: Architecture, params: npt.ArrayLike, x: npt.ArrayLike, precision: Literal["extended"] = "extended"
+) -> _Ext: ...
+@overload
+def forward(arch: Architecture, params: npt.ArrayLike, x: npt.ArrayLike, precision: Literal["float64"]) -> _F64: ...
+@overload
+def forward(arch: Architecture, params: npt.ArrayLike, x: npt.ArrayLike, precision: str = "extended") -> _Ext | _F64: ...
+
+# backward: (loss, out, grad, dx). loss is 0-d, out (batch, n_out), grad
+# (param_count,), dx (batch, n_in), or (0, n_in) when want_dx is False.
+@overload
+def backward(
+    arch: Architecture,
+    params: npt.ArrayLike,
+    x: npt.ArrayLike,
+    loss: str,
+    y: npt.ArrayLike | None = None,
+    labels: npt.ArrayLike | None = None,
+    precision: Literal["extended"] = "extended",
+    want_dx: bool = True,
+) -> tuple[_Ext, _Ext, _Ext, _Ext]: ...
+@overload
+def backward(
+    arch: Architecture,
+    params: npt.ArrayLike,
+    x: npt.ArrayLike,
+    loss: str,
+    y: npt.ArrayLike | None,
+    labels: npt.ArrayLike | None,
+    precision: Literal["float64"],
+    want_dx: bool = True,
+) -> tuple[_F64, _F64, _F64, _F64]: ...
+@overload
+def backward(
+    arch: Architecture,
+    params: npt.ArrayLike,
+    x: npt.ArrayLike,
+    loss: str,
+    y: npt.ArrayLike | None = None,
+    labels: npt.ArrayLike | None = None,
+    *,
+    precision: Literal["float64"],
+    want_dx: bool = True,
+) -> tuple[_F64, _F64, _F64, _F64]: ...
+@overload
+def backward(
+    arch: Architecture,
+    params: npt.ArrayLike,
+    x: npt.ArrayLike,
+    loss: str,
+    y: npt.ArrayLike | None = None,
+    labels: npt.ArrayLike | None = None,
+    precision: str = "extended",
+    want_dx: bool = True,
+) -> tuple[_Ext, _Ext, _Ext, _Ext] | tuple[_F64, _F64, _F64, _F64]: ...
+
+# register_config.cpp
+
+def activation_names() -> list[str]: ...
+def loss_names() -> list[str]: ...
+def blas_config() -> str: ...
+def blas_threads() -> int: ...
+def set_blas_threads(n: _Int) -> None: ...
+
+max_exponent: int
+zero_exponent: int
+blas_min_work: int
+simd: str
+compiler: str
+
+# register_spectrum.cpp
+
+def jacobian_log_growth(
+    arch: Architecture,
+    params: npt.ArrayLike,
+    x: npt.ArrayLike,
+    directions: npt.ArrayLike,
+    orthonormalize: bool = True,
+    per_layer: bool = False,
+) -> tuple[_F64, _F64]: ...
