@@ -310,17 +310,67 @@ void activate_f64(Activation act, double z, double* a, double* d) {
     if (d) *d = g;
 }
 
-void activate_ext_n(Activation act, std::size_t n, const double* zm, const exp_t* ze, double* am,
-                    exp_t* ae, double* dm, exp_t* de) {
+namespace {
+
+// Fast paths for the common case, a pre-activation well inside float64 range
+// (2^-900 <= |z| < 2^300, where e^{-|z|}... is computed from one libm call):
+// the same values as activate_ext, written as doubles. Returns false when z is
+// outside that range and the general path must be taken.
+inline bool fast_tanh(double zm, exp_t ze, Ext* a, Ext* d) {
+    if (ze < kTinyExp || ze > 8) return false;  // |z| < 256: e^{-2|z|} stays a normal double
+    const double z = zm * pow2(static_cast<int>(ze)), az = std::fabs(z);
+    double th, dv;
+    if (az < 0.55) {  // u = e^{-2|z|} - 1 accurately: tanh|z| = -u/(2+u), 1 - tanh^2 = 4(1+u)/(2+u)^2
+        const double u = std::expm1(-2.0 * az);
+        th = -u / (2.0 + u);
+        dv = 4.0 * (1.0 + u) / ((2.0 + u) * (2.0 + u));
+    } else {
+        const double t = std::exp(-2.0 * az);
+        th = (1.0 - t) / (1.0 + t);
+        dv = 4.0 * t / ((1.0 + t) * (1.0 + t));
+    }
+    *a = from_double(std::copysign(th, z));
+    if (d) *d = from_double(dv);
+    return true;
+}
+
+inline bool fast_sigmoid(double zm, exp_t ze, Ext* a, Ext* d) {
+    if (ze < kTinyExp || ze > 9) return false;  // |z| < 512: e^{-|z|} stays a normal double
+    const double z = zm * pow2(static_cast<int>(ze));
+    const double t = std::exp(-std::fabs(z)), onep = 1.0 + t;
+    *a = from_double(z >= 0 ? 1.0 / onep : t / onep);
+    if (d) *d = from_double(t / (onep * onep));
+    return true;
+}
+
+template <bool (*Fast)(double, exp_t, Ext*, Ext*)>
+void activate_loop(Activation act, std::size_t n, const double* zm, const exp_t* ze, double* am,
+                   exp_t* ae, double* dm, exp_t* de) {
     Ext a, d;
     for (std::size_t i = 0; i < n; ++i) {
-        activate_ext(act, Ext{zm[i], ze[i]}, &a, dm ? &d : nullptr);
+        bool done = false;
+        if constexpr (Fast != nullptr) done = Fast(zm[i], ze[i], &a, dm ? &d : nullptr);
+        if (!done) activate_ext(act, Ext{zm[i], ze[i]}, &a, dm ? &d : nullptr);
         am[i] = a.m;
         ae[i] = a.e;
         if (dm) {
             dm[i] = d.m;
             de[i] = d.e;
         }
+    }
+}
+
+}  // namespace
+
+void activate_ext_n(Activation act, std::size_t n, const double* zm, const exp_t* ze, double* am,
+                    exp_t* ae, double* dm, exp_t* de) {
+    switch (act) {
+        case Activation::tanh:
+            return activate_loop<fast_tanh>(act, n, zm, ze, am, ae, dm, de);
+        case Activation::sigmoid:
+            return activate_loop<fast_sigmoid>(act, n, zm, ze, am, ae, dm, de);
+        default:
+            return activate_loop<nullptr>(act, n, zm, ze, am, ae, dm, de);
     }
 }
 
