@@ -104,8 +104,12 @@ mkdir -p "$out"
 cp "$sdist" "$out/"
 if [[ "$(uname -s)" == "Linux" ]]; then
   step "auditwheel repair (libscipy_openblas.so excluded: see the comment at the top)"
-  "$work/tools/bin/auditwheel" show "$wheel" | sed -n '1,12p'
-  "$work/tools/bin/auditwheel" repair --exclude libscipy_openblas.so -w "$out" "$wheel" 2>&1 | tail -3
+  # auditwheel calls patchelf from PATH; `show` reports the symbol versions
+  # that set the manylinux tag (libscipy_openblas.so is outside the wheel until
+  # it is installed, hence "linux" until excluded).
+  PATH="$work/tools/bin:$PATH" "$work/tools/bin/auditwheel" show "$wheel" 2>&1 | grep -A3 "constrains" || true
+  PATH="$work/tools/bin:$PATH" "$work/tools/bin/auditwheel" repair --exclude libscipy_openblas.so \
+    -w "$out" "$wheel" 2>&1 | grep -v "^INFO" | tail -3
   repaired="$(ls "$out"/loggrad-*.whl)"
   # what auditwheel left of the RPATH (must still find scipy_openblas32's library)
   (cd "$work" && rm -rf unz && mkdir unz && cd unz && "$work/tools/bin/python" -m zipfile -e "$repaired" . \
