@@ -124,7 +124,6 @@ cdef extern from "loggrad/gemm.hpp" namespace "loggrad" nogil:
               double* C) except +
     void gemm_naive(bool ta, bool tb, size_t M, size_t N, size_t K, const double* A,
                     const double* B, double* C) except +
-    void set_blas_threads(int n) except +
     int blas_threads() except +
     string blas_config() except +
 

@@ -5,13 +5,16 @@
 #include "loggrad/ext.hpp"
 #include "loggrad/gemm.hpp"
 #include "loggrad/losses.hpp"
+#include "loggrad/parallel.hpp"
 
 void register_config(py::module_& m) {
     m.def("activation_names", &loggrad::activation_names, "Canonical activation names");
     m.def("loss_names", &loggrad::loss_names, "Loss names");
     m.def("blas_config", &loggrad::blas_config, "The BLAS library the engine calls");
-    m.def("blas_threads", &loggrad::blas_threads, "Threads the BLAS uses");
-    m.def("set_blas_threads", &loggrad::set_blas_threads, py::arg("n"), "Set the BLAS thread count");
+    m.def("blas_threads", &loggrad::blas_threads, "Threads of the BLAS library itself (kept at 1)");
+    m.def("num_threads", &loggrad::num_threads, "Threads the engine uses");
+    m.def("set_num_threads", &loggrad::set_num_threads, py::arg("n"),
+          "Set the engine's thread count (results do not depend on it)");
     m.attr("max_exponent") = loggrad::kMaxExp;
     m.attr("zero_exponent") = loggrad::kZeroExp;
     m.attr("blas_min_work") = loggrad::kBlasMinWork;

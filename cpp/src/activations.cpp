@@ -2,6 +2,8 @@
 // float64 path (framework formulas). Each function's derivative sits next to it.
 #include "loggrad/activations.hpp"
 
+#include "loggrad/parallel.hpp"
+
 #include <cmath>
 #include <stdexcept>
 
@@ -364,14 +366,19 @@ void activate_loop(Activation act, std::size_t n, const double* zm, const exp_t*
 
 void activate_ext_n(Activation act, std::size_t n, const double* zm, const exp_t* ze, double* am,
                     exp_t* ae, double* dm, exp_t* de) {
-    switch (act) {
-        case Activation::tanh:
-            return activate_loop<fast_tanh>(act, n, zm, ze, am, ae, dm, de);
-        case Activation::sigmoid:
-            return activate_loop<fast_sigmoid>(act, n, zm, ze, am, ae, dm, de);
-        default:
-            return activate_loop<nullptr>(act, n, zm, ze, am, ae, dm, de);
-    }
+    // Elementwise: chunks run in parallel, results independent of the split.
+    parallel_chunks(n, 4096, [&](std::size_t b, std::size_t e) {
+        double* dmb = dm ? dm + b : nullptr;
+        exp_t* deb = de ? de + b : nullptr;
+        switch (act) {
+            case Activation::tanh:
+                return activate_loop<fast_tanh>(act, e - b, zm + b, ze + b, am + b, ae + b, dmb, deb);
+            case Activation::sigmoid:
+                return activate_loop<fast_sigmoid>(act, e - b, zm + b, ze + b, am + b, ae + b, dmb, deb);
+            default:
+                return activate_loop<nullptr>(act, e - b, zm + b, ze + b, am + b, ae + b, dmb, deb);
+        }
+    });
 }
 
 void activate_f64_n(Activation act, std::size_t n, const double* z, double* a, double* d) {

@@ -1,6 +1,8 @@
 // float64 matrix products and their extended-range forms (see loggrad/gemm.hpp).
 #include "loggrad/gemm.hpp"
 
+#include "loggrad/parallel.hpp"
+
 #include <algorithm>
 #include <cfloat>
 #include <climits>
@@ -48,6 +50,24 @@ void gemm_naive(bool ta, bool tb, std::size_t M, std::size_t N, std::size_t K, c
     }
 }
 
+namespace {
+
+void blas_call(bool ta, bool tb, std::size_t M, std::size_t N, std::size_t K, const double* A, std::size_t lda,
+               const double* B, std::size_t ldb, double* C, std::size_t ldc) {
+    scipy_cblas_dgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
+                      static_cast<int>(M), static_cast<int>(N), static_cast<int>(K), 1.0, A,
+                      static_cast<int>(lda), B, static_cast<int>(ldb), 0.0, C, static_cast<int>(ldc));
+}
+
+// BLAS itself runs single-threaded: its own threading may change results
+// with the thread count. Parallelism comes from fixed blocks of C instead.
+const bool kBlasSingleThreaded = [] {
+    scipy_openblas_set_num_threads(1);
+    return true;
+}();
+
+}  // namespace
+
 void gemm(bool ta, bool tb, std::size_t M, std::size_t N, std::size_t K, const double* A,
           const double* B, double* C) {
     if (M == 0 || N == 0) return;
@@ -59,12 +79,22 @@ void gemm(bool ta, bool tb, std::size_t M, std::size_t N, std::size_t K, const d
         gemm_naive(ta, tb, M, N, K, A, B, C);
         return;
     }
-    const int m = static_cast<int>(M), n = static_cast<int>(N), k = static_cast<int>(K);
-    scipy_cblas_dgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
-                      m, n, k, 1.0, A, ta ? m : k, B, tb ? k : n, 0.0, C, n);
+    (void)kBlasSingleThreaded;
+    const std::size_t lda = ta ? M : K, ldb = tb ? K : N;
+    // Blocks of kGemmBlock rows (or columns) of C, chosen from the sizes alone.
+    if (M >= 2 * kGemmBlock) {
+        parallel_chunks(M, kGemmBlock, [&](std::size_t r0, std::size_t r1) {
+            blas_call(ta, tb, r1 - r0, N, K, ta ? A + r0 : A + r0 * K, lda, B, ldb, C + r0 * N, N);
+        });
+    } else if (N >= 2 * kGemmBlock) {
+        parallel_chunks(N, kGemmBlock, [&](std::size_t c0, std::size_t c1) {
+            blas_call(ta, tb, M, c1 - c0, K, A, lda, tb ? B + c0 * K : B + c0, ldb, C + c0, N);
+        });
+    } else {
+        blas_call(ta, tb, M, N, K, A, lda, B, ldb, C, N);
+    }
 }
 
-void set_blas_threads(int n) { scipy_openblas_set_num_threads(n); }
 int blas_threads() { return scipy_openblas_get_num_threads(); }
 std::string blas_config() {
     const char* cfg = scipy_openblas_get_config();

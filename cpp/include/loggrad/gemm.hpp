@@ -28,6 +28,9 @@ void gemm_naive(bool ta, bool tb, std::size_t M, std::size_t N, std::size_t K, c
 
 // Products below this many multiply-adds skip BLAS.
 constexpr std::size_t kBlasMinWork = 32 * 32 * 32;
+// Larger products run as independent BLAS calls on blocks of this many rows
+// (or columns) of C, in parallel on the engine's threads.
+constexpr std::size_t kGemmBlock = 128;
 
 struct ExtMat {  // row-major extended matrix, separate mantissa/exponent planes
     double* m;
@@ -54,8 +57,7 @@ void ext_gemm_xw(Workspace& ws, std::size_t M, std::size_t N, std::size_t K, Ext
 void ext_gemm_tn(Workspace& ws, std::size_t B, std::size_t N1, std::size_t N2, ExtCMat D,
                  ExtCMat A, ExtMat C, ExtMat colsum);
 
-// BLAS threads and build description.
-void set_blas_threads(int n);
+// Threads of the BLAS library itself (kept at 1, see gemm.cpp) and its description.
 int blas_threads();
 std::string blas_config();
 

@@ -1,0 +1,155 @@
+// A small persistent thread pool (see loggrad/parallel.hpp).
+#include "loggrad/parallel.hpp"
+
+#include <algorithm>
+#include <atomic>
+#include <condition_variable>
+#include <cstdlib>
+#include <exception>
+#include <memory>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+namespace loggrad {
+
+namespace {
+
+// One parallel_for call: workers hold it by shared_ptr, so a worker that wakes
+// late only ever sees the job it woke for (whose tasks are then all taken).
+struct Job {
+    const std::function<void(std::size_t)>* fn;
+    std::size_t ntasks;
+    std::atomic<std::size_t> next{0};
+    std::size_t done = 0;  // guarded by the pool's mutex
+    std::exception_ptr error;
+};
+
+class Pool {
+public:
+    static Pool& instance() {
+        static Pool pool;
+        return pool;
+    }
+
+    int size() const { return threads_; }
+
+    void resize(int n) {
+        std::lock_guard<std::mutex> busy(busy_);
+        stop_workers();
+        threads_ = std::max(1, n);
+        start_workers();
+    }
+
+    void run(std::size_t ntasks, const std::function<void(std::size_t)>& fn) {
+        std::unique_lock<std::mutex> busy(busy_, std::try_to_lock);
+        if (!busy.owns_lock() || threads_ == 1 || ntasks < 2) {  // busy or nothing to share
+            for (std::size_t i = 0; i < ntasks; ++i) fn(i);
+            return;
+        }
+        auto job = std::make_shared<Job>();
+        job->fn = &fn;
+        job->ntasks = ntasks;
+        {
+            std::lock_guard<std::mutex> lk(m_);
+            job_ = job;
+            ++generation_;
+        }
+        cv_.notify_all();
+        work(*job);  // the calling thread takes tasks too
+        std::unique_lock<std::mutex> lk(m_);
+        finished_.wait(lk, [&] { return job->done == job->ntasks; });
+        job_.reset();
+        if (job->error) std::rethrow_exception(job->error);
+    }
+
+    ~Pool() { stop_workers(); }
+
+private:
+    Pool() {
+        int n = static_cast<int>(std::thread::hardware_concurrency());
+        if (const char* env = std::getenv("LOGGRAD_NUM_THREADS")) n = std::atoi(env);
+        threads_ = std::max(1, n);
+        start_workers();
+    }
+
+    void start_workers() {
+        stop_ = false;
+        for (int i = 1; i < threads_; ++i) workers_.emplace_back([this] { loop(); });
+    }
+
+    void stop_workers() {
+        {
+            std::lock_guard<std::mutex> lk(m_);
+            stop_ = true;
+        }
+        cv_.notify_all();
+        for (auto& t : workers_) t.join();
+        workers_.clear();
+    }
+
+    void loop() {
+        std::size_t seen = generation_;
+        for (;;) {
+            std::shared_ptr<Job> job;
+            {
+                std::unique_lock<std::mutex> lk(m_);
+                cv_.wait(lk, [&] { return stop_ || generation_ != seen; });
+                if (stop_) return;
+                seen = generation_;
+                job = job_;
+            }
+            if (job) work(*job);
+        }
+    }
+
+    void work(Job& job) {
+        std::size_t mine = 0;
+        for (;;) {
+            const std::size_t i = job.next.fetch_add(1);
+            if (i >= job.ntasks) break;
+            try {
+                (*job.fn)(i);
+            } catch (...) {
+                std::lock_guard<std::mutex> lk(m_);
+                if (!job.error) job.error = std::current_exception();
+            }
+            ++mine;
+        }
+        if (mine) {
+            std::lock_guard<std::mutex> lk(m_);
+            job.done += mine;
+            if (job.done == job.ntasks) finished_.notify_all();
+        }
+    }
+
+    std::mutex busy_;  // one job at a time
+    std::mutex m_;
+    std::condition_variable cv_, finished_;
+    std::vector<std::thread> workers_;
+    std::shared_ptr<Job> job_;
+    std::size_t generation_ = 0;
+    bool stop_ = false;
+    int threads_ = 1;
+};
+
+}  // namespace
+
+int num_threads() { return Pool::instance().size(); }
+void set_num_threads(int n) { Pool::instance().resize(n); }
+
+void parallel_for(std::size_t ntasks, const std::function<void(std::size_t)>& fn) {
+    Pool::instance().run(ntasks, fn);
+}
+
+void parallel_chunks(std::size_t n, std::size_t grain,
+                     const std::function<void(std::size_t, std::size_t)>& fn) {
+    if (n < 2 * grain) {
+        if (n) fn(0, n);
+        return;
+    }
+    const std::size_t tasks = (n + grain - 1) / grain;
+    parallel_for(tasks, [&](std::size_t t) { fn(t * grain, std::min(n, (t + 1) * grain)); });
+}
+
+}  // namespace loggrad
