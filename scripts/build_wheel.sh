@@ -124,9 +124,11 @@ echo "wheel: $(basename "$repaired") ($(du -k "$repaired" | cut -f1) KiB)"
 step "fresh venv without build tools: install the wheel (binary dependencies only)"
 "$py" -m venv "$work/smoke"
 "$work/smoke/bin/python" -m pip install --quiet --upgrade pip
+# venvs of Python <= 3.11 come with setuptools: remove it (and wheel, if any).
+"$work/smoke/bin/python" -m pip uninstall --quiet --yes setuptools wheel 2>/dev/null || true
 "$work/smoke/bin/python" -m pip install --quiet --only-binary :all: "$repaired"
 "$work/smoke/bin/python" -m pip list --format=freeze
-tools="$("$work/smoke/bin/python" -m pip list --format=freeze | grep -i -E '^(cython|cmake|ninja|scikit-build-core|pybind11|setuptools|meson|build)==' || true)"
+tools="$("$work/smoke/bin/python" -m pip list --format=freeze | grep -i -E '^(cython|cmake|ninja|scikit-build-core|scikit_build_core|pybind11|setuptools|wheel|meson|meson-python|build)==' || true)"
 [[ -z "$tools" ]] || { echo "build tools in the smoke venv: $tools"; exit 1; }
 
 step "smoke test (from outside the source tree)"
