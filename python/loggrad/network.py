@@ -202,6 +202,32 @@ class Network:
         w_off = np.concatenate([[0], np.cumsum(w[1:] * (w[:-1] + 1))])[:-1]
         return cls(LayerViews(params, w_off, w, "weights"), LayerViews(params, w_off, w, "biases"), list(activations))
 
+    @classmethod
+    def from_torch(cls, model: Any) -> Network:
+        """From a torch ``nn.Sequential`` of Linear and activation modules; see :mod:`loggrad.interop`."""
+        from .interop import from_torch
+
+        return from_torch(model)
+
+    def to_torch(self) -> Any:
+        """As a float64 torch ``nn.Sequential``."""
+        from .interop import to_torch
+
+        return to_torch(self)
+
+    def save(self, path: Any) -> None:
+        """Save to a .npz file (widths, activations, parameters)."""
+        from .interop import save
+
+        save(self, path)
+
+    @classmethod
+    def load(cls, path: Any) -> Network:
+        """Load a network saved with :meth:`save`."""
+        from .interop import load
+
+        return load(path)
+
     def copy(self) -> Network:
         """An independent network with the same parameters."""
         return Network._from_block(self.widths, self.activations, self._params.copy())
