@@ -81,14 +81,15 @@ void gemm(bool ta, bool tb, std::size_t M, std::size_t N, std::size_t K, const d
     }
     (void)kBlasSingleThreaded;
     const std::size_t lda = ta ? M : K, ldb = tb ? K : N;
-    // Blocks of kGemmBlock rows (or columns) of C, chosen from the sizes alone.
-    if (M >= 2 * kGemmBlock) {
-        parallel_chunks(M, kGemmBlock, [&](std::size_t r0, std::size_t r1) {
-            blas_call(ta, tb, r1 - r0, N, K, ta ? A + r0 : A + r0 * K, lda, B, ldb, C + r0 * N, N);
-        });
-    } else if (N >= 2 * kGemmBlock) {
+    // Blocks of kGemmBlock columns (or rows) of C, chosen from the sizes alone.
+    // Columns first: each block then packs only its own part of B.
+    if (N >= 2 * kGemmBlock) {
         parallel_chunks(N, kGemmBlock, [&](std::size_t c0, std::size_t c1) {
             blas_call(ta, tb, M, c1 - c0, K, A, lda, tb ? B + c0 * K : B + c0, ldb, C + c0, N);
+        });
+    } else if (M >= 2 * kGemmBlock) {
+        parallel_chunks(M, kGemmBlock, [&](std::size_t r0, std::size_t r1) {
+            blas_call(ta, tb, r1 - r0, N, K, ta ? A + r0 : A + r0 * K, lda, B, ldb, C + r0 * N, N);
         });
     } else {
         blas_call(ta, tb, M, N, K, A, lda, B, ldb, C, N);

@@ -75,7 +75,8 @@ private:
 
     void start_workers() {
         stop_ = false;
-        for (int i = 1; i < threads_; ++i) workers_.emplace_back([this] { loop(); });
+        const std::size_t gen = generation_;  // a worker that starts late must not skip a job
+        for (int i = 1; i < threads_; ++i) workers_.emplace_back([this, gen] { loop(gen); });
     }
 
     void stop_workers() {
@@ -88,8 +89,7 @@ private:
         workers_.clear();
     }
 
-    void loop() {
-        std::size_t seen = generation_;
+    void loop(std::size_t seen) {
         for (;;) {
             std::shared_ptr<Job> job;
             {
