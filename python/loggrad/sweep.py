@@ -1,0 +1,460 @@
+"""Parameter sweeps of gradient-health reports: depth x width x activation x init x gain x seed.
+
+``sweep(...)`` builds one network per configuration, runs
+:func:`loggrad.report.report` on a random batch and returns tidy rows (one
+dict per configuration, or one per configuration and layer), ready for
+``pandas.DataFrame(rows)``::
+
+    rows = loggrad.sweep.sweep(depths=[10, 100, 1000], widths=[8, 64],
+                               activations=["tanh", "relu"], inits=["he_normal"],
+                               gains=[0.5, 1.0, 2.0], seeds=range(3),
+                               resume="sweep.jsonl")
+
+Execution: threads by default (the engine releases the GIL), processes with
+``executor="process"``, or a Dask cluster with ``scheduler="dask"`` (a
+``dask.distributed.LocalCluster``), ``scheduler="tcp://host:port"`` (an
+existing scheduler) or ``scheduler=<distributed.Client>``. Dask is an
+optional dependency (``pip install "dask[distributed]"``), imported only then.
+
+Resuming: with ``resume="file.jsonl"`` every finished configuration is
+appended to the file as one JSON line as soon as it is done, and a later call
+with the same file skips the configurations already there.
+
+Networks: widths ``[width] * (depth + 1)`` (input and output of the same
+width as the hidden layers), weights from ``loggrad.init.init_layers`` when
+that module exists; otherwise from the local Gaussian fallback described in
+:func:`build_network`. Inputs are standard normal, targets as in
+:func:`make_batch`; both are fixed by the seed.
+"""
+
+from __future__ import annotations
+
+import importlib
+import itertools
+import json
+import math
+import os
+import sys
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor, as_completed
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .report import _LAYER_FIELDS, Report, _dec, _enc, report
+
+__all__ = ["sweep", "run_config", "build_network", "make_batch", "configurations", "CONFIG_KEYS", "FALLBACK_INITS"]
+
+#: The fields that identify a configuration (and a line of a resume file).
+CONFIG_KEYS: tuple[str, ...] = (
+    "depth", "width", "activation", "init", "gain", "seed", "batch", "loss", "bias_init", "lr",
+)
+
+#: Initializers of the local fallback used when loggrad.init is missing:
+#: name -> std of N(0, std^2) as a function of (gain, n_in, n_out).
+FALLBACK_INITS: dict[str, Callable[[float, int, int], float]] = {
+    "lecun_normal": lambda gain, n_in, n_out: gain / math.sqrt(n_in),
+    "he_normal": lambda gain, n_in, n_out: gain * math.sqrt(2.0 / n_in),
+    "glorot_normal": lambda gain, n_in, n_out: gain * math.sqrt(2.0 / (n_in + n_out)),
+    "normal": lambda gain, n_in, n_out: gain,
+}
+
+
+# ---------------------------------------------------------------------------
+# Building one configuration
+# ---------------------------------------------------------------------------
+
+
+def _init_module() -> Any:
+    try:
+        from . import init  # type: ignore[attr-defined]
+    except ImportError:
+        return None
+    return init if hasattr(init, "init_layers") else None
+
+
+def _fallback_layers(widths: Sequence[int], init: str, bias_init: Any, seed: int, gain: float
+                     ) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    if init not in FALLBACK_INITS:
+        raise ValueError(
+            f"unknown init {init!r}: loggrad.init is not available and the fallback knows "
+            f"{', '.join(FALLBACK_INITS)}"
+        )
+    rng = np.random.default_rng(seed)
+    std_of = FALLBACK_INITS[init]
+    ws, bs = [], []
+    for n_in, n_out in zip(widths[:-1], widths[1:]):
+        ws.append(rng.standard_normal((n_out, n_in)) * std_of(gain, n_in, n_out))
+    for n_out in widths[1:]:
+        if bias_init in (None, "zeros", 0, 0.0):
+            bs.append(np.zeros(n_out))
+        elif isinstance(bias_init, (int, float)):
+            bs.append(rng.standard_normal(n_out) * float(bias_init))
+        else:
+            raise ValueError(f"unknown bias_init {bias_init!r} for the fallback: 'zeros' or a std (float)")
+    return ws, bs
+
+
+def build_network(depth: int, width: int, activation: str, init: str, gain: float = 1.0, seed: int = 0,
+                  bias_init: Any = "zeros") -> Any:
+    """The network of one sweep configuration: ``depth`` layers of ``width`` units.
+
+    With ``loggrad.init`` available: ``init_layers(widths, init=init,
+    bias_init=bias_init, seed=seed, gain=gain)``. Without it, a local
+    fallback: i.i.d. Gaussian weights N(0, std^2) from
+    ``numpy.random.default_rng(seed)``, with std = gain/sqrt(n_in) for
+    "lecun_normal" (the base rule), gain*sqrt(2/n_in) for "he_normal",
+    gain*sqrt(2/(n_in+n_out)) for "glorot_normal" and gain for "normal";
+    biases zero for bias_init "zeros", N(0, bias_init^2) for a float.
+    """
+    from .network import Network
+
+    widths = [int(width)] * (int(depth) + 1)
+    mod = _init_module()
+    if mod is not None:
+        res = mod.init_layers(widths, init=init, bias_init=bias_init, seed=seed, gain=gain)
+        if isinstance(res, Network):
+            if res.activations != [activation] * int(depth):
+                return Network(list(res.weights), list(res.biases), activation)
+            return res
+        if isinstance(res, dict):
+            ws, bs = res["weights"], res.get("biases")
+        elif hasattr(res, "weights"):
+            ws, bs = res.weights, getattr(res, "biases", None)
+        else:
+            ws, bs = res
+        return Network(list(ws), None if bs is None else list(bs), activation)
+    ws, bs = _fallback_layers(widths, init, bias_init, seed, gain)
+    return Network(ws, bs, activation)
+
+
+def make_batch(width: int, batch: int, loss: str, seed: int = 0) -> tuple[np.ndarray, np.ndarray | None]:
+    """Inputs and targets of one configuration, from ``default_rng([seed, 1])``.
+
+    x ~ N(0, 1) of shape (batch, width); y ~ N(0, 1) for mse, Bernoulli(1/2)
+    for bce, uniform labels for cross_entropy, None for sum.
+    """
+    rng = np.random.default_rng([int(seed), 1])
+    x = rng.standard_normal((batch, width))
+    y: np.ndarray | None
+    if loss == "sum":
+        y = None
+    elif loss == "bce":
+        y = rng.integers(0, 2, size=(batch, width)).astype(np.float64)
+    elif loss == "cross_entropy":
+        y = rng.integers(0, width, size=batch)
+    else:
+        y = rng.standard_normal((batch, width))
+    return x, y
+
+
+def _key(row: dict[str, Any]) -> tuple[Any, ...]:
+    out = []
+    for k in CONFIG_KEYS:
+        v = row.get(k)
+        out.append(float(v) if isinstance(v, (int, float)) and k in ("gain", "lr") and v is not None else v)
+    return tuple(out)
+
+
+def run_config(config: dict[str, Any], per_layer: bool = False, derivatives: bool = True) -> dict[str, Any]:
+    """Build, run and summarise one configuration (a dict with the CONFIG_KEYS).
+
+    Returns the configuration, the report's summary figures, ``seconds``, and
+    with per_layer the per-layer columns under ``"layers"`` (dict of lists).
+    """
+    t0 = time.perf_counter()
+    net = build_network(config["depth"], config["width"], config["activation"], config["init"],
+                        config["gain"], config["seed"], config["bias_init"])
+    x, y = make_batch(config["width"], config["batch"], config["loss"], config["seed"])
+    rep = report(net, x, y, loss=config["loss"], lr=config["lr"], derivatives=derivatives)
+    row = dict(config)
+    summ = rep.summary()
+    for k in ("depth", "loss", "batch", "lr"):
+        summ.pop(k)
+    row.update(summ)
+    row["error"] = None
+    if per_layer:
+        row["layers"] = _layer_columns(rep)
+    row["seconds"] = time.perf_counter() - t0
+    return row
+
+
+def _run_config_safe(config: dict[str, Any], per_layer: bool, derivatives: bool) -> dict[str, Any]:
+    try:
+        return run_config(config, per_layer, derivatives)
+    except Exception as exc:  # noqa: BLE001 - recorded in the row, the sweep goes on
+        row = dict(config)
+        row["verdict"] = "error"
+        row["error"] = f"{type(exc).__name__}: {exc}"
+        return row
+
+
+def _layer_columns(rep: Report) -> dict[str, list[Any]]:
+    cols: dict[str, list[Any]] = {}
+    for key, attr, _, _ in _LAYER_FIELDS:
+        v = getattr(rep, attr)
+        cols[key] = [None] * rep.depth if v is None else v.tolist()
+    return cols
+
+
+def configurations(depths: Any, widths: Any, activations: Any, inits: Any, gains: Any = (1.0,),
+                   seeds: Any = (0,), batch: int = 4, loss: str = "mse", bias_init: Any = "zeros",
+                   lr: float | None = None) -> list[dict[str, Any]]:
+    """The cartesian product as configuration dicts, in sweep order (seeds vary fastest)."""
+    def seq(v: Any) -> list[Any]:
+        if isinstance(v, (str, bytes)) or not isinstance(v, Iterable):
+            return [v]
+        return list(v)
+
+    out = []
+    for d, w, a, i, g, s in itertools.product(seq(depths), seq(widths), seq(activations), seq(inits),
+                                              seq(gains), seq(seeds)):
+        out.append({
+            "depth": int(d), "width": int(w), "activation": str(a), "init": str(i), "gain": float(g),
+            "seed": int(s), "batch": int(batch), "loss": str(loss), "bias_init": bias_init,
+            "lr": None if lr is None else float(lr),
+        })
+    return out
+
+
+# ---------------------------------------------------------------------------
+# Progress display
+# ---------------------------------------------------------------------------
+
+
+@contextmanager
+def _progress(total: int, enabled: bool) -> Iterator[Callable[[], None]]:
+    if not enabled or total == 0:
+        yield lambda: None
+        return
+    try:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        with Progress(TextColumn("sweep"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                      transient=False) as prog:
+            task = prog.add_task("sweep", total=total)
+            yield lambda: prog.advance(task)
+        return
+    except ImportError:
+        pass
+    try:
+        tqdm = importlib.import_module("tqdm.auto").tqdm
+
+        bar = tqdm(total=total, desc="sweep")
+        try:
+            yield lambda: bar.update(1)
+        finally:
+            bar.close()
+        return
+    except ImportError:
+        pass
+    done = [0]
+    step = max(1, total // 20)
+
+    def tick() -> None:
+        done[0] += 1
+        if done[0] % step == 0 or done[0] == total:
+            print(f"sweep: {done[0]}/{total} configurations done", file=sys.stderr, flush=True)
+
+    yield tick
+
+
+# ---------------------------------------------------------------------------
+# Resume file
+# ---------------------------------------------------------------------------
+
+
+def _read_resume(path: Path) -> dict[tuple[Any, ...], dict[str, Any]]:
+    done: dict[tuple[Any, ...], dict[str, Any]] = {}
+    if not path.exists():
+        return done
+    with path.open(encoding="utf-8") as fh:
+        for line in fh:
+            line = line.strip()
+            if not line:
+                continue
+            try:
+                row = _dec(json.loads(line))
+            except json.JSONDecodeError:  # a line cut short by an interrupted run
+                continue
+            if row.get("error"):
+                continue  # failed configurations are tried again
+            done[_key(row)] = row
+    return done
+
+
+# ---------------------------------------------------------------------------
+# Executors
+# ---------------------------------------------------------------------------
+
+
+def _dask_client(scheduler: Any, n_jobs: int | None, dask_kwargs: dict[str, Any] | None) -> tuple[Any, list[Any]]:
+    try:
+        distributed = importlib.import_module("distributed")
+    except ImportError as exc:
+        raise ImportError(
+            f"scheduler={scheduler!r} needs Dask's distributed scheduler: pip install \"dask[distributed]\""
+        ) from exc
+    if isinstance(scheduler, distributed.Client):
+        return scheduler, []
+    if scheduler == "dask":
+        kw = dict(dask_kwargs or {})
+        if n_jobs is not None:
+            kw.setdefault("n_workers", int(n_jobs))
+            kw.setdefault("threads_per_worker", 1)
+        cluster = distributed.LocalCluster(**kw)
+        client = distributed.Client(cluster)
+        return client, [client, cluster]
+    if isinstance(scheduler, str):
+        client = distributed.Client(scheduler, **(dask_kwargs or {}))
+        return client, [client]
+    raise TypeError(f"scheduler must be None, 'dask', an address like 'tcp://host:8786' or a Client, got {scheduler!r}")
+
+
+def _run_all(configs: list[dict[str, Any]], *, n_jobs: int | None, executor: str, scheduler: Any,
+             dask_kwargs: dict[str, Any] | None, per_layer: bool, derivatives: bool,
+             on_done: Callable[[int, dict[str, Any]], None]) -> None:
+    if not configs:
+        return
+    if scheduler is not None:
+        client, owned = _dask_client(scheduler, n_jobs, dask_kwargs)
+        try:
+            distributed = importlib.import_module("distributed")
+            dfuts = client.map(_run_config_safe, configs, per_layer=per_layer, derivatives=derivatives, pure=False)
+            index = {f.key: i for i, f in enumerate(dfuts)}
+            for dfut in distributed.as_completed(dfuts):
+                on_done(index[dfut.key], dfut.result())
+        finally:
+            for obj in owned:
+                obj.close()
+        return
+    n = n_jobs if n_jobs is not None else (os.cpu_count() or 1)
+    if n <= 1:
+        for i, cfg in enumerate(configs):
+            on_done(i, _run_config_safe(cfg, per_layer, derivatives))
+        return
+    pool: Executor
+    if executor == "thread":
+        pool = ThreadPoolExecutor(max_workers=n)
+    elif executor == "process":
+        pool = ProcessPoolExecutor(max_workers=n)
+    else:
+        raise ValueError(f"executor must be 'thread' or 'process', got {executor!r}")
+    with pool:
+        futs: dict[Future[dict[str, Any]], int] = {
+            pool.submit(_run_config_safe, cfg, per_layer, derivatives): i for i, cfg in enumerate(configs)
+        }
+        for fut in as_completed(futs):
+            on_done(futs[fut], fut.result())
+
+
+def _expand(row: dict[str, Any]) -> list[dict[str, Any]]:
+    layers = row.get("layers")
+    base = {k: v for k, v in row.items() if k != "layers"}
+    if not layers:
+        return [base]
+    depth = len(next(iter(layers.values())))
+    out = []
+    for l in range(depth):
+        r = dict(base)
+        r["layer"] = l
+        r["from_output"] = depth - 1 - l
+        r.update({k: v[l] for k, v in layers.items()})
+        out.append(r)
+    return out
+
+
+def sweep(
+    depths: Any,
+    widths: Any,
+    activations: Any,
+    inits: Any,
+    gains: Any = (1.0,),
+    seeds: Any = (0,),
+    batch: int = 4,
+    loss: str = "mse",
+    n_jobs: int | None = None,
+    scheduler: Any = None,
+    resume: str | os.PathLike[str] | None = None,
+    progress: bool = True,
+    *,
+    per_layer: bool = False,
+    bias_init: Any = "zeros",
+    lr: float | None = None,
+    derivatives: bool = True,
+    executor: str = "thread",
+    dask_kwargs: dict[str, Any] | None = None,
+) -> list[dict[str, Any]]:
+    """Gradient-health reports over a grid of configurations, as tidy rows.
+
+    depths, widths, activations, inits, gains, seeds: a value or a sequence
+        each; every combination is one configuration (seeds vary fastest).
+    batch, loss, bias_init, lr: the same for every configuration (lr adds the
+        lost-update fraction; see :func:`loggrad.report.report`).
+    n_jobs: parallel workers (default: all cores; 1 runs in this thread).
+    executor: "thread" (default; the engine releases the GIL) or "process".
+    scheduler: None (local executor), "dask" (start a
+        ``dask.distributed.LocalCluster(n_workers=n_jobs, **dask_kwargs)``),
+        an address such as "tcp://host:8786" (connect to a running scheduler),
+        or a ``distributed.Client``.
+    resume: a JSON-lines file: configurations found there are not run again;
+        each new one is appended as soon as it finishes (so an interrupted
+        sweep loses at most the configurations in flight). Configurations
+        that raised are recorded with their error and tried again next time.
+    progress: show a progress bar (rich, else tqdm, else lines on stderr).
+    per_layer: return one row per (configuration, layer), with the layer's
+        figures (see :class:`loggrad.report.Report`) next to the summary.
+    derivatives: compute the mean log10 f' column (one extra batch-1
+        backward pass per sample).
+
+    Each configuration row holds the CONFIG_KEYS, the report summary (slope,
+    slope_ci_low/high, slope_stderr, total_change, theory_slope,
+    log10_grad_norm_first/last, f64/f32_fail_layer and _from_output,
+    verdict, loss_log10), ``seconds`` and ``error`` (None, or the exception
+    text with verdict "error"). Rows come back in configuration order.
+    """
+    configs = configurations(depths, widths, activations, inits, gains, seeds, batch, loss, bias_init, lr)
+    results: list[dict[str, Any] | None] = [None] * len(configs)
+    path = Path(resume) if resume is not None else None
+    todo: list[int] = []
+    if path is not None:
+        done = _read_resume(path)
+        for i, cfg in enumerate(configs):
+            row = done.get(_key(cfg))
+            if row is not None and (not per_layer or row.get("layers")):
+                results[i] = row
+            else:
+                todo.append(i)
+    else:
+        todo = list(range(len(configs)))
+
+    fh = None
+    if path is not None:
+        fh = path.open("a", encoding="utf-8")
+        if path.stat().st_size:
+            with path.open("rb") as tail:
+                tail.seek(-1, 2)
+                if tail.read(1) != b"\n":
+                    fh.write("\n")  # close a line cut short by an interrupted run
+    try:
+        with _progress(len(todo), progress) as tick:
+
+            def on_done(j: int, row: dict[str, Any]) -> None:
+                results[todo[j]] = row
+                if fh is not None:
+                    fh.write(json.dumps(_enc(row), allow_nan=False) + "\n")
+                    fh.flush()
+                tick()
+
+            _run_all([configs[i] for i in todo], n_jobs=n_jobs, executor=executor, scheduler=scheduler,
+                     dask_kwargs=dask_kwargs, per_layer=per_layer, derivatives=derivatives, on_done=on_done)
+    finally:
+        if fh is not None:
+            fh.close()
+    rows = [r for r in results if r is not None]
+    if per_layer:
+        return [x for r in rows for x in _expand(r)]
+    return [{k: v for k, v in r.items() if k != "layers"} for r in rows]

@@ -1,0 +1,442 @@
+"""loggrad.report: every figure against direct computation (numpy float64 and mpmath)."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import mpmath
+import numpy as np
+import pytest
+
+import loggrad as lg
+from loggrad import report as R
+from loggrad.report import Report, report, t_critical
+
+LOG10_2 = math.log10(2.0)
+
+
+# ---------------------------------------------------------------------------
+# mpmath reference: forward, backward (mse / sum), per-layer figures
+# ---------------------------------------------------------------------------
+
+M = mpmath.mpf
+SELU_L = M(R._SELU_L)
+SELU_A = M(R._SELU_A)
+
+
+def mp_act(name: str, z: mpmath.mpf) -> tuple[mpmath.mpf, mpmath.mpf]:
+    """Value and derivative, in forms that stay exact for any |z|."""
+    if name == "identity":
+        return z, M(1)
+    if name == "relu":
+        return (z, M(1)) if z > 0 else (M(0), M(0))
+    if name == "leaky_relu":
+        return (z, M(1)) if z > 0 else (M(0.01) * z, M(0.01))
+    if name == "sigmoid":
+        t = mpmath.exp(-abs(z))
+        return (1 / (1 + t) if z >= 0 else t / (1 + t)), t / (1 + t) ** 2
+    if name == "tanh":
+        t = mpmath.exp(-2 * abs(z))
+        return mpmath.tanh(z), 4 * t / (1 + t) ** 2
+    if name == "elu":
+        return (z, M(1)) if z > 0 else (mpmath.expm1(z), mpmath.exp(z))
+    if name == "selu":
+        return (SELU_L * z, SELU_L) if z > 0 else (SELU_L * SELU_A * mpmath.expm1(z), SELU_L * SELU_A * mpmath.exp(z))
+    if name == "softplus":
+        return mpmath.log1p(mpmath.exp(z)), 1 / (1 + mpmath.exp(-z))
+    if name == "gelu":
+        cdf = mpmath.erfc(-z / mpmath.sqrt(2)) / 2
+        return z * cdf, cdf + z * mpmath.npdf(z)
+    if name == "silu":
+        s, sm = 1 / (1 + mpmath.exp(-z)), 1 / (1 + mpmath.exp(z))
+        return z * s, s * (1 + z * sm)
+    raise ValueError(name)
+
+
+def mp_reference(net: lg.Network, x: np.ndarray, y: np.ndarray | None, loss: str) -> dict:
+    """Exact gradients (dW, db per layer, summed over the batch) and the pre-activations."""
+    L, B = net.depth, x.shape[0]
+    Ws = [[[M(float(v)) for v in row] for row in w] for w in net.weights]
+    bs = [[M(float(v)) for v in b] for b in net.biases]
+    acts = net.activations
+    n_out_total = B * net.n_out
+    dW = [[[M(0)] * net.widths[l] for _ in range(net.widths[l + 1])] for l in range(L)]
+    db = [[M(0)] * net.widths[l + 1] for l in range(L)]
+    zs = [[None] * B for _ in range(L)]  # zs[l][s] = list of z
+    ds = [[None] * B for _ in range(L)]
+    for s in range(B):
+        a = [M(float(v)) for v in x[s]]
+        inputs = []
+        for l in range(L):
+            inputs.append(a)
+            z = [mpmath.fsum(w * v for w, v in zip(row, a)) + b for row, b in zip(Ws[l], bs[l])]
+            fa = [mp_act(acts[l], zz) for zz in z]
+            zs[l][s] = z
+            ds[l][s] = [d for _, d in fa]
+            a = [v for v, _ in fa]
+        if loss == "mse":
+            g = [2 * (o - M(float(t))) / n_out_total for o, t in zip(a, y[s])]
+        else:
+            g = [M(1)] * len(a)
+        for l in range(L - 1, -1, -1):
+            delta = [gi * di for gi, di in zip(g, ds[l][s])]
+            for i, dv in enumerate(delta):
+                db[l][i] += dv
+                for j, av in enumerate(inputs[l]):
+                    dW[l][i][j] += dv * av
+            g = [mpmath.fsum(Ws[l][i][j] * delta[i] for i in range(len(delta))) for j in range(len(inputs[l]))]
+    return {"dW": dW, "db": db, "deriv": ds}
+
+
+def mp_log10(v: mpmath.mpf) -> float:
+    return float(mpmath.log10(abs(v))) if v != 0 else -math.inf
+
+
+def mp_figures(net: lg.Network, ref: dict, lr: float | None) -> dict:
+    """The report's per-layer figures, computed from the mpmath reference."""
+    out = {k: [] for k in ("wn", "bn", "gmax", "gmin", "act", "actzero", "u64", "o64", "u32", "o32", "lost")}
+    params = net.params
+    starts = np.concatenate([[0], np.cumsum([n_o * (n_i + 1) for n_i, n_o in zip(net.widths[:-1], net.widths[1:])])])
+    tiny64, tiny32 = mpmath.ldexp(1, -1075), mpmath.ldexp(1, -150)
+    huge64, huge32 = mpmath.ldexp(1, 1024), (1 - mpmath.ldexp(1, -25)) * mpmath.ldexp(1, 128)
+    for l in range(net.depth):
+        w = [v for row in ref["dW"][l] for v in row]
+        b = ref["db"][l]
+        out["wn"].append(mp_log10(mpmath.sqrt(mpmath.fsum(v * v for v in w))))
+        out["bn"].append(mp_log10(mpmath.sqrt(mpmath.fsum(v * v for v in b))))
+        nz = [abs(v) for v in w if v != 0]
+        out["gmax"].append(mp_log10(max(nz)) if nz else math.nan)
+        out["gmin"].append(mp_log10(min(nz)) if nz else math.nan)
+        d = [v for per_s in ref["deriv"][l] for v in per_s]
+        nzd = [mp_log10(v) for v in d if v != 0]
+        out["act"].append(float(np.mean(nzd)) if nzd else math.nan)
+        out["actzero"].append(sum(1 for v in d if v == 0) / len(d))
+        allg = w + list(b)
+        n = len(allg)
+        out["u64"].append(sum(1 for v in allg if v != 0 and abs(v) <= tiny64) / n)
+        out["o64"].append(sum(1 for v in allg if abs(v) >= huge64) / n)
+        out["u32"].append(sum(1 for v in allg if v != 0 and abs(v) <= tiny32) / n)
+        out["o32"].append(sum(1 for v in allg if abs(v) >= huge32) / n)
+        if lr is not None:
+            pw = params[starts[l] : starts[l + 1]]
+            lost = nonzero = 0
+            for wv, gv in zip(pw, allg):
+                if gv == 0:
+                    continue
+                nonzero += 1
+                u = M(lr) * gv
+                if wv == 0:
+                    lost += abs(u) <= mpmath.ldexp(1, -1075)
+                else:
+                    with mpmath.workprec(53):
+                        new = +(M(float(wv)) - u)  # one rounding to 53 bits (ties to even)
+                    lost += new == M(float(wv))
+            out["lost"].append(lost / nonzero if nonzero else 0.0)
+    return out
+
+
+def assert_matches_mp(rep: Report, fig: dict, tol: float = 1e-9) -> None:
+    pairs = [
+        ("wn", rep.grad_norm_w), ("bn", rep.grad_norm_b), ("gmax", rep.grad_max), ("gmin", rep.grad_min),
+        ("act", rep.act_deriv),
+    ]
+    for key, got in pairs:
+        np.testing.assert_allclose(got, fig[key], rtol=0, atol=tol, err_msg=key)
+    for key, got in (("actzero", rep.act_deriv_zero), ("u64", rep.f64_underflow), ("o64", rep.f64_overflow),
+                     ("u32", rep.f32_underflow), ("o32", rep.f32_overflow)):
+        np.testing.assert_array_equal(got, fig[key], err_msg=key)
+    if fig["lost"]:
+        np.testing.assert_array_equal(rep.lost_update, fig["lost"])
+
+
+def gaussian_net(depth, width, act, scale=1.0, bias=0.0, seed=0):
+    rng = np.random.default_rng(seed)
+    ws = [rng.standard_normal((width, width)) * scale / math.sqrt(width) for _ in range(depth)]
+    bs = [rng.standard_normal(width) * bias for _ in range(depth)]
+    return lg.Network(ws, bs, act)
+
+
+# ---------------------------------------------------------------------------
+# small cases: every figure, every activation
+# ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("act", list(lg.ACTIVATIONS))
+def test_small_net_all_figures_match_mpmath(act):
+    mpmath.mp.dps = 40
+    net = gaussian_net(5, 3, act, scale=1.5, bias=0.3, seed=1)
+    x = np.random.default_rng(2).standard_normal((3, 3))
+    y = np.random.default_rng(3).standard_normal((3, 3))
+    rep = report(net, x, y, loss="mse", lr=1e-15)
+    assert_matches_mp(rep, mp_figures(net, mp_reference(net, x, y, "mse"), 1e-15))
+
+
+@pytest.mark.parametrize("act", ["sigmoid", "tanh", "elu", "selu", "softplus", "gelu", "silu"])
+def test_saturated_derivatives_match_mpmath(act):
+    # pre-activations of several hundred: f'(z) ~ e^-|z|, far below float64 for most units
+    mpmath.mp.dps = 40
+    net = gaussian_net(3, 3, act, scale=400.0, bias=1.0, seed=4)
+    x = np.random.default_rng(5).standard_normal((2, 3))
+    rep = report(net, x, loss="sum")
+    fig = mp_figures(net, mp_reference(net, x, None, "sum"), None)
+    # log10 values up to -1e13 here (z^2/2 for gelu): relative tolerance as well
+    np.testing.assert_allclose(rep.act_deriv, fig["act"], rtol=1e-13, atol=1e-9)
+    np.testing.assert_allclose(rep.grad_norm_w, fig["wn"], rtol=1e-13, atol=1e-9)
+
+
+def test_dead_relu_layers_match_mpmath():
+    # layer 2 is closed for every input (bias -50): no gradient reaches layers 0..2,
+    # the report still gives their f' statistics (float64 forward fallback)
+    mpmath.mp.dps = 40
+    net = gaussian_net(5, 3, "relu", seed=6)
+    net.biases[2][:] = -50.0
+    x = np.random.default_rng(7).standard_normal((3, 3))
+    y = np.zeros((3, 3))
+    rep = report(net, x, y, lr=1e-3)
+    fig = mp_figures(net, mp_reference(net, x, y, "mse"), 1e-3)
+    assert_matches_mp(rep, fig)
+    assert rep.act_deriv_zero[2] == 1.0 and np.isnan(rep.act_deriv[2])
+    assert np.all(np.isneginf(rep.grad_norm_w[:3]))
+    assert rep.verdict == "vanishing"
+
+
+def test_small_net_matches_numpy_float64_backprop():
+    """Direct float64 backprop, one layer at a time (all values in range)."""
+    rng = np.random.default_rng(8)
+    L, n, B = 6, 4, 5
+    net = gaussian_net(L, n, "tanh", scale=1.2, bias=0.1, seed=9)
+    x, y = rng.standard_normal((B, n)), rng.standard_normal((B, n))
+    lr = 1e-15
+    rep = report(net, x, y, lr=lr)
+    # forward
+    a, zs = [x], []
+    for l in range(L):
+        z = a[-1] @ net.weights[l].T + net.biases[l]
+        zs.append(z)
+        a.append(np.tanh(z))
+    g = 2.0 * (a[-1] - y) / y.size
+    dW, db = [None] * L, [None] * L
+    for l in range(L - 1, -1, -1):
+        delta = g * (1.0 - np.tanh(zs[l]) ** 2)
+        dW[l], db[l] = delta.T @ a[l], delta.sum(axis=0)
+        g = delta @ net.weights[l]
+    for l in range(L):
+        assert abs(rep.grad_norm_w[l] - np.log10(np.linalg.norm(dW[l]))) < 1e-12
+        assert abs(rep.grad_norm_b[l] - np.log10(np.linalg.norm(db[l]))) < 1e-12
+        assert abs(rep.grad_max[l] - np.log10(np.abs(dW[l]).max())) < 1e-12
+        assert abs(rep.grad_min[l] - np.log10(np.abs(dW[l]).min())) < 1e-12
+        assert abs(rep.act_deriv[l] - np.mean(np.log10(1.0 - np.tanh(zs[l]) ** 2))) < 1e-12
+        params = np.concatenate([net.weights[l].ravel(), net.biases[l]])
+        grads = np.concatenate([dW[l].ravel(), db[l]])
+        nz = grads != 0
+        lost = ((params - lr * grads) == params) & nz
+        assert rep.lost_update[l] == lost.sum() / nz.sum()
+    # the same step through loggrad.train
+    step = net.copy().sgd_step(x, y, lr)
+    np.testing.assert_array_equal(rep.lost_update, step.fraction_unchanged)
+    assert np.all(rep.f64_underflow == 0) and np.all(rep.f32_overflow == 0)
+
+
+def test_float32_range_fractions_against_numpy_casts():
+    # gradients spread over 1e-50 .. 1e-30 (identity chain, scaled input): float32 loses part of them
+    rng = np.random.default_rng(10)
+    ws = [np.diag(rng.uniform(0.5, 2.0, 4)) @ np.linalg.qr(rng.standard_normal((4, 4)))[0] for _ in range(8)]
+    net = lg.Network(ws, None, "identity")
+    x = rng.standard_normal((3, 4)) * 10.0 ** rng.uniform(-48, -38, (3, 1))
+    rep = report(net, x, loss="sum")
+    g = net.backward(x, loss="sum", precision="float64").params
+    starts = np.arange(net.depth) * 20
+    with np.errstate(under="ignore", over="ignore"):
+        g32 = g.astype(np.float32)
+    u = np.add.reduceat(((g32 == 0) & (g != 0)).astype(int), starts) / 20
+    o = np.add.reduceat(np.isinf(g32).astype(int), starts) / 20
+    np.testing.assert_array_equal(rep.f32_underflow, u)
+    np.testing.assert_array_equal(rep.f32_overflow, o)
+    assert 0 < rep.f32_underflow.max() and rep.f32_fail_layer is not None
+
+
+def test_range_masks_round_like_ieee():
+    ms = np.array([0.5, np.nextafter(0.5, 1), 0.75, 1 - 2.0**-53, 1 - 2.0**-25, np.nextafter(1 - 2.0**-25, 0)])
+    for lo, hi in ((-1080, -1068), (1018, 1030), (-156, -144), (122, 134)):
+        e = np.arange(lo, hi)
+        mm, ee = np.meshgrid(np.concatenate([ms, -ms]), e)
+        mk = R._range_masks(mm.ravel(), ee.ravel().astype(np.int64))
+        with np.errstate(under="ignore", over="ignore"):
+            v64 = np.ldexp(mm.ravel(), ee.ravel())
+            v32 = v64.astype(np.float32)
+        fin = np.isfinite(v64)
+        np.testing.assert_array_equal(mk["f64_underflow"], v64 == 0)
+        np.testing.assert_array_equal(mk["f64_overflow"], np.isinf(v64))
+        np.testing.assert_array_equal(mk["f32_underflow"][fin], (v32 == 0)[fin])
+        np.testing.assert_array_equal(mk["f32_overflow"][fin], np.isinf(v32)[fin])
+
+
+def test_lost_updates_exact_at_ties_and_powers_of_two():
+    rng = np.random.default_rng(11)
+    w = np.concatenate([
+        rng.standard_normal(4000),
+        2.0 ** rng.integers(-20, 20, 1000) * rng.choice([-1, 1], 1000),  # powers of two
+        np.ldexp(rng.integers(1, 2**20, 500).astype(float), -1074),  # subnormals
+        [2.0**-1022, -(2.0**-1022), 0.0, 0.0],
+    ])
+    k = rng.integers(50, 57, w.size)
+    frac = rng.choice([0.5, 0.75, 1.0, 1.5, 1 + 2.0**-52, 1 - 2.0**-53], w.size)
+    base = np.where(w == 0, 2.0**-1074, np.abs(w))
+    u = np.ldexp(base * frac, -k) * rng.choice([-1, 1], w.size)
+    # zero and subnormal weights: updates on the subnormal grid (never lost)
+    grid = np.abs(w) < 2.0**-1000
+    u = np.where(grid, rng.choice([2.0**-1074, -(2.0**-1074), 2.0**-1073], w.size), u)
+    assert np.all(u != 0)
+    um, ue = np.frexp(u)
+    got = R._lost_updates(w, um, ue.astype(np.int64))
+    np.testing.assert_array_equal(got, (w - u) == w)
+    assert 0 < got.mean() < 1
+
+
+# ---------------------------------------------------------------------------
+# a deep chain: far below float64, against mpmath
+# ---------------------------------------------------------------------------
+
+def test_deep_sigmoid_chain_matches_mpmath():
+    mpmath.mp.dps = 30
+    net = gaussian_net(1000, 3, "sigmoid", scale=math.sqrt(3.0), bias=0.2, seed=12)
+    x = np.random.default_rng(13).standard_normal((2, 3))
+    y = np.zeros((2, 3))
+    rep = report(net, x, y, lr=1e-3)
+    fig = mp_figures(net, mp_reference(net, x, y, "mse"), 1e-3)
+    assert min(fig["wn"]) < -320  # the first layers are beyond float64
+    assert_matches_mp(rep, fig, tol=1e-9)
+    # fail layers: the first layer, scanning from the output, with anything out of range
+    u64 = np.array(fig["u64"])
+    assert rep.f64_fail_layer == int(np.flatnonzero(u64 > 0)[-1])
+    assert rep.f32_fail_layer == int(np.flatnonzero(np.array(fig["u32"]) > 0)[-1])
+    assert rep.f64_fail_from_output == 999 - rep.f64_fail_layer
+    assert rep.verdict == "vanishing" and rep.slope < 0
+
+
+def test_exploding_leaky_relu_chain_matches_mpmath():
+    # activations and gradients beyond float64 (10^400 and more): the pre-activations'
+    # signs, hence f' in {1, 0.01}, and the overflow fractions, against mpmath
+    mpmath.mp.dps = 30
+    net = gaussian_net(400, 3, "leaky_relu", scale=40.0, bias=0.5, seed=20)
+    x = np.random.default_rng(21).standard_normal((2, 3))
+    rep = report(net, x, loss="sum", lr=1e-3)
+    fig = mp_figures(net, mp_reference(net, x, None, "sum"), 1e-3)
+    assert max(fig["wn"]) > 400
+    assert_matches_mp(rep, fig, tol=1e-9)
+    assert rep.verdict == "exploding" and rep.f64_overflow.max() > 0
+
+
+# ---------------------------------------------------------------------------
+# slope, confidence interval, t quantiles
+# ---------------------------------------------------------------------------
+
+def test_t_critical_matches_scipy():
+    stats = pytest.importorskip("scipy.stats")
+    for df in list(range(1, 130)) + [150, 200, 500, 1000, 1998, 10**5]:
+        for level in (0.95, 0.99, 0.5):
+            assert abs(t_critical(df, level) - stats.t.ppf(0.5 + level / 2, df)) < 1e-9, (df, level)
+    assert math.isnan(t_critical(0))
+
+
+def test_slope_and_ci_match_linear_regression():
+    stats = pytest.importorskip("scipy.stats")
+    net = gaussian_net(40, 6, "tanh", scale=0.8, seed=14)
+    x = np.random.default_rng(15).standard_normal((4, 6))
+    rep = report(net, x, derivatives=False)
+    d = 39 - np.arange(40)
+    fit = stats.linregress(d, rep.grad_norm_w)
+    t = stats.t.ppf(0.975, 38)
+    assert abs(rep.slope - fit.slope) < 1e-12
+    assert abs(rep.slope_stderr - fit.stderr) < 1e-12
+    np.testing.assert_allclose(rep.slope_ci, (fit.slope - t * fit.stderr, fit.slope + t * fit.stderr), atol=1e-10)
+    assert abs(rep.total_change - 39 * fit.slope) < 1e-10
+
+
+# ---------------------------------------------------------------------------
+# verdicts
+# ---------------------------------------------------------------------------
+
+def test_verdicts():
+    rng = np.random.default_rng(16)
+    x = rng.standard_normal((4, 16))
+    # vanishing: a sigmoid chain, 200 layers
+    assert report(gaussian_net(200, 16, "sigmoid", scale=1.0, seed=1), x).verdict == "vanishing"
+    # exploding: chaotic tanh (sigma_w = 3): the gradient grows toward the input
+    rep = report(gaussian_net(200, 16, "tanh", scale=3.0, seed=2), x)
+    assert rep.verdict == "exploding" and rep.slope > 0 and rep.slope_ci[0] > 0
+    # exploding by overflow: a linear chain 1.2 I (README), every weight gradient 10^316
+    rep = report(lg.Network([1.2 * np.eye(2)] * 4000, None, "identity"), np.ones((1, 2)), loss="sum",
+                 derivatives=False)
+    assert rep.verdict == "exploding" and rep.f64_fail_layer == 3999 and rep.f64_overflow.min() > 0
+    # healthy: orthogonal linear layers keep every gradient norm the same
+    qs = [np.linalg.qr(rng.standard_normal((16, 16)))[0] for _ in range(300)]
+    rep = report(lg.Network(qs, None, "identity"), x)
+    assert rep.verdict == "healthy" and abs(rep.total_change) < 1 and rep.f64_fail_layer is None
+    # healthy: tanh at the edge of chaos, 50 layers
+    assert report(gaussian_net(50, 64, "tanh", scale=1.0, seed=3), rng.standard_normal((8, 64))).verdict == "healthy"
+
+
+# ---------------------------------------------------------------------------
+# output: table, records, JSON, plot
+# ---------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def deep_report():
+    net = gaussian_net(300, 4, "sigmoid", scale=2.0, seed=17)
+    return report(net, np.random.default_rng(18).standard_normal((3, 4)), lr=1e-3)
+
+
+def test_json_round_trip(deep_report):
+    s = deep_report.to_json()
+    json.loads(s, parse_constant=lambda c: pytest.fail(f"non-standard JSON constant {c}"))
+    back = Report.from_json(s)
+    assert back.to_json() == s
+    for _, attr, _, _ in R._LAYER_FIELDS:
+        np.testing.assert_array_equal(getattr(back, attr), getattr(deep_report, attr))
+    assert back.verdict == deep_report.verdict and back.slope_ci == deep_report.slope_ci
+
+
+def test_records_and_dict(deep_report):
+    recs = deep_report.records()
+    assert len(recs) == 300 and recs[0]["layer"] == 0 and recs[-1]["from_output"] == 0
+    assert recs[5]["log10_grad_norm_w"] == deep_report.grad_norm_w[5]
+    assert set(recs[0]) >= {"activation", "n_in", "n_out", "lost_update_frac", "f64_underflow_frac"}
+    d = deep_report.to_dict()
+    assert d["layers"]["grad_norm_w"][7] == deep_report.grad_norm_w[7]
+    assert deep_report.summary()["verdict"] == deep_report.verdict
+
+
+def test_table_plain_and_rich(deep_report):
+    plain = deep_report.table(rich=False)
+    assert "verdict: vanishing" in plain and "growth per layer" in plain
+    lines = plain.splitlines()
+    assert lines[0].split()[:2] == ["layer", "act"]
+    assert sum(1 for ln in lines if ln.strip().startswith("...")) >= 1
+    full = deep_report.table(max_rows=None, rich=False)
+    assert sum(1 for ln in full.splitlines() if ln.strip().split(" ")[0].isdigit()) == 300
+    assert "verdict: vanishing" in str(deep_report)
+    pytest.importorskip("rich")
+    assert "verdict: vanishing" in deep_report.table(rich=True)
+
+
+def test_plot_file(deep_report, tmp_path):
+    pytest.importorskip("matplotlib")
+    path = tmp_path / "grad.png"
+    ax = deep_report.plot(str(path))
+    assert path.stat().st_size > 1000
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert "float64 range" in labels and "float32 range" in labels
+    ys = {round(ln.get_ydata()[0], 3) for ln in ax.get_lines() if len(set(ln.get_ydata())) == 1}
+    assert round(R.FLOAT64_LOG10_RANGE[0], 3) in ys and round(R.FLOAT32_LOG10_RANGE[1], 3) in ys
+
+
+def test_single_sample_and_other_losses():
+    net = gaussian_net(4, 3, "tanh", seed=19)
+    r1 = report(net, np.ones(3))
+    r2 = report(net, np.ones((1, 3)), np.zeros((1, 3)))
+    np.testing.assert_array_equal(r1.grad_norm_w, r2.grad_norm_w)
+    r_ce = report(net, np.ones((2, 3)), np.array([0, 2]), loss="cross_entropy")
+    assert r_ce.loss == "cross_entropy" and np.all(np.isfinite(r_ce.grad_norm_w))
+    with pytest.raises(ValueError, match="lr must be"):
+        report(net, np.ones(3), lr=-1.0)
