@@ -61,7 +61,10 @@ py::object forward(const Architecture& net, const array_d& params, const array_d
 
 py::tuple backward(const Architecture& net, const array_d& params, const array_d& x,
                    const std::string& loss, const std::optional<array_d>& y,
-                   const std::optional<array_i64>& labels, const std::string& precision, bool want_dx) {
+                   const std::optional<array_i64>& labels, const std::string& precision, bool want_dx,
+                   long long checkpoint) {
+    if (checkpoint < -1) throw std::invalid_argument("checkpoint must be -1 (auto), 0 (off) or a segment length");
+    const std::size_t cp = checkpoint == -1 ? loggrad::kCheckpointAuto : static_cast<std::size_t>(checkpoint);
     const std::size_t batch = check_call(net, params, x);
     loggrad::Target t;
     t.loss = loggrad::loss_from_name(loss);
@@ -91,7 +94,7 @@ py::tuple backward(const Architecture& net, const array_d& params, const array_d
         {
             // Safe: only the arrays above (kept alive by this frame) are touched.
             py::gil_scoped_release release;
-            loggrad::backward_ext(net, params.data(), x.data(), batch, t, r);
+            loggrad::backward_ext(net, params.data(), x.data(), batch, t, r, cp);
         }
         return py::make_tuple(py::make_tuple(loss_m, loss_e), py::make_tuple(out_m, out_e),
                               py::make_tuple(grad_m, grad_e), py::make_tuple(dx_m, dx_e));
@@ -104,7 +107,7 @@ py::tuple backward(const Architecture& net, const array_d& params, const array_d
     if (want_dx) r.dx = dx.mutable_data();
     {
         py::gil_scoped_release release;
-        loggrad::backward_f64(net, params.data(), x.data(), batch, t, r);
+        loggrad::backward_f64(net, params.data(), x.data(), batch, t, r, cp);
     }
     return py::make_tuple(loss_v, out, grad, dx);
 }
@@ -134,6 +137,6 @@ void register_network(py::module_& m) {
           "Forward pass: (mantissa, exponent) arrays on the extended path, an ndarray on float64");
     m.def("backward", &backward, py::arg("arch"), py::arg("params"), py::arg("x"), py::arg("loss"),
           py::arg("y") = py::none(), py::arg("labels") = py::none(), py::arg("precision") = "extended",
-          py::arg("want_dx") = true,
+          py::arg("want_dx") = true, py::arg("checkpoint") = 0,
           "Backward pass: (loss, out, grad, dx), each (mantissa, exponent) on the extended path");
 }

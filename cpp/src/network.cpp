@@ -174,21 +174,25 @@ struct ExtStore {
     std::vector<std::size_t> aoff, doff;
 };
 
-void forward_layers_ext(const Architecture& net, const double* params, const double* x,
-                        std::size_t batch, bool keep, ExtStore& st, Workspace& ws) {
-    const std::size_t L = net.depth();
-    std::size_t maxw = 0;
-    for (std::size_t w : net.widths()) maxw = std::max(maxw, w);
-    // keep: every layer's activations and derivatives; else two alternating buffers.
-    st.aoff.assign(L + 1, 0);
-    st.doff.assign(L, 0);
+std::size_t max_width(const Architecture& net) {
+    return *std::max_element(net.widths().begin(), net.widths().end());
+}
+
+// Runs layers [l0, l1) from `in` (batch x n_{l0}). st then holds a_{l0}..a_{l1}
+// (indexed l - l0) and, when keep, f'(z_l) for l in [l0, l1); without keep only
+// two alternating activation buffers are used.
+void forward_range_ext(const Architecture& net, const double* params, std::size_t l0, std::size_t l1,
+                       std::size_t batch, ExtCMat in, bool keep, ExtStore& st, Workspace& ws) {
+    const std::size_t n = l1 - l0, maxw = max_width(net);
+    st.aoff.assign(n + 1, 0);
+    st.doff.assign(n, 0);
     std::size_t atotal = 0, dtotal = 0;
-    for (std::size_t l = 0; l <= L; ++l) {
-        st.aoff[l] = keep ? atotal : (l % 2) * batch * maxw;
-        atotal += batch * net.width(l);
-        if (l < L) {
-            st.doff[l] = dtotal;
-            dtotal += batch * net.width(l + 1);
+    for (std::size_t i = 0; i <= n; ++i) {
+        st.aoff[i] = keep ? atotal : (i % 2) * batch * maxw;
+        atotal += batch * net.width(l0 + i);
+        if (i < n) {
+            st.doff[i] = dtotal;
+            dtotal += batch * net.width(l0 + i + 1);
         }
     }
     if (!keep) {
@@ -196,7 +200,7 @@ void forward_layers_ext(const Architecture& net, const double* params, const dou
         dtotal = 0;
     }
     reserve_check((atotal + dtotal + batch * maxw) * (sizeof(double) + sizeof(exp_t)),
-                  "this pass (stored activations)");
+                  "this pass (stored activations; backward(checkpoint=...) stores fewer)");
     st.am.resize(atotal);
     st.ae.resize(atotal);
     st.dm.resize(dtotal);
@@ -205,56 +209,82 @@ void forward_layers_ext(const Architecture& net, const double* params, const dou
     Buffer<exp_t> ze;
     zm.resize(batch * maxw);
     ze.resize(batch * maxw);
-
-    for (std::size_t i = 0; i < batch * net.n_in(); ++i) {
-        const Ext v = from_double(x[i]);
-        st.am[i] = v.m;
-        st.ae[i] = v.e;
-    }
-    for (std::size_t l = 0; l < L; ++l) {
-        const ExtCMat in{st.am.data() + st.aoff[l], st.ae.data() + st.aoff[l]};
-        const ExtMat out{st.am.data() + st.aoff[l + 1], st.ae.data() + st.aoff[l + 1]};
-        const ExtMat der{keep ? st.dm.data() + st.doff[l] : nullptr, keep ? st.de.data() + st.doff[l] : nullptr};
-        forward_layer_ext(net, params, l, batch, in, out, der, ExtMat{zm.data(), ze.data()}, ws);
+    std::copy(in.m, in.m + batch * net.width(l0), st.am.data());
+    std::copy(in.e, in.e + batch * net.width(l0), st.ae.data());
+    for (std::size_t i = 0; i < n; ++i) {
+        const ExtCMat a{st.am.data() + st.aoff[i], st.ae.data() + st.aoff[i]};
+        const ExtMat out{st.am.data() + st.aoff[i + 1], st.ae.data() + st.aoff[i + 1]};
+        const ExtMat der{keep ? st.dm.data() + st.doff[i] : nullptr, keep ? st.de.data() + st.doff[i] : nullptr};
+        forward_layer_ext(net, params, l0 + i, batch, a, out, der, ExtMat{zm.data(), ze.data()}, ws);
     }
 }
 
-void forward_layers_f64(const Architecture& net, const double* params, const double* x,
-                        std::size_t batch, bool keep, Buffer<double>& acts,
-                        Buffer<double>& ders, std::vector<std::size_t>& aoff,
-                        std::vector<std::size_t>& doff) {
-    const std::size_t L = net.depth();
-    std::size_t maxw = 0;
-    for (std::size_t w : net.widths()) maxw = std::max(maxw, w);
-    aoff.assign(L + 1, 0);
-    doff.assign(L, 0);
+void inputs_ext(const double* x, std::size_t n, Buffer<double>& m, Buffer<exp_t>& e) {
+    m.resize(n);
+    e.resize(n);
+    for (std::size_t i = 0; i < n; ++i) {
+        const Ext v = from_double(x[i]);
+        m[i] = v.m;
+        e[i] = v.e;
+    }
+}
+
+// float64 counterpart of forward_range_ext: acts[aoff[i]] is a_{l0+i}.
+struct F64Store {
+    Buffer<double> acts, ders;
+    std::vector<std::size_t> aoff, doff;
+};
+
+void forward_range_f64(const Architecture& net, const double* params, std::size_t l0, std::size_t l1,
+                       std::size_t batch, const double* in, bool keep, F64Store& st) {
+    const std::size_t n = l1 - l0, maxw = max_width(net);
+    st.aoff.assign(n + 1, 0);
+    st.doff.assign(n, 0);
     std::size_t atotal = 0, dtotal = 0;
-    for (std::size_t l = 0; l <= L; ++l) {
-        aoff[l] = keep ? atotal : (l % 2) * batch * maxw;
-        atotal += batch * net.width(l);
-        if (l < L) {
-            doff[l] = dtotal;
-            dtotal += batch * net.width(l + 1);
+    for (std::size_t i = 0; i <= n; ++i) {
+        st.aoff[i] = keep ? atotal : (i % 2) * batch * maxw;
+        atotal += batch * net.width(l0 + i);
+        if (i < n) {
+            st.doff[i] = dtotal;
+            dtotal += batch * net.width(l0 + i + 1);
         }
     }
     if (!keep) {
         atotal = 2 * batch * maxw;
         dtotal = 0;
     }
-    reserve_check((atotal + dtotal + batch * maxw) * sizeof(double), "this pass (stored activations)");
-    acts.resize(atotal);
-    ders.resize(dtotal);
+    reserve_check((atotal + dtotal + batch * maxw) * sizeof(double),
+                  "this pass (stored activations; backward(checkpoint=...) stores fewer)");
+    st.acts.resize(atotal);
+    st.ders.resize(dtotal);
     Buffer<double> z;
     z.resize(batch * maxw);
-    std::copy(x, x + batch * net.n_in(), acts.data());
-    for (std::size_t l = 0; l < L; ++l) {
-        const std::size_t n_in = net.width(l), n_out = net.width(l + 1);
+    std::copy(in, in + batch * net.width(l0), st.acts.data());
+    for (std::size_t i = 0; i < n; ++i) {
+        const std::size_t l = l0 + i, n_in = net.width(l), n_out = net.width(l + 1);
         const double* b = params + net.bias_offset(l);
-        gemm(false, true, batch, n_out, n_in, acts.data() + aoff[l], params + net.weight_offset(l), z.data());
-        for (std::size_t i = 0; i < batch; ++i)
-            for (std::size_t j = 0; j < n_out; ++j) z[i * n_out + j] += b[j];
-        activate_f64_n(net.activation(l), batch * n_out, z.data(), acts.data() + aoff[l + 1],
-                       keep ? ders.data() + doff[l] : nullptr);
+        gemm(false, true, batch, n_out, n_in, st.acts.data() + st.aoff[i], params + net.weight_offset(l), z.data());
+        for (std::size_t r = 0; r < batch; ++r)
+            for (std::size_t j = 0; j < n_out; ++j) z[r * n_out + j] += b[j];
+        activate_f64_n(net.activation(l), batch * n_out, z.data(), st.acts.data() + st.aoff[i + 1],
+                       keep ? st.ders.data() + st.doff[i] : nullptr);
+    }
+}
+
+void backward_layer_f64(const Architecture& net, const double* params, std::size_t l, std::size_t batch,
+                        const double* a, const double* d, Buffer<double>& g, Buffer<double>& g2,
+                        const GradF64& res, bool input_grad) {
+    const std::size_t n_in = net.width(l), n_out = net.width(l + 1);
+    for (std::size_t o = 0; o < batch * n_out; ++o) g[o] *= d[o];
+    const std::size_t wo = net.weight_offset(l), bo = net.bias_offset(l);
+    gemm(true, false, n_out, n_in, batch, g.data(), a, res.grad + wo);
+    double* db = res.grad + bo;
+    std::fill(db, db + n_out, 0.0);
+    for (std::size_t i = 0; i < batch; ++i)
+        for (std::size_t j = 0; j < n_out; ++j) db[j] += g[i * n_out + j];
+    if (input_grad) {
+        gemm(false, false, batch, n_in, n_out, g.data(), params + wo, g2.data());
+        std::swap(g, g2);
     }
 }
 
@@ -273,7 +303,10 @@ void forward_ext(const Architecture& net, const double* params, const double* x,
     check_inputs(x, batch, net.n_in());
     ExtStore st;
     Workspace ws;
-    forward_layers_ext(net, params, x, batch, false, st, ws);
+    Buffer<double> xm;
+    Buffer<exp_t> xe;
+    inputs_ext(x, batch * net.n_in(), xm, xe);
+    forward_range_ext(net, params, 0, net.depth(), batch, ExtCMat{xm.data(), xe.data()}, false, st, ws);
     const std::size_t o = st.aoff[net.depth()], n = batch * net.n_out();
     std::copy(st.am.data() + o, st.am.data() + o + n, out.m);
     std::copy(st.ae.data() + o, st.ae.data() + o + n, out.e);
@@ -283,60 +316,110 @@ void forward_f64(const Architecture& net, const double* params, const double* x,
                  std::size_t batch, double* out) {
     net.check_params(params);
     check_inputs(x, batch, net.n_in());
-    Buffer<double> acts, ders;
-    std::vector<std::size_t> aoff, doff;
-    forward_layers_f64(net, params, x, batch, false, acts, ders, aoff, doff);
-    const std::size_t o = aoff[net.depth()];
-    std::copy(acts.data() + o, acts.data() + o + batch * net.n_out(), out);
+    F64Store st;
+    forward_range_f64(net, params, 0, net.depth(), batch, x, false, st);
+    const std::size_t o = st.aoff[net.depth()];
+    std::copy(st.acts.data() + o, st.acts.data() + o + batch * net.n_out(), out);
 }
 
+namespace {
+
+// Back through layer l: g holds dL/da_{l+1} (batch x n_{l+1}) on entry and
+// dL/da_l on exit (when input_grad); a_l and f'(z_l) come from the forward pass.
+void backward_layer_ext(const Architecture& net, const double* params, std::size_t l, std::size_t batch,
+                        ExtCMat a, ExtCMat der, Buffer<double>& gm, Buffer<exp_t>& ge, Buffer<double>& g2m,
+                        Buffer<exp_t>& g2e, const GradExt& res, bool input_grad, Workspace& ws) {
+    const std::size_t n_in = net.width(l), n_out = net.width(l + 1);
+    // delta = dL/dz_l = dL/da_{l+1} * f'(z_l), elementwise: never lost.
+    for (std::size_t o = 0; o < batch * n_out; ++o) {
+        const Ext d = mul(Ext{gm[o], ge[o]}, Ext{der.m[o], der.e[o]});
+        gm[o] = d.m;
+        ge[o] = d.e;
+    }
+    const ExtCMat delta{gm.data(), ge.data()};
+    const std::size_t wo = net.weight_offset(l), bo = net.bias_offset(l);
+    ext_gemm_tn(ws, batch, n_out, n_in, delta, a, ExtMat{res.grad.m + wo, res.grad.e + wo},
+                ExtMat{res.grad.m + bo, res.grad.e + bo});
+    check_range(res.grad.m + wo, res.grad.e + wo, n_out * (n_in + 1), layer_tag(l) + " gradients");
+    if (input_grad) {  // dL/da_l = delta W_l
+        ext_gemm_xw(ws, batch, n_in, n_out, delta, params + wo, false, ExtMat{g2m.data(), g2e.data()});
+        check_range(g2m.data(), g2e.data(), batch * n_in, layer_tag(l) + " input gradients");
+        std::swap(gm, g2m);
+        std::swap(ge, g2e);
+    }
+}
+
+// Segment length for checkpointing: 0 = store everything; kAuto = ~sqrt(depth).
+std::size_t segment_length(std::size_t depth, std::size_t checkpoint) {
+    if (checkpoint == kCheckpointAuto) {
+        std::size_t c = 1;
+        while (c * c < depth) ++c;
+        return c;
+    }
+    return checkpoint == 0 || checkpoint >= depth ? depth : checkpoint;
+}
+
+}  // namespace
+
 void backward_ext(const Architecture& net, const double* params, const double* x,
-                  std::size_t batch, const Target& target, const GradExt& res) {
+                  std::size_t batch, const Target& target, const GradExt& res, std::size_t checkpoint) {
     net.check_params(params);
     check_inputs(x, batch, net.n_in());
     check_target(target, batch, net.n_out());
-    const std::size_t L = net.depth();
-    ExtStore st;
+    const std::size_t L = net.depth(), C = segment_length(L, checkpoint), maxw = max_width(net);
+    const std::size_t nseg = (L + C - 1) / C;
     Workspace ws;
-    forward_layers_ext(net, params, x, batch, true, st, ws);
+    ExtStore st;
+    Buffer<double> xm, cpm;  // inputs; with checkpointing, a_{sC} of every segment s
+    Buffer<exp_t> xe, cpe;
+    inputs_ext(x, batch * net.n_in(), xm, xe);
+    Buffer<double> outm;
+    Buffer<exp_t> oute;
+    outm.resize(batch * net.n_out());
+    oute.resize(batch * net.n_out());
+    if (nseg == 1) {
+        forward_range_ext(net, params, 0, L, batch, ExtCMat{xm.data(), xe.data()}, true, st, ws);
+        std::copy(st.am.data() + st.aoff[L], st.am.data() + st.aoff[L] + batch * net.n_out(), outm.data());
+        std::copy(st.ae.data() + st.aoff[L], st.ae.data() + st.aoff[L] + batch * net.n_out(), oute.data());
+    } else {
+        reserve_check(nseg * batch * maxw * (sizeof(double) + sizeof(exp_t)), "the checkpoints of this pass");
+        cpm.resize(nseg * batch * maxw);
+        cpe.resize(nseg * batch * maxw);
+        ExtCMat cur{xm.data(), xe.data()};
+        for (std::size_t s = 0; s < nseg; ++s) {
+            const std::size_t l0 = s * C, l1 = std::min(L, l0 + C), n0 = batch * net.width(l0);
+            std::copy(cur.m, cur.m + n0, cpm.data() + s * batch * maxw);
+            std::copy(cur.e, cur.e + n0, cpe.data() + s * batch * maxw);
+            forward_range_ext(net, params, l0, l1, batch, cur, false, st, ws);
+            const std::size_t n1 = batch * net.width(l1), last = st.aoff[l1 - l0];
+            std::copy(st.am.data() + last, st.am.data() + last + n1, outm.data());  // a_{l1}
+            std::copy(st.ae.data() + last, st.ae.data() + last + n1, oute.data());
+            cur = ExtCMat{outm.data(), oute.data()};
+        }
+    }
 
-    std::size_t maxw = 0;
-    for (std::size_t w : net.widths()) maxw = std::max(maxw, w);
     Buffer<double> gm, g2m;
     Buffer<exp_t> ge, g2e;
     for (auto* b : {&gm, &g2m}) b->resize(batch * maxw);
     for (auto* b : {&ge, &g2e}) b->resize(batch * maxw);
-    const double* outm = st.am.data() + st.aoff[L];
-    const exp_t* oute = st.ae.data() + st.aoff[L];
-    const Ext loss = loss_ext(target, batch, net.n_out(), outm, oute, gm.data(), ge.data());
+    const Ext loss = loss_ext(target, batch, net.n_out(), outm.data(), oute.data(), gm.data(), ge.data());
     *res.loss.m = loss.m;
     *res.loss.e = loss.e;
     check_range(&loss.m, &loss.e, 1, "the loss");
     if (res.out.m) {
-        std::copy(outm, outm + batch * net.n_out(), res.out.m);
-        std::copy(oute, oute + batch * net.n_out(), res.out.e);
+        std::copy(outm.data(), outm.data() + batch * net.n_out(), res.out.m);
+        std::copy(oute.data(), oute.data() + batch * net.n_out(), res.out.e);
     }
-    for (std::size_t l = L; l-- > 0;) {
-        const std::size_t n_in = net.width(l), n_out = net.width(l + 1);
-        const double* dm = st.dm.data() + st.doff[l];
-        const exp_t* de = st.de.data() + st.doff[l];
-        // delta = dL/dz_l = dL/da_{l+1} * f'(z_l), elementwise: never lost.
-        for (std::size_t o = 0; o < batch * n_out; ++o) {
-            const Ext d = mul(Ext{gm[o], ge[o]}, Ext{dm[o], de[o]});
-            gm[o] = d.m;
-            ge[o] = d.e;
-        }
-        const ExtCMat delta{gm.data(), ge.data()};
-        const std::size_t wo = net.weight_offset(l), bo = net.bias_offset(l);
-        ext_gemm_tn(ws, batch, n_out, n_in, delta, ExtCMat{st.am.data() + st.aoff[l], st.ae.data() + st.aoff[l]},
-                    ExtMat{res.grad.m + wo, res.grad.e + wo}, ExtMat{res.grad.m + bo, res.grad.e + bo});
-        check_range(res.grad.m + wo, res.grad.e + wo, n_out * (n_in + 1), layer_tag(l) + " gradients");
-        if (l > 0 || res.dx.m) {
-            // dL/da_l = delta W_l
-            ext_gemm_xw(ws, batch, n_in, n_out, delta, params + wo, false, ExtMat{g2m.data(), g2e.data()});
-            check_range(g2m.data(), g2e.data(), batch * n_in, layer_tag(l) + " input gradients");
-            std::swap(gm, g2m);
-            std::swap(ge, g2e);
+    for (std::size_t s = nseg; s-- > 0;) {
+        const std::size_t l0 = s * C, l1 = std::min(L, l0 + C);
+        if (nseg > 1)  // recompute the segment's activations and derivatives from its checkpoint
+            forward_range_ext(net, params, l0, l1, batch,
+                              ExtCMat{cpm.data() + s * batch * maxw, cpe.data() + s * batch * maxw}, true, st, ws);
+        for (std::size_t l = l1; l-- > l0;) {
+            const std::size_t i = l - l0;
+            backward_layer_ext(net, params, l, batch, ExtCMat{st.am.data() + st.aoff[i], st.ae.data() + st.aoff[i]},
+                               ExtCMat{st.dm.data() + st.doff[i], st.de.data() + st.doff[i]}, gm, ge, g2m, g2e, res,
+                               l > 0 || res.dx.m != nullptr, ws);
         }
     }
     if (res.dx.m) {
@@ -346,35 +429,43 @@ void backward_ext(const Architecture& net, const double* params, const double* x
 }
 
 void backward_f64(const Architecture& net, const double* params, const double* x,
-                  std::size_t batch, const Target& target, const GradF64& res) {
+                  std::size_t batch, const Target& target, const GradF64& res, std::size_t checkpoint) {
     net.check_params(params);
     check_inputs(x, batch, net.n_in());
     check_target(target, batch, net.n_out());
-    const std::size_t L = net.depth();
-    Buffer<double> acts, ders;
-    std::vector<std::size_t> aoff, doff;
-    forward_layers_f64(net, params, x, batch, true, acts, ders, aoff, doff);
-    std::size_t maxw = 0;
-    for (std::size_t w : net.widths()) maxw = std::max(maxw, w);
+    const std::size_t L = net.depth(), C = segment_length(L, checkpoint), maxw = max_width(net);
+    const std::size_t nseg = (L + C - 1) / C;
+    F64Store st;
+    Buffer<double> cp, out;
+    out.resize(batch * net.n_out());
+    if (nseg == 1) {
+        forward_range_f64(net, params, 0, L, batch, x, true, st);
+        std::copy(st.acts.data() + st.aoff[L], st.acts.data() + st.aoff[L] + batch * net.n_out(), out.data());
+    } else {
+        reserve_check(nseg * batch * maxw * sizeof(double), "the checkpoints of this pass");
+        cp.resize(nseg * batch * maxw);
+        const double* cur = x;
+        for (std::size_t s = 0; s < nseg; ++s) {
+            const std::size_t l0 = s * C, l1 = std::min(L, l0 + C);
+            std::copy(cur, cur + batch * net.width(l0), cp.data() + s * batch * maxw);
+            forward_range_f64(net, params, l0, l1, batch, cur, false, st);
+            const std::size_t last = st.aoff[l1 - l0];
+            std::copy(st.acts.data() + last, st.acts.data() + last + batch * net.width(l1), out.data());
+            cur = out.data();
+        }
+    }
     Buffer<double> g, g2;
     g.resize(batch * maxw);
     g2.resize(batch * maxw);
-    const double* out = acts.data() + aoff[L];
-    *res.loss = loss_f64(target, batch, net.n_out(), out, g.data());
-    if (res.out) std::copy(out, out + batch * net.n_out(), res.out);
-    for (std::size_t l = L; l-- > 0;) {
-        const std::size_t n_in = net.width(l), n_out = net.width(l + 1);
-        const double* d = ders.data() + doff[l];
-        for (std::size_t o = 0; o < batch * n_out; ++o) g[o] *= d[o];
-        const std::size_t wo = net.weight_offset(l), bo = net.bias_offset(l);
-        gemm(true, false, n_out, n_in, batch, g.data(), acts.data() + aoff[l], res.grad + wo);
-        double* db = res.grad + bo;
-        std::fill(db, db + n_out, 0.0);
-        for (std::size_t i = 0; i < batch; ++i)
-            for (std::size_t j = 0; j < n_out; ++j) db[j] += g[i * n_out + j];
-        if (l > 0 || res.dx) {
-            gemm(false, false, batch, n_in, n_out, g.data(), params + wo, g2.data());
-            std::swap(g, g2);
+    *res.loss = loss_f64(target, batch, net.n_out(), out.data(), g.data());
+    if (res.out) std::copy(out.data(), out.data() + batch * net.n_out(), res.out);
+    for (std::size_t s = nseg; s-- > 0;) {
+        const std::size_t l0 = s * C, l1 = std::min(L, l0 + C);
+        if (nseg > 1) forward_range_f64(net, params, l0, l1, batch, cp.data() + s * batch * maxw, true, st);
+        for (std::size_t l = l1; l-- > l0;) {
+            const std::size_t i = l - l0;
+            backward_layer_f64(net, params, l, batch, st.acts.data() + st.aoff[i], st.ders.data() + st.doff[i], g, g2,
+                               res, l > 0 || res.dx != nullptr);
         }
     }
     if (res.dx) std::copy(g.data(), g.data() + batch * net.n_in(), res.dx);

@@ -93,6 +93,7 @@ def backward(
     labels: npt.ArrayLike | None = None,
     precision: str = "extended",
     want_dx: bool = True,
+    checkpoint: _Int = 0,
 ) -> tuple[_Ext, _Ext, _Ext, _Ext] | tuple[_F64, _F64, _F64, _F64]: ...
 
 # register_config.cpp

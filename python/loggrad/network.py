@@ -203,6 +203,34 @@ class Network:
         return cls(LayerViews(params, w_off, w, "weights"), LayerViews(params, w_off, w, "biases"), list(activations))
 
     @classmethod
+    def build(
+        cls,
+        widths: Sequence[int],
+        activation: str | Sequence[str] = "tanh",
+        init: Any = "lecun_normal",
+        bias_init: Any = "zeros",
+        seed: int | None = None,
+        gain: float | None = None,
+    ) -> Network:
+        """A chain widths[0] -> ... -> widths[-1] with initialised parameters.
+
+        activation: one name or one per layer. init / bias_init: an
+        initializer name (see :mod:`loggrad.init`), an Initializer, a callable
+        ``(shape, rng) -> array``, or a list with one per layer. seed: the
+        draws are reproducible across runs and machines. gain: the gamma
+        multiplying the initializer's standard deviation (or limit).
+        """
+        from .init import init_layers
+
+        w = [int(v) for v in widths]
+        if len(w) < 2:
+            raise ValueError(f"widths needs at least two entries (inputs and outputs), got {list(widths)}")
+        if min(w) < 1:
+            raise ValueError(f"every width must be at least 1, got {w}")
+        ws, bs = init_layers(w, init, bias_init=bias_init, seed=seed, gain=gain)
+        return cls(ws, bs, activation)
+
+    @classmethod
     def from_torch(cls, model: Any) -> Network:
         """From a torch ``nn.Sequential`` of Linear and activation modules; see :mod:`loggrad.interop`."""
         from .interop import from_torch
@@ -362,6 +390,7 @@ class Network:
         y: npt.ArrayLike | None = None,
         loss: str = "mse",
         precision: str = "extended",
+        checkpoint: int | str | None = None,
     ) -> Gradients:
         """Loss and gradients of every parameter (and of the input) in one engine call.
 
@@ -370,11 +399,23 @@ class Network:
         loss: mse, sum, bce (on logits), cross_entropy (on logits).
         precision: "extended" (LogArrays, unbounded exponent) or "float64"
         (plain IEEE arithmetic, which under- and overflows like other frameworks).
+        checkpoint: None stores every layer's activations for the backward
+        sweep; an int C stores every C-th and recomputes the rest (one more
+        forward pass, memory ~ depth/C + C layers); "auto" takes C ~ sqrt(depth).
+        The results are bitwise the same either way.
         """
         _check_precision(precision)
         xa, single = self._inputs(x)
         ya, labels = self._targets(loss, y, xa.shape[0], single)
-        res = _core.backward(self._arch, self._params, xa, loss, ya, labels, precision, True)
+        if checkpoint is None:
+            cp = 0
+        elif checkpoint == "auto":
+            cp = -1
+        elif isinstance(checkpoint, (int, np.integer)) and not isinstance(checkpoint, bool) and checkpoint >= 1:
+            cp = int(checkpoint)
+        else:
+            raise ValueError(f"checkpoint must be None, 'auto' or a positive segment length, got {checkpoint!r}")
+        res = _core.backward(self._arch, self._params, xa, loss, ya, labels, precision, True, cp)
         if precision == "extended":
             loss_v, out, grad, dx = (LogArray._wrap(*r) for r in res)
         else:

@@ -77,10 +77,18 @@ struct GradF64 {
     double* dx = nullptr;
 };
 
+// checkpoint: 0 stores every layer's activations for the backward sweep; C > 0
+// stores only every C-th layer's and recomputes the others segment by segment
+// (one extra forward pass, memory ~ (depth / C + C) layers instead of depth);
+// kCheckpointAuto picks C ~ sqrt(depth). Results are identical either way.
+constexpr std::size_t kCheckpointAuto = static_cast<std::size_t>(-1);
+
 void backward_ext(const Architecture& net, const double* params, const double* x,
-                  std::size_t batch, const Target& target, const GradExt& res);
+                  std::size_t batch, const Target& target, const GradExt& res,
+                  std::size_t checkpoint = 0);
 void backward_f64(const Architecture& net, const double* params, const double* x,
-                  std::size_t batch, const Target& target, const GradF64& res);
+                  std::size_t batch, const Target& target, const GradF64& res,
+                  std::size_t checkpoint = 0);
 
 // One layer of the extended forward pass: z = in W_l^T + b_l (written to z),
 // out = f(z), der = f'(z) when der.m is not null. in: batch x n_l, the others
