@@ -373,10 +373,10 @@ void backward_ext(const Architecture& net, const double* params, const double* x
     Buffer<double> xm, cpm;  // inputs; with checkpointing, a_{sC} of every segment s
     Buffer<exp_t> xe, cpe;
     inputs_ext(x, batch * net.n_in(), xm, xe);
-    Buffer<double> outm;
+    Buffer<double> outm;  // the current segment's output (at last, the network's)
     Buffer<exp_t> oute;
-    outm.resize(batch * net.n_out());
-    oute.resize(batch * net.n_out());
+    outm.resize(batch * maxw);
+    oute.resize(batch * maxw);
     if (nseg == 1) {
         forward_range_ext(net, params, 0, L, batch, ExtCMat{xm.data(), xe.data()}, true, st, ws);
         std::copy(st.am.data() + st.aoff[L], st.am.data() + st.aoff[L] + batch * net.n_out(), outm.data());
@@ -436,8 +436,8 @@ void backward_f64(const Architecture& net, const double* params, const double* x
     const std::size_t L = net.depth(), C = segment_length(L, checkpoint), maxw = max_width(net);
     const std::size_t nseg = (L + C - 1) / C;
     F64Store st;
-    Buffer<double> cp, out;
-    out.resize(batch * net.n_out());
+    Buffer<double> cp, out;  // out: the current segment's output (at last, the network's)
+    out.resize(batch * maxw);
     if (nseg == 1) {
         forward_range_f64(net, params, 0, L, batch, x, true, st);
         std::copy(st.acts.data() + st.aoff[L], st.acts.data() + st.aoff[L] + batch * net.n_out(), out.data());
