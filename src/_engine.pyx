@@ -217,3 +217,52 @@ cdef Py_ssize_t workspace_bytes(size_t depth, const size_t* widths, size_t batch
     acts.resize(depth, ACT_IDENTITY)
     _architecture(depth, widths, acts.data(), net)
     return <Py_ssize_t>eng.backward_workspace_bytes(net.get()[0], batch, extended)
+
+
+# Never called: makes the C++ compiler check every function declared in
+# loggrad/engine.pxd against the installed headers (a wrong declaration there
+# is a build error here, not a surprise for a downstream user).
+cdef int _check_engine_pxd() except -1 nogil:
+    cdef eng.Ext a = eng.from_double(1.0)
+    cdef eng.exp_t e = eng.kMaxExp + eng.kZeroExp
+    cdef double d = 0.0
+    cdef int i = 0
+    cdef size_t n = eng.kBlasMinWork + eng.kGemmBlock
+    cdef eng.ExtMat em
+    cdef eng.ExtCMat ec
+    cdef eng.Workspace ws
+    cdef Target t
+    cdef unique_ptr[Architecture] net
+    a = eng.normalize(d, e)
+    eng.normalize_n(n, &d, e, &e, &d, &e)
+    i = eng.is_zero(a) + eng.in_range(e) + eng.sign(a)
+    a = eng.add(eng.sub(eng.mul(eng.neg(a), a), eng.div(a, a)), eng.mul(eng.add(a, d), d))
+    d = eng.to_double(a) + eng.log10abs(a) + eng.logabs(a)
+    a = eng.exp_ext(eng.exp_ext(d))
+    a = eng.log1p_ext(eng.log_ext(a))
+    d = eng.kLeakySlope + eng.kEluAlpha + eng.kSeluLambda + eng.kSeluAlpha
+    n = eng.activation_names().size() + eng.activation_name(eng.activation_from_name(b"relu")).size()
+    eng.activate_ext(Activation.sigmoid, a, &a, &a)
+    eng.activate_f64(Activation.tanh, d, &d, &d)
+    eng.activate_ext_n(Activation.gelu, n, &d, &e, &d, &e, &d, &e)
+    eng.activate_f64_n(Activation.silu, n, &d, &d, &d)
+    n = eng.loss_names().size() + eng.loss_name(eng.loss_from_name(b"mse")).size()
+    eng.check_target(t, n, n)
+    a = eng.loss_ext(t, n, n, &d, &e, &d, &e)
+    d = eng.loss_f64(t, n, n, &d, &d)
+    eng.gemm(True, False, n, n, n, &d, &d, &d)
+    eng.gemm_naive(False, True, n, n, n, &d, &d, &d)
+    eng.ext_gemm_xw(ws, n, n, n, ec, &d, True, em)
+    eng.ext_gemm_tn(ws, n, n, n, ec, ec, em, em)
+    i = eng.blas_threads() + eng.num_threads() + <int>eng.blas_config().size()
+    eng.set_num_threads(i)
+    _architecture(0, NULL, NULL, net)
+    n = (net.get().depth() + net.get().width(0) + net.get().n_in() + net.get().n_out()
+         + net.get().widths().size() + net.get().weight_offset(0) + net.get().bias_offset(0)
+         + net.get().param_count() + net.get().unit_count() + <size_t>net.get().activation(0))
+    net.get().check_params(&d)
+    eng.check_inputs(&d, n, n)
+    eng.forward_layer_ext(net.get()[0], &d, n, n, ec, em, em, em, ws)
+    n = eng.backward_workspace_bytes(net.get()[0], n, True)
+    eng.jacobian_log_growth(net.get()[0], &d, &d, &d, n, True, &d, &d)
+    return i + <int>n

@@ -117,15 +117,39 @@ cdef extern from "loggrad/losses.hpp" namespace "loggrad" nogil:
 
 
 cdef extern from "loggrad/gemm.hpp" namespace "loggrad" nogil:
-    const size_t kBlasMinWork
+    const size_t kBlasMinWork  # products below this many multiply-adds skip BLAS
+    const size_t kGemmBlock    # rows (or columns) of C per parallel BLAS block
+
+    # Row-major extended matrices: separate mantissa and exponent planes.
+    cdef struct ExtMat:
+        double* m
+        exp_t* e
+    cdef struct ExtCMat:
+        const double* m
+        const exp_t* e
+
+    # Scratch buffers reused across layers of one pass.
+    cdef cppclass Workspace:
+        Workspace()
 
     # In the engine library.
     void gemm(bool ta, bool tb, size_t M, size_t N, size_t K, const double* A, const double* B,
               double* C) except +
     void gemm_naive(bool ta, bool tb, size_t M, size_t N, size_t K, const double* A,
                     const double* B, double* C) except +
-    int blas_threads() except +
+    void ext_gemm_xw(Workspace& ws, size_t M, size_t N, size_t K, ExtCMat X, const double* W,
+                     bool w_trans, ExtMat C) except +
+    void ext_gemm_tn(Workspace& ws, size_t B, size_t N1, size_t N2, ExtCMat D, ExtCMat A, ExtMat C,
+                     ExtMat colsum) except +
+    int blas_threads() except +  # BLAS's own threads (kept at 1)
     string blas_config() except +
+
+
+cdef extern from "loggrad/parallel.hpp" namespace "loggrad" nogil:
+    # In the engine library. (parallel_for and parallel_chunks take
+    # std::function callbacks and are left out: they are for C++ code.)
+    int num_threads() except +
+    void set_num_threads(int n) except +
 
 
 cdef extern from "loggrad/network.hpp" namespace "loggrad" nogil:
@@ -173,4 +197,17 @@ cdef extern from "loggrad/network.hpp" namespace "loggrad" nogil:
                       size_t batch, const Target& target, const GradExt& res) except +
     void backward_f64(const Architecture& net, const double* params, const double* x,
                       size_t batch, const Target& target, const GradF64& res) except +
+    # One layer of the extended forward pass: z = in W_l^T + b_l, out = f(z),
+    # der = f'(z) when der.m is not NULL.
+    void forward_layer_ext(const Architecture& net, const double* params, size_t l, size_t batch,
+                           ExtCMat in_, ExtMat out, ExtMat der, ExtMat z, Workspace& ws) except +
     size_t backward_workspace_bytes(const Architecture& net, size_t batch, bool extended) except +
+
+
+cdef extern from "loggrad/spectrum.hpp" namespace "loggrad" nogil:
+    # In the engine library. Natural-log growth of k directions V (n_in x k)
+    # through the input-output Jacobian at x: total (k), per_layer (depth x k,
+    # may be NULL).
+    void jacobian_log_growth(const Architecture& net, const double* params, const double* x,
+                             const double* V, size_t k, bool orthonormalize, double* total,
+                             double* per_layer) except +

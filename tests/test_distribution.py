@@ -219,6 +219,20 @@ def test_core_stub_matches_bindings() -> None:
             _check_function(fns, obj, name, "Architecture.")
 
 
+def test_core_stub_overloads_agree() -> None:
+    """Every overload of a stubbed function names the same parameters as the full
+    (last) one, so a parameter added to the bindings is added to each."""
+    tree = ast.parse((PKG / "_core.pyi").read_text(encoding="utf-8"))
+    funcs: dict[str, list[ast.FunctionDef]] = {}
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef):
+            funcs.setdefault(node.name, []).append(node)
+    for name, fns in funcs.items():
+        full = [n for n, _ in _stub_signature(fns[-1])]
+        for fn in fns[:-1]:
+            assert sorted(n for n, _ in _stub_signature(fn)) == sorted(full), f"an overload of {name}"
+
+
 def test_engine_stub_matches_module() -> None:
     import loggrad._engine as eng
 
@@ -244,6 +258,15 @@ def test_get_include_has_headers() -> None:
     src = ROOT / "cpp" / "include" / "loggrad"
     if src.is_dir():  # every public header is shipped
         assert headers == sorted(p.name for p in src.glob("*.hpp"))
+
+
+def test_engine_pxd_declares_every_header() -> None:
+    """loggrad/engine.pxd has a `cdef extern from` block for each installed header."""
+    where = Path(_core.__file__).parent
+    pxd = (where / "engine.pxd").read_text(encoding="utf-8")
+    declared = set(re.findall(r'^cdef extern from "loggrad/([a-z_]+\.hpp)"', pxd, re.M))
+    headers = {p.name for p in (where / "include" / "loggrad").glob("*.hpp")}
+    assert headers and headers == declared, f"declare the new headers in src/engine.pxd: {headers - declared}"
 
 
 def test_pxd_installed_beside_modules() -> None:
