@@ -59,6 +59,7 @@ def backward(
     labels: npt.ArrayLike | None = None,
     precision: Literal["extended"] = "extended",
     want_dx: bool = True,
+    checkpoint: _Int = 0,
 ) -> tuple[_Ext, _Ext, _Ext, _Ext]: ...
 @overload
 def backward(
@@ -70,6 +71,7 @@ def backward(
     labels: npt.ArrayLike | None,
     precision: Literal["float64"],
     want_dx: bool = True,
+    checkpoint: _Int = 0,
 ) -> tuple[_F64, _F64, _F64, _F64]: ...
 @overload
 def backward(
@@ -82,6 +84,7 @@ def backward(
     *,
     precision: Literal["float64"],
     want_dx: bool = True,
+    checkpoint: _Int = 0,
 ) -> tuple[_F64, _F64, _F64, _F64]: ...
 @overload
 def backward(
