@@ -171,6 +171,28 @@ def test_small_net_all_figures_match_mpmath(act):
     assert_matches_mp(rep, mp_figures(net, mp_reference(net, x, y, "mse"), 1e-15))
 
 
+def test_mixed_widths_and_activations_match_mpmath():
+    mpmath.mp.dps = 40
+    rng = np.random.default_rng(22)
+    widths = [3, 5, 5, 4, 4, 2, 2]
+    ws = [rng.standard_normal((o, i)) * 1.3 for i, o in zip(widths[:-1], widths[1:])]
+    bs = [rng.standard_normal(o) * 0.2 for o in widths[1:]]
+    acts = ["tanh", "relu", "gelu", "silu", "sigmoid", "identity"]
+    net = lg.Network(ws, bs, acts)
+    x, y = rng.standard_normal((4, 3)), rng.standard_normal((4, 2))
+    rep = report(net, x, y, lr=1e-15)
+    assert_matches_mp(rep, mp_figures(net, mp_reference(net, x, y, "mse"), 1e-15))
+    assert [r["n_in"] for r in rep.records()] == widths[:-1]
+
+
+def test_one_layer_net():
+    net = lg.Network([np.array([[2.0, -1.0]])], [np.array([0.5])], "sigmoid")
+    rep = report(net, np.array([[1.0, 3.0]]), np.array([[1.0]]))
+    assert rep.depth == 1 and math.isnan(rep.slope) and rep.verdict == "healthy"
+    assert "verdict: healthy" in rep.table(rich=False)
+    Report.from_json(rep.to_json())
+
+
 @pytest.mark.parametrize("act", ["sigmoid", "tanh", "elu", "selu", "softplus", "gelu", "silu"])
 def test_saturated_derivatives_match_mpmath(act):
     # pre-activations of several hundred: f'(z) ~ e^-|z|, far below float64 for most units
@@ -291,6 +313,13 @@ def test_lost_updates_exact_at_ties_and_powers_of_two():
     got = R._lost_updates(w, um, ue.astype(np.int64))
     np.testing.assert_array_equal(got, (w - u) == w)
     assert 0 < got.mean() < 1
+    # exact ties, half an ulp either way: even significands stay, odd ones move
+    w = rng.standard_normal(2000)
+    u = np.abs(np.spacing(w)) / 2 * rng.choice([-1, 1], w.size)
+    um, ue = np.frexp(u)
+    got = R._lost_updates(w, um, ue.astype(np.int64))
+    np.testing.assert_array_equal(got, (w - u) == w)
+    assert 0.3 < got.mean() < 0.7
 
 
 # ---------------------------------------------------------------------------

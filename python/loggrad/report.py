@@ -31,7 +31,6 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 
-from . import _core
 from ._logarray import LogArray
 
 if TYPE_CHECKING:
@@ -228,24 +227,27 @@ def _range_masks(m: np.ndarray, e: np.ndarray) -> dict[str, np.ndarray]:
 
 
 def _lost_updates(w: np.ndarray, um: np.ndarray, ue: np.ndarray) -> np.ndarray:
-    """Where float64 ``w - u`` rounds back to ``w`` (u = um 2^ue exact, nonzero).
+    """Where float64 ``w - u`` rounds back to ``w`` (u = um 2^ue exact; False where u = 0).
 
     The gap to the neighbour of w in the direction of the step is 2^k (k from
     frexp: the ulp, halved when w is a power of two and the step goes toward
     zero; 2^-1074 for subnormals and zero). w - u rounds to w iff |u| < 2^(k-1),
     or |u| = 2^(k-1) and w's last mantissa bit is 0 (ties to even). Integer
-    exponent comparisons only: exact in any range.
+    exponent comparisons only: exact in any range. Flat (1-D) arrays.
     """
-    aw = np.abs(w)
-    fw, ew = np.frexp(aw)
-    ew = ew.astype(np.int64)
-    k_away = np.where(w == 0, -1074, np.maximum(ew - 53, -1074))
-    toward = (w != 0) & (np.sign(um) == np.sign(w))
-    k = np.where(toward & (fw == 0.5) & (ew - 54 >= -1074), ew - 54, k_away)
-    intm = np.ldexp(aw, (-k_away).astype(np.int32))  # the integer significand, < 2^53
-    even = (intm.astype(np.int64) & 1) == 0
-    nz = um != 0
-    lost: np.ndarray = nz & ((ue <= k - 1) | ((ue == k) & (np.abs(um) == 0.5) & even))
+    fw, ew = np.frexp(w)
+    k_away = np.maximum(ew.astype(np.int64) - 53, -1074)
+    k_away[w == 0] = -1074
+    k = k_away.copy()
+    pow2 = np.flatnonzero((np.abs(fw) == 0.5) & (ew - 54 >= -1074))  # the gap below is half the ulp
+    if pow2.size:
+        toward = np.sign(um[pow2]) == np.sign(w[pow2])
+        k[pow2[toward]] -= 1
+    lost: np.ndarray = (ue < k) & (um != 0)
+    tie = np.flatnonzero((ue == k) & (np.abs(um) == 0.5))
+    if tie.size:
+        intm = np.ldexp(np.abs(w[tie]), (-k_away[tie]).astype(np.int32))  # the integer significand
+        lost[tie] = (intm.astype(np.int64) & 1) == 0
     return lost
 
 
@@ -393,7 +395,7 @@ def _derivative_stats(net: Network, x: np.ndarray, lay: _Layout) -> tuple[np.nda
     L = net.depth
     B = x.shape[0]
     acts = net.activations
-    arch, params = net._arch, net._params
+    params = net.params
     runs = lay.runs()
     fp_sum = np.zeros(L)
     fp_cnt = np.zeros(L)
@@ -403,7 +405,9 @@ def _derivative_stats(net: Network, x: np.ndarray, lay: _Layout) -> tuple[np.nda
     run_ae = [np.empty((B, l1 - l0, int(lay.n_in[l0])), dtype=np.int64) for l0, l1 in runs]
     dead: dict[int, list[int]] = {}
     for s in range(B):
-        _, _, (gm, ge), _ = _core.backward(arch, params, x[s : s + 1], "sum", None, None, "extended", False)
+        gs = net.backward(x[s : s + 1], loss="sum").params
+        assert isinstance(gs, LogArray)
+        gm, ge = gs.mantissa, gs.exponent
         for r, (l0, l1) in enumerate(runs):
             G, no, ni = l1 - l0, int(lay.n_out[l0]), int(lay.n_in[l0])
             st, sz = int(lay.starts[l0]), int(lay.sizes[l0])
@@ -746,7 +750,7 @@ class Report:
     # -- display --------------------------------------------------------------
     def _rows_shown(self, max_rows: int | None) -> list[int]:
         L = self.depth
-        if max_rows is None or L <= max_rows:
+        if max_rows is None or max_rows <= 0 or L <= max_rows:
             return list(range(L))
         keep = {0, 1, 2, L - 3, L - 2, L - 1}
         for f in (self.f64_fail_layer, self.f32_fail_layer):
@@ -805,7 +809,7 @@ class Report:
         return lines
 
     def table(self, max_rows: int | None = 16, rich: bool | None = None) -> str:
-        """The report as text: a per-layer table (at most max_rows rows; None for all) and a summary.
+        """The report as text: a per-layer table (at most max_rows rows; None or 0 for all) and a summary.
 
         rich=None uses rich when installed, True requires it, False gives plain text.
         """
@@ -919,7 +923,7 @@ class Report:
 def _short(widths: Sequence[int]) -> str:
     w = list(widths)
     if len(set(w)) == 1:
-        return f"{w[0]} x {len(w)}"
+        return f"{w[0]} (all layers)"
     return str(w) if len(w) <= 8 else f"[{w[0]}, {w[1]}, ..., {w[-2]}, {w[-1]}]"
 
 
@@ -963,7 +967,7 @@ def report(
     loss: str = "mse",
     lr: float | None = None,
     *,
-    derivatives: bool = True,
+    derivatives: bool | int = True,
     decades: float = VERDICT_DECADES,
     theory: bool = True,
 ) -> Report:
@@ -976,8 +980,9 @@ def report(
 
     derivatives: compute the mean log10 f'(z_l) per layer. This costs one
         extra batch-1 backward pass per sample (the pre-activations are
-        recovered from them exactly; see ``_derivative_stats``); False skips
-        it (the column is nan).
+        recovered from them exactly; see ``_derivative_stats``); an int k
+        uses only the first k samples (for wide layers and large batches);
+        False skips it (the column is nan).
     decades: threshold of the verdict (see :class:`Report`).
     theory: add theory_slope from loggrad.theory when available.
     """
@@ -1013,8 +1018,9 @@ def report(
         nlost = np.add.reduceat(lm.astype(np.int64), lay.starts)
         lost = np.where(nz > 0, nlost / np.maximum(nz, 1), 0.0)
 
-    if derivatives:
-        act_mean, act_zero = _derivative_stats(net, xa, lay)
+    if derivatives is not False and int(derivatives) > 0:
+        k = batch if derivatives is True else min(int(derivatives), batch)
+        act_mean, act_zero = _derivative_stats(net, xa[:k], lay)
     else:
         act_mean, act_zero = np.full(L, np.nan), np.zeros(L)
 

@@ -115,7 +115,7 @@ def build_network(depth: int, width: int, activation: str, init: str, gain: floa
     widths = [int(width)] * (int(depth) + 1)
     mod = _init_module()
     if mod is not None:
-        res = mod.init_layers(widths, init=init, bias_init=bias_init, seed=seed, gain=gain)
+        res = mod.init_layers(widths, init, bias_init=bias_init, seed=seed, gain=gain)
         if isinstance(res, Network):
             if res.activations != [activation] * int(depth):
                 return Network(list(res.weights), list(res.biases), activation)
