@@ -33,6 +33,7 @@ import importlib
 import itertools
 import json
 import math
+import multiprocessing
 import os
 import sys
 import time
@@ -340,7 +341,10 @@ def _run_all(configs: list[dict[str, Any]], *, n_jobs: int | None, executor: str
     if executor == "thread":
         pool = ThreadPoolExecutor(max_workers=n)
     elif executor == "process":
-        pool = ProcessPoolExecutor(max_workers=n)
+        # not fork: the engine's worker threads would not survive it in the child
+        methods = multiprocessing.get_all_start_methods()
+        ctx = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
+        pool = ProcessPoolExecutor(max_workers=n, mp_context=ctx)
     else:
         raise ValueError(f"executor must be 'thread' or 'process', got {executor!r}")
     with pool:
@@ -395,7 +399,8 @@ def sweep(
     batch, loss, bias_init, lr: the same for every configuration (lr adds the
         lost-update fraction; see :func:`loggrad.report.report`).
     n_jobs: parallel workers (default: all cores; 1 runs in this thread).
-    executor: "thread" (default; the engine releases the GIL) or "process".
+    executor: "thread" (default; the engine releases the GIL) or "process"
+        (a forkserver/spawn pool: workers import loggrad afresh).
     scheduler: None (local executor), "dask" (start a
         ``dask.distributed.LocalCluster(n_workers=n_jobs, **dask_kwargs)``),
         an address such as "tcp://host:8786" (connect to a running scheduler),
