@@ -37,7 +37,8 @@ def get_include() -> str:
     """Directory of loggrad's C++ headers (for code compiled against the engine)."""
     import os
 
-    return os.path.join(os.path.dirname(__file__), "include")
+    # beside the compiled modules: right for wheels and editable installs alike
+    return os.path.join(os.path.dirname(_core.__file__), "include")
 
 
 def show_config() -> dict[str, object]:

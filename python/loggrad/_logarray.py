@@ -47,6 +47,8 @@ class LogArray:
 
     __slots__ = ("_m", "_e")
     __array_priority__ = 20.0
+    _m: np.ndarray
+    _e: np.ndarray
 
     def __init__(self, values: npt.ArrayLike | LogArray = 0.0) -> None:
         if isinstance(values, LogArray):
@@ -104,14 +106,14 @@ class LogArray:
     @property
     def mantissa(self) -> np.ndarray:
         """Mantissas, |m| in [0.5, 1) or 0 (read-only view)."""
-        v = self._m.view()
+        v: np.ndarray = self._m.view()
         v.flags.writeable = False
         return v
 
     @property
     def exponent(self) -> np.ndarray:
         """Binary exponents (read-only view); exact zeros carry a large negative sentinel."""
-        v = self._e.view()
+        v: np.ndarray = self._e.view()
         v.flags.writeable = False
         return v
 
@@ -131,7 +133,8 @@ class LogArray:
         return len(self._m)
 
     def __getitem__(self, key: Any) -> LogArray:
-        return LogArray._wrap(self._m[key], self._e[key])
+        # np.asarray: an integer index gives a numpy scalar, kept as a 0-d array view
+        return LogArray._wrap(np.asarray(self._m[key]), np.asarray(self._e[key]))
 
     def __iter__(self):  # type: ignore[no-untyped-def]
         for i in range(len(self)):
@@ -165,7 +168,7 @@ class LogArray:
 
     def sign(self) -> np.ndarray:
         """Signs in {-1, 0, 1} (int8)."""
-        return np.sign(self._m).astype(np.int8)
+        return np.asarray(np.sign(self._m), dtype=np.int8)
 
     def to_numpy(self) -> np.ndarray:
         """float64 values: 0 or +-inf where the value is out of float64 range."""
@@ -184,7 +187,7 @@ class LogArray:
 
     def in_float64_range(self) -> np.ndarray:
         """True where the value is a nonzero normal float64 or an exact zero."""
-        return (self._m == 0) | ((self._e >= -1021) & (self._e <= 1024))
+        return np.asarray((self._m == 0) | ((self._e >= -1021) & (self._e <= 1024)))
 
     # -- exact arithmetic ---------------------------------------------------
     @staticmethod
@@ -211,13 +214,13 @@ class LogArray:
             raise ZeroDivisionError("division of a LogArray by zero")
         return LogArray._wrap(*_normalize(self._m / o._m, np.where(self._m == 0, 0, self._e - o._e)))
 
-    def __pow__(self, k: int) -> LogArray:
+    def __pow__(self, k: object) -> LogArray:
         """Integer powers, exact in exponent and rounded like repeated float64 products."""
-        if not isinstance(k, (int, np.integer)) or k < 0:
+        if not isinstance(k, (int, np.integer)) or isinstance(k, bool) or int(k) < 0:
             raise TypeError("LogArray powers must be non-negative integers")
         out = LogArray(np.ones(self.shape))
         base = self
-        n = int(k)
+        n = int(k)  # type: ignore[call-overload,unused-ignore]  # checked above
         while n:
             if n & 1:
                 out = out * base

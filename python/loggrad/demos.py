@@ -159,7 +159,7 @@ def learning_rate(out: Callable[[str], None] | None = None, epochs: int = 500) -
     rng = np.random.default_rng(0)
     x = rng.uniform(-1, 1, (64, 1))
     y = 2 * x - 1 + 0.01 * rng.standard_normal((64, 1))
-    res: Result = {}
+    res: dict[Any, Any] = {}
     for lr in (1e-20, 0.1, 3.0):
         net = Network([np.array([[0.5]])], [np.array([0.25])], "identity")
         losses, lost = [], []

@@ -30,12 +30,12 @@ Values = Union[LogArray, np.ndarray]
 def _canonical_activation(name: Any, where: str) -> str:
     if not isinstance(name, str):
         raise TypeError(f"{where}: activation must be a name (str), got {type(name).__name__}")
-    name = _ALIASES.get(name, name)
-    if name not in ACTIVATIONS:
+    canon: str = _ALIASES.get(name, name)
+    if canon not in ACTIVATIONS:
         raise ValueError(
-            f"{where}: unknown activation {name!r}; valid: {', '.join(ACTIVATIONS)} (and 'linear' for identity)"
+            f"{where}: unknown activation {canon!r}; valid: {', '.join(ACTIVATIONS)} (and 'linear' for identity)"
         )
-    return name
+    return canon
 
 
 def _check_precision(precision: str) -> str:
@@ -150,7 +150,7 @@ class Network:
 
     def __init__(
         self,
-        weights: Sequence[npt.ArrayLike],
+        weights: Sequence[npt.ArrayLike] | np.ndarray,
         biases: Sequence[npt.ArrayLike] | None = None,
         activations: str | Sequence[str] = "identity",
     ) -> None:
@@ -272,7 +272,7 @@ class Network:
     @property
     def widths(self) -> list[int]:
         """n_0 (inputs) .. n_L (outputs)."""
-        return self._widths.tolist()
+        return [int(w) for w in self._widths]
 
     @property
     def n_in(self) -> int:
@@ -309,7 +309,7 @@ class Network:
         acts = set(self.activations)
         act = next(iter(acts)) if len(acts) == 1 else "mixed"
         w = self.widths
-        shown = w if len(w) <= 8 else w[:3] + ["..."] + w[-3:]
+        shown: list[int | str] = [*w] if len(w) <= 8 else [*w[:3], "...", *w[-3:]]
         return f"Network(depth={self.depth}, widths={shown}, activation={act!r}, params={self.param_count})"
 
     # -- passes ---------------------------------------------------------------
@@ -332,8 +332,11 @@ class Network:
         """
         _check_precision(precision)
         xa, single = self._inputs(x)
-        res = _core.forward(self._arch, self._params, xa, precision)
-        out = LogArray._wrap(*res) if precision == "extended" else res
+        out: Values
+        if precision == "extended":
+            out = LogArray._wrap(*_core.forward(self._arch, self._params, xa, "extended"))
+        else:
+            out = _core.forward(self._arch, self._params, xa, "float64")
         return out[0] if single else out
 
     def sgd_step(self, x: npt.ArrayLike, y: npt.ArrayLike | None, lr: float, loss: str = "mse",
@@ -416,10 +419,14 @@ class Network:
         else:
             raise ValueError(f"checkpoint must be None, 'auto' or a positive segment length, got {checkpoint!r}")
         res = _core.backward(self._arch, self._params, xa, loss, ya, labels, precision, True, cp)
+        loss_v: Values
+        out: Values
+        grad: Values
+        dx: Values
         if precision == "extended":
             loss_v, out, grad, dx = (LogArray._wrap(*r) for r in res)
         else:
-            loss_v, out, grad, dx = res
+            loss_v, out, grad, dx = res  # type: ignore[assignment]  # float64 overload: ndarrays
         ws = LayerViews(grad, self._w_off, self._widths, "weights")
         bs = LayerViews(grad, self._w_off, self._widths, "biases")
         if single:

@@ -161,7 +161,7 @@ def sgd_step(
         nonzero_updates=np.add.reduceat(nonzero.astype(np.int64), starts),
         update_log10_max=np.maximum.reduceat(update.log10(), starts),
         update_norm=layer_norms(update, net),
-        grad_layer_norm=layer_norms(g.params, net),
+        grad_layer_norm=layer_norms(g.params, net),  # type: ignore[arg-type]  # extended path
         grad_norm=norm,
         clipped=clipped,
     )
