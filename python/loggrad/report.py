@@ -490,45 +490,49 @@ def _derivative_stats(net: Network, x: np.ndarray, lay: _Layout) -> tuple[np.nda
 
 
 def _theory_slope(net: Network, lay: _Layout) -> float | None:
-    """0.5 log10 chi_1 when loggrad.theory exists and the net looks i.i.d. Gaussian.
+    """0.5 log10 chi_1 from loggrad.theory when the net looks i.i.d. Gaussian; else None.
 
-    sigma_w^2 is estimated per layer as n_in * mean(W^2), sigma_b^2 as mean(b^2);
-    the network "looks i.i.d." when it has one activation, all hidden layers the
-    same width, and the per-layer sigma_w^2 agree within 25% of their mean.
-    None otherwise (or when loggrad.theory is missing or refuses).
+    sigma_w^2 is estimated per layer as n_in * mean(W^2) and sigma_b^2 as
+    mean(b^2) (vectorised over layers); the network "looks i.i.d." when it has
+    one activation, zero-mean weights (|mean W| < 0.1 std per layer) and
+    per-layer sigma_w^2 within 25% of their mean over the hidden layers. The
+    prediction is :func:`loggrad.theory.log10_gradient_growth_per_layer` at the
+    fixed point q* (same sign convention as :attr:`Report.slope`). None when
+    loggrad.theory is missing or refuses the parameters.
     """
     try:
-        from . import theory  # type: ignore[attr-defined]
+        from . import theory
     except ImportError:
         return None
-    chi1 = getattr(theory, "chi1", None)
-    if chi1 is None or len(set(net.activations)) != 1 or net.depth < 2:
+    if len(set(net.activations)) != 1 or net.depth < 2:
         return None
     p = net.params
-    sq = p * p
-    wsum = np.add.reduceat(sq, lay.seg_starts)
+    wsum = np.add.reduceat(p * p, lay.seg_starts)
+    wlin = np.add.reduceat(p, lay.seg_starts)[0::2]
     sw2 = wsum[0::2] / lay.wsizes * lay.n_in
     sb2 = wsum[1::2] / lay.n_out
-    hidden = sw2[1:-1] if net.depth > 2 else sw2
+    inner = slice(1, -1) if net.depth > 2 else slice(None)
+    hidden = sw2[inner]
     mean_sw2 = float(np.mean(hidden))
     if not (mean_sw2 > 0 and np.all(np.abs(hidden / mean_sw2 - 1.0) < 0.25)):
         return None
-    mean_sb2 = float(np.mean(sb2[1:-1] if net.depth > 2 else sb2))
+    w_mean = wlin / lay.wsizes
+    w_std = np.sqrt(np.maximum(wsum[0::2] / lay.wsizes - w_mean**2, 0.0))
+    if np.any(np.abs(w_mean) > 0.1 * w_std):
+        return None
+    sigma_w = math.sqrt(mean_sw2)
+    sigma_b = math.sqrt(float(np.mean(sb2[inner])))
     act = net.activations[0]
     try:
-        c = chi1(act, mean_sw2, mean_sb2)
-    except TypeError:
-        try:
-            c = chi1(activation=act, sigma_w2=mean_sw2, sigma_b2=mean_sb2)
-        except Exception:  # noqa: BLE001 - theory's API is optional here
-            return None
-    except Exception:  # noqa: BLE001
+        growth = getattr(theory, "log10_gradient_growth_per_layer", None)
+        if growth is not None:
+            v = float(growth(act, sigma_w, sigma_b))
+        else:
+            c = float(theory.chi1(act, sigma_w, sigma_b))
+            v = 0.5 * math.log10(c) if c > 0 else -math.inf
+    except Exception:  # noqa: BLE001 - the prediction is optional
         return None
-    try:
-        c = float(c)
-    except (TypeError, ValueError):
-        return None
-    return 0.5 * math.log10(c) if c > 0 else None
+    return v if math.isfinite(v) else None
 
 
 # ---------------------------------------------------------------------------

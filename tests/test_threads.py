@@ -1,0 +1,337 @@
+"""Threads and determinism.
+
+- Backward passes running in several Python threads at once (on different
+  networks and on one shared network) give results bitwise equal to serial runs.
+- The engine releases the GIL: Python code runs while a pass is in progress,
+  and passes in two threads overlap in time.
+- The same inputs give bitwise-identical results on every run and for every
+  engine thread count (wide layers, where the engine calls BLAS).
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+
+import loggrad as lg
+from loggrad import _core
+
+
+# -- helpers -------------------------------------------------------------------
+
+
+def _bits(a: np.ndarray) -> np.ndarray:
+    """Bit patterns of a float64 array (distinguishes -0.0 from 0.0)."""
+    return np.ascontiguousarray(a, dtype=np.float64).view(np.uint64)
+
+
+def _planes(v) -> list[np.ndarray]:
+    """Arrays that determine a result exactly: mantissa bits and exponents, or float64 bits."""
+    if isinstance(v, lg.LogArray):
+        return [_bits(v.mantissa), np.asarray(v.exponent).copy()]
+    return [_bits(np.asarray(v))]
+
+
+def _result_planes(g: lg.Gradients) -> list[np.ndarray]:
+    out: list[np.ndarray] = []
+    for v in (g.loss, g.output, g.params, g.input):
+        out += _planes(v)
+    return out
+
+
+def _assert_bitwise_equal(a: list[np.ndarray], b: list[np.ndarray], what: str) -> None:
+    assert len(a) == len(b)
+    for i, (u, v) in enumerate(zip(a, b)):
+        assert u.shape == v.shape, f"{what}: plane {i} shape {u.shape} != {v.shape}"
+        assert np.array_equal(u, v), f"{what}: plane {i} differs in {int(np.sum(u != v))} entries"
+
+
+def _chain(rng, widths, act, scale=1.0):
+    ws = [scale * rng.standard_normal((widths[l + 1], widths[l])) / np.sqrt(widths[l]) for l in range(len(widths) - 1)]
+    bs = [0.1 * rng.standard_normal(widths[l + 1]) for l in range(len(widths) - 1)]
+    return lg.Network(ws, bs, act)
+
+
+def _targets(rng, net, batch, loss):
+    if loss == "cross_entropy":
+        return rng.integers(0, net.n_out, batch)
+    if loss == "bce":
+        return rng.integers(0, 2, (batch, net.n_out)).astype(float)
+    if loss == "sum":
+        return None
+    return rng.standard_normal((batch, net.n_out))
+
+
+@pytest.fixture(scope="module")
+def jobs():
+    """A mix of passes: narrow-deep (range-stressing), mixed activations, wide (BLAS)."""
+    rng = np.random.default_rng(1234)
+    specs = [
+        ([8] * 401, "sigmoid", 1.0, 4, "mse", "extended"),  # gradients far below float64 range
+        ([4] * 301, "identity", 3.0, 3, "sum", "extended"),  # far above float64 range
+        ([6, 12, 12, 12, 5], ["tanh", "relu", "gelu", "silu"], 2.0, 7, "cross_entropy", "extended"),
+        ([5, 9, 9, 3], ["softplus", "elu", "selu"], 1.5, 6, "bce", "extended"),
+        ([16] * 101, "leaky_relu", 1.2, 5, "mse", "float64"),
+        ([256, 256, 256, 10], "tanh", 1.0, 64, "cross_entropy", "extended"),  # BLAS path
+        ([300, 260, 270], "relu", 1.0, 80, "mse", "float64"),  # BLAS path, float64
+    ]
+    out = []
+    for widths, act, scale, batch, loss, precision in specs:
+        net = _chain(rng, widths, act, scale)
+        x = rng.standard_normal((batch, net.n_in))
+        y = _targets(rng, net, batch, loss)
+        out.append((net, x, y, loss, precision))
+    return out
+
+
+def _run(job) -> list[np.ndarray]:
+    net, x, y, loss, precision = job
+    return _result_planes(net.backward(x, y, loss=loss, precision=precision))
+
+
+# -- concurrent calls give serial results ------------------------------------------
+
+
+def test_concurrent_backward_on_different_networks_matches_serial(jobs):
+    serial = [_run(j) for j in jobs]
+    order = [i for i in range(len(jobs)) for _ in range(4)]
+    random.Random(7).shuffle(order)
+    with ThreadPoolExecutor(max_workers=6) as ex:
+        results = list(ex.map(lambda i: (i, _run(jobs[i])), order))
+    for i, planes in results:
+        _assert_bitwise_equal(planes, serial[i], f"job {i} in a thread")
+
+
+def test_concurrent_calls_on_one_network_match_serial():
+    rng = np.random.default_rng(5)
+    net = _chain(rng, [12] * 61, ["tanh", "sigmoid", "relu"] * 20, 1.5)
+    xs = [rng.standard_normal((b, 12)) for b in (1, 3, 4, 7, 4, 2, 9, 5)]
+    ys = [rng.standard_normal((x.shape[0], 12)) for x in xs]
+
+    def job(i):
+        x, y = xs[i % len(xs)], ys[i % len(xs)]
+        if i % 3 == 0:
+            return _planes(net.forward(x))
+        if i % 3 == 1:
+            return _result_planes(net.backward(x, y, loss="mse"))
+        return _result_planes(net.backward(x, y, loss="mse", precision="float64"))
+
+    n = 3 * len(xs)
+    serial = [job(i) for i in range(n)]
+    params = net.params.copy()
+    with ThreadPoolExecutor(max_workers=8) as ex:
+        for rep in range(3):
+            idx = list(range(n))
+            random.Random(rep).shuffle(idx)
+            for i, planes in zip(idx, ex.map(job, idx)):
+                _assert_bitwise_equal(planes, serial[i], f"call {i}, round {rep}")
+    np.testing.assert_array_equal(_bits(net.params), _bits(params))  # passes never write parameters
+
+
+# -- the GIL is released -------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def slow_pass():
+    """A narrow deep backward pass (no BLAS) calibrated to take at least ~0.2 s."""
+    rng = np.random.default_rng(11)
+    net = _chain(rng, [16] * 1001, "tanh", 1.0)
+    batch = 4
+    while True:
+        x = rng.standard_normal((batch, 16))
+        t = time.perf_counter()
+        net.backward(x, loss="sum")
+        dt = time.perf_counter() - t
+        if dt >= 0.2 or batch >= 4096:
+            break
+        batch = int(batch * min(8.0, max(1.5, 0.25 / dt)))
+    return net, x, dt
+
+
+def _probe_samples(call, min_duration=0.1):
+    """Run call() while a pure-Python probe thread takes timestamps every ~1 ms.
+
+    Returns (duration, samples in the middle half of the call). If the call
+    held the GIL, the probe could not run at all while it was in the engine.
+    """
+    stop = threading.Event()
+    stamps: list[float] = []
+
+    def probe():
+        while not stop.is_set():
+            stamps.append(time.perf_counter())
+            time.sleep(0.001)
+
+    t = threading.Thread(target=probe)
+    t.start()
+    time.sleep(0.02)
+    t0 = time.perf_counter()
+    call()
+    t1 = time.perf_counter()
+    stop.set()
+    t.join()
+    d = t1 - t0
+    s = np.asarray(stamps)
+    mid = int(np.sum((s > t0 + 0.25 * d) & (s < t1 - 0.25 * d)))
+    return d, mid
+
+
+@pytest.mark.parametrize("kind", ["backward-extended", "backward-float64", "forward-extended"])
+def test_gil_is_released_during_a_pass(slow_pass, kind):
+    net, x, _ = slow_pass
+    if kind == "backward-extended":
+        call = lambda: net.backward(x, loss="sum")  # noqa: E731
+    elif kind == "backward-float64":
+        xx = np.concatenate([x] * 3)  # the float64 path is faster: keep the call long
+        call = lambda: net.backward(xx, loss="sum", precision="float64")  # noqa: E731
+    else:
+        xx = np.concatenate([x] * 3)
+        call = lambda: net.forward(xx)  # noqa: E731
+    d, mid = _probe_samples(call)
+    print(f"{kind}: call {d * 1e3:.0f} ms, probe ran {mid} times in its middle half")
+    if d < 0.05:
+        pytest.skip(f"the call took only {d * 1e3:.0f} ms, too short to probe")
+    # Held GIL: 0 samples there. Released: ~d/2 ms worth (sleep granularity ~1 ms);
+    # a handful is proof enough even on a loaded machine.
+    assert mid >= 3, f"a Python thread ran only {mid} times during the middle half of a {d:.3f} s engine call"
+
+
+def test_engine_calls_in_two_threads_overlap_in_time(slow_pass):
+    """Per-call start/end times of two threads overlap; their CPU times prove parallel work.
+
+    Each thread records perf_counter and its own CPU time (thread_time) around
+    one pass. If the engine held the GIL, at most one thread would compute at
+    a time, so the two CPU times could not add up to more than the wall time
+    spanned by both calls. With the GIL released on >= 2 cores they add up to
+    nearly twice that. Retried a few times, since other processes may occupy
+    the cores; a held GIL can never pass.
+    """
+    net, x, _ = slow_pass
+    n_threads = 2
+    attempts = []
+    for attempt in range(5):
+        barrier = threading.Barrier(n_threads)
+        rec: list[tuple[float, float, float]] = [(0.0, 0.0, 0.0)] * n_threads
+
+        def worker(i):
+            barrier.wait()
+            c0, t0 = time.thread_time(), time.perf_counter()
+            net.backward(x, loss="sum")
+            t1, c1 = time.perf_counter(), time.thread_time()
+            rec[i] = (t0, t1, c1 - c0)
+
+        ts = [threading.Thread(target=worker, args=(i,)) for i in range(n_threads)]
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join()
+        starts, ends, cpus = zip(*rec)
+        overlap = min(ends) - max(starts)
+        span = max(ends) - min(starts)
+        attempts.append((overlap, span, sum(cpus), list(cpus)))
+        print(
+            f"attempt {attempt}: calls {[f'{e - s:.3f}' for s, e, _ in rec]} s, overlap {overlap:.3f} s, "
+            f"span {span:.3f} s, cpu {sum(cpus):.3f} s"
+        )
+        assert overlap > 0, f"the two calls did not overlap in time: {rec}"
+        if sum(cpus) > 1.25 * span:
+            return
+    if (os.cpu_count() or 1) < 2:
+        pytest.skip("one CPU: calls overlap but cannot run in parallel")
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
+    if load > (os.cpu_count() or 1) - 1:
+        pytest.skip(f"machine busy (load {load:.1f}): could not show parallel execution; attempts {attempts}")
+    pytest.fail(f"the two engine calls never computed in parallel: {attempts}")
+
+
+# -- determinism ----------------------------------------------------------------------
+
+
+@pytest.fixture
+def restore_threads():
+    n = _core.num_threads()
+    yield
+    _core.set_num_threads(n)
+
+
+def test_repeated_runs_are_bitwise_identical(jobs):
+    for i, job in enumerate(jobs):
+        first = _run(job)
+        for _ in range(2):
+            _assert_bitwise_equal(_run(job), first, f"job {i}, repeated")
+
+
+def _wide_case(width, batch):
+    rng = np.random.default_rng(width + batch)
+    net = _chain(rng, [width, width, width // 2, width, 10], ["relu", "tanh", "gelu", "identity"], 1.3)
+    assert batch * width * width >= _core.blas_min_work  # these layers go through BLAS
+    x = rng.standard_normal((batch, width))
+    # Wide range of magnitudes across rows: the extended path's scaling matters.
+    x *= np.exp2(rng.integers(-400, 40, (batch, 1)).astype(float))
+    y = rng.integers(0, 10, batch)
+    return net, x, y
+
+
+_WIDE = [(256, 64), (512, 96)]
+_THREADS = (1, 2, 3, 4)
+
+
+@pytest.mark.parametrize("precision", ["extended", "float64"])
+@pytest.mark.parametrize("width,batch", _WIDE)
+def test_wide_passes_repeat_bitwise_for_every_thread_count(restore_threads, precision, width, batch):
+    net, x, y = _wide_case(width, batch)
+    for n in _THREADS:
+        _core.set_num_threads(n)
+        assert _core.num_threads() == n
+        first = _result_planes(net.backward(x, y, loss="cross_entropy", precision=precision))
+        for _ in range(2):
+            again = _result_planes(net.backward(x, y, loss="cross_entropy", precision=precision))
+            _assert_bitwise_equal(again, first, f"{n} engine threads, rerun")
+
+
+# OpenBLAS partitions a threaded dgemm by thread count and its edge kernels round
+# differently, so a threaded BLAS call would change results with the thread
+# count. The engine runs BLAS single-threaded on fixed blocks and spreads the
+# blocks over its own pool: the block boundaries never depend on the count.
+@pytest.mark.parametrize("precision", ["extended", "float64"])
+@pytest.mark.parametrize("width,batch", _WIDE)
+def test_results_do_not_depend_on_engine_threads(restore_threads, precision, width, batch):
+    net, x, y = _wide_case(width, batch)
+    results = {}
+    for n in _THREADS:
+        _core.set_num_threads(n)
+        results[n] = _result_planes(net.backward(x, y, loss="cross_entropy", precision=precision))
+    for n in _THREADS[1:]:
+        _assert_bitwise_equal(results[n], results[1], f"{n} engine threads vs 1")
+
+
+@pytest.mark.parametrize("precision", ["extended", "float64"])
+def test_one_layer_weight_gradient_does_not_depend_on_engine_threads(restore_threads, precision):
+    """Minimal reproducer: one identity layer (300 x 100), batch 50, mse."""
+    rng = np.random.default_rng(0)
+    net = lg.Network([rng.standard_normal((300, 100))])
+    x, y = rng.standard_normal((50, 100)), rng.standard_normal((50, 300))
+    _core.set_num_threads(1)
+    ref = _planes(net.backward(x, y, precision=precision).params)
+    _core.set_num_threads(2)
+    _assert_bitwise_equal(_planes(net.backward(x, y, precision=precision).params), ref, "2 engine threads vs 1")
+
+
+def test_concurrent_wide_passes_with_engine_threads_match_serial(restore_threads):
+    """Python threads each calling a BLAS-backed pass while BLAS itself is threaded."""
+    _core.set_num_threads(2)
+    rng = np.random.default_rng(3)
+    nets = [_chain(rng, [256, 300, 256, 8], "tanh", 1.0) for _ in range(3)]
+    xs = [rng.standard_normal((64, 256)) for _ in range(3)]
+    serial = [_result_planes(n.backward(x, loss="sum")) for n, x in zip(nets, xs)]
+    with ThreadPoolExecutor(max_workers=3) as ex:
+        for rep in range(3):
+            res = list(ex.map(lambda i: _result_planes(nets[i].backward(xs[i], loss="sum")), range(3)))
+            for i in range(3):
+                _assert_bitwise_equal(res[i], serial[i], f"wide net {i}, round {rep}")
