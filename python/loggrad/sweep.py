@@ -71,7 +71,7 @@ FALLBACK_INITS: dict[str, Callable[[float, int, int], float]] = {
 
 def _init_module() -> Any:
     try:
-        from . import init  # type: ignore[attr-defined]
+        from . import init
     except ImportError:
         return None
     return init if hasattr(init, "init_layers") else None
