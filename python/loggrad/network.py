@@ -62,13 +62,14 @@ def _as_numeric(a: Any, what: str) -> np.ndarray:
 
 def _to_float64(arr: np.ndarray, what: str) -> np.ndarray:
     """float64 copy-free view where possible; values beyond float64's range are refused."""
-    with np.errstate(over="ignore"):  # checked below
+    if arr.dtype.kind != "f" or arr.dtype.itemsize <= 8:
+        return np.asarray(arr, dtype=np.float64)
+    with np.errstate(over="ignore"):  # long double: may not fit float64, checked below
         out = np.asarray(arr, dtype=np.float64)
-    if arr.dtype.kind == "f" and arr.dtype.itemsize > 8:  # long double: may not fit float64
-        big = np.isfinite(arr) & ~np.isfinite(out)
-        if big.any():
-            i = tuple(int(v) for v in np.argwhere(big)[0])
-            raise ValueError(f"{what} has a value beyond float64's range ({arr[i]}) at {list(i)}")
+    big = np.isfinite(arr) & ~np.isfinite(out)
+    if big.any():
+        i = tuple(int(v) for v in np.argwhere(big)[0])
+        raise ValueError(f"{what} has a value beyond float64's range ({arr[i]}) at {list(i)}")
     return out
 
 
@@ -266,7 +267,6 @@ class Network:
                     f"weights[{l}] has shape {w.shape}; expected ({w.shape[0]}, {ws[l - 1].shape[0]}) "
                     f"or any (n_out, {ws[l - 1].shape[0]}) to follow weights[{l - 1}] of shape {ws[l - 1].shape}"
                 )
-            _check_finite(w, f"weights[{l}]")
         depth = len(ws)
         if biases is None:
             bs = [np.zeros(w.shape[0]) for w in ws]
@@ -279,7 +279,6 @@ class Network:
             for l, b in enumerate(bs):
                 if b.shape != (ws[l].shape[0],):
                     raise ValueError(f"biases[{l}] has shape {b.shape}; expected ({ws[l].shape[0]},)")
-                _check_finite(b, f"biases[{l}]")
         if isinstance(activations, str):
             acts = [_canonical_activation(activations, "activations")] * depth
         elif not isinstance(activations, Iterable):
@@ -295,6 +294,10 @@ class Network:
         self._w_off = np.concatenate([[0], np.cumsum(self._widths[1:] * (self._widths[:-1] + 1))])[:-1]
         parts = [p for w, b in zip(ws, bs) for p in (w.ravel(), b)]
         self._params = np.ascontiguousarray(np.concatenate(parts), dtype=np.float64)
+        if not np.isfinite(self._params).all():  # one pass over the block; name the first bad layer
+            for l, (w, b) in enumerate(zip(ws, bs)):
+                _check_finite(w, f"weights[{l}]")
+                _check_finite(b, f"biases[{l}]")
 
     # -- construction helpers -----------------------------------------------
     @classmethod
