@@ -108,11 +108,15 @@ def act_mp(name: str, z: Any) -> tuple[Any, Any, Any]:
         return lam * alpha * mpmath.expm1(z), lam * alpha * e, lam * alpha * e
     if name == "sigmoid":
         s, sm, d = _sig_pair(z)
-        return s, d, d * (sm - s)
+        return s, d, -d * mpmath.tanh(z / 2)  # sigmoid'' = sigmoid' (1 - 2 sigmoid)
     if name == "tanh":
-        t = mpmath.exp(-2 * abs(z))
-        a = (1 - t) / (1 + t) * (1 if z >= 0 else -1)
-        d = 4 * t / (1 + t) ** 2
+        if abs(z) < 1:  # 1 - e^{-2|z|} would cancel
+            a = mpmath.tanh(z)
+            d = 1 - a * a
+        else:
+            t = mpmath.exp(-2 * abs(z))
+            a = (1 - t) / (1 + t) * (1 if z >= 0 else -1)
+            d = 4 * t / (1 + t) ** 2
         return a, d, -2 * a * d
     if name == "softplus":
         s, sm, d = _sig_pair(z)
@@ -123,7 +127,7 @@ def act_mp(name: str, z: Any) -> tuple[Any, Any, Any]:
         return z * Phi, Phi + z * phi, phi * (2 - z * z)
     if name == "silu":
         s, sm, d = _sig_pair(z)
-        return z * s, s * (1 + z * sm), d * (2 + z * (sm - s))
+        return z * s, s * (1 + z * sm), d * (2 - z * mpmath.tanh(z / 2))
     raise ValueError(f"unknown activation {name!r}; valid: {', '.join(ACTIVATIONS)}")
 
 
@@ -256,7 +260,7 @@ class MPResult:
     err_biases: list[np.ndarray]
     err_input: np.ndarray
     pre_activations: list[np.ndarray]
-    max_abs_log2: float  # the largest |log2| of any nonzero z, f(z), f'(z), gradient (range checks)
+    max_abs_log2: float  # the largest |log2| of any nonzero z, f(z), f'(z), loss, gradient (range checks)
 
 
 def _log2_extreme(arrs: Sequence[np.ndarray]) -> float:
@@ -317,6 +321,7 @@ def mp_backward(
             D.append(d)
             ED.append(ed)
         L, EL, g, eg = _loss(loss, a, ea, y, plain)
+        g_out = g
         dW: list[np.ndarray] = [None] * depth  # type: ignore[list-item]
         db: list[np.ndarray] = [None] * depth  # type: ignore[list-item]
         edW: list[np.ndarray] = [None] * depth  # type: ignore[list-item]
@@ -334,7 +339,7 @@ def mp_backward(
             n_out = W[l].shape[0]
             g = delta.dot(W[l])
             eg = edelta.dot(AW[l]) + n_out * U * adelta.dot(AW[l])
-        ext = _log2_extreme([*Z, *A[1:], *D, *dW, *db, g])
+        ext = _log2_extreme([*Z, *A[1:], *D, *dW, *db, g, g_out, np.array([L])])
         return MPResult(L, a, dW, db, g, EL, ea, edW, edb, eg, Z, ext)
 
 
@@ -386,11 +391,16 @@ def sign_log10(values: Any) -> tuple[np.ndarray, np.ndarray]:
     return sign, lg
 
 
-def mismatches(name: str, got: Any, ref: Any, err: Any, safety: float = SAFETY, floor_ulps: float = 2.0) -> list[str]:
+def mismatches(name: str, got: Any, ref: Any, err: Any, safety: float = SAFETY, floor_ulps: float = 2.0,
+               max_rel: float = 1e-3) -> list[str]:
     """Where |got - ref| > safety * err + floor_ulps * u * |ref| (exact arithmetic on mpmath values).
 
     got: a LogArray, float64 array or number; ref, err: mpmath values of the
-    same shape. Also a nan/inf in got is a mismatch. Returns readable lines.
+    same shape. Also a nan/inf in got is a mismatch. Entries whose bound
+    exceeds max_rel * |ref| are skipped: there the problem is so ill
+    conditioned (e.g. e^{-z^2/2} at |z| = 1e9, where one ulp of z is a
+    factor e^100) that a first-order bound says nothing. Tests that need every
+    entry compared check relative_bound() first. Returns readable lines.
     """
     g = to_mpf(got) if hasattr(got, "mantissa") else None
     if g is None:
@@ -403,6 +413,8 @@ def mismatches(name: str, got: Any, ref: Any, err: Any, safety: float = SAFETY, 
     bad = []
     with mp.workprec(160):
         for idx in np.ndindex(g.shape):
+            if r[idx] != 0 and e[idx] > max_rel * abs(r[idx]):
+                continue
             tol = safety * e[idx] + floor_ulps * U * abs(r[idx])
             if abs(g[idx] - r[idx]) > tol:
                 bad.append(
