@@ -233,6 +233,37 @@ def test_core_validates_what_python_would_have(net):
         core.backward(net._arch, net.params, x, "sum", checkpoint=-5)
 
 
+def test_core_refuses_sizes_whose_offsets_would_wrap():
+    """Architectures whose parameter count overflows 64 bits would make the engine index out of bounds."""
+    core = lg._core
+    with pytest.raises(ValueError, match=r"widths 4294967296 -> 4294967296 at layer 0 are too large"):
+        core.Architecture([2**32, 2**32], ["identity"])
+    with pytest.raises(ValueError, match=r"width 0 \(18446744073709551615\) is too large"):
+        core.Architecture([2**64 - 1, 2], ["identity"])
+    with pytest.raises(ValueError, match=r"at layer 1 are too large"):
+        core.Architecture([3, 2**31, 2**31], ["identity"] * 2)
+    a = core.Architecture([4, 3, 2], ["tanh", "tanh"])
+    # the largest representable counts still agree with exact integer arithmetic
+    big = core.Architecture([2**20, 2**20, 7], ["identity"] * 2)
+    assert big.param_count == 2**20 * (2**20 + 1) + 7 * (2**20 + 1)
+    assert (a.weight_offset(1), a.bias_offset(1)) == (15, 15 + 6)
+    with pytest.raises(IndexError, match="layer 2 out of range for 2 layers"):
+        a.weight_offset(2)
+    with pytest.raises(IndexError, match="layer 99 out of range"):
+        a.bias_offset(99)
+    with pytest.raises(OverflowError, match="more than 2\\^64 bytes"):
+        a.workspace_bytes(2**62)
+
+
+def test_thread_count_is_checked_and_left_unchanged_when_refused():
+    core = lg._core
+    n = core.num_threads()
+    for bad in (0, -1, 10**6):
+        with pytest.raises(ValueError, match=r"set_num_threads: n must be between 1 and 1024"):
+            core.set_num_threads(bad)
+        assert core.num_threads() == n
+
+
 # -- accepted layouts and dtypes -----------------------------------------------
 
 def _layouts(x):
