@@ -59,6 +59,12 @@ def run_sub(*argv: str, **kw: Any) -> subprocess.CompletedProcess[str]:
 # ---------------------------------------------------------------------------
 
 
+def _max_log10(g: lg.Gradients, l: int) -> float:
+    w = g.weights[l]
+    assert isinstance(w, lg.LogArray)
+    return float(w.log10().max())
+
+
 def _demo_net(depth: int, width: int, batch: int, seed: int) -> tuple[lg.Network, np.ndarray]:
     """The demo's network, drawn one layer at a time (the CLI draws all layers at once)."""
     rng = np.random.default_rng(seed)
@@ -78,7 +84,7 @@ def test_default_demo_json_matches_backward(capsys: pytest.CaptureFixture[str]) 
     f64 = np.asarray(d["max_abs_grad_float64"])
     assert ext.shape == f64.shape == (depth,)
     for l in (0, 1, 777, depth - 1):
-        assert ext[l] == pytest.approx(float(g.weights[l].log10().max()), abs=1e-12)
+        assert ext[l] == pytest.approx(_max_log10(g, l), abs=1e-12)
         assert f64[l] == np.abs(np.asarray(g64.weights[l])).max()
     assert ext[0] < -308  # the point of the demo: far below float64's range ...
     assert f64[0] == 0.0  # ... where float64 says 0.0
@@ -96,7 +102,7 @@ def test_default_demo_text(capsys: pytest.CaptureFixture[str]) -> None:
     n_zero = sum(not np.any(np.asarray(g64.weights[l])) for l in range(1500))
     assert f"float64 reports exactly 0.0 for {n_zero} of 1500 layers" in out
     row0 = next(line.split() for line in out.splitlines() if line.split()[:1] == ["0"])
-    assert float(row0[2]) == pytest.approx(float(g.weights[0].log10().max()), abs=0.006)
+    assert float(row0[2]) == pytest.approx(_max_log10(g, 0), abs=0.006)
     assert row0[3] == "0"
     assert "┃" not in out  # --plain: no rich box drawing
 
