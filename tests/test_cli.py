@@ -473,3 +473,22 @@ def test_subprocess_head_pipe() -> None:
     p = subprocess.run(["/bin/sh", "-c", cmd], capture_output=True, text=True, timeout=300)
     assert p.stdout == "{\n"
     assert "Traceback" not in p.stderr and "BrokenPipe" not in p.stderr and p.stderr == ""
+
+
+def test_sweep_failed_configurations_exit_1(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Rows the sweep records as failed are shown, and the exit status says so."""
+    from loggrad import sweep as sw
+
+    real = sw.sweep
+
+    def one_fails(**kw: Any) -> list[dict[str, Any]]:
+        rows = real(**kw)
+        rows[-1] = dict(rows[-1], verdict="error", error="ExponentRangeError: beyond the range")
+        return rows
+
+    monkeypatch.setattr(sw, "sweep", one_fails)
+    rc, out, err = run_cli(capsys, "sweep", "--depths", "3,4", "--widths", "4", "--activations", "tanh",
+                           "--inits", "lecun_normal", "--jobs", "1", "--plain")
+    assert rc == 1
+    assert "error" in out.splitlines()[-1]
+    assert err == "loggrad: error: 1 of 2 configurations failed; first: ExponentRangeError: beyond the range\n"
