@@ -163,6 +163,7 @@ def learning_rate(out: Callable[[str], None] | None = None, epochs: int = 500) -
     for lr in (1e-20, 0.1, 3.0):
         net = Network([np.array([[0.5]])], [np.array([0.25])], "identity")
         losses, lost = [], []
+        n_lost = n_updates = 0
         stopped = None
         for epoch in range(epochs):
             try:
@@ -172,7 +173,11 @@ def learning_rate(out: Callable[[str], None] | None = None, epochs: int = 500) -
                 break
             losses.append(float(rep.loss.log10()))
             lost.append(float(rep.fraction_unchanged[0]))
-        res[lr] = {"loss_log10": losses, "fraction_unchanged": lost, "overflow_at": stopped, "w": float(net.weights[0][0, 0])}
+            n_lost += int(rep.unchanged.sum())
+            n_updates += int(rep.nonzero_updates.sum())
+        res[lr] = {"loss_log10": losses, "fraction_unchanged": lost, "overflow_at": stopped,
+                   "w": float(net.weights[0][0, 0]), "b": float(net.biases[0][0]),
+                   "lost_updates": n_lost, "nonzero_updates": n_updates}
         if lost and min(lost) == 1.0:
             verdict = "no change: every update lost below half an ulp"
         elif stopped is not None:
@@ -187,7 +192,137 @@ def learning_rate(out: Callable[[str], None] | None = None, epochs: int = 500) -
         res[lr]["verdict"] = verdict
         res[lr]["loss_beyond_float64_at"] = beyond[0] if beyond else None
         _print(out, f"lr = {lr:<6g} log10 loss: first {losses[0]:8.3f}  last {losses[-1]:9.3f}   "
-                    f"w = {float(net.weights[0][0, 0]):.4g}   ({verdict})")
+                    f"w = {float(net.weights[0][0, 0]):.4g}   updates lost below half an ulp: "
+                    f"{n_lost} of {n_updates}   ({verdict})")
+    return res
+
+
+def _log10_norm64(a: np.ndarray) -> tuple[float, float]:
+    """The norm of float64's gradient entries, and its log10 (-inf for 0, inf/nan kept).
+
+    Scaled by the largest entry, so the norm itself neither under- nor overflows:
+    what is shown is what float64's gradient holds, not an artefact of squaring it.
+    """
+    with np.errstate(over="ignore", invalid="ignore"):
+        m = float(np.max(np.abs(a)))
+        v = m * float(np.sqrt(np.sum(np.square(a / m)))) if 0 < m < math.inf else m
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return v, float(np.log10(v)) if v > 0 else (-math.inf if v == 0 else math.nan)
+
+
+def _profile(net: Network, x: np.ndarray, y: np.ndarray, what: str = "weights") -> tuple[np.ndarray, np.ndarray]:
+    """Per-layer gradient norms: exact log10 (extended path) and float64's values (float64 path)."""
+    g = net.backward(x, y, loss="mse")
+    g64 = net.backward(x, y, loss="mse", precision="float64")
+    ex = getattr(g, what)
+    f64 = getattr(g64, what)
+    exact = np.array([float(ex[l].norm().log10()) for l in range(net.depth)])
+    shown = np.array([_log10_norm64(np.asarray(f64[l]))[0] for l in range(net.depth)])
+    return exact, shown
+
+
+def _f64(v: float) -> str:
+    return f"{v:.3g}" if v != 0 else "0.0"
+
+
+INIT_SCHEMES: tuple[tuple[str, str], ...] = (
+    ("normal", "N(0,1)"), ("lecun_normal", "LeCun"), ("xavier_normal", "Xavier"), ("he_normal", "He"))
+
+
+def init_schemes(out: Callable[[str], None] | None = None, depth: int = 500, width: int = 16, batch: int = 4,
+                 activations: Sequence[str] = ("sigmoid", "tanh", "relu"), seed: int = 0,
+                 schemes: Sequence[tuple[str, str]] = INIT_SCHEMES) -> Result:
+    """Notes 2/3: the same deep network initialised N(0,1), LeCun, Xavier, He: per-layer ||dL/dW_l||.
+
+    For each activation, one chain of ``depth`` layers of ``width`` units
+    (biases 0) is initialised with each scheme from the same seed, and one
+    batch (x ~ N(0,1), targets y ~ N(0,1), mse) is back-propagated. The table
+    shows log10 ||dL/dW_l|| exactly and, in brackets, what float64 computes
+    (0.0 when it underflows, inf or nan when it overflows). With constant
+    widths fan_avg = fan_in, so Xavier has LeCun's variance 1/n (the two
+    differ only in the truncation of the normal: Keras LeCun, torch Xavier).
+    Returns ``res[activation][init]`` = {"log10", "float64", "float64_wrong_layers"}.
+    """
+    rng = np.random.default_rng([seed, 1])
+    x = rng.standard_normal((batch, width))
+    y = rng.standard_normal((batch, width))
+    show = sorted({0, depth // 4, depth // 2, (3 * depth) // 4, depth - 1})
+    res: Result = {"layers": show, "depth": depth, "width": width, "batch": batch, "seed": seed}
+    for act in activations:
+        _print(out, f"{act}: log10 ||dL/dW_l|| exact [float64], depth {depth}, width {width}")
+        _print(out, f"  {'layer':>6}" + "".join(f"  {label:>22}" for _, label in schemes))
+        cols = {}
+        for name, label in schemes:
+            net = Network.build([width] * (depth + 1), act, init=name, seed=seed)
+            cols[name] = _profile(net, x, y)
+        for l in show:
+            cells = "".join(f"  {cols[n][0][l]:>9.2f} [{_f64(cols[n][1][l]):>10}]" for n, _ in schemes)
+            _print(out, f"  {l + 1:>6}{cells}")
+        res[act] = {}
+        for name, label in schemes:
+            exact, shown = cols[name]
+            bad = int(np.sum(~(np.isfinite(shown) & (shown > 0)) & np.isfinite(exact)))
+            res[act][name] = {"log10": exact, "float64": shown, "float64_wrong_layers": bad}
+        wrong = ", ".join(f"{lab} {res[act][n]['float64_wrong_layers']}" for n, lab in schemes)
+        _print(out, f"  layers where float64 gives 0, inf or nan: {wrong}")
+        _print(out)
+    return res
+
+
+def gain_sweep(out: Callable[[str], None] | None = None, depth: int = 1200, width: int = 32,
+               gains: Sequence[float] = (0.5, 0.8, 0.9, 1.0, 1.1, 1.25, 1.5, 2.0),
+               cases: Sequence[tuple[str, str]] = (("tanh", "xavier_normal"), ("relu", "kaiming_normal")),
+               seed: int = 0, skip: int | None = None) -> Result:
+    """Notes 2: the gain gamma swept around 1 (W ~ gamma * base): where gradients stop vanishing or exploding.
+
+    For tanh with Xavier (sigma_w = gamma) and relu with Kaiming/He
+    (sigma_w = gamma * sqrt(2)), both torch-convention Gaussians, one chain per
+    gamma from the same seed; the back-propagated error delta_l = dL/db_l
+    (batch 1, mse) is measured exactly in every layer. ``slope``: the change
+    of log10 ||delta_l|| per layer going back, over the layers after the
+    first ``skip`` (default depth/10, the transient). It is compared with
+    mean-field theory, ``log10(chi1)/2`` at infinite width
+    (:func:`loggrad.theory.log10_gradient_growth_per_layer`) and with its
+    finite-width mean (:func:`loggrad.theory.log_gradient_growth_finite_width`),
+    and the gamma where the measured slope crosses 0 is interpolated.
+    """
+    from . import theory
+
+    first = depth // 10 if skip is None else int(skip)
+    rng = np.random.default_rng([seed, 2])
+    x = rng.standard_normal((1, width))
+    y = rng.standard_normal((1, width))
+    res: Result = {"depth": depth, "width": width, "skip": first, "seed": seed}
+    for act, init in cases:
+        base = 1.0 if act != "relu" else math.sqrt(2.0)
+        _print(out, f"{act}, {init} x gamma: log10 ||dL/db_l|| (the error sent back), depth {depth}, width {width}")
+        _print(out, f"  {'gamma':>6}  {'layer 1 exact':>14}  {'float64':>10}  {'slope/layer':>11}  "
+                    f"{'theory n=inf':>12}  {'theory n=' + str(width):>12}")
+        rows: list[dict[str, Any]] = []
+        for gm in gains:
+            net = Network.build([width] * (depth + 1), act, init=init, seed=seed, gain=gm)
+            exact, shown = _profile(net, x, y, "biases")
+            tail = exact[first:]
+            slope = float(tail[0] - tail[-1]) / (len(tail) - 1)  # per layer, going back
+            sw = gm * base
+            inf_w = theory.log10_gradient_growth_per_layer(act, sw, 0.0)
+            mean, var = theory.log_gradient_growth_finite_width(act, sw, 0.0, width)
+            fin = mean / math.log(10.0)
+            rows.append({"gain": gm, "log10": exact, "float64": shown, "slope": slope, "theory": inf_w,
+                         "theory_finite": fin, "theory_sd": math.sqrt(var) / math.log(10.0)})
+            _print(out, f"  {gm:>6.3g}  {exact[0]:>14.2f}  {_f64(shown[0]):>10}  {slope:>11.4f}  "
+                        f"{inf_w:>12.4f}  {fin:>12.4f}")
+        s = [float(r["slope"]) for r in rows]
+        cross = math.nan
+        for i in range(len(rows) - 1):
+            if s[i] < 0 <= s[i + 1]:
+                g0, g1 = float(rows[i]["gain"]), float(rows[i + 1]["gain"])
+                cross = g0 + (g1 - g0) * (-s[i]) / (s[i + 1] - s[i])
+                break
+        _print(out, f"  measured slope crosses 0 at gamma ~ {cross:.3g} (infinite-width theory: gamma = 1; "
+                    "finite width drifts the typical gradient down by ~k/(4n) per layer)")
+        _print(out)
+        res[act] = {"init": init, "rows": rows, "crossing": cross}
     return res
 
 
@@ -196,6 +331,8 @@ DEMOS: dict[str, Callable[..., Result]] = {
     "sigmoid_bound": sigmoid_bound,
     "exploding_factor": exploding_factor,
     "linear_chain": linear_chain,
+    "init": init_schemes,
+    "gain": gain_sweep,
     "learning_rate": learning_rate,
 }
 
