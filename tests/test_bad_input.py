@@ -398,7 +398,8 @@ def deep():
     return lg.Network([np.ones((1, 1))] * 10**5, None, "identity")
 
 
-@pytest.mark.parametrize("case", ["stored-activations", "checkpointed", "broadcast-batch", "float64", "forward"])
+@pytest.mark.parametrize("case", ["stored-activations", "checkpointed", "broadcast-batch", "float64", "forward",
+                                  "parameter-block"])
 def test_huge_requests_raise_memory_error_before_allocating(deep, case):
     # 10^5 layers of width 1 (2*10^5 parameters); a batch of 10^7 rows would need
     # ~30 TB of stored activations (extended), 15 TB (float64), ~150 GB even checkpointed.
@@ -406,7 +407,7 @@ def test_huge_requests_raise_memory_error_before_allocating(deep, case):
     before = bits(deep)
     measured = _reset_hwm()
     start = _hwm_bytes()
-    with pytest.raises(MemoryError, match=r"needs [\d,.]+ [GM]iB, but only [\d,.]+ [GM]iB of memory is available") as info:
+    with pytest.raises(MemoryError, match=r"needs [\d,.]+ [GM]iB.*, but only [\d,.]+ [GM]iB of memory is available") as info:
         if case == "stored-activations":
             deep.backward(tall, loss="sum")
         elif case == "checkpointed":
@@ -415,8 +416,11 @@ def test_huge_requests_raise_memory_error_before_allocating(deep, case):
             deep.backward(tall, loss="sum", precision="float64")
         elif case == "broadcast-batch":  # 10^13 rows of a 10-layer network; x itself is a broadcast view
             lg.Network([np.eye(4)] * 10).backward(np.broadcast_to(np.ones(4), (10**13, 4)), loss="sum")
-        else:
+        elif case == "forward":
             lg.Network([np.eye(4)] * 10).forward(np.broadcast_to(np.ones(4), (10**14, 4)))
+        else:  # 10^6 x 10^6 weights given as broadcast views: the network's copy would need 15 TB
+            w = np.broadcast_to(np.ones(1), (10**6, 10**6))
+            lg.Network([w, w.T])
     if case == "stored-activations":
         assert "checkpoint='auto') would need" in str(info.value)
     if measured:

@@ -292,6 +292,11 @@ class Network:
         self._widths = np.asarray(widths, dtype=np.int64)
         # weight offsets: layer l occupies n_{l+1} * (n_l + 1) values (W then b)
         self._w_off = np.concatenate([[0], np.cumsum(self._widths[1:] * (self._widths[:-1] + 1))])[:-1]
+        block = 8 * int(sum(int(w.size) + int(b.size) for w, b in zip(ws, bs)))
+        avail = _available_bytes()
+        if avail is not None and block > avail:
+            raise MemoryError(f"the parameter block of this network needs {_gib(block)} "
+                              f"(a float64 copy of the weights), but only {_gib(avail)} of memory is available")
         parts = [p for w, b in zip(ws, bs) for p in (w.ravel(), b)]
         self._params = np.ascontiguousarray(np.concatenate(parts), dtype=np.float64)
         if not np.isfinite(self._params).all():  # one pass over the block; name the first bad layer
