@@ -1,5 +1,7 @@
 """SGD steps with exact bookkeeping, clipping in extended range, and fit."""
 
+import math
+
 import mpmath
 import numpy as np
 import pytest
@@ -118,3 +120,111 @@ def test_fit_reduces_loss_on_regression():
     assert len(h.grad_norm_log10[0]) == 1 and len(h.fraction_unchanged) == 30
     np.testing.assert_allclose(net.weights[0], [[1.0, -2.0, 0.5]], atol=1e-2)
     assert set(h.as_dict()) == {"loss", "loss_log10", "grad_norm_log10", "fraction_unchanged"}
+
+
+# --- exact updates at the half-ulp boundary ------------------------------------------
+
+
+@pytest.mark.parametrize("w,lr,lost", [
+    (1.0, 2.0**-54 * (1 - 2.0**-20), True),   # below half an ulp of 1 (going down, the ulp is 2^-53)
+    (1.0, 2.0**-54, True),                    # exactly half: a tie, rounds to even (1)
+    (1.0, 2.0**-54 * (1 + 2.0**-20), False),  # above half an ulp: applied, w = 1 - 2^-53
+    (3.0, 2.0**-52 * (1 - 2.0**-20), True),   # half an ulp of 3 is 2^-52
+    (3.0, 2.0**-52 * (1 + 2.0**-20), False),
+    (1e300, 1e283, True),                     # relative 1e-17 < 2^-53
+    (1e300, 1e285, False),
+])
+def test_update_lost_exactly_when_below_half_an_ulp(w, lr, lost):
+    # loss = sum(w x + b), x = 1: dL/dw = 1, the update is exactly lr
+    net = one_weight_net(w)
+    rep = net.sgd_step(np.ones((1, 1)), None, lr=lr, loss="sum")
+    half_ulp = mpmath.mpf(np.spacing(np.nextafter(w, 0.0))) / 2  # spacing just below w: the direction of the step
+    assert (mpmath.mpf(lr) < half_ulp or (mpmath.mpf(lr) == half_ulp)) == lost  # the independent criterion
+    assert (net.weights[0][0, 0] == w) == lost
+    assert rep.unchanged[0] == (1 if lost else 0)  # the bias (0) always moves
+    with mpmath.workprec(53):  # w - lr rounded once to 53 bits, to nearest even: IEEE subtraction
+        expect = float(mpmath.mpf(w) - mpmath.mpf(lr))
+    assert net.weights[0][0, 0] == expect
+    assert close_log10(rep.update_log10_max[0], mpmath.log10(lr))
+
+
+def test_updates_beyond_float64_range_are_counted_not_rounded_silently():
+    # w = 0: any update representable in float64 (subnormals too) moves it; 10^-330 cannot be stored
+    net = lg.Network([np.array([[0.0, 0.0]])], [np.array([0.0])], "identity")
+    rep = net.sgd_step(np.array([[1e-300, 1.0]]), None, lr=1e-30, loss="sum")
+    # dL/dw = x: updates 1e-330 (lost: below the smallest subnormal) and 1e-30 (applied); db = 1: applied
+    assert net.weights[0][0, 0] == 0.0 and net.weights[0][0, 1] == -1e-30 and net.biases[0][0] == -1e-30
+    assert rep.unchanged.tolist() == [1] and rep.nonzero_updates.tolist() == [3]
+    assert abs(rep.update_log10_max[0] + 30) < 1e-12
+    net2 = lg.Network([np.array([[0.0]])], [np.array([0.0])], "identity")
+    rep2 = net2.sgd_step(np.array([[1e-300]]), None, lr=1e-20, loss="sum")  # update 1e-320: a subnormal
+    assert net2.weights[0][0, 0] == -1e-320 and rep2.unchanged[0] == 0
+
+
+# --- clipping against mpmath at norms beyond float64 ---------------------------------
+
+
+def close_log10(got, ref, ulps=4):
+    """log10 values equal to a few ulps of the value (its own rounding is one ulp)."""
+    r = float(ref)
+    return abs(float(got) - r) <= ulps * np.spacing(abs(r)) + 1e-15
+
+
+def _mp_norm(vals):
+    return mpmath.sqrt(mpmath.fsum(v * v for v in vals))
+
+
+@pytest.mark.parametrize("lo,hi,max_norm", [(300, 420, 1.0), (-700, -330, 1e-300), (-450, 450, 5.0),
+                                            (-800, -400, 1e-320), (-330, -300, 1e-318)])
+def test_clip_grad_norm_random_exponents_against_mpmath(lo, hi, max_norm):
+    rng = np.random.default_rng(lo + 1000)
+    n = 200
+    g = LogArray.from_log10(rng.choice([-1.0, 1.0], n), rng.uniform(lo, hi, n))
+    vals = mp_values(g)
+    ref = _mp_norm(vals)
+    clipped, norm = clip_grad_norm(g, max_norm)
+    assert close_log10(norm.log10(), mpmath.log10(ref))
+    if ref <= max_norm:
+        assert clipped is g
+        return
+    scale = mpmath.mpf(max_norm) / ref
+    for c, v in zip(mp_values(clipped), vals):
+        r = v * scale
+        assert abs(c - r) <= 4e-16 * abs(r)
+    assert close_log10(clipped.norm().log10(), mpmath.log10(max_norm), ulps=8)
+
+
+def test_clip_grad_value_against_mpmath():
+    rng = np.random.default_rng(5)
+    n = 300
+    g = LogArray.from_log10(rng.choice([-1.0, 1.0], n), rng.uniform(-500, 500, n))
+    for clip in (1e-300, 1.0, 1e300):
+        c = clip_grad_value(g, clip)
+        for got, v in zip(mp_values(c), mp_values(g)):
+            ref = v if abs(v) <= clip else mpmath.sign(v) * mpmath.mpf(clip)
+            assert got == ref  # clamping is exact: kept entries unchanged, others +-clip
+
+
+def test_clip_grad_norm_where_torch_overflows_or_underflows():
+    torch = pytest.importorskip("torch")
+    for v, max_norm in ((1e200, 1.0), (1e-200, 1e-250)):
+        vals = np.array([v, v, -v])
+        p = torch.nn.Parameter(torch.zeros(3, dtype=torch.float64))
+        p.grad = torch.tensor(vals)
+        tnorm = float(torch.nn.utils.clip_grad_norm_([p], max_norm))
+        clipped, norm = clip_grad_norm(LogArray(vals), max_norm)
+        ref = mpmath.sqrt(3) * mpmath.mpf(v)
+        assert close_log10(norm.log10(), mpmath.log10(ref))
+        assert tnorm in (0.0, math.inf)  # torch's norm leaves float64: inf, or 0 (squares underflow)
+        assert np.all(p.grad.numpy() == 0)  # and its clipped gradient is all zeros
+        expect = [float(mpmath.mpf(x) * max_norm / ref) for x in vals]
+        np.testing.assert_allclose(clipped.to_numpy(), expect, rtol=1e-15)
+
+
+def test_bad_clip_arguments():
+    g = LogArray(np.array([1.0, 2.0]))
+    for bad in (0.0, -1.0, math.inf, math.nan):
+        with pytest.raises(ValueError, match="max_norm must be a positive finite number"):
+            clip_grad_norm(g, bad)
+        with pytest.raises(ValueError, match="clip_value must be a positive finite number"):
+            clip_grad_value(g, bad)
