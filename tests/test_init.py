@@ -423,6 +423,8 @@ def test_network_build_uses_init_layers():
     (lambda: I.init_layers([3, 4], "he_normal", gain=-1.0), ValueError, "gain must be positive"),
     (lambda: lg.Network.build([3, 4], init="nope"), ValueError, "unknown initializer 'nope'"),
     (lambda: lg.Network.build([3, 4], gain=0.0), ValueError, "gain must be positive"),
+    (lambda: lg.Network.build([3, 4.5]), TypeError, "widths must be ints, got 4.5"),
+    (lambda: lg.Network.build("34"), TypeError, "widths must be a sequence of ints"),
 ])
 def test_bad_input(call, exc, match):
     with pytest.raises(exc, match=match):

@@ -329,8 +329,14 @@ class Network:
         draws are reproducible across runs and machines. gain: the gamma
         multiplying the initializer's standard deviation (or limit).
         """
-        from .init import init_layers
+        from .init import _is_int, init_layers
 
+        if isinstance(widths, (str, bytes)) or not isinstance(widths, Iterable):
+            raise TypeError(f"widths must be a sequence of ints, got {type(widths).__name__}")
+        widths = list(widths)
+        bad = [v for v in widths if not _is_int(v)]
+        if bad:
+            raise TypeError(f"widths must be ints, got {bad[0]!r} in {widths}")
         w = [int(v) for v in widths]
         if len(w) < 2:
             raise ValueError(f"widths needs at least two entries (inputs and outputs), got {list(widths)}")
