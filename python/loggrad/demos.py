@@ -221,6 +221,9 @@ def _profile(net: Network, x: np.ndarray, y: np.ndarray, what: str = "weights") 
     return exact, shown
 
 
+_TINY = float(np.finfo(np.float64).tiny)  # smallest normal float64: below it, precision is lost
+
+
 def _f64(v: float) -> str:
     return f"{v:.3g}" if v != 0 else "0.0"
 
@@ -229,7 +232,7 @@ INIT_SCHEMES: tuple[tuple[str, str], ...] = (
     ("normal", "N(0,1)"), ("lecun_normal", "LeCun"), ("xavier_normal", "Xavier"), ("he_normal", "He"))
 
 
-def init_schemes(out: Callable[[str], None] | None = None, depth: int = 500, width: int = 16, batch: int = 4,
+def init_schemes(out: Callable[[str], None] | None = None, depth: int = 1000, width: int = 16, batch: int = 4,
                  activations: Sequence[str] = ("sigmoid", "tanh", "relu"), seed: int = 0,
                  schemes: Sequence[tuple[str, str]] = INIT_SCHEMES) -> Result:
     """Notes 2/3: the same deep network initialised N(0,1), LeCun, Xavier, He: per-layer ||dL/dW_l||.
@@ -238,8 +241,8 @@ def init_schemes(out: Callable[[str], None] | None = None, depth: int = 500, wid
     (biases 0) is initialised with each scheme from the same seed, and one
     batch (x ~ N(0,1), targets y ~ N(0,1), mse) is back-propagated. The table
     shows log10 ||dL/dW_l|| exactly and, in brackets, what float64 computes
-    (0.0 when it underflows, inf or nan when it overflows). With constant
-    widths fan_avg = fan_in, so Xavier has LeCun's variance 1/n (the two
+    (0.0 or a subnormal of few digits when it underflows, inf or nan when it
+    overflows). With constant widths fan_avg = fan_in, so Xavier has LeCun's variance 1/n (the two
     differ only in the truncation of the normal: Keras LeCun, torch Xavier).
     Returns ``res[activation][init]`` = {"log10", "float64", "float64_wrong_layers"}.
     """
@@ -261,10 +264,10 @@ def init_schemes(out: Callable[[str], None] | None = None, depth: int = 500, wid
         res[act] = {}
         for name, label in schemes:
             exact, shown = cols[name]
-            bad = int(np.sum(~(np.isfinite(shown) & (shown > 0)) & np.isfinite(exact)))
+            bad = int(np.sum(~(np.isfinite(shown) & (shown >= _TINY)) & np.isfinite(exact)))
             res[act][name] = {"log10": exact, "float64": shown, "float64_wrong_layers": bad}
         wrong = ", ".join(f"{lab} {res[act][n]['float64_wrong_layers']}" for n, lab in schemes)
-        _print(out, f"  layers where float64 gives 0, inf or nan: {wrong}")
+        _print(out, f"  layers where float64 gives 0, inf, nan or a subnormal (< 53 bits): {wrong}")
         _print(out)
     return res
 
