@@ -14,6 +14,16 @@ from ._core import ExponentRangeError
 from ._logarray import LogArray
 from .network import ACTIVATIONS, LOSSES, PRECISIONS, Gradients, Network
 
+# Submodules by name (lg.init.he_normal, lg.theory.chi1, ...). The functions
+# report, spectrum and sweep take the names of their modules on purpose:
+# lg.report(net, x, y) is the call people make; the modules stay importable
+# as loggrad.report etc. through importlib / "from loggrad.report import ...".
+from . import init, theory, train
+from .report import Report, report
+from .spectrum import Spectrum, jvp_log_norm, spectrum
+from .sweep import sweep
+from .train import clip_grad_norm, clip_grad_value
+
 try:
     __version__ = _metadata.version("loggrad")
 except _metadata.PackageNotFoundError:  # pragma: no cover - running from a source tree
@@ -27,6 +37,17 @@ __all__ = [
     "Gradients",
     "LogArray",
     "Network",
+    "Report",
+    "Spectrum",
+    "clip_grad_norm",
+    "clip_grad_value",
+    "init",
+    "jvp_log_norm",
+    "report",
+    "spectrum",
+    "sweep",
+    "theory",
+    "train",
     "__version__",
     "get_include",
     "show_config",

@@ -271,22 +271,8 @@ def _check_loss(loss: str) -> str:
     return loss
 
 
-def _init_module() -> Any:
-    try:  # by name: loggrad.init may not exist in every tree (sweep has a fallback)
-        mod = importlib.import_module(".init", __package__)
-    except ImportError:
-        return None
-    return mod if hasattr(mod, "init_layers") else None
-
-
 def _build(widths: list[int], activation: Any, init: str, seed: int, gain: float | None) -> Network:
-    """Network.build when loggrad.init is there, else sweep's documented Gaussian fallback."""
-    if _init_module() is not None:
-        return Network.build(widths, activation, init=init, seed=seed, gain=gain)
-    from .sweep import _fallback_layers
-
-    ws, bs = _fallback_layers(widths, init, "zeros", seed, 1.0 if gain is None else gain)
-    return Network(ws, bs, activation)
+    return Network.build(widths, activation, init=init, seed=seed, gain=gain)
 
 
 _NET_FLAGS = ("depth", "width", "widths", "activation", "init", "gain")

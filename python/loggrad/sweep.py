@@ -32,12 +32,11 @@ from __future__ import annotations
 import importlib
 import itertools
 import json
-import math
 import multiprocessing
 import os
 import sys
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor, as_completed
 from contextlib import contextmanager
 from pathlib import Path
@@ -45,91 +44,33 @@ from typing import Any
 
 import numpy as np
 
+from .network import Network
 from .report import _LAYER_FIELDS, Report, _dec, _enc, report
 
-__all__ = ["sweep", "run_config", "build_network", "make_batch", "configurations", "CONFIG_KEYS", "FALLBACK_INITS"]
+__all__ = ["sweep", "run_config", "build_network", "make_batch", "configurations", "CONFIG_KEYS"]
 
 #: The fields that identify a configuration (and a line of a resume file).
 CONFIG_KEYS: tuple[str, ...] = (
     "depth", "width", "activation", "init", "gain", "seed", "batch", "loss", "bias_init", "lr",
 )
 
-#: Initializers of the local fallback used when loggrad.init is missing:
-#: name -> std of N(0, std^2) as a function of (gain, n_in, n_out).
-FALLBACK_INITS: dict[str, Callable[[float, int, int], float]] = {
-    "lecun_normal": lambda gain, n_in, n_out: gain / math.sqrt(n_in),
-    "he_normal": lambda gain, n_in, n_out: gain * math.sqrt(2.0 / n_in),
-    "glorot_normal": lambda gain, n_in, n_out: gain * math.sqrt(2.0 / (n_in + n_out)),
-    "normal": lambda gain, n_in, n_out: gain,
-}
-
-
 # ---------------------------------------------------------------------------
 # Building one configuration
 # ---------------------------------------------------------------------------
 
 
-def _init_module() -> Any:
-    try:  # imported by name: the module may not exist yet (and mypy need not know it)
-        init = importlib.import_module(".init", __package__)
-    except ImportError:
-        return None
-    return init if hasattr(init, "init_layers") else None
-
-
-def _fallback_layers(widths: Sequence[int], init: str, bias_init: Any, seed: int, gain: float
-                     ) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    if init not in FALLBACK_INITS:
-        raise ValueError(
-            f"unknown init {init!r}: loggrad.init is not available and the fallback knows "
-            f"{', '.join(FALLBACK_INITS)}"
-        )
-    rng = np.random.default_rng(seed)
-    std_of = FALLBACK_INITS[init]
-    ws, bs = [], []
-    for n_in, n_out in zip(widths[:-1], widths[1:]):
-        ws.append(rng.standard_normal((n_out, n_in)) * std_of(gain, n_in, n_out))
-    for n_out in widths[1:]:
-        if bias_init in (None, "zeros", 0, 0.0):
-            bs.append(np.zeros(n_out))
-        elif isinstance(bias_init, (int, float)):
-            bs.append(rng.standard_normal(n_out) * float(bias_init))
-        else:
-            raise ValueError(f"unknown bias_init {bias_init!r} for the fallback: 'zeros' or a std (float)")
-    return ws, bs
-
-
-def build_network(depth: int, width: int, activation: str, init: str, gain: float = 1.0, seed: int = 0,
-                  bias_init: Any = "zeros") -> Any:
+def build_network(depth: int, width: int, activation: str, init: Any, gain: float = 1.0, seed: int = 0,
+                  bias_init: Any = "zeros") -> Network:
     """The network of one sweep configuration: ``depth`` layers of ``width`` units.
 
-    With ``loggrad.init`` available: ``init_layers(widths, init=init,
-    bias_init=bias_init, seed=seed, gain=gain)``. Without it, a local
-    fallback: i.i.d. Gaussian weights N(0, std^2) from
-    ``numpy.random.default_rng(seed)``, with std = gain/sqrt(n_in) for
-    "lecun_normal" (the base rule), gain*sqrt(2/n_in) for "he_normal",
-    gain*sqrt(2/(n_in+n_out)) for "glorot_normal" and gain for "normal";
-    biases zero for bias_init "zeros", N(0, bias_init^2) for a float.
+    ``Network.build([width] * (depth + 1), activation, init=init,
+    bias_init=bias_init, seed=seed, gain=gain)``: the initializers of
+    :mod:`loggrad.init` by name or object. A number as ``bias_init`` is a
+    constant bias (the Keras/PyTorch meaning); Gaussian biases of standard
+    deviation s are ``{"name": "normal", "std": s}``.
     """
-    from .network import Network
-
-    widths = [int(width)] * (int(depth) + 1)
-    mod = _init_module()
-    if mod is not None:
-        res = mod.init_layers(widths, init, bias_init=bias_init, seed=seed, gain=gain)
-        if isinstance(res, Network):
-            if res.activations != [activation] * int(depth):
-                return Network(list(res.weights), list(res.biases), activation)
-            return res
-        if isinstance(res, dict):
-            ws, bs = res["weights"], res.get("biases")
-        elif hasattr(res, "weights"):
-            ws, bs = res.weights, getattr(res, "biases", None)
-        else:
-            ws, bs = res
-        return Network(list(ws), None if bs is None else list(bs), activation)
-    ws, bs = _fallback_layers(widths, init, bias_init, seed, gain)
-    return Network(ws, bs, activation)
+    return Network.build([int(width)] * (int(depth) + 1), activation, init=init, bias_init=bias_init,
+                         seed=seed, gain=gain)
 
 
 def make_batch(width: int, batch: int, loss: str, seed: int = 0) -> tuple[np.ndarray, np.ndarray | None]:
