@@ -173,10 +173,12 @@ def _progress(total: int, enabled: bool) -> Iterator[Callable[[], None]]:
         yield lambda: None
         return
     try:
+        from rich.console import Console
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+        # on stderr, like the other two: stdout stays clean for tables and JSON
         with Progress(TextColumn("sweep"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                      transient=False) as prog:
+                      transient=False, console=Console(stderr=True)) as prog:
             task = prog.add_task("sweep", total=total)
             yield lambda: prog.advance(task)
         return
