@@ -445,7 +445,7 @@ def act_np(name: str, z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     if name == "identity":
         return z.copy(), np.ones_like(z)
     if name == "relu":
-        return np.where(z > 0, z, 0.0), (z > 0).astype(np.float64)
+        return np.maximum(z, 0.0), (z > 0).astype(np.float64)  # nan propagates, as in frameworks
     if name == "leaky_relu":
         return np.where(z > 0, z, 0.01 * z), np.where(z > 0, 1.0, 0.01)
     if name in ("elu", "selu"):

@@ -333,3 +333,23 @@ def test_every_activation_in_a_300_layer_chain(act: str) -> None:
         np.testing.assert_array_equal(g.weights[l].sign()[far], rs[far])
     assert _normwise_error(g.input, ref.input) <= DEEP_ULPS * depth * U
     assert _normwise_error(g.output, ref.output) <= DEEP_ULPS * depth * U
+
+
+def test_float64_path_propagates_overflow_like_frameworks() -> None:
+    """A relu chain whose float64 forward pass overflows: inf - inf gives nan, and
+    relu keeps the nan (as np.maximum and torch.relu do) instead of turning it
+    into a silent 0. The extended path carries the true values."""
+    rng = np.random.default_rng(11)
+    ws = [rng.standard_normal((16, 16)) for _ in range(1000)]  # |a| grows ~ sqrt(16/2) per layer
+    x, y = rng.standard_normal((3, 16)), rng.standard_normal((3, 16))
+    net = lg.Network(ws, None, "relu")
+    with np.errstate(all="ignore"):
+        ref = np_backward(ws, None, "relu", x, y, "mse")
+        g64 = net.backward(x, y, loss="mse", precision="float64")
+    assert not np.all(np.isfinite(ref["output"]))  # the case overflows float64
+    np.testing.assert_array_equal(np.isnan(g64.output), np.isnan(ref["output"]))
+    np.testing.assert_array_equal(np.isnan(np.asarray(g64.weights[0])), np.isnan(ref["weights"][0]))
+    assert math.isnan(g64.loss) and math.isnan(ref["loss"])
+    g = net.backward(x, y, loss="mse")
+    assert np.all(np.isfinite(g.weights[0].log10()) | (g.weights[0].sign() == 0))
+    assert float(g.weights[0].max_abs().log10()) > 308  # beyond float64, carried exactly

@@ -291,7 +291,8 @@ void activate_f64(Activation act, double z, double* a, double* d) {
             g = 1.0 - v * v;
             break;
         case Activation::relu:
-            v = z > 0 ? z : 0.0;
+            // nan propagates as in torch.relu / np.maximum (z > 0 alone would turn it into 0)
+            v = z > 0 ? z : (z == z ? 0.0 : z);
             g = z > 0 ? 1.0 : 0.0;
             break;
         case Activation::leaky_relu:
