@@ -349,7 +349,7 @@ def run(name: str, out: Callable[[str], None] | None = None, **kwargs: Any) -> R
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
-    if not args:
+    if not args or args[0] in ("-h", "--help", "list"):
         print("loggrad demos (run one with: python -m loggrad.demos NAME, or 'all'):\n")
         for name, fn in DEMOS.items():
             doc = (fn.__doc__ or "").strip().splitlines()[0]
