@@ -1,6 +1,9 @@
 // Build configuration and thread control.
 #include "pybind11.hpp"
 
+#include <stdexcept>
+#include <string>
+
 #include "loggrad/activations.hpp"
 #include "loggrad/ext.hpp"
 #include "loggrad/gemm.hpp"
@@ -13,8 +16,16 @@ void register_config(py::module_& m) {
     m.def("blas_config", &loggrad::blas_config, "The BLAS library the engine calls");
     m.def("blas_threads", &loggrad::blas_threads, "Threads of the BLAS library itself (kept at 1)");
     m.def("num_threads", &loggrad::num_threads, "Threads the engine uses");
-    m.def("set_num_threads", &loggrad::set_num_threads, py::arg("n"),
-          "Set the engine's thread count (results do not depend on it)");
+    m.def(
+        "set_num_threads",
+        [](long long n) {
+            // The pool starts n - 1 threads: a bad count would fail half-way (and leave
+            // num_threads() reporting threads that never started) or silently mean 1.
+            if (n < 1 || n > 1024)
+                throw std::invalid_argument("set_num_threads: n must be between 1 and 1024, got " + std::to_string(n));
+            loggrad::set_num_threads(static_cast<int>(n));
+        },
+        py::arg("n"), "Set the engine's thread count, 1..1024 (results do not depend on it)");
     m.attr("max_exponent") = loggrad::kMaxExp;
     m.attr("zero_exponent") = loggrad::kZeroExp;
     m.attr("blas_min_work") = loggrad::kBlasMinWork;

@@ -2,6 +2,11 @@
 // and release the GIL around the engine call; they hold no numerics.
 #include "pybind11.hpp"
 
+#include <algorithm>
+#include <cstdint>
+#include <limits>
+#include <new>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -12,7 +17,41 @@ namespace {
 using loggrad::Architecture;
 using loggrad::exp_t;
 
+// A refusal that Python sees as MemoryError with this message (pybind11 maps
+// std::bad_alloc to MemoryError and keeps what()).
+struct too_large : std::bad_alloc {
+    std::string msg;
+    explicit too_large(std::string m) : msg(std::move(m)) {}
+    const char* what() const noexcept override { return msg.c_str(); }
+};
+
+// a * b, or false when it does not fit in `limit`.
+bool mul_within(std::size_t a, std::size_t b, std::size_t limit, std::size_t& out) {
+    if (a != 0 && b > limit / a) return false;
+    out = a * b;
+    return out <= limit;
+}
+
+// Every size the engine derives from the widths (parameter count, bytes of
+// gradients, units) must fit in size_t with room for 16-byte extended values,
+// or its offset arithmetic would wrap and index out of bounds.
+constexpr std::size_t kMaxValues = std::numeric_limits<std::size_t>::max() / 64;
+
 Architecture make_architecture(std::vector<std::size_t> widths, const std::vector<std::string>& acts) {
+    std::size_t params = 0, units = 0;
+    for (std::size_t l = 0; l < widths.size(); ++l) {
+        if (widths[l] > kMaxValues - units)
+            throw std::invalid_argument("width " + std::to_string(l) + " (" + std::to_string(widths[l]) +
+                                        ") is too large: the unit count overflows");
+        units += widths[l];
+        std::size_t layer = 0;
+        if (l + 1 < widths.size() &&
+            (widths[l] >= kMaxValues || !mul_within(widths[l + 1], widths[l] + 1, kMaxValues, layer) ||
+             layer > kMaxValues - params))
+            throw std::invalid_argument("widths " + std::to_string(widths[l]) + " -> " + std::to_string(widths[l + 1]) +
+                                        " at layer " + std::to_string(l) + " are too large: the parameter count overflows");
+        params += layer;
+    }
     std::vector<loggrad::Activation> a;
     a.reserve(acts.size());
     for (const auto& name : acts) a.push_back(loggrad::activation_from_name(name));
@@ -27,7 +66,22 @@ std::size_t check_call(const Architecture& net, const array_d& params, const arr
     if (x.ndim() != 2 || static_cast<std::size_t>(x.shape(1)) != net.n_in())
         throw std::invalid_argument("x must have shape (batch, " + std::to_string(net.n_in()) + ")");
     if (x.shape(0) == 0) throw std::invalid_argument("x is empty: the batch needs at least one row");
-    return static_cast<std::size_t>(x.shape(0));
+    const auto batch = static_cast<std::size_t>(x.shape(0));
+    // The engine sizes its buffers as batch * (units + widths); refuse sizes whose
+    // byte counts would wrap around size_t before it computes them.
+    std::size_t maxw = 0;
+    for (std::size_t w : net.widths()) maxw = std::max(maxw, w);
+    std::size_t values = 0;
+    if (!mul_within(batch, 2 * net.unit_count() + 4 * maxw, kMaxValues, values))
+        throw too_large("a pass over " + std::to_string(batch) + " rows of this network needs more than 2^64 bytes");
+    return batch;
+}
+
+std::size_t checked_layer(const Architecture& net, std::size_t l) {
+    if (l >= net.depth())
+        throw py::index_error("layer " + std::to_string(l) + " out of range for " + std::to_string(net.depth()) +
+                              " layers");
+    return l;
 }
 
 bool is_extended(const std::string& precision) {
@@ -129,9 +183,21 @@ void register_network(py::module_& m) {
                                    return names;
                                })
         .def_property_readonly("param_count", &Architecture::param_count)
-        .def("weight_offset", &Architecture::weight_offset, py::arg("layer"))
-        .def("bias_offset", &Architecture::bias_offset, py::arg("layer"))
-        .def("workspace_bytes", &loggrad::backward_workspace_bytes, py::arg("batch"), py::arg("extended") = true);
+        .def("weight_offset", [](const Architecture& a, std::size_t l) { return a.weight_offset(checked_layer(a, l)); },
+             py::arg("layer"))
+        .def("bias_offset", [](const Architecture& a, std::size_t l) { return a.bias_offset(checked_layer(a, l)); },
+             py::arg("layer"))
+        .def(
+            "workspace_bytes",
+            [](const Architecture& a, std::size_t batch, bool extended) {
+                std::size_t maxw = 0, values = 0;
+                for (std::size_t w : a.widths()) maxw = std::max(maxw, w);
+                if (!mul_within(batch, 2 * a.unit_count() + 4 * maxw, kMaxValues, values))
+                    throw std::overflow_error("workspace of " + std::to_string(batch) +
+                                              " rows: more than 2^64 bytes");
+                return loggrad::backward_workspace_bytes(a, batch, extended);
+            },
+            py::arg("batch"), py::arg("extended") = true);
 
     m.def("forward", &forward, py::arg("arch"), py::arg("params"), py::arg("x"), py::arg("precision") = "extended",
           "Forward pass: (mantissa, exponent) arrays on the extended path, an ndarray on float64");

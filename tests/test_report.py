@@ -333,7 +333,8 @@ def test_deep_sigmoid_chain_matches_mpmath():
     y = np.zeros((2, 3))
     rep = report(net, x, y, lr=1e-3)
     fig = mp_figures(net, mp_reference(net, x, y, "mse"), 1e-3)
-    assert min(fig["wn"]) < -320  # the first layers are beyond float64
+    assert fig["wn"][0] < -320  # the first layer's norm is beyond float64 (< 1e-308)
+    assert fig["wn"][0] == min(fig["wn"][:10])
     assert_matches_mp(rep, fig, tol=1e-9)
     # fail layers: the first layer, scanning from the output, with anything out of range
     u64 = np.array(fig["u64"])
@@ -469,3 +470,83 @@ def test_single_sample_and_other_losses():
     assert r_ce.loss == "cross_entropy" and np.all(np.isfinite(r_ce.grad_norm_w))
     with pytest.raises(ValueError, match="lr must be"):
         report(net, np.ones(3), lr=-1.0)
+
+
+# ---------------------------------------------------------------------------
+# theory beside measurement: table, records, dict/JSON, plot
+# ---------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def theory_report():
+    net = gaussian_net(80, 64, "tanh", scale=1.5, bias=0.1, seed=23)
+    return net, report(net, np.random.default_rng(24).standard_normal((4, 64)))
+
+
+def test_theory_slope_is_mean_field_of_the_estimated_sigmas(theory_report):
+    from loggrad import theory as T
+
+    net, rep = theory_report
+    # sigma_w^2 = n_in * mean(W^2), sigma_b^2 = mean(b^2) over the hidden layers, computed directly
+    sw2 = np.mean([64 * np.mean(np.asarray(w) ** 2) for w in list(net.weights)[1:-1]])
+    sb2 = np.mean([np.mean(np.asarray(b) ** 2) for b in list(net.biases)[1:-1]])
+    want = T.log10_gradient_growth_per_layer("tanh", math.sqrt(sw2), math.sqrt(sb2))
+    assert rep.theory_slope == pytest.approx(want, rel=1e-12)
+    assert 0.02 < rep.theory_slope < 0.035  # chaotic tanh: 0.5 log10 chi1 ~ +0.026 at sigma_w = 1.5
+    # measured and predicted side by side in the summary, the dict and JSON
+    summ = rep.summary()
+    assert summ["theory_slope"] == rep.theory_slope and summ["slope"] == rep.slope
+    assert summ["theory_change"] == pytest.approx(79 * rep.theory_slope)
+    back = Report.from_json(rep.to_json())
+    assert back.theory_slope == rep.theory_slope and back.slope == rep.slope
+
+
+def test_theory_column_in_table_and_records(theory_report):
+    _, rep = theory_report
+    line = rep.theory_line()
+    np.testing.assert_allclose(line, rep.grad_norm_w[-1] + rep.theory_slope * (79 - np.arange(80)), rtol=1e-14)
+    recs = rep.records()
+    assert [r["log10_grad_norm_w_theory"] for r in recs] == line.tolist()
+    text = rep.table(max_rows=None, rich=False)
+    lines = text.splitlines()
+    head = lines[0].split()
+    assert head[:4] == ["layer", "act", "log10|dW|", "theory"]
+    row5 = next(ln.split() for ln in lines if ln.split()[:1] == ["5"])
+    assert float(row5[2]) == pytest.approx(rep.grad_norm_w[5], abs=6e-4)
+    assert float(row5[3]) == pytest.approx(line[5], abs=6e-4)
+    assert f"theory (mean field, 0.5 log10 chi1) {rep.theory_slope:+.5f}" in text
+    assert f"(theory {79 * rep.theory_slope:+.2f})" in text
+
+
+def test_no_theory_without_iid_gaussian_layers():
+    rng = np.random.default_rng(25)
+    mixed = lg.Network([rng.standard_normal((4, 4)) for _ in range(6)], None, ["tanh", "relu"] * 3)
+    rep = report(mixed, rng.standard_normal((2, 4)))
+    assert rep.theory_slope is None and rep.theory_line() is None and rep.summary()["theory_change"] is None
+    assert "theory" not in rep.table(rich=False).splitlines()[0]
+    # per-layer scales differing by a factor 4: not one i.i.d. ensemble
+    ws = [rng.standard_normal((4, 4)) * (0.5 if l % 2 else 2.0) for l in range(6)]
+    assert report(lg.Network(ws, None, "tanh"), rng.standard_normal((2, 4))).theory_slope is None
+    assert report(gaussian_net(6, 4, "tanh"), rng.standard_normal((2, 4)), theory=False).theory_slope is None
+
+
+def test_plot_draws_measurement_fit_theory_and_limits(theory_report, tmp_path):
+    pytest.importorskip("matplotlib")
+    _, rep = theory_report
+    path = tmp_path / "theory.png"
+    ax = rep.plot(str(path))
+    assert path.stat().st_size > 1000
+    lines = {ln.get_label(): ln for ln in ax.get_lines()}
+    meas = next(ln for lab, ln in lines.items() if "partial L/\\partial W" in lab)
+    np.testing.assert_array_equal(meas.get_xdata(), np.arange(80))
+    np.testing.assert_array_equal(meas.get_ydata(), rep.grad_norm_w)
+    th = next(ln for lab, ln in lines.items() if lab.startswith("theory"))
+    np.testing.assert_allclose(th.get_ydata(), rep.theory_line(), rtol=1e-14)
+    fit = next(ln for lab, ln in lines.items() if lab.startswith("fit"))
+    slope = np.polyfit(79 - np.arange(80), fit.get_ydata(), 1)[0]
+    assert slope == pytest.approx(rep.slope, rel=1e-9)
+    # the fit line is the least-squares line through the measured norms
+    np.testing.assert_allclose(fit.get_ydata(), np.polyval(np.polyfit(79 - np.arange(80), rep.grad_norm_w, 1),
+                                                           79 - np.arange(80)), rtol=1e-10)
+    ys = {round(float(ln.get_ydata()[0]), 6) for ln in ax.get_lines() if len(set(ln.get_ydata())) == 1}
+    for lo, hi in (R.FLOAT64_LOG10_RANGE, R.FLOAT32_LOG10_RANGE):
+        assert round(lo, 6) in ys and round(hi, 6) in ys

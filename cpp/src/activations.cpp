@@ -93,9 +93,24 @@ Ext gauss_ext(double z) {
     return mul(g, from_double(std::exp(-0.5 * l)));
 }
 
+// Above this z, e^{-z} < 2^-70: softplus(z) = silu(z) = z, their derivatives
+// and sigmoid(z) are 1 to the last bit (z e^{-z} < 2^-64 too). Taking these
+// forms there avoids e^{-z}, which leaves the extended range for z > 2^60 ln 2
+// although the results do not.
+constexpr double kSaturated = 50.0;
+
 void activate_double_range(Activation act, Ext zx, double z, Ext* a, Ext* d) {
+    if (z > kSaturated && (act == Activation::softplus || act == Activation::silu)) {
+        set(a, zx);
+        set(d, kExtOne);
+        return;
+    }
     switch (act) {
         case Activation::sigmoid:
+            if (z > kSaturated && !d) {  // the value alone: 1 (the derivative e^{-z} needs the range)
+                set(a, kExtOne);
+                return;
+            }
             sigmoid_from_t(z >= 0, exp_ext(-std::fabs(z)), a, d);
             return;
         case Activation::tanh: {

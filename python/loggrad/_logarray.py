@@ -23,13 +23,31 @@ __all__ = ["LogArray"]
 
 
 def _normalize(m: np.ndarray, e: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Bring (m, e) to normal form (|m| in [0.5, 1) or m == 0 with the zero exponent)."""
+    """Bring (m, e) to normal form (|m| in [0.5, 1) or m == 0 with the zero exponent).
+
+    Always ndarrays (0-d for scalars), never numpy scalars.
+    """
     fm, fe = np.frexp(m)
-    e = e + fe.astype(np.int64)
+    e = np.asarray(e + fe.astype(np.int64), dtype=np.int64)
     zero = fm == 0
     if zero.any():
         e = np.where(zero, _ZERO_EXP, e)
-    return fm, e
+    return np.asarray(fm), np.asarray(e)
+
+
+def _in_range(m: np.ndarray, e: np.ndarray, what: str) -> tuple[np.ndarray, np.ndarray]:
+    """(m, e) unchanged; ExponentRangeError where a nonzero value's exponent left [-2^60, 2^60].
+
+    Keeping every exponent within 2^60 also keeps sums of two exponents far
+    from int64 overflow, so products can never wrap around silently.
+    """
+    bad = (m != 0) & ((e > _MAX_EXP) | (e < -_MAX_EXP))
+    if np.any(bad):
+        i = int(np.argmax(np.ravel(bad)))
+        raise _core.ExponentRangeError(
+            f"{what}: a value of 2^{int(np.ravel(e)[i])} is beyond loggrad's exponent range (|log2| < 2^60)"
+        )
+    return m, e
 
 
 class LogArray:
@@ -54,7 +72,12 @@ class LogArray:
         if isinstance(values, LogArray):
             self._m, self._e = values._m, values._e
             return
-        x = np.asarray(values, dtype=np.float64)
+        if isinstance(values, (str, bytes)):
+            raise TypeError(f"LogArray values must be numbers, got {type(values).__name__}")
+        raw = np.asarray(values)
+        if raw.dtype.kind not in "biuf":
+            raise TypeError(f"LogArray values must be real numbers (float or int), got dtype {raw.dtype}")
+        x = np.asarray(raw, dtype=np.float64)
         if not np.all(np.isfinite(x)):
             raise ValueError("LogArray values must be finite (use from_log10 for magnitudes beyond float64)")
         self._m, self._e = _normalize(x, np.zeros(x.shape, dtype=np.int64))
@@ -74,10 +97,14 @@ class LogArray:
         e = np.asarray(exponent)
         if e.dtype.kind not in "iu":
             raise TypeError("exponents must be integers")
+        if m.dtype.kind == "c":
+            raise TypeError("mantissas must be real numbers")
         m, e = np.broadcast_arrays(m, e.astype(np.int64))
         if not np.all(np.isfinite(m)):
             raise ValueError("mantissas must be finite")
-        return cls._wrap(*_normalize(m.copy(), e.copy()))
+        if np.any((e > 2**62) | (e < -(2**62))):  # keeps e + frexp's exponent from wrapping
+            raise _core.ExponentRangeError("exponents beyond loggrad's exponent range (|log2| < 2^60)")
+        return cls._wrap(*_in_range(*_normalize(m.copy(), e.copy()), "LogArray.from_parts"))
 
     @classmethod
     def from_float(cls, values: npt.ArrayLike) -> LogArray:
@@ -130,6 +157,8 @@ class LogArray:
         return self._m.size
 
     def __len__(self) -> int:
+        if self._m.ndim == 0:
+            raise TypeError("len() of a 0-d LogArray")
         return len(self._m)
 
     def __getitem__(self, key: Any) -> LogArray:
@@ -204,7 +233,7 @@ class LogArray:
         o = self._coerce(other)
         m = self._m * o._m
         e = np.where((self._m == 0) | (o._m == 0), 0, self._e + o._e)
-        return LogArray._wrap(*_normalize(m, e))
+        return LogArray._wrap(*_in_range(*_normalize(m, e), "LogArray product"))
 
     __rmul__ = __mul__
 
@@ -212,7 +241,8 @@ class LogArray:
         o = self._coerce(other)
         if np.any(o._m == 0):
             raise ZeroDivisionError("division of a LogArray by zero")
-        return LogArray._wrap(*_normalize(self._m / o._m, np.where(self._m == 0, 0, self._e - o._e)))
+        e = np.where(self._m == 0, 0, self._e - o._e)
+        return LogArray._wrap(*_in_range(*_normalize(self._m / o._m, e), "LogArray quotient"))
 
     def __pow__(self, k: object) -> LogArray:
         """Integer powers, exact in exponent and rounded like repeated float64 products."""
@@ -224,8 +254,9 @@ class LogArray:
         while n:
             if n & 1:
                 out = out * base
-            base = base * base
             n >>= 1
+            if n:  # square only while a higher bit needs it: no spurious range errors
+                base = base * base
         return out
 
     def _aligned(self, axis: Any = None) -> tuple[np.ndarray, np.ndarray]:

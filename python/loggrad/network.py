@@ -7,7 +7,8 @@ The arrays a user passes in are copied, so no call ever changes them.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Union
 
@@ -44,14 +45,78 @@ def _check_precision(precision: str) -> str:
     return precision
 
 
-def _as_float_array(a: Any, what: str) -> np.ndarray:
-    """float64 copy-free view where possible; numbers only (bool, int, float)."""
+def _as_numeric(a: Any, what: str) -> np.ndarray:
+    """``a`` as an ndarray of numbers (bool, int, float), not yet converted to float64."""
     if isinstance(a, LogArray):
         raise TypeError(f"{what} must be float64 values, not a LogArray (use .to_numpy())")
-    arr = np.asarray(a)
+    if np.ma.isMaskedArray(a) and np.ma.is_masked(a):
+        raise ValueError(f"{what} is a masked array with masked entries; fill or drop them first")
+    try:
+        arr = np.asarray(a)
+    except ValueError as e:  # ragged nested lists
+        raise ValueError(f"{what} is not a rectangular array of numbers: {e}") from None
     if arr.dtype.kind not in "biuf":
         raise TypeError(f"{what} must be numeric (float or int), got dtype {arr.dtype}")
-    return np.asarray(arr, dtype=np.float64)
+    return arr
+
+
+def _to_float64(arr: np.ndarray, what: str) -> np.ndarray:
+    """float64 copy-free view where possible; values beyond float64's range are refused."""
+    if arr.dtype.kind != "f" or arr.dtype.itemsize <= 8:
+        return np.asarray(arr, dtype=np.float64)
+    with np.errstate(over="ignore"):  # long double: may not fit float64, checked below
+        out = np.asarray(arr, dtype=np.float64)
+    big = np.isfinite(arr) & ~np.isfinite(out)
+    if big.any():
+        i = tuple(int(v) for v in np.argwhere(big)[0])
+        raise ValueError(f"{what} has a value beyond float64's range ({arr[i]}) at {list(i)}")
+    return out
+
+
+def _as_float_array(a: Any, what: str) -> np.ndarray:
+    """float64 copy-free view where possible; numbers only (bool, int, float)."""
+    return _to_float64(_as_numeric(a, what), what)
+
+
+def _available_bytes() -> int | None:
+    """Memory a new allocation can still get without swapping out others or an OOM kill.
+
+    Linux: MemAvailable + SwapFree, capped by the cgroup (container) limit;
+    elsewhere the physical memory; None when unknown.
+    """
+    avail: int | None = None
+    try:
+        with open("/proc/meminfo") as f:
+            info = {k: int(v.split()[0]) * 1024 for k, v in (line.split(":", 1) for line in f if ":" in line)}
+        if "MemAvailable" in info:
+            avail = info["MemAvailable"] + info.get("SwapFree", 0)
+    except (OSError, ValueError):
+        pass
+    for limit_f, usage_f in (("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"),
+                             ("/sys/fs/cgroup/memory/memory.limit_in_bytes",
+                              "/sys/fs/cgroup/memory/memory.usage_in_bytes")):
+        try:
+            with open(limit_f) as f:
+                lim = f.read().strip()
+            with open(usage_f) as f:
+                use = int(f.read().strip())
+        except (OSError, ValueError):
+            continue
+        if lim.isdigit() and int(lim) < 2**60:
+            left = max(int(lim) - use, 0)
+            avail = left if avail is None else min(avail, left)
+    if avail is None:
+        try:
+            import os
+
+            avail = int(os.sysconf("SC_PHYS_PAGES")) * int(os.sysconf("SC_PAGE_SIZE"))
+        except (AttributeError, ValueError, OSError):
+            return None
+    return avail
+
+
+def _gib(n: int) -> str:
+    return f"{n / 2**30:,.1f} GiB" if n >= 2**28 else f"{n / 2**20:,.1f} MiB"
 
 
 def _check_finite(a: np.ndarray, what: str) -> None:
@@ -67,10 +132,11 @@ class LayerViews(Sequence[Any]):
     Creating a result costs O(1) in the depth; a view costs O(1) when indexed.
     """
 
-    __slots__ = ("_flat", "_w_off", "_widths", "_kind")
+    __slots__ = ("_flat", "_w_off", "_widths", "_kind", "_results")
 
-    def __init__(self, flat: Any, w_off: np.ndarray, widths: np.ndarray, kind: str) -> None:
+    def __init__(self, flat: Any, w_off: np.ndarray, widths: np.ndarray, kind: str, results: bool = False) -> None:
         self._flat, self._w_off, self._widths, self._kind = flat, w_off, widths, kind
+        self._results = results  # gradients of a pass: not assignable
 
     def __len__(self) -> int:
         return len(self._widths) - 1
@@ -92,6 +158,36 @@ class LayerViews(Sequence[Any]):
         if not 0 <= i < len(self):
             raise IndexError(f"layer {l} out of range for {len(self)} layers")
         return self._one(i)
+
+    def __setitem__(self, l: Any, value: Any) -> None:
+        """``net.weights[l] = w`` copies w into the network (same shape, finite values)."""
+        if self._results or not isinstance(self._flat, np.ndarray) or not self._flat.flags.writeable:
+            raise TypeError(f"these {self._kind} are results of a pass and cannot be assigned to")
+        if isinstance(l, slice):
+            idx = range(*l.indices(len(self)))
+            vals = list(value)
+            if len(vals) != len(idx):
+                raise ValueError(f"assigning {len(vals)} arrays to {len(idx)} layers")
+            arrs = [self._checked(i, v) for i, v in zip(idx, vals)]  # all checked before any write
+            for i, a in zip(idx, arrs):
+                self._one(i)[...] = a
+            return
+        i = int(l)
+        if i < 0:
+            i += len(self)
+        if not 0 <= i < len(self):
+            raise IndexError(f"layer {l} out of range for {len(self)} layers")
+        self._one(i)[...] = self._checked(i, value)
+
+    def _checked(self, i: int, value: Any) -> np.ndarray:
+        what = f"{self._kind}[{i}]"
+        a = _as_float_array(value, what)
+        shape = self._one(i).shape
+        if a.shape != shape:
+            raise ValueError(f"{what} has shape {shape}; cannot assign an array of shape {a.shape} "
+                             "(the architecture is fixed: build a new Network to change it)")
+        _check_finite(a, what)
+        return a
 
     def __add__(self, other: Any) -> list[Any]:
         return list(self) + list(other)
@@ -156,6 +252,8 @@ class Network:
     ) -> None:
         if isinstance(weights, np.ndarray) and weights.ndim == 2:  # a single layer
             weights = [weights]
+        if isinstance(weights, (str, bytes)) or not isinstance(weights, Iterable):
+            raise TypeError(f"weights must be a list of 2-D arrays (n_out, n_in), got {type(weights).__name__}")
         ws = [_as_float_array(w, f"weights[{l}]") for l, w in enumerate(weights)]
         if not ws:
             raise ValueError("a network needs at least one layer (weights is empty)")
@@ -169,20 +267,22 @@ class Network:
                     f"weights[{l}] has shape {w.shape}; expected ({w.shape[0]}, {ws[l - 1].shape[0]}) "
                     f"or any (n_out, {ws[l - 1].shape[0]}) to follow weights[{l - 1}] of shape {ws[l - 1].shape}"
                 )
-            _check_finite(w, f"weights[{l}]")
         depth = len(ws)
         if biases is None:
             bs = [np.zeros(w.shape[0]) for w in ws]
         else:
+            if isinstance(biases, (str, bytes)) or not isinstance(biases, (Sequence, np.ndarray)):
+                raise TypeError(f"biases must be None or a list of 1-D arrays (n_out,), got {type(biases).__name__}")
             if len(biases) != depth:
                 raise ValueError(f"got {len(biases)} bias vectors for {depth} layers")
             bs = [_as_float_array(b, f"biases[{l}]") for l, b in enumerate(biases)]
             for l, b in enumerate(bs):
                 if b.shape != (ws[l].shape[0],):
                     raise ValueError(f"biases[{l}] has shape {b.shape}; expected ({ws[l].shape[0]},)")
-                _check_finite(b, f"biases[{l}]")
         if isinstance(activations, str):
             acts = [_canonical_activation(activations, "activations")] * depth
+        elif not isinstance(activations, Iterable):
+            raise TypeError(f"activations must be a name (str) or a list of names, got {type(activations).__name__}")
         else:
             acts = [_canonical_activation(a, f"activations[{l}]") for l, a in enumerate(activations)]
             if len(acts) != depth:
@@ -194,6 +294,10 @@ class Network:
         self._w_off = np.concatenate([[0], np.cumsum(self._widths[1:] * (self._widths[:-1] + 1))])[:-1]
         parts = [p for w, b in zip(ws, bs) for p in (w.ravel(), b)]
         self._params = np.ascontiguousarray(np.concatenate(parts), dtype=np.float64)
+        if not np.isfinite(self._params).all():  # one pass over the block; name the first bad layer
+            for l, (w, b) in enumerate(zip(ws, bs)):
+                _check_finite(w, f"weights[{l}]")
+                _check_finite(b, f"biases[{l}]")
 
     # -- construction helpers -----------------------------------------------
     @classmethod
@@ -298,8 +402,12 @@ class Network:
 
     @property
     def params(self) -> np.ndarray:
-        """All parameters in one contiguous block: W_0, b_0, W_1, b_1, ..."""
-        return self._params
+        """All parameters in one contiguous block: W_0, b_0, W_1, b_1, ...
+
+        A view: writes change the network; its shape and dtype cannot be changed.
+        """
+        v: np.ndarray = self._params.view()
+        return v
 
     @property
     def param_count(self) -> int:
@@ -313,8 +421,9 @@ class Network:
         return f"Network(depth={self.depth}, widths={shown}, activation={act!r}, params={self.param_count})"
 
     # -- passes ---------------------------------------------------------------
-    def _inputs(self, x: npt.ArrayLike) -> tuple[np.ndarray, bool]:
-        xa = _as_float_array(x, "x")
+    def _inputs(self, x: npt.ArrayLike, precision: str = "extended", backward: bool = False,
+                checkpoint: int = 0) -> tuple[np.ndarray, bool]:
+        xa = _as_numeric(x, "x")
         single = xa.ndim == 1
         if single:
             xa = xa[None, :]
@@ -322,7 +431,69 @@ class Network:
             raise ValueError(f"x has shape {np.shape(x)}; expected (batch, {self.n_in}) or ({self.n_in},)")
         if xa.shape[0] == 0:
             raise ValueError("x is empty: the batch needs at least one row")
-        return np.ascontiguousarray(xa), single
+        copy = 0 if xa.dtype == np.float64 and xa.flags.c_contiguous else 8 * xa.size
+        self._check_memory(xa.shape[0], precision, backward, checkpoint, copy)
+        return np.ascontiguousarray(_to_float64(xa, "x")), single
+
+    def pass_bytes(self, batch: int, precision: str = "extended", backward: bool = True,
+                   checkpoint: int | str | None = None) -> int:
+        """Bytes one pass allocates (result arrays and the engine's buffers), computed before it runs.
+
+        A backward pass stores every layer's activations and activation
+        derivatives for ``batch`` rows (``checkpoint=None``) or, with
+        checkpointing, every C-th layer's plus one segment; the gradient
+        result holds one value per parameter (16 bytes each on the extended
+        path: mantissa and exponent). The weights themselves are not counted.
+        """
+        _check_precision(precision)
+        return self._pass_bytes(int(batch), precision, backward, self._checkpoint_arg(checkpoint))
+
+    def _pass_bytes(self, batch: int, precision: str, backward: bool, cp: int) -> int:
+        # Python ints: no overflow for any requested size. Mirrors the engine's buffers
+        # (cpp/src/network.cpp: stores, checkpoints, gradient buffers, gemm workspace).
+        v = 16 if precision == "extended" else 8
+        w = [int(n) for n in self._widths]
+        depth, maxw, n_in, n_out = len(w) - 1, max(w), w[0], w[-1]
+        scratch = 8 * (2 * batch * maxw + maxw * maxw + 4 * maxw) if precision == "extended" else 0
+        inputs = batch * n_in * v if precision == "extended" else 0
+        if not backward:
+            return batch * n_out * v + inputs + 3 * batch * maxw * v + scratch
+        seg = depth if cp == 0 else (math.isqrt(depth - 1) + 1 if cp == -1 else min(cp, depth))
+        nseg = -(-depth // seg)
+        cum = np.concatenate([[0], np.cumsum(np.asarray(w, dtype=np.float64))])  # float: no int64 overflow
+        starts = np.arange(nseg) * seg
+        ends = np.minimum(starts + seg, depth)
+        # activations a_l0..a_l1 and derivatives f'(z_l0)..f'(z_{l1-1}) of the largest segment
+        units = int((2 * (cum[ends + 1] - cum[starts]) - np.asarray(w, dtype=np.float64)[starts]).max())
+        store = batch * (units + maxw) * v
+        checkpoints = nseg * batch * maxw * v if nseg > 1 else 0
+        results = (self.param_count + batch * (n_in + n_out) + 1) * v
+        return results + inputs + store + checkpoints + 3 * batch * maxw * v + scratch
+
+    def _check_memory(self, batch: int, precision: str, backward: bool, cp: int, extra: int = 0) -> None:
+        """MemoryError, before anything is allocated, for a pass that cannot fit."""
+        need = self._pass_bytes(batch, precision, backward, cp) + extra
+        avail = _available_bytes()
+        if avail is None or need <= avail:
+            return
+        what = "backward" if backward else "forward"
+        msg = (f"{'an' if precision == 'extended' else 'a'} {precision} {what} pass of this network ({self.depth} layers, {self.param_count:,} parameters) "
+               f"for a batch of {batch:,} needs {_gib(need)}, but only {_gib(avail)} of memory is available")
+        if backward and cp != -1:
+            auto = self._pass_bytes(batch, precision, True, -1) + extra
+            if auto < need:
+                msg += f"; backward(..., checkpoint='auto') would need {_gib(auto)}"
+        raise MemoryError(msg + "; or use a smaller batch")
+
+    @staticmethod
+    def _checkpoint_arg(checkpoint: Any) -> int:
+        if checkpoint is None:
+            return 0
+        if isinstance(checkpoint, str) and checkpoint == "auto":
+            return -1
+        if isinstance(checkpoint, (int, np.integer)) and not isinstance(checkpoint, bool) and checkpoint >= 1:
+            return min(int(checkpoint), 2**62)  # longer than the network = no checkpointing
+        raise ValueError(f"checkpoint must be None, 'auto' or a positive segment length, got {checkpoint!r}")
 
     def forward(self, x: npt.ArrayLike, precision: str = "extended") -> Values:
         """Network output for x of shape (batch, n_in) or (n_in,).
@@ -331,7 +502,7 @@ class Network:
         are carried exactly), an ndarray on the float64 path.
         """
         _check_precision(precision)
-        xa, single = self._inputs(x)
+        xa, single = self._inputs(x, precision)
         out: Values
         if precision == "extended":
             out = LogArray._wrap(*_core.forward(self._arch, self._params, xa, "extended"))
@@ -348,10 +519,20 @@ class Network:
 
     def fit(self, x: npt.ArrayLike, y: npt.ArrayLike | None, lr: float, epochs: int = 10,
             batch_size: int | None = None, loss: str = "mse", **kwargs: Any) -> Any:
-        """Minibatch SGD; see :func:`loggrad.train.fit` (returns a History)."""
+        """Minibatch SGD; see :func:`loggrad.train.fit` (returns a History).
+
+        All or nothing: if any step raises (bad input, an update beyond float64,
+        an exponent-range error), the parameters are restored exactly to what
+        they were before the call and the exception propagates.
+        """
         from .train import fit
 
-        return fit(self, x, y, lr, epochs, batch_size, loss, **kwargs)
+        saved = self._params.copy()
+        try:
+            return fit(self, x, y, lr, epochs, batch_size, loss, **kwargs)
+        except Exception:
+            self._params[...] = saved
+            raise
 
     def __call__(self, x: npt.ArrayLike, precision: str = "extended") -> Values:
         return self.forward(x, precision)
@@ -364,7 +545,7 @@ class Network:
         if y is None:
             raise ValueError(f"loss {loss!r} needs targets y")
         if loss == "cross_entropy":
-            lab = np.asarray(y)
+            lab = _as_numeric(y, "cross_entropy labels")
             if lab.dtype.kind == "f":
                 if not np.all(np.isfinite(lab)) or np.any(lab != np.round(lab)):
                     raise TypeError("cross_entropy labels must be integer class indices")
@@ -373,12 +554,11 @@ class Network:
             lab = lab.reshape(-1) if single and lab.ndim == 0 else lab
             if lab.shape != (batch,):
                 raise ValueError(f"cross_entropy labels have shape {np.shape(y)}; expected ({batch},)")
-            lab = lab.astype(np.int64)
-            bad = (lab < 0) | (lab >= self.n_out)
+            bad = (lab < 0) | (lab >= self.n_out)  # in the labels' own dtype: no wrap-around
             if bad.any():
                 i = int(np.argmax(bad))
-                raise ValueError(f"label {int(lab[i])} at row {i} is out of range for {self.n_out} classes (0..{self.n_out - 1})")
-            return None, lab
+                raise ValueError(f"label {lab[i]} at row {i} is out of range for {self.n_out} classes (0..{self.n_out - 1})")
+            return None, lab.astype(np.int64)
         ya = _as_float_array(y, "y")
         if single and ya.ndim == 1:
             ya = ya[None, :]
@@ -408,16 +588,11 @@ class Network:
         The results are bitwise the same either way.
         """
         _check_precision(precision)
-        xa, single = self._inputs(x)
+        if loss not in LOSSES:
+            raise ValueError(f"unknown loss {loss!r}; valid: {', '.join(LOSSES)}")
+        cp = self._checkpoint_arg(checkpoint)
+        xa, single = self._inputs(x, precision, True, cp)
         ya, labels = self._targets(loss, y, xa.shape[0], single)
-        if checkpoint is None:
-            cp = 0
-        elif checkpoint == "auto":
-            cp = -1
-        elif isinstance(checkpoint, (int, np.integer)) and not isinstance(checkpoint, bool) and checkpoint >= 1:
-            cp = int(checkpoint)
-        else:
-            raise ValueError(f"checkpoint must be None, 'auto' or a positive segment length, got {checkpoint!r}")
         res = _core.backward(self._arch, self._params, xa, loss, ya, labels, precision, True, cp)
         loss_v: Values
         out: Values
@@ -427,8 +602,8 @@ class Network:
             loss_v, out, grad, dx = (LogArray._wrap(*r) for r in res)
         else:
             loss_v, out, grad, dx = res  # type: ignore[assignment]  # float64 overload: ndarrays
-        ws = LayerViews(grad, self._w_off, self._widths, "weights")
-        bs = LayerViews(grad, self._w_off, self._widths, "biases")
+        ws = LayerViews(grad, self._w_off, self._widths, "weights", results=True)
+        bs = LayerViews(grad, self._w_off, self._widths, "biases", results=True)
         if single:
             out, dx = out[0], dx[0]
         return Gradients(loss=loss_v, output=out, weights=ws, biases=bs, input=dx, params=grad, precision=precision)

@@ -665,6 +665,26 @@ class Report:
     def f32_fail_from_output(self) -> int | None:
         return None if self.f32_fail_layer is None else self.depth - 1 - self.f32_fail_layer
 
+    def fit_line(self) -> np.ndarray | None:
+        """The fitted log10 |dL/dW_l| per layer (least squares, see :attr:`slope`); None without a slope."""
+        ok = np.isfinite(self.grad_norm_w)
+        if not (math.isfinite(self.slope) and ok.sum() >= 2):
+            return None
+        d = (self.depth - 1 - np.arange(self.depth)).astype(np.float64)
+        centre = float(np.mean(self.grad_norm_w[ok])) - self.slope * float(np.mean(d[ok]))
+        out: np.ndarray = centre + self.slope * d
+        return out
+
+    def theory_line(self) -> np.ndarray | None:
+        """Predicted log10 |dL/dW_l| per layer: the measured output-layer value plus
+        theory_slope per layer toward the input; None without a theory slope or
+        when the output layer's gradient is zero."""
+        if self.theory_slope is None or not math.isfinite(float(self.grad_norm_w[-1])):
+            return None
+        d = (self.depth - 1 - np.arange(self.depth)).astype(np.float64)
+        out: np.ndarray = float(self.grad_norm_w[-1]) + self.theory_slope * d
+        return out
+
     def summary(self) -> dict[str, Any]:
         """Network-level figures as a flat dict (one sweep row)."""
         return {
@@ -679,6 +699,7 @@ class Report:
             "slope_stderr": self.slope_stderr,
             "total_change": self.total_change,
             "theory_slope": self.theory_slope,
+            "theory_change": None if self.theory_slope is None else self.theory_slope * (self.depth - 1),
             "log10_grad_norm_first": float(self.grad_norm_w[0]),
             "log10_grad_norm_last": float(self.grad_norm_w[-1]),
             "f64_fail_layer": self.f64_fail_layer,
@@ -692,6 +713,7 @@ class Report:
         """One dict per layer (``pandas.DataFrame(report.records())``)."""
         cols = {key: getattr(self, attr) for key, attr, _, _ in _LAYER_FIELDS}
         cols = {k: (v.tolist() if v is not None else [None] * self.depth) for k, v in cols.items()}
+        theory = self.theory_line()
         out = []
         for l in range(self.depth):
             rec: dict[str, Any] = {
@@ -702,6 +724,7 @@ class Report:
                 "n_out": self.widths[l + 1],
             }
             rec.update({k: v[l] for k, v in cols.items()})
+            rec["log10_grad_norm_w_theory"] = None if theory is None else float(theory[l])
             out.append(rec)
         return out
 
@@ -770,7 +793,14 @@ class Report:
             cols = [c for c in cols if c[0] != "lost_update"]
         if not np.any(self.act_deriv_zero):
             cols = [c for c in cols if c[0] != "act_deriv_zero"]
+        if self.theory_line() is not None:  # prediction beside the measurement
+            cols.insert(1, ("theory_norm_w", "theory", "{:.3f}"))
         return cols
+
+    @property
+    def theory_norm_w(self) -> np.ndarray | None:
+        """:meth:`theory_line` as an attribute (the table's "theory" column)."""
+        return self.theory_line()
 
     def _cells(self, rows: list[int]) -> tuple[list[str], list[list[str]]]:
         cols = self._columns()
@@ -794,10 +824,11 @@ class Report:
             f"(95% CI {_fmt(lo, '{:+.5f}')} .. {_fmt(hi, '{:+.5f}')})"
         )
         if self.theory_slope is not None:
-            s += f"; theory 0.5 log10 chi1 = {self.theory_slope:+.5f}"
+            s += f"; theory (mean field, 0.5 log10 chi1) {self.theory_slope:+.5f}"
         lines.append(s)
+        th_change = "" if self.theory_slope is None else f" (theory {self.theory_slope * (L - 1):+.2f})"
         lines.append(
-            f"fitted change output -> input: {_fmt(self.total_change, '{:+.2f}')} decades; "
+            f"fitted change output -> input: {_fmt(self.total_change, '{:+.2f}')} decades{th_change}; "
             f"log10|dW| from {_fmt(self.grad_norm_w[-1], '{:.2f}')} (layer {L - 1}) "
             f"to {_fmt(self.grad_norm_w[0], '{:.2f}')} (layer 0)"
         )
@@ -909,6 +940,14 @@ class Report:
         if fin.any():
             ax.fill_between(layers, np.where(fin, self.grad_min, np.nan), np.where(fin, self.grad_max, np.nan),
                             alpha=0.15, label="min..max |dL/dw|")
+        fit = self.fit_line()
+        if fit is not None:
+            ax.plot(layers, fit, lw=1.0, ls="-.", color="0.4",
+                    label=f"fit: {self.slope:+.4f} decades/layer")
+        th = self.theory_line()
+        if th is not None:
+            ax.plot(layers, th, lw=1.2, ls="--", color="C2",
+                    label=f"theory (mean field): {self.theory_slope:+.4f} decades/layer")
         for (lo, hi), name, color in ((FLOAT64_LOG10_RANGE, "float64", "C3"), (FLOAT32_LOG10_RANGE, "float32", "C1")):
             ax.axhline(lo, color=color, lw=1, ls=":", label=f"{name} range")
             ax.axhline(hi, color=color, lw=1, ls=":")

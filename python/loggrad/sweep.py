@@ -70,8 +70,8 @@ FALLBACK_INITS: dict[str, Callable[[float, int, int], float]] = {
 
 
 def _init_module() -> Any:
-    try:
-        from . import init  # type: ignore[attr-defined]
+    try:  # imported by name: the module may not exist yet (and mypy need not know it)
+        init = importlib.import_module(".init", __package__)
     except ImportError:
         return None
     return init if hasattr(init, "init_layers") else None

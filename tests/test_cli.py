@@ -1,0 +1,469 @@
+"""The command line end to end: in-process (main(argv) with capsys) and as `python -m loggrad`.
+
+Numbers printed with --json are checked against direct computation with the
+Python API, a plain numpy backprop and mpmath; plot files against image
+headers; errors against exit codes and one-line messages.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+import types
+from pathlib import Path
+from typing import Any
+
+import mpmath
+import numpy as np
+import pytest
+
+import loggrad as lg
+from loggrad import __main__ as cli
+from loggrad.report import report
+
+_NONFINITE = {"inf": math.inf, "-inf": -math.inf, "nan": math.nan}
+
+
+def _dec(v: Any) -> Any:
+    if isinstance(v, str) and v in _NONFINITE:
+        return _NONFINITE[v]
+    if isinstance(v, list):
+        return [_dec(u) for u in v]
+    if isinstance(v, dict):
+        return {k: _dec(u) for k, u in v.items()}
+    return v
+
+
+def run_cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    rc = cli.main(list(argv))
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+def run_json(capsys: pytest.CaptureFixture[str], *argv: str) -> Any:
+    rc, out, err = run_cli(capsys, *argv)
+    assert rc == 0, err
+    return _dec(json.loads(out))
+
+
+def run_sub(*argv: str, **kw: Any) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "loggrad", *argv], capture_output=True, text=True,
+                          timeout=300, **kw)
+
+
+# ---------------------------------------------------------------------------
+# The default demo
+# ---------------------------------------------------------------------------
+
+
+def _demo_net(depth: int, width: int, batch: int, seed: int) -> tuple[lg.Network, np.ndarray]:
+    """The demo's network, drawn one layer at a time (the CLI draws all layers at once)."""
+    rng = np.random.default_rng(seed)
+    ws = [rng.standard_normal((width, width)) for _ in range(depth)]
+    return lg.Network(ws, None, "sigmoid"), rng.standard_normal((batch, width))
+
+
+def test_default_demo_json_matches_backward(capsys: pytest.CaptureFixture[str]) -> None:
+    d = run_json(capsys, "--json")
+    depth, width, batch = d["depth"], d["width"], d["batch"]
+    assert (depth, width, batch, d["activation"], d["loss"]) == (2000, 8, 4, "sigmoid", "mse")
+    net, x = _demo_net(depth, width, batch, 0)
+    y = np.zeros((batch, width))
+    g = net.backward(x, y, loss="mse")
+    g64 = net.backward(x, y, loss="mse", precision="float64")
+    ext = np.asarray(d["max_abs_grad_log10"])
+    f64 = np.asarray(d["max_abs_grad_float64"])
+    assert ext.shape == f64.shape == (depth,)
+    for l in (0, 1, 777, depth - 1):
+        assert ext[l] == pytest.approx(float(g.weights[l].log10().max()), abs=1e-12)
+        assert f64[l] == np.abs(np.asarray(g64.weights[l])).max()
+    assert ext[0] < -308  # the point of the demo: far below float64's range ...
+    assert f64[0] == 0.0  # ... where float64 says 0.0
+    zero = [l for l in range(depth) if not np.any(np.asarray(g64.weights[l]))]
+    assert d["float64_zero_layers"] == len(zero) > 0
+    assert d["min_log10"] == pytest.approx(float(ext.min()))
+
+
+def test_default_demo_text(capsys: pytest.CaptureFixture[str]) -> None:
+    rc, out, err = run_cli(capsys, "--plain", "--depth", "1500", "--seed", "2")
+    assert rc == 0 and err == ""
+    net, x = _demo_net(1500, 8, 4, 2)
+    g = net.backward(x, np.zeros((4, 8)), loss="mse")
+    g64 = net.backward(x, np.zeros((4, 8)), loss="mse", precision="float64")
+    n_zero = sum(not np.any(np.asarray(g64.weights[l])) for l in range(1500))
+    assert f"float64 reports exactly 0.0 for {n_zero} of 1500 layers" in out
+    row0 = next(line.split() for line in out.splitlines() if line.split()[:1] == ["0"])
+    assert float(row0[2]) == pytest.approx(float(g.weights[0].log10().max()), abs=0.006)
+    assert row0[3] == "0"
+    assert "┃" not in out  # --plain: no rich box drawing
+
+
+def test_default_demo_against_mpmath(capsys: pytest.CaptureFixture[str]) -> None:
+    """Width 2, batch 1: the first layer's largest |dL/dW| from an mpmath backprop."""
+    depth = 1200
+    d = run_json(capsys, "--json", "--depth", str(depth), "--width", "2", "--batch", "1", "--seed", "5")
+    rng = np.random.default_rng(5)
+    ws = rng.standard_normal((depth, 2, 2))
+    x = rng.standard_normal((1, 2))
+    with mpmath.workprec(80):
+        a = [mpmath.mpf(float(v)) for v in x[0]]
+        acts = [a]
+        derivs = []
+        for W in ws:
+            z = [sum(mpmath.mpf(float(W[i, j])) * a[j] for j in range(2)) for i in range(2)]
+            t = [mpmath.exp(-abs(v)) for v in z]
+            a = [(1 / (1 + ti) if zi >= 0 else ti / (1 + ti)) for zi, ti in zip(z, t)]
+            derivs.append([ti / (1 + ti) ** 2 for ti in t])
+            acts.append(a)
+        delta = [2 * v / 2 for v in a]  # mse = mean over 2 outputs of (a - 0)^2
+        for l in range(depth - 1, -1, -1):
+            delta = [delta[i] * derivs[l][i] for i in range(2)]
+            if l == 0:
+                break
+            delta = [sum(mpmath.mpf(float(ws[l][i, j])) * delta[i] for i in range(2)) for j in range(2)]
+        dw0 = max(abs(delta[i] * acts[0][j]) for i in range(2) for j in range(2))
+        ref = float(mpmath.log10(dw0))
+    assert ref < -308
+    assert d["max_abs_grad_log10"][0] == pytest.approx(ref, abs=1e-9)
+    assert d["max_abs_grad_float64"][0] == 0.0
+
+
+# ---------------------------------------------------------------------------
+# report
+# ---------------------------------------------------------------------------
+
+
+def _numpy_tanh_mse(ws: list[np.ndarray], bs: list[np.ndarray], x: np.ndarray, y: np.ndarray
+                    ) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Plain float64 backprop of a tanh chain with mean-squared-error loss."""
+    a, zs = [x], []
+    for W, b in zip(ws, bs):
+        zs.append(a[-1] @ W.T + b)
+        a.append(np.tanh(zs[-1]))
+    d = 2.0 * (a[-1] - y) / y.size
+    gw: list[np.ndarray] = [np.empty(0)] * len(ws)
+    gb: list[np.ndarray] = [np.empty(0)] * len(ws)
+    for l in range(len(ws) - 1, -1, -1):
+        d = d * (1.0 - np.tanh(zs[l]) ** 2)
+        gw[l], gb[l] = d.T @ a[l], d.sum(axis=0)
+        d = d @ ws[l]
+    return gw, gb
+
+
+def test_report_json_from_files(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    rng = np.random.default_rng(11)
+    widths = [5, 7, 6, 6, 4, 3]
+    ws = [rng.standard_normal((o, i)) / math.sqrt(i) for i, o in zip(widths[:-1], widths[1:])]
+    bs = [0.1 * rng.standard_normal(o) for o in widths[1:]]
+    net = lg.Network(ws, bs, "tanh")
+    x, y = rng.standard_normal((9, 5)), rng.standard_normal((9, 3))
+    net.save(tmp_path / "net.npz")
+    np.savez(tmp_path / "data.npz", x=x, y=y)
+    d = run_json(capsys, "report", "--network", str(tmp_path / "net.npz"), "--data", str(tmp_path / "data.npz"),
+                 "--json", "--lr", "0.01")
+    direct = report(net, x, y, loss="mse", lr=0.01)
+    np.testing.assert_allclose(d["layers"]["grad_norm_w"], direct.grad_norm_w, rtol=0, atol=1e-13)
+    np.testing.assert_allclose(d["layers"]["grad_max"], direct.grad_max, rtol=0, atol=1e-13)
+    assert d["slope"] == pytest.approx(direct.slope, abs=1e-12)
+    assert d["verdict"] == direct.verdict
+    assert d["widths"] == widths and d["batch"] == 9 and d["lr"] == 0.01
+    gw, gb = _numpy_tanh_mse(ws, bs, x, y)  # independent of loggrad altogether
+    np.testing.assert_allclose(d["layers"]["grad_norm_w"], [math.log10(np.linalg.norm(g)) for g in gw], atol=1e-12)
+    np.testing.assert_allclose(d["layers"]["grad_norm_b"], [math.log10(np.linalg.norm(g)) for g in gb], atol=1e-12)
+    np.testing.assert_allclose(d["layers"]["grad_max"], [math.log10(np.abs(g).max()) for g in gw], atol=1e-12)
+
+
+def test_report_flags_match_sweep_row(capsys: pytest.CaptureFixture[str]) -> None:
+    """The flag-built network and random batch are those of the sweep for the same configuration."""
+    from loggrad.sweep import sweep
+
+    d = run_json(capsys, "report", "--depth", "12", "--width", "6", "--activation", "tanh", "--init",
+                 "lecun_normal", "--gain", "1.5", "--seed", "3", "--batch", "4", "--json")
+    row = sweep(depths=12, widths=6, activations="tanh", inits="lecun_normal", gains=1.5, seeds=3, batch=4,
+                n_jobs=1, progress=False)[0]
+    assert d["slope"] == pytest.approx(row["slope"], abs=1e-12)
+    assert d["layers"]["grad_norm_w"][0] == pytest.approx(row["log10_grad_norm_first"], abs=1e-12)
+    assert d["verdict"] == row["verdict"]
+
+
+def test_report_text_table_and_flag_order(capsys: pytest.CaptureFixture[str]) -> None:
+    args = ["--depth", "20", "--width", "6", "--activation", "sigmoid", "--init", "normal", "--batch", "3"]
+    after = run_json(capsys, "report", *args, "--json")
+    before = run_json(capsys, "--json", "report", *args)
+    assert after == before
+    rc, out, _ = run_cli(capsys, "report", *args, "--plain", "--rows", "0")
+    assert rc == 0
+    lines = {line.split()[0]: line.split() for line in out.splitlines() if line.split()[:1]
+             and line.split()[0].isdigit()}
+    assert sorted(int(k) for k in lines) == list(range(20))  # --rows 0: every layer
+    for l in (0, 7, 19):
+        assert float(lines[str(l)][2]) == pytest.approx(after["layers"]["grad_norm_w"][l], abs=6e-4)
+    assert f"verdict: {after['verdict']}" in out
+
+
+def test_report_mixed_activations_and_widths(capsys: pytest.CaptureFixture[str]) -> None:
+    d = run_json(capsys, "report", "--widths", "4,9,3", "--activation", "relu,tanh", "--init", "he_normal",
+                 "--json")
+    assert d["widths"] == [4, 9, 3] and d["activations"] == ["relu", "tanh"]
+
+
+# ---------------------------------------------------------------------------
+# spectrum, sweep, demo
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("c", [1.1, 0.5])
+def test_spectrum_of_scaled_orthogonal_chain(capsys: pytest.CaptureFixture[str], tmp_path: Path, c: float) -> None:
+    """J = prod c*Q_l: every singular value is c^L exactly."""
+    rng = np.random.default_rng(4)
+    qs = [c * np.linalg.qr(rng.standard_normal((5, 5)))[0] for _ in range(300)]
+    lg.Network(qs, None, "identity").save(tmp_path / "q.npz")
+    d = run_json(capsys, "spectrum", "--network", str(tmp_path / "q.npz"), "--json")
+    np.testing.assert_allclose(d["lyapunov"], [math.log(c)] * 5, atol=1e-10)
+    np.testing.assert_allclose(d["log10_singular_values"], [300 * math.log10(c)] * 5, atol=1e-8)
+    assert d["k"] == 5 and d["depth"] == 300
+
+
+def test_spectrum_matches_api(capsys: pytest.CaptureFixture[str]) -> None:
+    from loggrad.spectrum import spectrum
+
+    d = run_json(capsys, "spectrum", "--depth", "40", "--width", "6", "--seed", "2", "-k", "3", "--json")
+    net = cli._build([6] * 41, "tanh", "lecun_normal", 2, None)
+    x = np.random.default_rng([2, 1]).standard_normal((8, 6))[0]  # the first input of the random batch
+    s = spectrum(net, x, k=3)
+    np.testing.assert_allclose(d["lyapunov"], s.lyapunov, rtol=1e-12)
+
+
+def test_sweep_json(capsys: pytest.CaptureFixture[str]) -> None:
+    rows = run_json(capsys, "sweep", "--depths", "4,9", "--widths", "5", "--activations", "tanh,relu",
+                    "--inits", "he_normal", "--seeds", "0", "--jobs", "1", "--json")
+    assert [(r["depth"], r["activation"]) for r in rows] == [(4, "tanh"), (4, "relu"), (9, "tanh"), (9, "relu")]
+    for r in rows:
+        net = cli._build([5] * (r["depth"] + 1), r["activation"], "he_normal", 0, 1.0)
+        rng = np.random.default_rng([0, 1])  # make_batch: x then y from one stream
+        x = rng.standard_normal((8, 5))
+        y = rng.standard_normal((8, 5))
+        assert r["log10_grad_norm_first"] == pytest.approx(float(report(net, x, y).grad_norm_w[0]), abs=1e-12)
+
+
+def test_demo_list_is_dynamic(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    from loggrad import demos
+
+    def extra(out: Any = None) -> dict[str, Any]:
+        """A demo added later."""
+        (out or print)("hello")
+        return {"v": 1.0}
+
+    monkeypatch.setitem(demos.DEMOS, "zz_added", extra)
+    rc, out, _ = run_cli(capsys, "demo")
+    assert rc == 0
+    for name in demos.DEMOS:
+        assert name in out
+    assert run_json(capsys, "demo", "zz_added", "--json") == {"zz_added": {"output": ["hello"], "result": {"v": 1.0}}}
+
+
+def test_demo_chain_rule_json(capsys: pytest.CaptureFixture[str]) -> None:
+    d = run_json(capsys, "demo", "chain_rule", "--json")["chain_rule"]
+    factors = [0.1, 0.001, 0.00025]
+    expected = sum(math.log10(factors[i % 3]) for i in range(150))  # the demo's 150-layer chain
+    assert d["result"]["grad"]["log10"] == pytest.approx(expected, abs=1e-10)
+    assert d["result"]["grad_float64"] == 0.0
+    assert any("chain rule" in line for line in d["output"])
+
+
+# ---------------------------------------------------------------------------
+# plots
+# ---------------------------------------------------------------------------
+
+_HEADERS = {".png": b"\x89PNG\r\n\x1a\n", ".pdf": b"%PDF-"}
+
+
+def _check_image(path: Path) -> None:
+    data = path.read_bytes()
+    assert len(data) > 1000
+    if path.suffix == ".svg":
+        assert b"<svg" in data[:2000]
+    else:
+        assert data.startswith(_HEADERS[path.suffix])
+
+
+@pytest.mark.parametrize("argv,suffix", [
+    (["--depth", "300"], ".png"),
+    (["report", "--depth", "30", "--width", "6"], ".svg"),
+    (["report", "--depth", "30", "--width", "6", "--activation", "sigmoid"], ".png"),
+    (["spectrum", "--depth", "30", "--width", "4"], ".pdf"),
+    (["sweep", "--depths", "3,6", "--widths", "4", "--activations", "tanh", "--inits", "lecun_normal", "--jobs", "1"],
+     ".png"),
+])
+def test_plot_files(capsys: pytest.CaptureFixture[str], tmp_path: Path, argv: list[str], suffix: str) -> None:
+    path = tmp_path / f"fig{suffix}"
+    rc, _, err = run_cli(capsys, *argv, "--plot", str(path))
+    assert rc == 0, err
+    _check_image(path)
+
+
+def test_plot_without_matplotlib(capsys: pytest.CaptureFixture[str], tmp_path: Path,
+                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    monkeypatch.setitem(sys.modules, "matplotlib.figure", None)
+    rc, _, err = run_cli(capsys, "report", "--depth", "5", "--plot", str(tmp_path / "a.png"))
+    assert rc == 1
+    assert err.startswith("loggrad: error: --plot needs matplotlib") and err.count("\n") == 1
+    assert not (tmp_path / "a.png").exists()
+
+
+# ---------------------------------------------------------------------------
+# errors and exit codes
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("argv,fragment", [
+    (["--activation", "nope"], "unknown activation 'nope'"),
+    (["--depth", "-3"], "--depth must be a positive integer"),
+    (["report", "--depth", "-1"], "--depth must be a positive integer"),
+    (["report", "--activation", "sigmod"], "unknown activation 'sigmod'"),
+    (["report", "--depth", "3", "--activation", "relu,tanh"], "2 names for 3 layers"),
+    (["report", "--loss", "hinge"], "unknown loss 'hinge'"),
+    (["report", "--network", "/no/such/net.npz"], "no such file"),
+    (["report", "--data", "/no/such/data.npz", "--depth", "3"], "no such file"),
+    (["report", "--init", "nonsense", "--depth", "3"], "nonsense"),
+    (["report", "--widths", "4,x"], "--widths must be comma-separated integers"),
+    (["report", "--widths", "4,5", "--depth", "3"], "cannot be combined"),
+    (["report", "--lr", "-1"], "--lr must be a positive number"),
+    (["report", "--plot", "fig.gif"], "must end in .png, .svg, .pdf"),
+    (["report", "--plot", "/no/such/folder/fig.png"], "no such folder"),
+    (["spectrum", "--depth", "3", "--width", "4", "-k", "9"], "-k must be between 1 and"),
+    (["sweep", "--depths", "3,x"], "--depths must be a comma-separated list"),
+    (["sweep", "--depths", "3", "--inits", "nonsense"], "nonsense"),
+    (["demo", "no_such_demo"], "unknown demo 'no_such_demo'"),
+])
+def test_bad_values_exit_2_one_line(capsys: pytest.CaptureFixture[str], argv: list[str], fragment: str) -> None:
+    rc, _, err = run_cli(capsys, *argv)
+    assert rc == 2
+    assert err.startswith("loggrad: error: ") and err.count("\n") == 1, err
+    assert fragment in err
+
+
+def test_network_file_conflicts_and_bad_file(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    lg.Network([np.eye(3)], None, "tanh").save(tmp_path / "n.npz")
+    rc, _, err = run_cli(capsys, "report", "--network", str(tmp_path / "n.npz"), "--depth", "4")
+    assert rc == 2 and "--network FILE cannot be combined with --depth" in err
+    (tmp_path / "junk.npz").write_bytes(b"not a zip file")
+    rc, _, err = run_cli(capsys, "report", "--network", str(tmp_path / "junk.npz"))
+    assert rc == 2 and err.startswith("loggrad: error: --network") and err.count("\n") == 1
+    np.savez(tmp_path / "d.npz", x=np.ones((2, 4)))
+    rc, _, err = run_cli(capsys, "report", "--network", str(tmp_path / "n.npz"), "--data", str(tmp_path / "d.npz"))
+    assert rc == 2 and "x must have shape (batch, 3)" in err
+
+
+@pytest.mark.parametrize("argv", [["report", "--bogus"], ["report", "--depth", "abc"], ["nosuchcommand"]])
+def test_argparse_errors_exit_2_with_usage(capsys: pytest.CaptureFixture[str], argv: list[str]) -> None:
+    rc, _, err = run_cli(capsys, *argv)
+    assert rc == 2
+    assert "usage: loggrad" in err and "error:" in err and "Traceback" not in err
+
+
+def test_runtime_error_exit_1(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    """sigmoid'(1e18) = e^-1e18 is beyond the int64 exponent: ExponentRangeError -> exit 1, one line."""
+    lg.Network([np.array([[1e18]])], [np.zeros(1)], "sigmoid").save(tmp_path / "big.npz")
+    np.savez(tmp_path / "x.npz", x=np.ones((1, 1)), y=np.zeros((1, 1)))
+    rc, out, err = run_cli(capsys, "report", "--network", str(tmp_path / "big.npz"), "--data", str(tmp_path / "x.npz"))
+    assert rc == 1 and out == ""
+    assert err.startswith("loggrad: error: out of the extended exponent range") and err.count("\n") == 1
+
+
+def test_keyboard_interrupt_130(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    def interrupted(args: Any) -> int:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "cmd_main_demo", interrupted)
+    rc, _, err = run_cli(capsys)
+    assert rc == 130 and err == "loggrad: error: interrupted\n"
+
+
+def test_help_and_version(capsys: pytest.CaptureFixture[str]) -> None:
+    rc, out, _ = run_cli(capsys, "--version")
+    assert rc == 0 and out.strip() == f"loggrad {lg.__version__}"
+    rc, out, _ = run_cli(capsys, "--help")
+    assert rc == 0
+    for cmd in ("report", "spectrum", "sweep", "demo", "bench"):
+        assert cmd in out
+    rc, out, _ = run_cli(capsys, "report", "--help")
+    assert rc == 0 and "--network FILE" in out and "--plot FILE" in out
+
+
+# ---------------------------------------------------------------------------
+# bench forwarding
+# ---------------------------------------------------------------------------
+
+
+def test_bench_forwards_arguments(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: list[list[str]] = []
+
+    def fake_main(argv: list[str]) -> int:
+        seen.append(argv)
+        return 3
+
+    fake = types.ModuleType("loggrad.bench")
+    fake.main = fake_main  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "loggrad.bench", fake)
+    assert cli.main(["bench", "--quick", "-k", "chain", "--help"]) == 3
+    assert cli.main(["--plain", "bench", "x"]) == 3
+    assert cli.main(["bench"]) == 3
+    assert seen == [["--quick", "-k", "chain", "--help"], ["x"], []]
+
+
+def test_bench_module_missing(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "loggrad.bench", None)
+    rc, _, err = run_cli(capsys, "bench", "--quick")
+    assert rc == 1
+    assert err == "loggrad: error: the benchmark runner (loggrad.bench) is not part of this installation\n"
+
+
+# ---------------------------------------------------------------------------
+# as a subprocess: python -m loggrad
+# ---------------------------------------------------------------------------
+
+
+def test_subprocess_version_and_report() -> None:
+    p = run_sub("--version")
+    assert p.returncode == 0 and p.stdout.strip() == f"loggrad {lg.__version__}"
+    p = run_sub("report", "--depth", "15", "--width", "5", "--activation", "sigmoid", "--init", "normal", "--json")
+    assert p.returncode == 0, p.stderr
+    d = _dec(json.loads(p.stdout))
+    net = cli._build([5] * 16, "sigmoid", "normal", 0, None)
+    rng = np.random.default_rng([0, 1])
+    x = rng.standard_normal((8, 5))
+    y = rng.standard_normal((8, 5))
+    np.testing.assert_allclose(d["layers"]["grad_norm_w"], report(net, x, y, lr=1e-3).grad_norm_w, atol=1e-12)
+
+
+def test_subprocess_bad_input() -> None:
+    p = run_sub("report", "--activation", "nope")
+    assert p.returncode == 2
+    assert p.stderr.startswith("loggrad: error: unknown activation") and p.stderr.count("\n") == 1
+    p = run_sub("report", "--depth", "abc")
+    assert p.returncode == 2 and "usage:" in p.stderr and "Traceback" not in p.stderr
+
+
+def test_subprocess_closed_pipe() -> None:
+    """The reader goes away (`loggrad ... | head -1`): no BrokenPipeError traceback."""
+    p = subprocess.Popen([sys.executable, "-m", "loggrad", "--json", "--depth", "3000"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert p.stdout is not None and p.stderr is not None
+    p.stdout.read(10)
+    p.stdout.close()
+    err = p.stderr.read().decode()
+    rc = p.wait(timeout=300)
+    assert rc == 141 and err == ""
+
+
+@pytest.mark.skipif(not os.path.exists("/bin/sh"), reason="needs a POSIX shell")
+def test_subprocess_head_pipe() -> None:
+    cmd = f"'{sys.executable}' -m loggrad --json --depth 4000 | head -1"
+    p = subprocess.run(["/bin/sh", "-c", cmd], capture_output=True, text=True, timeout=300)
+    assert p.stdout == "{\n"
+    assert "Traceback" not in p.stderr and "BrokenPipe" not in p.stderr and p.stderr == ""
