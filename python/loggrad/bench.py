@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import importlib
 import json
 import math
 import os
@@ -122,7 +123,7 @@ def make_problem(depth: int, width: int, batch: int, activation: str,
     if activation not in ACTIVATIONS:
         raise ValueError(f"activation must be one of {', '.join(ACTIVATIONS)}, got {activation!r}")
     for name, v in (("depth", depth), ("width", width), ("batch", batch)):
-        if not isinstance(v, (int, np.integer)) or v < 1:
+        if isinstance(v, bool) or int(v) != v or v < 1:
             raise ValueError(f"{name} must be a positive integer, got {v!r}")
     rng = np.random.default_rng(seed)
     gain = math.sqrt(2.0) if activation == "relu" else 1.0
@@ -189,7 +190,7 @@ def torch_runner(ws: Sequence[Array], bs: Sequence[Array], x: Array, y: Array, a
                  threads: int | None = None) -> Runner | None:
     """PyTorch float64 on the CPU (nn.Sequential of Linear layers); None without torch."""
     try:
-        import torch
+        torch: Any = importlib.import_module("torch")
     except ImportError:
         return None
     if threads:
@@ -218,8 +219,8 @@ def jax_runner(ws: Sequence[Array], bs: Sequence[Array], x: Array, y: Array,
     """JAX float64: jit(value_and_grad) of a lax.scan over the stacked layers (all
     widths equal). Returns (runner, compile seconds); None without jax."""
     try:
-        import jax
-        import jax.numpy as jnp
+        jax: Any = importlib.import_module("jax")
+        jnp: Any = importlib.import_module("jax.numpy")
     except ImportError:
         return None
     jax.config.update("jax_enable_x64", True)
@@ -344,18 +345,43 @@ def _status_kib(key: str) -> int | None:
 
 def peak_memory(fn: Callable[[], object]) -> int | None:
     """Bytes the process's resident set grew to above its level before fn() (Linux:
-    the peak is reset through /proc/self/clear_refs); None where that is not available."""
+    the peak is reset through /proc/self/clear_refs); None where that is not available.
+    Memory that earlier calls freed but the allocator kept is not counted: measure in a
+    fresh process (pass_memory) for a pass's true footprint."""
     try:
         with open("/proc/self/clear_refs", "w") as f:
             f.write("5")
     except OSError:
         return None
-    before, = (_status_kib("VmRSS"),)
+    before = _status_kib("VmRSS")
     fn()
     hwm = _status_kib("VmHWM")
     if before is None or hwm is None:
         return None
     return max(0, hwm - before) * 1024
+
+
+def _memory_child(depth: int, width: int, batch: int, activation: str, engine: str) -> None:
+    cfg = Config(depth, width, batch, activation)
+    prob = make_problem(depth, width, batch, activation)
+    made = make_runner(engine, cfg, prob)
+    assert made is not None
+    peak = peak_memory(made[0])
+    print(json.dumps({"peak_bytes": peak}))
+
+
+def pass_memory(cfg: Config, engine: str) -> int | None:
+    """Peak memory of one backward pass in a fresh process: the resident-set growth during
+    the pass plus the weights it reads (8 bytes per parameter); None where not measurable."""
+    code = (f"from loggrad.bench import _memory_child; "
+            f"_memory_child({cfg.depth}, {cfg.width}, {cfg.batch}, {cfg.activation!r}, {engine!r})")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    if r.returncode != 0:
+        raise RuntimeError(f"memory measurement of {engine} {cfg.label} failed: {r.stderr.strip()[-500:]}")
+    grown = json.loads(r.stdout.strip().splitlines()[-1])["peak_bytes"]
+    if grown is None:
+        return None
+    return int(grown) + 8 * cfg.depth * cfg.width * (cfg.width + 1)
 
 
 # --------------------------------------------------------------------------- the suite
@@ -395,7 +421,7 @@ def run_suite(configs: Sequence[Config], engines: Sequence[str] = ENGINES, threa
             if compile_s is not None:
                 extra["compile_s"] = compile_s
             if memory:
-                extra["peak_bytes"] = peak_memory(runner)
+                extra["peak_bytes"] = pass_memory(cfg, engine) if engine.startswith("loggrad") else None
                 extra["min_bytes"] = cfg.min_bytes(engine == "loggrad-extended")
             benches.append({
                 "group": cfg.label, "name": f"test_backward[{cfg.label}-{engine}]",
@@ -421,15 +447,36 @@ def run_suite(configs: Sequence[Config], engines: Sequence[str] = ENGINES, threa
 _KEY = ("depth", "width", "batch", "activation", "threads")
 
 
-def _rows(data: dict[str, Any]) -> dict[tuple[Any, ...], dict[str, dict[str, Any]]]:
-    """{config key: {engine: {"median": s, **extra_info}}} from pytest-benchmark JSON."""
+def _peak(data: dict[str, Any]) -> float | None:
+    """The float64 matmul peak (GFLOP/s) recorded in the JSON: loggrad.bench's machine_info,
+    or the best of pytest-benchmark's matmul entries (extra_info matmul_n and flops)."""
+    mm = (data.get("machine_info") or {}).get("matmul") or {}
+    best = float(mm["peak"]) if "peak" in mm else None
+    for b in data.get("benchmarks", []):
+        ex = b.get("extra_info") or {}
+        if "matmul_n" in ex and ex.get("flops"):
+            g = ex["flops"] / b["stats"]["median"] / 1e9
+            best = g if best is None else max(best, g)
+    return best
+
+
+def _rows(data: dict[str, Any], kind: str = "pass") -> dict[tuple[Any, ...], dict[str, dict[str, Any]]]:
+    """{config key: {engine: {"median": s, "gflops", "fraction_of_peak", **extra_info}}} from
+    benchmark JSON; kind: "pass" (the grid), "scaling" or "memory" entries."""
+    peak = _peak(data)
     rows: dict[tuple[Any, ...], dict[str, dict[str, Any]]] = {}
     for b in data.get("benchmarks", []):
         ex = b.get("extra_info") or {}
-        if "engine" not in ex:
+        if "engine" not in ex or ex.get("kind", "pass") != kind:
             continue
         key = tuple(ex.get(k) for k in _KEY)
-        rows.setdefault(key, {})[ex["engine"]] = {"median": b["stats"]["median"], **ex}
+        med = float(b["stats"]["median"])
+        row = {"median": med, **ex}
+        if ex.get("flops"):
+            row.setdefault("gflops", ex["flops"] / med / 1e9)
+            if peak:
+                row.setdefault("fraction_of_peak", row["gflops"] / peak)
+        rows.setdefault(key, {})[ex["engine"]] = row
     return rows
 
 
@@ -459,17 +506,29 @@ def ratio_table(data: dict[str, Any]) -> str:
             for e in others:
                 cells.append(f"{r[e]['median'] / base['median']:.3g}" if base and e in r else "–")
         cells.append(f"{f64['gflops']:.2f}" if f64 else "–")
-        cells.append(f"{100 * f64['fraction_of_peak']:.0f}%" if f64 else "–")
+        cells.append(f"{100 * f64['fraction_of_peak']:.0f}%" if f64 and "fraction_of_peak" in f64 else "–")
         if "jax compile" in head:
             cells.append(f"{r['jax']['compile_s']:.2f} s" if "jax" in r else "–")
         lines.append("| " + " | ".join(cells) + " |")
-    mem = [(k, e, v) for k, r in rows.items() for e, v in r.items() if v.get("peak_bytes")]
+    mem = [(k, e, v) for kind in ("pass", "memory") for k, r in _rows(data, kind).items()
+           for e, v in r.items() if v.get("peak_bytes") and v.get("min_bytes")]
     if mem:
         lines += ["", "| config | engine | peak MiB | minimum MiB | peak/min |", "|---|---|---|---|---|"]
         for k, e, v in sorted(mem, key=lambda t: (str(t[0]), t[1])):
             if e.startswith("loggrad"):
                 lines.append(f"| d{k[0]}-w{k[1]}-b{k[2]}-{k[3]} | {e} | {v['peak_bytes'] / 2**20:.1f} | "
                              f"{v['min_bytes'] / 2**20:.1f} | {v['peak_bytes'] / v['min_bytes']:.2f} |")
+    scal = _rows(data, "scaling")
+    if scal:
+        by: dict[tuple[Any, ...], dict[int, float]] = {}
+        for k, r in scal.items():
+            for e, v in r.items():
+                by.setdefault((k[0], k[1], k[2], k[3], e), {})[int(k[4])] = v["median"]
+        lines += ["", "| config | engine | threads: time | speed-up |", "|---|---|---|---|"]
+        for (d, w, bt, a, e), t in sorted(by.items(), key=lambda kv: str(kv[0])):
+            lo, hi = min(t), max(t)
+            lines.append(f"| d{d}-w{w}-b{bt}-{a} | {e} | " + ", ".join(f"{n}: {_fmt_time(t[n])}" for n in sorted(t))
+                         + f" | {t[lo] / t[hi]:.2f}x on {hi} |")
     return "\n".join(lines)
 
 
@@ -481,6 +540,8 @@ def plot_ratios(data: dict[str, Any], path: str) -> None:
     import matplotlib.pyplot as plt
 
     rows = _rows(data)
+    if not rows:
+        raise ValueError("no backward-pass benchmarks in the data")
     keys = sorted((k for k in rows if "loggrad-extended" in rows[k]),
                   key=lambda k: (str(k[3]), k[4] or 0, k[1], k[2], k[0]))
     fig, ax = plt.subplots(figsize=(max(6.0, 0.45 * len(keys) + 2), 4.5))
