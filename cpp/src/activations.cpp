@@ -383,7 +383,7 @@ void activate_loop(Activation act, std::size_t n, const double* zm, const exp_t*
 void activate_ext_n(Activation act, std::size_t n, const double* zm, const exp_t* ze, double* am,
                     exp_t* ae, double* dm, exp_t* de) {
     // Elementwise: chunks run in parallel, results independent of the split.
-    parallel_chunks(n, 4096, [&](std::size_t b, std::size_t e) {
+    const auto body = [&](std::size_t b, std::size_t e) {
         double* dmb = dm ? dm + b : nullptr;
         exp_t* deb = de ? de + b : nullptr;
         switch (act) {
@@ -394,7 +394,13 @@ void activate_ext_n(Activation act, std::size_t n, const double* zm, const exp_t
             default:
                 return activate_loop<nullptr>(act, e - b, zm + b, ze + b, am + b, ae + b, dmb, deb);
         }
-    });
+    };
+    constexpr std::size_t kGrain = 4096;
+    if (n < 2 * kGrain) {  // too little to share: no pool dispatch, no std::function
+        body(0, n);
+        return;
+    }
+    parallel_chunks(n, kGrain, body);
 }
 
 void activate_f64_n(Activation act, std::size_t n, const double* z, double* a, double* d) {

@@ -57,20 +57,24 @@ bool all_finite(const double* x, std::size_t n) {
 
 void Architecture::check_params(const double* params) const {
     if (all_finite(params, param_count())) return;
-    for (std::size_t l = 0; l < depth(); ++l) {
-        const std::size_t n_out = widths_[l + 1], n_in = widths_[l];
-        const double* w = params + weight_offset(l);
-        for (std::size_t i = 0; i < n_out * n_in; ++i)
-            if (!std::isfinite(w[i]))
-                throw std::invalid_argument("weights[" + std::to_string(l) + "] has a non-finite value (" +
-                                            std::to_string(w[i]) + ") at [" + std::to_string(i / n_in) +
-                                            ", " + std::to_string(i % n_in) + "]");
-        const double* b = params + bias_offset(l);
-        for (std::size_t i = 0; i < n_out; ++i)
-            if (!std::isfinite(b[i]))
-                throw std::invalid_argument("biases[" + std::to_string(l) + "] has a non-finite value (" +
-                                            std::to_string(b[i]) + ") at [" + std::to_string(i) + "]");
-    }
+    for (std::size_t l = 0; l < depth(); ++l) check_layer_params(params, l);
+}
+
+void Architecture::check_layer_params(const double* params, std::size_t l) const {
+    const std::size_t n_out = widths_[l + 1], n_in = widths_[l];
+    // W_l and b_l are contiguous: one vectorised test, the message only on failure.
+    if (all_finite(params + weight_offset(l), n_out * (n_in + 1))) return;
+    const double* w = params + weight_offset(l);
+    for (std::size_t i = 0; i < n_out * n_in; ++i)
+        if (!std::isfinite(w[i]))
+            throw std::invalid_argument("weights[" + std::to_string(l) + "] has a non-finite value (" +
+                                        std::to_string(w[i]) + ") at [" + std::to_string(i / n_in) +
+                                        ", " + std::to_string(i % n_in) + "]");
+    const double* b = params + bias_offset(l);
+    for (std::size_t i = 0; i < n_out; ++i)
+        if (!std::isfinite(b[i]))
+            throw std::invalid_argument("biases[" + std::to_string(l) + "] has a non-finite value (" +
+                                        std::to_string(b[i]) + ") at [" + std::to_string(i) + "]");
 }
 
 void check_inputs(const double* x, std::size_t rows, std::size_t cols) {
@@ -108,11 +112,22 @@ void reserve_check(std::size_t bytes, const char* what) {
 #endif
 }
 
-// Throws range_error when an extended value left the representable range.
-void check_range(const double* m, const exp_t* e, std::size_t n, const std::string& what) {
-    for (std::size_t i = 0; i < n; ++i)
-        if (m[i] != 0.0 && !in_range(e[i]))
-            throw range_error(what + " left loggrad's exponent range (|log2| < 2^60)");
+// Throws range_error ("layer <l> <what> left ...", or "<what> left ..." when l
+// is kNoLayer) when an extended value left the representable range. The test
+// is branch-free so that it vectorises; the message is built only on failure.
+constexpr std::size_t kNoLayer = static_cast<std::size_t>(-1);
+
+void check_range(const double* m, const exp_t* e, std::size_t n, std::size_t l, const char* what) {
+    // Out of range: e + kMaxExp outside [0, 2 kMaxExp] (unsigned compare), for a nonzero m.
+    constexpr std::uint64_t kSpan = 2 * static_cast<std::uint64_t>(kMaxExp);
+    std::uint64_t bad = 0;
+    for (std::size_t i = 0; i < n; ++i) {
+        const std::uint64_t off = static_cast<std::uint64_t>(e[i]) + static_cast<std::uint64_t>(kMaxExp);
+        bad |= static_cast<std::uint64_t>(off > kSpan) & static_cast<std::uint64_t>(m[i] != 0.0);
+    }
+    if (bad)
+        throw range_error((l == kNoLayer ? std::string() : "layer " + std::to_string(l) + " ") + what +
+                          " left loggrad's exponent range (|log2| < 2^60)");
 }
 
 std::string layer_tag(std::size_t l) { return "layer " + std::to_string(l); }
@@ -160,8 +175,8 @@ void forward_layer_ext(const Architecture& net, const double* params, std::size_
     } catch (const range_error& e) {
         throw range_error(layer_tag(l) + ": " + e.what());
     }
-    check_range(out.m, out.e, batch * n_out, layer_tag(l) + " activations");
-    if (der.m) check_range(der.m, der.e, batch * n_out, layer_tag(l) + " activation derivatives");
+    check_range(out.m, out.e, batch * n_out, l, "activations");
+    if (der.m) check_range(der.m, der.e, batch * n_out, l, "activation derivatives");
 }
 
 namespace {
@@ -182,7 +197,7 @@ std::size_t max_width(const Architecture& net) {
 // (indexed l - l0) and, when keep, f'(z_l) for l in [l0, l1); without keep only
 // two alternating activation buffers are used.
 void forward_range_ext(const Architecture& net, const double* params, std::size_t l0, std::size_t l1,
-                       std::size_t batch, ExtCMat in, bool keep, ExtStore& st, Workspace& ws) {
+                       std::size_t batch, ExtCMat in, bool keep, ExtStore& st, Workspace& ws, bool check) {
     const std::size_t n = l1 - l0, maxw = max_width(net);
     st.aoff.assign(n + 1, 0);
     st.doff.assign(n, 0);
@@ -215,6 +230,7 @@ void forward_range_ext(const Architecture& net, const double* params, std::size_
         const ExtCMat a{st.am.data() + st.aoff[i], st.ae.data() + st.aoff[i]};
         const ExtMat out{st.am.data() + st.aoff[i + 1], st.ae.data() + st.aoff[i + 1]};
         const ExtMat der{keep ? st.dm.data() + st.doff[i] : nullptr, keep ? st.de.data() + st.doff[i] : nullptr};
+        if (check) net.check_layer_params(params, l0 + i);
         forward_layer_ext(net, params, l0 + i, batch, a, out, der, ExtMat{zm.data(), ze.data()}, ws);
     }
 }
@@ -236,7 +252,7 @@ struct F64Store {
 };
 
 void forward_range_f64(const Architecture& net, const double* params, std::size_t l0, std::size_t l1,
-                       std::size_t batch, const double* in, bool keep, F64Store& st) {
+                       std::size_t batch, const double* in, bool keep, F64Store& st, bool check) {
     const std::size_t n = l1 - l0, maxw = max_width(net);
     st.aoff.assign(n + 1, 0);
     st.doff.assign(n, 0);
@@ -262,6 +278,7 @@ void forward_range_f64(const Architecture& net, const double* params, std::size_
     std::copy(in, in + batch * net.width(l0), st.acts.data());
     for (std::size_t i = 0; i < n; ++i) {
         const std::size_t l = l0 + i, n_in = net.width(l), n_out = net.width(l + 1);
+        if (check) net.check_layer_params(params, l);
         const double* b = params + net.bias_offset(l);
         gemm(false, true, batch, n_out, n_in, st.acts.data() + st.aoff[i], params + net.weight_offset(l), z.data());
         for (std::size_t r = 0; r < batch; ++r)
@@ -299,14 +316,13 @@ std::size_t backward_workspace_bytes(const Architecture& net, std::size_t batch,
 
 void forward_ext(const Architecture& net, const double* params, const double* x,
                  std::size_t batch, ExtOut out) {
-    net.check_params(params);
     check_inputs(x, batch, net.n_in());
     ExtStore st;
     Workspace ws;
     Buffer<double> xm;
     Buffer<exp_t> xe;
     inputs_ext(x, batch * net.n_in(), xm, xe);
-    forward_range_ext(net, params, 0, net.depth(), batch, ExtCMat{xm.data(), xe.data()}, false, st, ws);
+    forward_range_ext(net, params, 0, net.depth(), batch, ExtCMat{xm.data(), xe.data()}, false, st, ws, true);
     const std::size_t o = st.aoff[net.depth()], n = batch * net.n_out();
     std::copy(st.am.data() + o, st.am.data() + o + n, out.m);
     std::copy(st.ae.data() + o, st.ae.data() + o + n, out.e);
@@ -314,10 +330,9 @@ void forward_ext(const Architecture& net, const double* params, const double* x,
 
 void forward_f64(const Architecture& net, const double* params, const double* x,
                  std::size_t batch, double* out) {
-    net.check_params(params);
     check_inputs(x, batch, net.n_in());
     F64Store st;
-    forward_range_f64(net, params, 0, net.depth(), batch, x, false, st);
+    forward_range_f64(net, params, 0, net.depth(), batch, x, false, st, true);
     const std::size_t o = st.aoff[net.depth()];
     std::copy(st.acts.data() + o, st.acts.data() + o + batch * net.n_out(), out);
 }
@@ -340,10 +355,10 @@ void backward_layer_ext(const Architecture& net, const double* params, std::size
     const std::size_t wo = net.weight_offset(l), bo = net.bias_offset(l);
     ext_gemm_tn(ws, batch, n_out, n_in, delta, a, ExtMat{res.grad.m + wo, res.grad.e + wo},
                 ExtMat{res.grad.m + bo, res.grad.e + bo});
-    check_range(res.grad.m + wo, res.grad.e + wo, n_out * (n_in + 1), layer_tag(l) + " gradients");
+    check_range(res.grad.m + wo, res.grad.e + wo, n_out * (n_in + 1), l, "gradients");
     if (input_grad) {  // dL/da_l = delta W_l
         ext_gemm_xw(ws, batch, n_in, n_out, delta, params + wo, false, ExtMat{g2m.data(), g2e.data()});
-        check_range(g2m.data(), g2e.data(), batch * n_in, layer_tag(l) + " input gradients");
+        check_range(g2m.data(), g2e.data(), batch * n_in, l, "input gradients");
         std::swap(gm, g2m);
         std::swap(ge, g2e);
     }
@@ -363,7 +378,6 @@ std::size_t segment_length(std::size_t depth, std::size_t checkpoint) {
 
 void backward_ext(const Architecture& net, const double* params, const double* x,
                   std::size_t batch, const Target& target, const GradExt& res, std::size_t checkpoint) {
-    net.check_params(params);
     check_inputs(x, batch, net.n_in());
     check_target(target, batch, net.n_out());
     const std::size_t L = net.depth(), C = segment_length(L, checkpoint), maxw = max_width(net);
@@ -378,7 +392,7 @@ void backward_ext(const Architecture& net, const double* params, const double* x
     outm.resize(batch * maxw);
     oute.resize(batch * maxw);
     if (nseg == 1) {
-        forward_range_ext(net, params, 0, L, batch, ExtCMat{xm.data(), xe.data()}, true, st, ws);
+        forward_range_ext(net, params, 0, L, batch, ExtCMat{xm.data(), xe.data()}, true, st, ws, true);
         std::copy(st.am.data() + st.aoff[L], st.am.data() + st.aoff[L] + batch * net.n_out(), outm.data());
         std::copy(st.ae.data() + st.aoff[L], st.ae.data() + st.aoff[L] + batch * net.n_out(), oute.data());
     } else {
@@ -390,7 +404,7 @@ void backward_ext(const Architecture& net, const double* params, const double* x
             const std::size_t l0 = s * C, l1 = std::min(L, l0 + C), n0 = batch * net.width(l0);
             std::copy(cur.m, cur.m + n0, cpm.data() + s * batch * maxw);
             std::copy(cur.e, cur.e + n0, cpe.data() + s * batch * maxw);
-            forward_range_ext(net, params, l0, l1, batch, cur, false, st, ws);
+            forward_range_ext(net, params, l0, l1, batch, cur, false, st, ws, true);
             const std::size_t n1 = batch * net.width(l1), last = st.aoff[l1 - l0];
             std::copy(st.am.data() + last, st.am.data() + last + n1, outm.data());  // a_{l1}
             std::copy(st.ae.data() + last, st.ae.data() + last + n1, oute.data());
@@ -405,7 +419,7 @@ void backward_ext(const Architecture& net, const double* params, const double* x
     const Ext loss = loss_ext(target, batch, net.n_out(), outm.data(), oute.data(), gm.data(), ge.data());
     *res.loss.m = loss.m;
     *res.loss.e = loss.e;
-    check_range(&loss.m, &loss.e, 1, "the loss");
+    check_range(&loss.m, &loss.e, 1, kNoLayer, "the loss");
     if (res.out.m) {
         std::copy(outm.data(), outm.data() + batch * net.n_out(), res.out.m);
         std::copy(oute.data(), oute.data() + batch * net.n_out(), res.out.e);
@@ -414,7 +428,7 @@ void backward_ext(const Architecture& net, const double* params, const double* x
         const std::size_t l0 = s * C, l1 = std::min(L, l0 + C);
         if (nseg > 1)  // recompute the segment's activations and derivatives from its checkpoint
             forward_range_ext(net, params, l0, l1, batch,
-                              ExtCMat{cpm.data() + s * batch * maxw, cpe.data() + s * batch * maxw}, true, st, ws);
+                              ExtCMat{cpm.data() + s * batch * maxw, cpe.data() + s * batch * maxw}, true, st, ws, false);
         for (std::size_t l = l1; l-- > l0;) {
             const std::size_t i = l - l0;
             backward_layer_ext(net, params, l, batch, ExtCMat{st.am.data() + st.aoff[i], st.ae.data() + st.aoff[i]},
@@ -430,7 +444,6 @@ void backward_ext(const Architecture& net, const double* params, const double* x
 
 void backward_f64(const Architecture& net, const double* params, const double* x,
                   std::size_t batch, const Target& target, const GradF64& res, std::size_t checkpoint) {
-    net.check_params(params);
     check_inputs(x, batch, net.n_in());
     check_target(target, batch, net.n_out());
     const std::size_t L = net.depth(), C = segment_length(L, checkpoint), maxw = max_width(net);
@@ -439,7 +452,7 @@ void backward_f64(const Architecture& net, const double* params, const double* x
     Buffer<double> cp, out;  // out: the current segment's output (at last, the network's)
     out.resize(batch * maxw);
     if (nseg == 1) {
-        forward_range_f64(net, params, 0, L, batch, x, true, st);
+        forward_range_f64(net, params, 0, L, batch, x, true, st, true);
         std::copy(st.acts.data() + st.aoff[L], st.acts.data() + st.aoff[L] + batch * net.n_out(), out.data());
     } else {
         reserve_check(nseg * batch * maxw * sizeof(double), "the checkpoints of this pass");
@@ -448,7 +461,7 @@ void backward_f64(const Architecture& net, const double* params, const double* x
         for (std::size_t s = 0; s < nseg; ++s) {
             const std::size_t l0 = s * C, l1 = std::min(L, l0 + C);
             std::copy(cur, cur + batch * net.width(l0), cp.data() + s * batch * maxw);
-            forward_range_f64(net, params, l0, l1, batch, cur, false, st);
+            forward_range_f64(net, params, l0, l1, batch, cur, false, st, true);
             const std::size_t last = st.aoff[l1 - l0];
             std::copy(st.acts.data() + last, st.acts.data() + last + batch * net.width(l1), out.data());
             cur = out.data();
@@ -461,7 +474,7 @@ void backward_f64(const Architecture& net, const double* params, const double* x
     if (res.out) std::copy(out.data(), out.data() + batch * net.n_out(), res.out);
     for (std::size_t s = nseg; s-- > 0;) {
         const std::size_t l0 = s * C, l1 = std::min(L, l0 + C);
-        if (nseg > 1) forward_range_f64(net, params, l0, l1, batch, cp.data() + s * batch * maxw, true, st);
+        if (nseg > 1) forward_range_f64(net, params, l0, l1, batch, cp.data() + s * batch * maxw, true, st, false);
         for (std::size_t l = l1; l-- > l0;) {
             const std::size_t i = l - l0;
             backward_layer_f64(net, params, l, batch, st.acts.data() + st.aoff[i], st.ders.data() + st.doff[i], g, g2,

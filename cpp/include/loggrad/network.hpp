@@ -41,6 +41,9 @@ public:
     // Throws std::invalid_argument naming the layer and position of the first
     // non-finite parameter.
     void check_params(const double* params) const;
+    // The same for layer l's weights and bias only (the passes check each layer
+    // just before using it, while its parameters are in cache).
+    void check_layer_params(const double* params, std::size_t l) const;
 
 private:
     std::vector<std::size_t> widths_;

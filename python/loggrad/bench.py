@@ -1,0 +1,676 @@
+"""loggrad bench: backward passes of dense chains, loggrad against other engines.
+
+Engines, each only when installed: loggrad extended and float64, a plain numpy
+backprop, PyTorch float64 on the CPU (same thread count) and JAX float64
+(``jit`` of a ``lax.scan`` over the stacked layers; its compile time is
+reported separately and not counted in the pass time). Every result is
+checked against the numpy backprop (loss and first-layer weight gradient)
+before it is timed: all problems here stay in float64 range.
+
+For each configuration the suite reports the median pass time, the achieved
+GFLOP/s (6 * batch * width^2 * depth per backward pass) and its fraction of
+the machine's float64 matmul peak (numpy dgemm at 1024 and 2048, measured in
+the same run), and optionally the peak memory of a pass against its minimum.
+
+    python -m loggrad.bench                       # a quick representative subset
+    python -m loggrad.bench --grid full --json bench.json --plot ratios.png
+    python -m loggrad.bench --threads 1           # re-runs itself with every engine on 1 thread
+
+``main(argv)`` is what ``loggrad bench`` calls. The JSON it writes has the
+layout of pytest-benchmark's (``benchmarks[i].stats``, ``extra_info``), so
+``benchmarks/ratios.py`` reads both.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import importlib
+import json
+import math
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+Array = npt.NDArray[np.float64]
+# What an engine returns for one pass: (loss, dL/dW_0 as float64).
+Result = tuple[float, Array]
+Runner = Callable[[], Result]
+
+DEPTHS = (10, 100, 1000, 10000)
+WIDTHS = (4, 32, 256, 1024)
+BATCHES = (1, 64, 256)
+ACTIVATIONS = ("tanh", "relu")
+ENGINES = ("loggrad-extended", "loggrad-float64", "numpy", "torch", "jax")
+# Work of one pass above which a configuration is skipped ("a few seconds").
+MAX_FLOPS = 1.2e11
+# Memory of one pass above which a configuration is skipped.
+MAX_BYTES = 24 << 30
+
+# The default subset: the corners of the grid that decide the targets.
+QUICK = (
+    (1000, 4, 1), (1000, 32, 1), (10000, 4, 1), (1000, 32, 64), (100, 256, 64),
+    (10, 1024, 256), (100, 1024, 256),
+)
+
+
+@dataclass(frozen=True)
+class Config:
+    depth: int
+    width: int
+    batch: int
+    activation: str
+
+    @property
+    def flops(self) -> float:
+        """Multiply-adds x 2 of a backward pass: forward, dW and dx products."""
+        return 6.0 * self.batch * self.width * self.width * self.depth
+
+    @property
+    def label(self) -> str:
+        return f"d{self.depth}-w{self.width}-b{self.batch}-{self.activation}"
+
+    def min_bytes(self, extended: bool) -> int:
+        """Weights + gradients + stored activations and activation derivatives."""
+        v = 16 if extended else 8
+        params = self.depth * self.width * (self.width + 1)
+        stored = self.batch * self.width * (2 * self.depth + 1)
+        return 8 * params + v * params + v * stored
+
+
+def skip_reason(cfg: Config, max_flops: float = MAX_FLOPS, max_bytes: int = MAX_BYTES) -> str | None:
+    """Why a configuration is left out of the grid, or None."""
+    if cfg.flops > max_flops:
+        return f"{cfg.flops:.2g} flops per pass (> {max_flops:.2g}: more than a few seconds)"
+    # The largest footprint of all engines: numpy keeps a, f'(z) and the gradients.
+    need = cfg.min_bytes(True) + 8 * cfg.depth * cfg.width * (cfg.width + 1)
+    if need > max_bytes:
+        return f"{need / 2**30:.1f} GiB per pass (> {max_bytes / 2**30:.0f} GiB)"
+    return None
+
+
+def grid(depths: Iterable[int] = DEPTHS, widths: Iterable[int] = WIDTHS, batches: Iterable[int] = BATCHES,
+         activations: Iterable[str] = ACTIVATIONS, max_flops: float = MAX_FLOPS,
+         max_bytes: int = MAX_BYTES) -> list[Config]:
+    """Configurations of the grid that fit the limits."""
+    out = []
+    for act in activations:
+        for d in depths:
+            for w in widths:
+                for b in batches:
+                    c = Config(d, w, b, act)
+                    if skip_reason(c, max_flops, max_bytes) is None:
+                        out.append(c)
+    return out
+
+
+# --------------------------------------------------------------------------- problems and engines
+
+
+def make_problem(depth: int, width: int, batch: int, activation: str,
+                 seed: int = 0) -> tuple[list[Array], list[Array], Array, Array]:
+    """A chain with variance-preserving weights (tanh: N(0, 1/n), relu: N(0, 2/n)) and
+    small random biases, so every engine's gradients stay in float64 range."""
+    if activation not in ACTIVATIONS:
+        raise ValueError(f"activation must be one of {', '.join(ACTIVATIONS)}, got {activation!r}")
+    for name, v in (("depth", depth), ("width", width), ("batch", batch)):
+        if isinstance(v, bool) or int(v) != v or v < 1:
+            raise ValueError(f"{name} must be a positive integer, got {v!r}")
+    rng = np.random.default_rng(seed)
+    gain = math.sqrt(2.0) if activation == "relu" else 1.0
+    ws = [rng.standard_normal((width, width)) * (gain / math.sqrt(width)) for _ in range(depth)]
+    bs = [0.01 * rng.standard_normal(width) for _ in range(depth)]
+    x = rng.standard_normal((batch, width))
+    y = 0.5 * rng.standard_normal((batch, width))
+    return ws, bs, x, y
+
+
+def numpy_backward(ws: Sequence[Array], bs: Sequence[Array], x: Array, y: Array,
+                   activation: str) -> tuple[float, list[Array], list[Array]]:
+    """Textbook float64 backprop, mse loss (mean over all elements); returns (loss, [dW], [db])."""
+    acts, ders = [x], []
+    a = x
+    for w, b in zip(ws, bs):
+        z = a @ w.T + b
+        if activation == "tanh":
+            a = np.tanh(z)
+            ders.append(1.0 - a * a)
+        elif activation == "relu":
+            a = np.maximum(z, 0.0)
+            ders.append((z > 0).astype(np.float64))
+        else:
+            raise ValueError(f"numpy_backward: unsupported activation {activation!r}")
+        acts.append(a)
+    n = a.size
+    loss = float(np.sum((a - y) ** 2) / n)
+    g = 2.0 * (a - y) / n
+    dws, dbs = [], []
+    for layer in range(len(ws) - 1, -1, -1):
+        d = g * ders[layer]
+        dws.append(d.T @ acts[layer])
+        dbs.append(d.sum(axis=0))
+        g = d @ ws[layer]
+    return loss, dws[::-1], dbs[::-1]
+
+
+def numpy_runner(ws: Sequence[Array], bs: Sequence[Array], x: Array, y: Array, activation: str) -> Runner:
+    def run() -> Result:
+        loss, dws, _ = numpy_backward(ws, bs, x, y, activation)
+        return loss, dws[0]
+
+    return run
+
+
+def loggrad_runner(ws: Sequence[Array], bs: Sequence[Array], x: Array, y: Array, activation: str,
+                   precision: str) -> Runner:
+    from .network import Network
+
+    net = Network(list(ws), list(bs), activation)
+
+    def run() -> Result:
+        g = net.backward(x, y, loss="mse", precision=precision)
+        w0 = g.weights[0]
+        dw0 = np.asarray(w0.to_numpy() if hasattr(w0, "to_numpy") else w0, dtype=np.float64)
+        loss = g.loss.to_numpy() if hasattr(g.loss, "to_numpy") else g.loss
+        return float(np.asarray(loss)), dw0
+
+    return run
+
+
+def torch_runner(ws: Sequence[Array], bs: Sequence[Array], x: Array, y: Array, activation: str,
+                 threads: int | None = None) -> Runner | None:
+    """PyTorch float64 on the CPU (nn.Sequential of Linear layers); None without torch."""
+    try:
+        torch: Any = importlib.import_module("torch")
+    except ImportError:
+        return None
+    if threads:
+        torch.set_num_threads(threads)
+    layers: list[Any] = []
+    for w, b in zip(ws, bs):
+        lin = torch.nn.Linear(w.shape[1], w.shape[0]).double()
+        with torch.no_grad():
+            lin.weight.copy_(torch.from_numpy(w))
+            lin.bias.copy_(torch.from_numpy(b))
+        layers += [lin, torch.nn.Tanh() if activation == "tanh" else torch.nn.ReLU()]
+    model = torch.nn.Sequential(*layers)
+    xt, yt = torch.from_numpy(x), torch.from_numpy(y)
+
+    def run() -> Result:
+        model.zero_grad(set_to_none=True)
+        loss = torch.nn.functional.mse_loss(model(xt), yt)
+        loss.backward()
+        return float(loss.item()), model[0].weight.grad.numpy()
+
+    return run
+
+
+def jax_runner(ws: Sequence[Array], bs: Sequence[Array], x: Array, y: Array,
+               activation: str) -> tuple[Runner, float] | None:
+    """JAX float64: jit(value_and_grad) of a lax.scan over the stacked layers (all
+    widths equal). Returns (runner, compile seconds); None without jax."""
+    try:
+        jax: Any = importlib.import_module("jax")
+        jnp: Any = importlib.import_module("jax.numpy")
+    except ImportError:
+        return None
+    jax.config.update("jax_enable_x64", True)
+    act = jnp.tanh if activation == "tanh" else jax.nn.relu
+
+    def loss_fn(params: Any, xx: Any, yy: Any) -> Any:
+        def step(a: Any, wb: Any) -> tuple[Any, None]:
+            w, b = wb
+            return act(a @ w.T + b), None
+
+        out, _ = jax.lax.scan(step, xx, params)
+        return jnp.mean((out - yy) ** 2)
+
+    params = (jnp.asarray(np.stack(ws)), jnp.asarray(np.stack(bs)))
+    xj, yj = jnp.asarray(x), jnp.asarray(y)
+    t0 = time.perf_counter()
+    compiled = jax.jit(jax.value_and_grad(loss_fn)).lower(params, xj, yj).compile()
+    compile_s = time.perf_counter() - t0
+
+    def run() -> Result:
+        loss, (gw, _) = compiled(params, xj, yj)
+        gw.block_until_ready()
+        return float(loss), np.asarray(gw[0])
+
+    return run, compile_s
+
+
+def installed(engine: str) -> bool:
+    if engine.startswith("loggrad") or engine == "numpy":
+        return True
+    try:
+        __import__(engine)
+    except ImportError:
+        return False
+    return True
+
+
+def make_runner(engine: str, cfg: Config, problem: tuple[list[Array], list[Array], Array, Array],
+                threads: int | None = None) -> tuple[Runner, float | None] | None:
+    """(runner, compile seconds or None) for an engine, or None when it is not installed."""
+    ws, bs, x, y = problem
+    if engine in ("loggrad-extended", "loggrad-float64"):
+        return loggrad_runner(ws, bs, x, y, cfg.activation, engine.split("-")[1]), None
+    if engine == "numpy":
+        return numpy_runner(ws, bs, x, y, cfg.activation), None
+    if engine == "torch":
+        r = torch_runner(ws, bs, x, y, cfg.activation, threads)
+        return None if r is None else (r, None)
+    if engine == "jax":
+        return jax_runner(ws, bs, x, y, cfg.activation)
+    raise ValueError(f"unknown engine {engine!r}; valid: {', '.join(ENGINES)}")
+
+
+def check_result(engine: str, got: Result, ref: Result, cfg: Config) -> None:
+    """Raises AssertionError when an engine's loss or dL/dW_0 differs from the numpy
+    backprop beyond float64 rounding (the problems stay in float64 range)."""
+    loss, dw0 = got
+    rloss, rdw0 = ref
+    if not (np.isfinite(rloss) and np.all(np.isfinite(rdw0))):
+        return  # reference out of float64 range: nothing to compare against
+    scale = float(np.abs(rdw0).max())
+    # Rounding differences grow with depth (different summation orders per layer).
+    rtol = 1e-9 * max(1.0, cfg.depth / 10)
+    if not np.isclose(loss, rloss, rtol=rtol, atol=0.0):
+        raise AssertionError(f"{engine} {cfg.label}: loss {loss!r} != numpy's {rloss!r}")
+    err = float(np.abs(np.asarray(dw0) - rdw0).max())
+    if not err <= 1e3 * rtol * max(scale, 1e-300):
+        raise AssertionError(f"{engine} {cfg.label}: dL/dW_0 differs from numpy's by {err:.3g} "
+                             f"(largest |dL/dW_0| {scale:.3g})")
+
+
+# --------------------------------------------------------------------------- measurement
+
+
+def time_call(fn: Callable[[], object], min_time: float = 0.3, max_rounds: int = 200,
+              min_rounds: int = 3) -> dict[str, float]:
+    """Median-based statistics of repeated calls (one warm-up call first), in the
+    keys pytest-benchmark uses."""
+    fn()
+    ts: list[float] = []
+    start = time.perf_counter()
+    while len(ts) < min_rounds or (len(ts) < max_rounds and time.perf_counter() - start < min_time):
+        t0 = time.perf_counter()
+        fn()
+        ts.append(time.perf_counter() - t0)
+    q = statistics.quantiles(ts, n=4) if len(ts) >= 2 else [ts[0]] * 3
+    return {"min": min(ts), "max": max(ts), "mean": statistics.fmean(ts), "median": statistics.median(ts),
+            "stddev": statistics.stdev(ts) if len(ts) > 1 else 0.0, "q1": q[0], "q3": q[2],
+            "iqr": q[2] - q[0], "rounds": float(len(ts)), "iterations": 1.0,
+            "ops": 1.0 / statistics.fmean(ts)}
+
+
+def matmul_peak(sizes: Sequence[int] = (1024, 2048), repeats: int = 5) -> dict[str, float]:
+    """float64 GFLOP/s of numpy's dgemm (best of `repeats`) at each size, and their max as "peak"."""
+    rng = np.random.default_rng(0)
+    out: dict[str, float] = {}
+    for n in sizes:
+        a, b = rng.standard_normal((n, n)), rng.standard_normal((n, n))
+        a @ b
+        best = min(_timed(lambda: a @ b) for _ in range(repeats))
+        out[f"dgemm{n}"] = 2.0 * n**3 / best / 1e9
+    out["peak"] = max(out.values())
+    return out
+
+
+def _timed(fn: Callable[[], object]) -> float:
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
+def _status_kib(key: str) -> int | None:
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith(key + ":"):
+                    return int(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
+def peak_memory(fn: Callable[[], object]) -> int | None:
+    """Bytes the process's resident set grew to above its level before fn() (Linux:
+    the peak is reset through /proc/self/clear_refs); None where that is not available.
+    Memory that earlier calls freed but the allocator kept is not counted: measure in a
+    fresh process (pass_memory) for a pass's true footprint."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+    except OSError:
+        return None
+    before = _status_kib("VmRSS")
+    fn()
+    hwm = _status_kib("VmHWM")
+    if before is None or hwm is None:
+        return None
+    return max(0, hwm - before) * 1024
+
+
+def _memory_child(depth: int, width: int, batch: int, activation: str, engine: str) -> None:
+    cfg = Config(depth, width, batch, activation)
+    prob = make_problem(depth, width, batch, activation)
+    made = make_runner(engine, cfg, prob)
+    assert made is not None
+    peak = peak_memory(made[0])
+    print(json.dumps({"peak_bytes": peak}))
+
+
+def pass_memory(cfg: Config, engine: str) -> int | None:
+    """Peak memory of one backward pass in a fresh process: the resident-set growth during
+    the pass plus the weights it reads (8 bytes per parameter); None where not measurable."""
+    code = (f"from loggrad.bench import _memory_child; "
+            f"_memory_child({cfg.depth}, {cfg.width}, {cfg.batch}, {cfg.activation!r}, {engine!r})")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    if r.returncode != 0:
+        raise RuntimeError(f"memory measurement of {engine} {cfg.label} failed: {r.stderr.strip()[-500:]}")
+    grown = json.loads(r.stdout.strip().splitlines()[-1])["peak_bytes"]
+    if grown is None:
+        return None
+    return int(grown) + 8 * cfg.depth * cfg.width * (cfg.width + 1)
+
+
+# --------------------------------------------------------------------------- the suite
+
+
+def run_suite(configs: Sequence[Config], engines: Sequence[str] = ENGINES, threads: int | None = None,
+              min_time: float = 0.3, memory: bool = False, peak: dict[str, float] | None = None,
+              log: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Benchmarks every engine on every configuration; returns pytest-benchmark-style JSON data."""
+    from . import _core
+
+    if threads:
+        _core.set_num_threads(threads)
+    nthreads = _core.num_threads()
+    peak = peak if peak is not None else matmul_peak()
+    if log:
+        log(f"float64 matmul peak: {peak['peak']:.1f} GFLOP/s "
+            + ", ".join(f"{k} {v:.1f}" for k, v in peak.items() if k != "peak"))
+    benches: list[dict[str, Any]] = []
+    for cfg in configs:
+        problem = make_problem(cfg.depth, cfg.width, cfg.batch, cfg.activation)
+        ws, bs, x, y = problem
+        ref = numpy_runner(ws, bs, x, y, cfg.activation)()
+        for engine in engines:
+            made = make_runner(engine, cfg, problem, threads)
+            if made is None:
+                continue
+            runner, compile_s = made
+            check_result(engine, runner(), ref, cfg)
+            stats = time_call(runner, min_time=min_time)
+            extra: dict[str, Any] = {
+                "engine": engine, "depth": cfg.depth, "width": cfg.width, "batch": cfg.batch,
+                "activation": cfg.activation, "threads": nthreads, "flops": cfg.flops,
+                "gflops": cfg.flops / stats["median"] / 1e9, "peak_gflops": peak["peak"],
+            }
+            extra["fraction_of_peak"] = extra["gflops"] / peak["peak"]
+            if compile_s is not None:
+                extra["compile_s"] = compile_s
+            if memory:
+                extra["peak_bytes"] = pass_memory(cfg, engine) if engine.startswith("loggrad") else None
+                extra["min_bytes"] = cfg.min_bytes(engine == "loggrad-extended")
+            benches.append({
+                "group": cfg.label, "name": f"test_backward[{cfg.label}-{engine}]",
+                "fullname": f"loggrad.bench::{cfg.label}::{engine}", "params": {"engine": engine},
+                "param": engine, "extra_info": extra, "stats": stats,
+            })
+            if log:
+                c = f" (compile {compile_s:.2f} s)" if compile_s is not None else ""
+                log(f"{cfg.label:24s} {engine:17s} {stats['median'] * 1e3:10.3f} ms  "
+                    f"{extra['gflops']:7.2f} GFLOP/s{c}")
+            del runner
+    return {
+        "machine_info": {"node": platform.node(), "processor": platform.processor(),
+                         "machine": platform.machine(), "python_version": platform.python_version(),
+                         "cpu_count": os.cpu_count(), "matmul": peak},
+        "commit_info": {}, "benchmarks": benches,
+        "datetime": datetime.datetime.now(datetime.timezone.utc).isoformat(), "version": "loggrad.bench",
+    }
+
+
+# --------------------------------------------------------------------------- tables and plots
+
+_KEY = ("depth", "width", "batch", "activation", "threads")
+
+
+def _peak(data: dict[str, Any]) -> float | None:
+    """The float64 matmul peak (GFLOP/s) recorded in the JSON: loggrad.bench's machine_info,
+    or the best of pytest-benchmark's matmul entries (extra_info matmul_n and flops)."""
+    mm = (data.get("machine_info") or {}).get("matmul") or {}
+    best = float(mm["peak"]) if "peak" in mm else None
+    for b in data.get("benchmarks", []):
+        ex = b.get("extra_info") or {}
+        if "matmul_n" in ex and ex.get("flops"):
+            g = ex["flops"] / b["stats"]["median"] / 1e9
+            best = g if best is None else max(best, g)
+    return best
+
+
+def _rows(data: dict[str, Any], kind: str = "pass") -> dict[tuple[Any, ...], dict[str, dict[str, Any]]]:
+    """{config key: {engine: {"median": s, "gflops", "fraction_of_peak", **extra_info}}} from
+    benchmark JSON; kind: "pass" (the grid), "scaling" or "memory" entries."""
+    peak = _peak(data)
+    rows: dict[tuple[Any, ...], dict[str, dict[str, Any]]] = {}
+    for b in data.get("benchmarks", []):
+        ex = b.get("extra_info") or {}
+        if "engine" not in ex or ex.get("kind", "pass") != kind:
+            continue
+        key = tuple(ex.get(k) for k in _KEY)
+        med = float(b["stats"]["median"])
+        row = {"median": med, **ex}
+        if ex.get("flops"):
+            row.setdefault("gflops", ex["flops"] / med / 1e9)
+            if peak:
+                row.setdefault("fraction_of_peak", row["gflops"] / peak)
+        rows.setdefault(key, {})[ex["engine"]] = row
+    return rows
+
+
+def _fmt_time(s: float) -> str:
+    return f"{s * 1e3:.3g} ms" if s < 1 else f"{s:.3g} s"
+
+
+def ratio_table(data: dict[str, Any]) -> str:
+    """Markdown: per configuration loggrad's times and how many times faster loggrad
+    extended (and float64) is than each other engine (> 1: loggrad wins)."""
+    rows = _rows(data)
+    others = [e for e in ("numpy", "torch", "jax") if any(e in r for r in rows.values())]
+    head = ["depth", "width", "batch", "act", "thr", "loggrad ext", "loggrad f64", "ext/f64"]
+    head += [f"{e}÷ext" for e in others] + [f"{e}÷f64" for e in others]
+    head += ["f64 GFLOP/s", "% peak"]
+    if any("compile_s" in v for r in rows.values() for v in r.values()):
+        head.append("jax compile")
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for key in sorted(rows, key=lambda k: tuple(str(v).zfill(8) for v in (k[3], k[4], k[0], k[1], k[2]))):
+        r = rows[key]
+        ext, f64 = r.get("loggrad-extended"), r.get("loggrad-float64")
+        cells = [str(v) for v in key[:5]]
+        cells.append(_fmt_time(ext["median"]) if ext else "–")
+        cells.append(_fmt_time(f64["median"]) if f64 else "–")
+        cells.append(f"{ext['median'] / f64['median']:.2f}" if ext and f64 else "–")
+        for base in (ext, f64):
+            for e in others:
+                cells.append(f"{r[e]['median'] / base['median']:.3g}" if base and e in r else "–")
+        cells.append(f"{f64['gflops']:.2f}" if f64 else "–")
+        cells.append(f"{100 * f64['fraction_of_peak']:.0f}%" if f64 and "fraction_of_peak" in f64 else "–")
+        if "jax compile" in head:
+            cells.append(f"{r['jax']['compile_s']:.2f} s" if "jax" in r else "–")
+        lines.append("| " + " | ".join(cells) + " |")
+    mem = [(k, e, v) for kind in ("pass", "memory") for k, r in _rows(data, kind).items()
+           for e, v in r.items() if v.get("peak_bytes") and v.get("min_bytes")]
+    if mem:
+        lines += ["", "| config | engine | peak MiB | minimum MiB | peak/min |", "|---|---|---|---|---|"]
+        for k, e, v in sorted(mem, key=lambda t: (str(t[0]), t[1])):
+            if e.startswith("loggrad"):
+                lines.append(f"| d{k[0]}-w{k[1]}-b{k[2]}-{k[3]} | {e} | {v['peak_bytes'] / 2**20:.1f} | "
+                             f"{v['min_bytes'] / 2**20:.1f} | {v['peak_bytes'] / v['min_bytes']:.2f} |")
+    scal = _rows(data, "scaling")
+    if scal:
+        by: dict[tuple[Any, ...], dict[int, float]] = {}
+        for k, r in scal.items():
+            for e, v in r.items():
+                by.setdefault((k[0], k[1], k[2], k[3], e), {})[int(k[4])] = v["median"]
+        lines += ["", "| config | engine | threads: time | speed-up |", "|---|---|---|---|"]
+        for (d, w, bt, a, e), t in sorted(by.items(), key=lambda kv: str(kv[0])):
+            lo, hi = min(t), max(t)
+            lines.append(f"| d{d}-w{w}-b{bt}-{a} | {e} | " + ", ".join(f"{n}: {_fmt_time(t[n])}" for n in sorted(t))
+                         + f" | {t[lo] / t[hi]:.2f}x on {hi} |")
+    return "\n".join(lines)
+
+
+def plot_ratios(data: dict[str, Any], path: str) -> None:
+    """Speed-up of loggrad extended over each engine per configuration (log scale)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = _rows(data)
+    if not rows:
+        raise ValueError("no backward-pass benchmarks in the data")
+    keys = sorted((k for k in rows if "loggrad-extended" in rows[k]),
+                  key=lambda k: (str(k[3]), k[4] or 0, k[1], k[2], k[0]))
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.45 * len(keys) + 2), 4.5))
+    xs = np.arange(len(keys))
+    for e, marker in (("loggrad-float64", "s"), ("numpy", "o"), ("torch", "^"), ("jax", "D")):
+        pts = [(i, rows[k][e]["median"] / rows[k]["loggrad-extended"]["median"])
+               for i, k in enumerate(keys) if e in rows[k]]
+        if pts:
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], marker, label=f"{e} time ÷ loggrad extended")
+    ax.axhline(1.0, color="k", lw=0.8)
+    ax.set_yscale("log")
+    ax.set_xticks(xs)
+    ax.set_xticklabels([f"d{k[0]} w{k[1]} b{k[2]} {k[3]}" + (f" t{k[4]}" if k[4] else "") for k in keys],
+                       rotation=70, ha="right", fontsize=7)
+    ax.set_ylabel("speed-up of loggrad extended (>1: loggrad faster)")
+    ax.legend(fontsize=7)
+    ax.grid(True, which="both", axis="y", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+# --------------------------------------------------------------------------- command line
+
+
+def _ints(s: str) -> list[int]:
+    try:
+        out = [int(v) for v in s.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {s!r}") from None
+    if not out or min(out) < 1:
+        raise argparse.ArgumentTypeError(f"expected positive integers, got {s!r}")
+    return out
+
+
+def _names(valid: Sequence[str]) -> Callable[[str], list[str]]:
+    def parse(s: str) -> list[str]:
+        out = [v.strip() for v in s.split(",") if v.strip()]
+        bad = [v for v in out if v not in valid]
+        if bad or not out:
+            raise argparse.ArgumentTypeError(f"unknown {', '.join(bad) or 'empty list'}; valid: {', '.join(valid)}")
+        return out
+
+    return parse
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="loggrad bench", description=__doc__.split("\n\n")[0] if __doc__ else None)
+    p.add_argument("--grid", choices=("quick", "full"), default="quick",
+                   help="quick: the corners that decide the targets (default); full: the whole grid "
+                        "depth {10..10000} x width {4..1024} x batch {1,64,256} within the limits")
+    p.add_argument("--depth", type=_ints, help="depths (comma-separated); with --width/--batch replaces --grid")
+    p.add_argument("--width", type=_ints, help="widths (comma-separated)")
+    p.add_argument("--batch", type=_ints, help="batch sizes (comma-separated)")
+    p.add_argument("--activation", type=_names(ACTIVATIONS), default=["tanh"],
+                   help="activations: tanh, relu or tanh,relu (default tanh)")
+    p.add_argument("--engines", type=_names(ENGINES), default=list(ENGINES),
+                   help=f"engines to run (default all installed: {','.join(ENGINES)})")
+    p.add_argument("--threads", type=int, default=None,
+                   help="threads for every engine (re-runs in a fresh process so numpy's OpenBLAS and "
+                        "JAX take it too); default: all cores")
+    p.add_argument("--max-flops", type=float, default=MAX_FLOPS, help="skip configurations above this work")
+    p.add_argument("--min-time", type=float, default=0.3, help="seconds of repeats per measurement")
+    p.add_argument("--memory", action="store_true", help="also measure the peak memory of a pass (Linux)")
+    p.add_argument("--json", metavar="FILE", help="write the results (pytest-benchmark layout)")
+    p.add_argument("--plot", metavar="FILE", help="write the ratio plot (matplotlib)")
+    p.add_argument("--quiet", action="store_true", help="only the ratio table")
+    return p
+
+
+def _thread_env(n: int) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update({"LOGGRAD_NUM_THREADS": str(n), "OPENBLAS_NUM_THREADS": str(n), "OMP_NUM_THREADS": str(n),
+                "MKL_NUM_THREADS": str(n),
+                "XLA_FLAGS": (env.get("XLA_FLAGS", "") + f" --xla_cpu_multi_thread_eigen={'true' if n > 1 else 'false'}"
+                              f" intra_op_parallelism_threads={n}").strip()})
+    return env
+
+
+def main(argv: list[str]) -> int:
+    """`loggrad bench`: runs the chosen part of the grid, prints the ratio table; 0 on
+    success, 1 when an engine's result disagrees with the numpy backprop, 2 on bad usage."""
+    p = _parser()
+    try:
+        args = p.parse_args(argv)
+    except SystemExit as e:
+        return int(e.code or 0)
+    if args.threads is not None:
+        if args.threads < 1:
+            print("loggrad bench: --threads must be >= 1", file=sys.stderr)
+            return 2
+        if os.environ.get("LOGGRAD_BENCH_CHILD") != "1":
+            env = _thread_env(args.threads)
+            env["LOGGRAD_BENCH_CHILD"] = "1"
+            return subprocess.call([sys.executable, "-m", "loggrad.bench", *argv], env=env)
+    if args.depth or args.width or args.batch:
+        configs = grid(args.depth or [1000], args.width or [32], args.batch or [1], args.activation,
+                       args.max_flops)
+    elif args.grid == "full":
+        configs = grid(activations=args.activation, max_flops=args.max_flops)
+    else:
+        configs = [Config(d, w, b, a) for a in args.activation for d, w, b in QUICK
+                   if skip_reason(Config(d, w, b, a), args.max_flops) is None]
+    if not configs:
+        print("loggrad bench: no configuration within the limits (see --max-flops)", file=sys.stderr)
+        return 2
+    engines = [e for e in args.engines if installed(e)]
+    missing = [e for e in args.engines if e not in engines]
+    log = None if args.quiet else (lambda s: print(s, flush=True))
+    if log and missing:
+        log(f"not installed, skipped: {', '.join(missing)}")
+    try:
+        data = run_suite(configs, engines, args.threads, args.min_time, args.memory, log=log)
+    except AssertionError as e:
+        print(f"loggrad bench: result check failed: {e}", file=sys.stderr)
+        return 1
+    print()
+    print(ratio_table(data))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(data, f, indent=1)
+    if args.plot:
+        try:
+            plot_ratios(data, args.plot)
+        except ImportError:
+            print("loggrad bench: --plot needs matplotlib (pip install matplotlib)", file=sys.stderr)
+            return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
