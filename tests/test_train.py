@@ -228,3 +228,33 @@ def test_bad_clip_arguments():
             clip_grad_norm(g, bad)
         with pytest.raises(ValueError, match="clip_value must be a positive finite number"):
             clip_grad_value(g, bad)
+
+
+@pytest.mark.parametrize("lr", ["0.1", None, np.ones(2), True, 0.0, -1.0, float("nan"), float("inf")])
+def test_bad_learning_rate_names_the_parameter_and_leaves_weights(lr):
+    net = lg.Network.build([3, 4, 2], "tanh", seed=1)
+    before = net.params.copy()
+    x, y = np.ones((2, 3)), np.zeros((2, 2))
+    with pytest.raises((TypeError, ValueError), match="lr"):
+        net.sgd_step(x, y, lr)
+    with pytest.raises((TypeError, ValueError), match="lr"):
+        net.fit(x, y, lr, epochs=1)
+    np.testing.assert_array_equal(net.params, before)
+
+
+@pytest.mark.parametrize("kw,name", [({"epochs": 0}, "epochs"), ({"epochs": 1.5}, "epochs"),
+                                     ({"batch_size": "a"}, "batch_size"), ({"batch_size": 0}, "batch_size")])
+def test_bad_fit_counts_name_the_parameter(kw, name):
+    net = lg.Network.build([3, 2], "tanh", seed=1)
+    with pytest.raises((TypeError, ValueError), match=name):
+        net.fit(np.ones((2, 3)), np.zeros((2, 2)), 0.1, **kw)
+
+
+def test_network_report_and_spectrum_methods_equal_the_functions():
+    net = lg.Network.build([5] * 9, "tanh", seed=2)
+    x = np.random.default_rng(0).standard_normal((3, 5))
+    y = np.zeros((3, 5))
+    a, b = net.report(x, y, lr=1e-3), lg.report(net, x, y, lr=1e-3)
+    np.testing.assert_array_equal(a.records()[0]["log10_grad_norm_w"], b.records()[0]["log10_grad_norm_w"])
+    assert a.slope == b.slope and a.verdict == b.verdict
+    np.testing.assert_array_equal(net.spectrum(x[0]).lyapunov, lg.spectrum(net, x[0]).lyapunov)

@@ -540,6 +540,19 @@ class Network:
 
         return sgd_step(self, x, y, lr, loss, clip_norm, clip_value)
 
+    def report(self, x: npt.ArrayLike, y: npt.ArrayLike | None = None, loss: str = "mse",
+               lr: float | None = None, **kwargs: Any) -> Any:
+        """Gradient-health report on the batch x; see :func:`loggrad.report` (returns a Report)."""
+        from .report import report
+
+        return report(self, x, y, loss, lr, **kwargs)
+
+    def spectrum(self, x: npt.ArrayLike | None = None, k: int | None = None, **kwargs: Any) -> Any:
+        """Log singular values of the input-output Jacobian; see :func:`loggrad.spectrum`."""
+        from .spectrum import spectrum
+
+        return spectrum(self, x, k, **kwargs)
+
     def fit(self, x: npt.ArrayLike, y: npt.ArrayLike | None, lr: float, epochs: int = 10,
             batch_size: int | None = None, loss: str = "mse", **kwargs: Any) -> Any:
         """Minibatch SGD; see :func:`loggrad.train.fit` (returns a History).

@@ -13,6 +13,7 @@ is scaled to a finite update instead of turning into inf/nan (as
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -109,6 +110,22 @@ class StepReport:
             return np.where(self.nonzero_updates > 0, self.unchanged / np.maximum(self.nonzero_updates, 1), 0.0)
 
 
+def _positive_real(name: str, v: Any) -> float:
+    if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, float, np.integer, np.floating)):
+        raise TypeError(f"{name} must be a real number, got {type(v).__name__}")
+    if not (math.isfinite(float(v)) and float(v) > 0):
+        raise ValueError(f"{name} must be a positive finite number, got {v}")
+    return float(v)
+
+
+def _positive_int(name: str, v: Any) -> int:
+    if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer)):
+        raise TypeError(f"{name} must be an integer, got {type(v).__name__}")
+    if v < 1:
+        raise ValueError(f"{name} must be >= 1, got {v}")
+    return int(v)
+
+
 def sgd_step(
     net: Network,
     x: npt.ArrayLike,
@@ -127,8 +144,7 @@ def sgd_step(
     FloatingPointError is raised: clip the gradient. A failed step leaves the
     network exactly as it was.
     """
-    if not (np.isfinite(lr) and lr > 0):
-        raise ValueError(f"lr must be a positive finite number, got {lr}")
+    lr = _positive_real("lr", lr)
     g = net.backward(x, y, loss=loss)
     grad = g.params
     assert isinstance(grad, LogArray)
@@ -206,6 +222,10 @@ def fit(
     step, the per-layer gradient norms (log10, exact) and the fraction of
     updates lost below half an ulp.
     """
+    lr = _positive_real("lr", lr)
+    epochs = _positive_int("epochs", epochs)
+    if batch_size is not None:
+        batch_size = _positive_int("batch_size", batch_size)
     xa = np.asarray(x, dtype=np.float64)
     if xa.ndim != 2:
         raise ValueError(f"x must be 2-D (samples, n_in), got shape {xa.shape}")
@@ -213,11 +233,7 @@ def fit(
     ya = None if y is None else np.asarray(y)
     if ya is not None and ya.shape[0] != n:
         raise ValueError(f"x has {n} samples but y has {ya.shape[0]}")
-    if epochs < 1:
-        raise ValueError("epochs must be >= 1")
-    bs = n if batch_size is None else int(batch_size)
-    if bs < 1:
-        raise ValueError("batch_size must be >= 1")
+    bs = n if batch_size is None else batch_size
     rng = np.random.default_rng(seed)
     hist = History()
     for _ in range(epochs):
