@@ -119,14 +119,23 @@ void reserve_check(std::size_t bytes, const char* what) {
 constexpr std::size_t kNoLayer = static_cast<std::size_t>(-1);
 
 void check_range(const double* m, const exp_t* e, std::size_t n, std::size_t l, const char* what) {
-    // Out of range: e + kMaxExp outside [0, 2 kMaxExp] (unsigned compare), for a nonzero m.
-    constexpr std::uint64_t kSpan = 2 * static_cast<std::uint64_t>(kMaxExp);
+    // Out of range: off = e + kMaxExp outside [0, 2^61] (as unsigned), for a
+    // nonzero m. With c = 2^61 - 1, off | (off + c) reaches bit 62 or 63 exactly
+    // then (off < 2^63 keeps off + c from wrapping; off >= 2^63 has bit 63):
+    // the mask of nonzero m comes from its bits. Integer adds, ors and shifts
+    // only, which vectorise (SSE2 has no 64-bit compare).
+    static_assert(2 * kMaxExp == (exp_t(1) << 61), "check_range assumes kMaxExp == 2^60");
+    constexpr std::uint64_t c = (std::uint64_t(1) << 61) - 1;
     std::uint64_t bad = 0;
     for (std::size_t i = 0; i < n; ++i) {
         const std::uint64_t off = static_cast<std::uint64_t>(e[i]) + static_cast<std::uint64_t>(kMaxExp);
-        bad |= static_cast<std::uint64_t>(off > kSpan) & static_cast<std::uint64_t>(m[i] != 0.0);
+        std::uint64_t mb;
+        std::memcpy(&mb, m + i, sizeof mb);
+        const std::uint64_t t = mb << 1;  // zero iff m is +-0
+        const std::uint64_t nonzero = std::uint64_t(0) - ((t | (std::uint64_t(0) - t)) >> 63);
+        bad |= (off | (off + c)) & nonzero;
     }
-    if (bad)
+    if (bad >> 62)
         throw range_error((l == kNoLayer ? std::string() : "layer " + std::to_string(l) + " ") + what +
                           " left loggrad's exponent range (|log2| < 2^60)");
 }
