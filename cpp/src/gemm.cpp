@@ -320,6 +320,23 @@ void ext_gemm_tn(Workspace& ws, std::size_t B, std::size_t N1, std::size_t N2, E
     // normal double >= 2^-1002 and every sum stays below B, so the kernel
     // neither under- nor overflows; only the residuals need exact treatment.
     constexpr exp_t T = 500;
+    if (B == 1) {
+        // One row: C[j, k] = D[j] A[k], one rounded product each, which is
+        // what the general path below computes too (scales 2^0, one-term sums,
+        // no residuals); the bias gradient is D itself.
+        ws.cs.resize(N1 * N2);
+        double* cs = ws.cs.data();
+        parallel_rows(N1, N2, [&](std::size_t r0, std::size_t r1) {
+            for (std::size_t j = r0; j < r1; ++j) {
+                double* c = cs + j * N2;
+                const double dj = D.m[j];
+                for (std::size_t k = 0; k < N2; ++k) c[k] = dj * A.m[k];
+                normalize_n(N2, c, D.e[j], A.e, C.m + j * N2, C.e + j * N2);
+            }
+        });
+        if (colsum.m) normalize_n(N1, D.m, 0, D.e, colsum.m, colsum.e);
+        return;
+    }
     ws.xs.resize(B * N1);
     ws.ys.resize(B * N2);
     ws.cs.resize(N1 * N2);
