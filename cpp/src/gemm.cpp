@@ -4,6 +4,7 @@
 #include "loggrad/parallel.hpp"
 
 #include <algorithm>
+#include <atomic>
 #include <cfloat>
 #include <climits>
 #include <cmath>
@@ -151,30 +152,47 @@ void ext_gemm_xw(Workspace& ws, std::size_t M, std::size_t N, std::size_t K, Ext
     exp_t* rowE = ws.ex.data();
     std::vector<Residuals> residuals;
 
-    // 1. Scale each row of X by its largest exponent.
-    for (std::size_t i = 0; i < M; ++i) {
-        const double* xm = X.m + i * K;
-        const exp_t* xe = X.e + i * K;
-        exp_t E = kZeroExp;
-        for (std::size_t k = 0; k < K; ++k) E = std::max(E, xe[k]);
-        rowE[i] = E;
-        double* s = xs + i * K;
-        Residuals* res = nullptr;
-        for (std::size_t k = 0; k < K; ++k) {
-            const exp_t d = xe[k] - E;
-            if (d >= -T) {
-                s[k] = xm[k] * pow2(static_cast<int>(d));
-            } else {
-                s[k] = 0.0;
-                if (xm[k] != 0.0) {
-                    if (!res) {
-                        residuals.push_back(Residuals{i, d, {}});
-                        res = &residuals.back();
-                    }
-                    res->max_rel = std::max(res->max_rel, d);
-                    res->idx.push_back(k);
+    // 1. Scale each row of X by its largest exponent (rows in parallel; a row
+    // with terms below 2^-T of its largest is flagged and listed after).
+    ws.flags.resize(M);
+    unsigned char* flagged = ws.flags.data();
+    std::atomic<bool> any_flagged{false};
+    parallel_rows(M, K, [&](std::size_t r0, std::size_t r1) {
+        bool anyf = false;
+        for (std::size_t i = r0; i < r1; ++i) {
+            const double* xm = X.m + i * K;
+            const exp_t* xe = X.e + i * K;
+            exp_t E = kZeroExp;
+            for (std::size_t k = 0; k < K; ++k) E = std::max(E, xe[k]);
+            rowE[i] = E;
+            double* s = xs + i * K;
+            bool f = false;
+            for (std::size_t k = 0; k < K; ++k) {
+                const exp_t d = xe[k] - E;
+                if (d >= -T) {
+                    s[k] = xm[k] * pow2(static_cast<int>(d));
+                } else {
+                    s[k] = 0.0;
+                    f |= xm[k] != 0.0;
                 }
             }
+            flagged[i] = f;
+            anyf |= f;
+        }
+        if (anyf) any_flagged.store(true, std::memory_order_relaxed);
+    });
+    if (any_flagged.load()) {
+        for (std::size_t i = 0; i < M; ++i) {
+            if (!flagged[i]) continue;
+            Residuals r{i, kZeroExp, {}};
+            for (std::size_t k = 0; k < K; ++k) {
+                const exp_t d = X.e[i * K + k] - rowE[i];
+                if (d < -T && X.m[i * K + k] != 0.0) {
+                    r.max_rel = std::max(r.max_rel, d);
+                    r.idx.push_back(k);
+                }
+            }
+            residuals.push_back(std::move(r));
         }
     }
 
@@ -186,13 +204,17 @@ void ext_gemm_xw(Workspace& ws, std::size_t M, std::size_t N, std::size_t K, Ext
     // both are recomputed exactly, all terms included.
     const double tiny = static_cast<double>(K) * std::ldexp(1.0, -1020);
     auto suspect = [&](double c) { return !(std::fabs(c) >= tiny && std::fabs(c) <= DBL_MAX); };
-    int any_suspect = 0;
-    for (std::size_t i = 0; i < M; ++i) {
-        const double* c = cs + i * N;
-        normalize_n(N, c, rowE[i], nullptr, C.m + i * N, C.e + i * N);
-        for (std::size_t j = 0; j < N; ++j) any_suspect |= suspect(c[j]);
-    }
-    if (any_suspect) {
+    std::atomic<bool> any_suspect{false};
+    parallel_rows(M, N, [&](std::size_t r0, std::size_t r1) {
+        int sus = 0;
+        for (std::size_t i = r0; i < r1; ++i) {
+            const double* c = cs + i * N;
+            normalize_n(N, c, rowE[i], nullptr, C.m + i * N, C.e + i * N);
+            for (std::size_t j = 0; j < N; ++j) sus |= suspect(c[j]);
+        }
+        if (sus) any_suspect.store(true, std::memory_order_relaxed);
+    });
+    if (any_suspect.load()) {
         for (std::size_t i = 0; i < M; ++i) {
             if (rowE[i] == kZeroExp) continue;  // a zero row: the zero outputs are exact
             for (std::size_t j = 0; j < N; ++j) {
@@ -243,24 +265,43 @@ namespace {
 // into s; returns per-column residuals (entries below 2^-T of the column max).
 std::vector<Residuals> scale_columns(std::size_t B, std::size_t N, ExtCMat X, exp_t T, double* s,
                                      exp_t* colE) {
-    std::fill(colE, colE + N, kZeroExp);
-    for (std::size_t i = 0; i < B; ++i)
-        for (std::size_t j = 0; j < N; ++j) colE[j] = std::max(colE[j], X.e[i * N + j]);
-    std::vector<std::pair<std::size_t, std::size_t>> res;  // (column, row)
-    for (std::size_t i = 0; i < B; ++i) {
-        for (std::size_t j = 0; j < N; ++j) {
-            const std::size_t o = i * N + j;
-            const exp_t d = X.e[o] - colE[j];
-            if (d >= -T) {
-                s[o] = X.m[o] * pow2(static_cast<int>(d));
-            } else {
-                s[o] = 0.0;
-                if (X.m[o] != 0.0) res.emplace_back(j, i);
+    // Column maxima: blocks of columns, each over all rows (max is exact, so
+    // any split gives the same result).
+    const std::size_t cols = std::max<std::size_t>(16, kElemGrain / std::max<std::size_t>(1, B));
+    auto colmax = [&](std::size_t c0, std::size_t c1) {
+        std::fill(colE + c0, colE + c1, kZeroExp);
+        for (std::size_t i = 0; i < B; ++i) {
+            const exp_t* xe = X.e + i * N;
+            for (std::size_t j = c0; j < c1; ++j) colE[j] = std::max(colE[j], xe[j]);
+        }
+    };
+    if (B * N < 2 * kElemGrain) colmax(0, N);
+    else parallel_chunks(N, cols, colmax);
+    std::atomic<bool> any_res{false};
+    parallel_rows(B, N, [&](std::size_t r0, std::size_t r1) {
+        bool anyr = false;
+        for (std::size_t i = r0; i < r1; ++i) {
+            for (std::size_t j = 0; j < N; ++j) {
+                const std::size_t o = i * N + j;
+                const exp_t d = X.e[o] - colE[j];
+                if (d >= -T) {
+                    s[o] = X.m[o] * pow2(static_cast<int>(d));
+                } else {
+                    s[o] = 0.0;
+                    anyr |= X.m[o] != 0.0;
+                }
             }
         }
-    }
+        if (anyr) any_res.store(true, std::memory_order_relaxed);
+    });
     std::vector<Residuals> out;
-    if (res.empty()) return out;
+    if (!any_res.load()) return out;
+    std::vector<std::pair<std::size_t, std::size_t>> res;  // (column, row)
+    for (std::size_t i = 0; i < B; ++i)
+        for (std::size_t j = 0; j < N; ++j) {
+            const std::size_t o = i * N + j;
+            if (X.m[o] != 0.0 && X.e[o] - colE[j] < -T) res.emplace_back(j, i);
+        }
     std::stable_sort(res.begin(), res.end(),
                      [](const auto& a, const auto& b) { return a.first < b.first; });
     for (const auto& [j, i] : res) {
@@ -279,6 +320,23 @@ void ext_gemm_tn(Workspace& ws, std::size_t B, std::size_t N1, std::size_t N2, E
     // normal double >= 2^-1002 and every sum stays below B, so the kernel
     // neither under- nor overflows; only the residuals need exact treatment.
     constexpr exp_t T = 500;
+    if (B == 1) {
+        // One row: C[j, k] = D[j] A[k], one rounded product each, which is
+        // what the general path below computes too (scales 2^0, one-term sums,
+        // no residuals); the bias gradient is D itself.
+        ws.cs.resize(N1 * N2);
+        double* cs = ws.cs.data();
+        parallel_rows(N1, N2, [&](std::size_t r0, std::size_t r1) {
+            for (std::size_t j = r0; j < r1; ++j) {
+                double* c = cs + j * N2;
+                const double dj = D.m[j];
+                for (std::size_t k = 0; k < N2; ++k) c[k] = dj * A.m[k];
+                normalize_n(N2, c, D.e[j], A.e, C.m + j * N2, C.e + j * N2);
+            }
+        });
+        if (colsum.m) normalize_n(N1, D.m, 0, D.e, colsum.m, colsum.e);
+        return;
+    }
     ws.xs.resize(B * N1);
     ws.ys.resize(B * N2);
     ws.cs.resize(N1 * N2);
@@ -292,7 +350,9 @@ void ext_gemm_tn(Workspace& ws, std::size_t B, std::size_t N1, std::size_t N2, E
     gemm(true, false, N1, N2, B, ds, as, cs);
 
     // A zero column of D or A gives zero outputs (cs is 0 there): exact.
-    for (std::size_t j = 0; j < N1; ++j) normalize_n(N2, cs + j * N2, E[j], F, C.m + j * N2, C.e + j * N2);
+    parallel_rows(N1, N2, [&](std::size_t r0, std::size_t r1) {
+        for (std::size_t j = r0; j < r1; ++j) normalize_n(N2, cs + j * N2, E[j], F, C.m + j * N2, C.e + j * N2);
+    });
     auto d_is_residual = [&](std::size_t i, std::size_t j) {
         return D.m[i * N1 + j] != 0.0 && D.e[i * N1 + j] - E[j] < -T;
     };
@@ -326,10 +386,16 @@ void ext_gemm_tn(Workspace& ws, std::size_t B, std::size_t N1, std::size_t N2, E
 
     if (!colsum.m) return;
     // Bias gradient: column sums of D in row order, on the same scaled mantissas.
-    ws.sums.assign(N1, 0.0);
+    // Each column summed in row order, whatever the split into column blocks.
+    ws.sums.resize(N1);
     double* s = ws.sums.data();
-    for (std::size_t i = 0; i < B; ++i)
-        for (std::size_t j = 0; j < N1; ++j) s[j] += ds[i * N1 + j];
+    auto colsums = [&](std::size_t c0, std::size_t c1) {
+        std::fill(s + c0, s + c1, 0.0);
+        for (std::size_t i = 0; i < B; ++i)
+            for (std::size_t j = c0; j < c1; ++j) s[j] += ds[i * N1 + j];
+    };
+    if (B * N1 < 2 * kElemGrain) colsums(0, N1);
+    else parallel_chunks(N1, std::max<std::size_t>(16, kElemGrain / B), colsums);
     normalize_n(N1, s, 0, E, colsum.m, colsum.e);
     for (const Residuals& r : dres) {
         const std::size_t j = r.line;

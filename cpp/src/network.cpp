@@ -11,6 +11,7 @@
 #include <string>
 
 #include "loggrad/gemm.hpp"
+#include "loggrad/parallel.hpp"
 
 #if defined(__unix__) || defined(__APPLE__)
 #include <unistd.h>
@@ -118,14 +119,23 @@ void reserve_check(std::size_t bytes, const char* what) {
 constexpr std::size_t kNoLayer = static_cast<std::size_t>(-1);
 
 void check_range(const double* m, const exp_t* e, std::size_t n, std::size_t l, const char* what) {
-    // Out of range: e + kMaxExp outside [0, 2 kMaxExp] (unsigned compare), for a nonzero m.
-    constexpr std::uint64_t kSpan = 2 * static_cast<std::uint64_t>(kMaxExp);
+    // Out of range: off = e + kMaxExp outside [0, 2^61] (as unsigned), for a
+    // nonzero m. With c = 2^61 - 1, off | (off + c) reaches bit 62 or 63 exactly
+    // then (off < 2^63 keeps off + c from wrapping; off >= 2^63 has bit 63):
+    // the mask of nonzero m comes from its bits. Integer adds, ors and shifts
+    // only, which vectorise (SSE2 has no 64-bit compare).
+    static_assert(2 * kMaxExp == (exp_t(1) << 61), "check_range assumes kMaxExp == 2^60");
+    constexpr std::uint64_t c = (std::uint64_t(1) << 61) - 1;
     std::uint64_t bad = 0;
     for (std::size_t i = 0; i < n; ++i) {
         const std::uint64_t off = static_cast<std::uint64_t>(e[i]) + static_cast<std::uint64_t>(kMaxExp);
-        bad |= static_cast<std::uint64_t>(off > kSpan) & static_cast<std::uint64_t>(m[i] != 0.0);
+        std::uint64_t mb;
+        std::memcpy(&mb, m + i, sizeof mb);
+        const std::uint64_t t = mb << 1;  // zero iff m is +-0
+        const std::uint64_t nonzero = std::uint64_t(0) - ((t | (std::uint64_t(0) - t)) >> 63);
+        bad |= (off | (off + c)) & nonzero;
     }
-    if (bad)
+    if (bad >> 62)
         throw range_error((l == kNoLayer ? std::string() : "layer " + std::to_string(l) + " ") + what +
                           " left loggrad's exponent range (|log2| < 2^60)");
 }
@@ -161,22 +171,38 @@ void forward_layer_ext(const Architecture& net, const double* params, std::size_
     const double* W = params + net.weight_offset(l);
     const double* b = params + net.bias_offset(l);
     ext_gemm_xw(ws, batch, n_out, n_in, in, W, true, z);
-    for (std::size_t j = 0; j < n_out; ++j) {  // z += b (the bias of unit j, extended)
+    ws.bm.resize(n_out);
+    ws.be.resize(n_out);
+    for (std::size_t j = 0; j < n_out; ++j) {  // the biases, extended
         const Ext bj = from_double(b[j]);
-        for (std::size_t i = 0; i < batch; ++i) {
-            const std::size_t o = i * n_out + j;
-            const Ext v = add(Ext{z.m[o], z.e[o]}, bj);
-            z.m[o] = v.m;
-            z.e[o] = v.e;
+        ws.bm[j] = bj.m;
+        ws.be[j] = bj.e;
+    }
+    const double* bm = ws.bm.data();
+    const exp_t* be = ws.be.data();
+    const Activation act = net.activation(l);
+    // z += b, activation and range checks, rows in parallel (elementwise:
+    // the same results for any split).
+    parallel_rows(batch, n_out, [&](std::size_t r0, std::size_t r1) {
+        const std::size_t o0 = r0 * n_out, n = (r1 - r0) * n_out;
+        for (std::size_t i = r0; i < r1; ++i) {
+            double* zm = z.m + i * n_out;
+            exp_t* ze = z.e + i * n_out;
+            for (std::size_t j = 0; j < n_out; ++j) {
+                const Ext v = add(Ext{zm[j], ze[j]}, Ext{bm[j], be[j]});
+                zm[j] = v.m;
+                ze[j] = v.e;
+            }
         }
-    }
-    try {
-        activate_ext_n(net.activation(l), batch * n_out, z.m, z.e, out.m, out.e, der.m, der.e);
-    } catch (const range_error& e) {
-        throw range_error(layer_tag(l) + ": " + e.what());
-    }
-    check_range(out.m, out.e, batch * n_out, l, "activations");
-    if (der.m) check_range(der.m, der.e, batch * n_out, l, "activation derivatives");
+        try {
+            activate_ext_n(act, n, z.m + o0, z.e + o0, out.m + o0, out.e + o0, der.m ? der.m + o0 : nullptr,
+                           der.e ? der.e + o0 : nullptr);
+        } catch (const range_error& e) {
+            throw range_error(layer_tag(l) + ": " + e.what());
+        }
+        check_range(out.m + o0, out.e + o0, n, l, "activations");
+        if (der.m) check_range(der.m + o0, der.e + o0, n, l, "activation derivatives");
+    });
 }
 
 namespace {
@@ -281,10 +307,16 @@ void forward_range_f64(const Architecture& net, const double* params, std::size_
         if (check) net.check_layer_params(params, l);
         const double* b = params + net.bias_offset(l);
         gemm(false, true, batch, n_out, n_in, st.acts.data() + st.aoff[i], params + net.weight_offset(l), z.data());
-        for (std::size_t r = 0; r < batch; ++r)
-            for (std::size_t j = 0; j < n_out; ++j) z[r * n_out + j] += b[j];
-        activate_f64_n(net.activation(l), batch * n_out, z.data(), st.acts.data() + st.aoff[i + 1],
-                       keep ? st.ders.data() + st.doff[i] : nullptr);
+        double* zp = z.data();
+        double* ap = st.acts.data() + st.aoff[i + 1];
+        double* dp = keep ? st.ders.data() + st.doff[i] : nullptr;
+        const Activation act = net.activation(l);
+        parallel_rows(batch, n_out, [&](std::size_t r0, std::size_t r1) {
+            for (std::size_t r = r0; r < r1; ++r)
+                for (std::size_t j = 0; j < n_out; ++j) zp[r * n_out + j] += b[j];
+            const std::size_t o0 = r0 * n_out;
+            activate_f64_n(act, (r1 - r0) * n_out, zp + o0, ap + o0, dp ? dp + o0 : nullptr);
+        });
     }
 }
 
@@ -292,13 +324,21 @@ void backward_layer_f64(const Architecture& net, const double* params, std::size
                         const double* a, const double* d, Buffer<double>& g, Buffer<double>& g2,
                         const GradF64& res, bool input_grad) {
     const std::size_t n_in = net.width(l), n_out = net.width(l + 1);
-    for (std::size_t o = 0; o < batch * n_out; ++o) g[o] *= d[o];
+    double* gp = g.data();
+    parallel_rows(batch, n_out, [&](std::size_t r0, std::size_t r1) {
+        for (std::size_t o = r0 * n_out; o < r1 * n_out; ++o) gp[o] *= d[o];
+    });
     const std::size_t wo = net.weight_offset(l), bo = net.bias_offset(l);
     gemm(true, false, n_out, n_in, batch, g.data(), a, res.grad + wo);
+    // Bias gradient: each column summed in row order, whatever the split.
     double* db = res.grad + bo;
-    std::fill(db, db + n_out, 0.0);
-    for (std::size_t i = 0; i < batch; ++i)
-        for (std::size_t j = 0; j < n_out; ++j) db[j] += g[i * n_out + j];
+    auto colsums = [&](std::size_t c0, std::size_t c1) {
+        std::fill(db + c0, db + c1, 0.0);
+        for (std::size_t i = 0; i < batch; ++i)
+            for (std::size_t j = c0; j < c1; ++j) db[j] += gp[i * n_out + j];
+    };
+    if (batch * n_out < 2 * kElemGrain) colsums(0, n_out);
+    else parallel_chunks(n_out, std::max<std::size_t>(16, kElemGrain / batch), colsums);
     if (input_grad) {
         gemm(false, false, batch, n_in, n_out, g.data(), params + wo, g2.data());
         std::swap(g, g2);
@@ -346,11 +386,15 @@ void backward_layer_ext(const Architecture& net, const double* params, std::size
                         Buffer<exp_t>& g2e, const GradExt& res, bool input_grad, Workspace& ws) {
     const std::size_t n_in = net.width(l), n_out = net.width(l + 1);
     // delta = dL/dz_l = dL/da_{l+1} * f'(z_l), elementwise: never lost.
-    for (std::size_t o = 0; o < batch * n_out; ++o) {
-        const Ext d = mul(Ext{gm[o], ge[o]}, Ext{der.m[o], der.e[o]});
-        gm[o] = d.m;
-        ge[o] = d.e;
-    }
+    double* gmp = gm.data();
+    exp_t* gep = ge.data();
+    parallel_rows(batch, n_out, [&](std::size_t r0, std::size_t r1) {
+        for (std::size_t o = r0 * n_out; o < r1 * n_out; ++o) {
+            const Ext d = mul(Ext{gmp[o], gep[o]}, Ext{der.m[o], der.e[o]});
+            gmp[o] = d.m;
+            gep[o] = d.e;
+        }
+    });
     const ExtCMat delta{gm.data(), ge.data()};
     const std::size_t wo = net.weight_offset(l), bo = net.bias_offset(l);
     ext_gemm_tn(ws, batch, n_out, n_in, delta, a, ExtMat{res.grad.m + wo, res.grad.e + wo},

@@ -43,8 +43,9 @@ struct ExtCMat {
 
 // Scratch buffers reused across layers of one pass.
 struct Workspace {
-    std::vector<double> xs, ys, cs, sums;
-    std::vector<exp_t> ex, ey;
+    std::vector<double> xs, ys, cs, sums, bm;
+    std::vector<exp_t> ex, ey, be;
+    std::vector<unsigned char> flags;
 };
 
 // C (M x N) = X (M x K, extended) op(W), W float64: op(W) = W^T (W is N x K)

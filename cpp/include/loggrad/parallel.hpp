@@ -6,6 +6,7 @@
 // single-threaded inside each task; see gemm.cpp).
 #pragma once
 
+#include <algorithm>
 #include <cstddef>
 #include <functional>
 
@@ -26,5 +27,22 @@ void parallel_for(std::size_t ntasks, const std::function<void(std::size_t)>& fn
 // fn(begin, end) for each in parallel; serial when n < 2 * grain.
 void parallel_chunks(std::size_t n, std::size_t grain,
                      const std::function<void(std::size_t, std::size_t)>& fn);
+
+// Elements per task of the elementwise loops (scaling, normalisation, bias,
+// activations): below twice this no task is shared and no pool is involved.
+constexpr std::size_t kElemGrain = 4096;
+
+// Runs fn(r0, r1) over blocks of whole rows of a (rows x row_len) array, each
+// block about kElemGrain elements; the blocks depend on the sizes only. Small
+// arrays run as one block on the calling thread (no dispatch, no std::function).
+template <class F>
+void parallel_rows(std::size_t rows, std::size_t row_len, F&& fn) {
+    const std::size_t per = std::max<std::size_t>(1, kElemGrain / std::max<std::size_t>(1, row_len));
+    if (rows < 2 * per) {
+        if (rows) fn(std::size_t(0), rows);
+        return;
+    }
+    parallel_chunks(rows, per, fn);
+}
 
 }  // namespace loggrad
