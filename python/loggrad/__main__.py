@@ -44,6 +44,7 @@ import numpy as np
 from . import __version__
 from ._logarray import LogArray
 from .network import ACTIVATIONS, LOSSES, Network
+from .report import _enc
 
 __all__ = ["main", "sigmoid_chain_demo", "UsageError"]
 
@@ -65,32 +66,8 @@ class RunError(Exception):
 # ---------------------------------------------------------------------------
 
 
-def _jsonable(v: Any) -> Any:
-    """Strict-JSON value: non-finite floats as "inf"/"-inf"/"nan", LogArray as sign and log10."""
-    if isinstance(v, LogArray):
-        return {"sign": _jsonable(np.asarray(v.sign()).tolist()), "log10": _jsonable(np.asarray(v.log10()).tolist())}
-    if isinstance(v, (bool, np.bool_)):
-        return bool(v)
-    if isinstance(v, (float, np.floating)):
-        f = float(v)
-        if math.isnan(f):
-            return "nan"
-        if math.isinf(f):
-            return "inf" if f > 0 else "-inf"
-        return f
-    if isinstance(v, np.integer):
-        return int(v)
-    if isinstance(v, np.ndarray):
-        return _jsonable(v.tolist())
-    if isinstance(v, (list, tuple)):
-        return [_jsonable(u) for u in v]
-    if isinstance(v, dict):
-        return {str(k): _jsonable(u) for k, u in v.items()}
-    return v
-
-
 def _emit_json(obj: Any) -> None:
-    print(json.dumps(_jsonable(obj), indent=2, allow_nan=False))
+    print(json.dumps(_enc(obj), indent=2, allow_nan=False))
 
 
 def _use_rich(args: argparse.Namespace) -> bool:

@@ -553,7 +553,12 @@ def _theory_slope(net: Network, lay: _Layout) -> float | None:
 
 
 def _enc(v: Any) -> Any:
-    """JSON-safe value: non-finite floats as the strings "inf", "-inf", "nan"."""
+    """Strict-JSON value: non-finite floats as the strings "inf", "-inf", "nan";
+    a LogArray as its sign and log10; numpy scalars and arrays as Python ones."""
+    if isinstance(v, LogArray):
+        return {"sign": _enc(np.asarray(v.sign())), "log10": _enc(np.asarray(v.log10()))}
+    if isinstance(v, (bool, np.bool_)):
+        return bool(v)
     if isinstance(v, (float, np.floating)):
         f = float(v)
         if math.isnan(f):
@@ -561,14 +566,14 @@ def _enc(v: Any) -> Any:
         if math.isinf(f):
             return "inf" if f > 0 else "-inf"
         return f
-    if isinstance(v, (np.integer,)):
+    if isinstance(v, np.integer):
         return int(v)
     if isinstance(v, np.ndarray):
-        return [_enc(u) for u in v.tolist()]
+        return _enc(v.tolist())
     if isinstance(v, (list, tuple)):
         return [_enc(u) for u in v]
     if isinstance(v, dict):
-        return {k: _enc(u) for k, u in v.items()}
+        return {str(k): _enc(u) for k, u in v.items()}
     return v
 
 
