@@ -174,18 +174,27 @@ cdef extern from "loggrad/network.hpp" namespace "loggrad" nogil:
         double* m
         exp_t* e
 
-    # Where a backward pass writes; out and dx may be left null.
+    # Where a backward pass writes; out and dx may be left null. grad_offset:
+    # NULL (every layer, parameter layout) or depth offsets into grad, with
+    # kNoGradient for a layer whose parameter gradients are skipped
+    # (see gradient_offsets).
     cdef cppclass GradExt:
         ExtOut loss   # 1 value
         ExtOut out    # batch x n_out
         ExtOut grad   # param_count values, parameter layout
         ExtOut dx     # batch x n_in
+        const size_t* grad_offset
 
     cdef cppclass GradF64:
         double* loss
         double* out
         double* grad
         double* dx
+        const size_t* grad_offset
+
+    const size_t kNoGradient
+    vector[size_t] gradient_offsets(const Architecture& net, const vector[size_t]& layers,
+                                    size_t* total) except +
 
     # In the engine library.
     void check_inputs(const double* x, size_t rows, size_t cols) except +

@@ -116,7 +116,7 @@ py::object forward(const Architecture& net, const array_d& params, const array_d
 py::tuple backward(const Architecture& net, const array_d& params, const array_d& x,
                    const std::string& loss, const std::optional<array_d>& y,
                    const std::optional<array_i64>& labels, const std::string& precision, bool want_dx,
-                   long long checkpoint) {
+                   long long checkpoint, const std::optional<array_i64>& layers) {
     if (checkpoint < -1) throw std::invalid_argument("checkpoint must be -1 (auto), 0 (off) or a segment length");
     const std::size_t cp = checkpoint == -1 ? loggrad::kCheckpointAuto : static_cast<std::size_t>(checkpoint);
     const std::size_t batch = check_call(net, params, x);
@@ -136,7 +136,21 @@ py::tuple backward(const Architecture& net, const array_d& params, const array_d
     const auto b = static_cast<py::ssize_t>(batch);
     const std::vector<py::ssize_t> out_shape{b, static_cast<py::ssize_t>(net.n_out())};
     const std::vector<py::ssize_t> dx_shape{want_dx ? b : 0, static_cast<py::ssize_t>(net.n_in())};
-    const std::vector<py::ssize_t> grad_shape{static_cast<py::ssize_t>(net.param_count())};
+    // Which layers' parameter gradients to compute (all by default), packed in layer order.
+    std::size_t grad_count = net.param_count();
+    std::vector<std::size_t> grad_offset;
+    if (layers) {
+        std::vector<std::size_t> sel;
+        sel.reserve(static_cast<std::size_t>(layers->size()));
+        for (py::ssize_t i = 0; i < layers->size(); ++i) {
+            const long long l = layers->data()[i];
+            if (l < 0) throw std::invalid_argument("layer " + std::to_string(l) + " out of range");
+            sel.push_back(static_cast<std::size_t>(l));
+        }
+        grad_offset = loggrad::gradient_offsets(net, sel, &grad_count);
+    }
+    const std::size_t* go = layers ? grad_offset.data() : nullptr;
+    const std::vector<py::ssize_t> grad_shape{static_cast<py::ssize_t>(grad_count)};
     if (is_extended(precision)) {
         py::array_t<double> loss_m(std::vector<py::ssize_t>{}), out_m(out_shape), grad_m(grad_shape), dx_m(dx_shape);
         py::array_t<exp_t> loss_e(std::vector<py::ssize_t>{}), out_e(out_shape), grad_e(grad_shape), dx_e(dx_shape);
@@ -145,6 +159,7 @@ py::tuple backward(const Architecture& net, const array_d& params, const array_d
         r.out = {out_m.mutable_data(), out_e.mutable_data()};
         r.grad = {grad_m.mutable_data(), grad_e.mutable_data()};
         if (want_dx) r.dx = {dx_m.mutable_data(), dx_e.mutable_data()};
+        r.grad_offset = go;
         {
             // Safe: only the arrays above (kept alive by this frame) are touched.
             py::gil_scoped_release release;
@@ -159,6 +174,7 @@ py::tuple backward(const Architecture& net, const array_d& params, const array_d
     r.out = out.mutable_data();
     r.grad = grad.mutable_data();
     if (want_dx) r.dx = dx.mutable_data();
+    r.grad_offset = go;
     {
         py::gil_scoped_release release;
         loggrad::backward_f64(net, params.data(), x.data(), batch, t, r, cp);
@@ -203,6 +219,7 @@ void register_network(py::module_& m) {
           "Forward pass: (mantissa, exponent) arrays on the extended path, an ndarray on float64");
     m.def("backward", &backward, py::arg("arch"), py::arg("params"), py::arg("x"), py::arg("loss"),
           py::arg("y") = py::none(), py::arg("labels") = py::none(), py::arg("precision") = "extended",
-          py::arg("want_dx") = true, py::arg("checkpoint") = 0,
-          "Backward pass: (loss, out, grad, dx), each (mantissa, exponent) on the extended path");
+          py::arg("want_dx") = true, py::arg("checkpoint") = 0, py::arg("layers") = py::none(),
+          "Backward pass: (loss, out, grad, dx), each (mantissa, exponent) on the extended path; "
+          "layers (strictly increasing) limits grad to those layers' parameter gradients, packed in order");
 }

@@ -66,17 +66,17 @@ else:
     net = lg.Network([rng.standard_normal((w[i + 1], w[i])) / np.sqrt(w[i]) for i in range(len(w) - 1)], None, act)
 x = rng.standard_normal((batch, w[0]))
 y = rng.standard_normal((batch, w[-1]))
-loss = cfg.get("loss", "mse")
-net.backward(x[:1], y[:1], loss=loss, precision=prec, checkpoint=cp)  # warm-up: thread pool, BLAS buffers
+loss, layers = cfg.get("loss", "mse"), cfg.get("layers")
+net.backward(x[:1], y[:1], loss=loss, precision=prec, checkpoint=cp, layers=layers)  # warm-up: thread pool, BLAS
 gc.collect()
 with open("/proc/self/clear_refs", "w") as f:
     f.write("5")
 base = status("VmRSS")
-g = net.backward(x, y, loss=loss, precision=prec, checkpoint=cp)
+g = net.backward(x, y, loss=loss, precision=prec, checkpoint=cp, layers=layers)
 peak = status("VmHWM") - base
 v = 16 if prec == "extended" else 8
-out = dict(peak=peak, grads=net.param_count * v, acts=batch * sum(w) * v, weights=net.param_count * 8,
-           estimate=net.pass_bytes(batch, prec, True, cp))
+out = dict(peak=peak, grads=g.params.size * v, acts=batch * sum(w) * v, weights=net.param_count * 8,
+           estimate=net.pass_bytes(batch, prec, True, cp, layers), total_rss=status("VmHWM"))
 if cfg.get("orthogonal"):  # identity chain, loss sum: dL/dW_0 = (1 Q^(L-1))^T x, against plain numpy
     d = np.ones((batch, w[0]))
     for _ in range(len(w) - 2):
@@ -84,6 +84,13 @@ if cfg.get("orthogonal"):  # identity chain, loss sum: dL/dW_0 = (1 Q^(L-1))^T x
     ref = d.T @ x
     got = g.weights[0].to_numpy()
     out["max_rel_err_w0"] = float(np.max(np.abs(got - ref)) / np.max(np.abs(ref)))
+    if layers is not None and len(w) - 2 in g.layers:  # dL/dW_last = 1^T a_last, a_last = x Q^(L-1)^T
+        a = x.copy()
+        for _ in range(len(w) - 2):
+            a = a @ q.T
+        ref = np.ones((batch, w[-1])).T @ a
+        got = g.weights[-1].to_numpy()
+        out["max_rel_err_wlast"] = float(np.max(np.abs(got - ref)) / np.max(np.abs(ref)))
 print(json.dumps(out))
 """
 
@@ -163,14 +170,33 @@ def test_depth_100000_width_8_with_checkpointing():
 @pytest.mark.skipif(os.environ.get("LOGGRAD_TEST_BIG") != "1",
                     reason="10 GB and 1-3 minutes on 2 cores: set LOGGRAD_TEST_BIG=1")
 def test_depth_100000_width_64_with_checkpointing():
-    """Depth 100,000 at width 64: 416 million parameters.
+    """Depth 100,000 at width 64, every layer's gradient: 416 million parameters.
 
-    Weights (3.3 GB float64) and the extended gradient (6.7 GB: mantissa and
-    exponent per parameter) are what the user holds; with checkpointing the
-    pass itself adds only a few MB of activations (without it, batch 4 would
-    store ~0.8 GB of activations and derivatives).
+    Weights (3.3 GB float64) and the full extended gradient (6.7 GB: mantissa
+    and exponent per parameter) are what the user holds; with checkpointing
+    the pass itself adds only a few MB of activations (without it, batch 4
+    would store ~0.8 GB of activations and derivatives). The test below needs
+    only the weights, with backward(layers=...).
     """
     _depth_100000(64)
+
+
+@measures_rss
+def test_depth_100000_width_64_first_and_last_layer_gradients_within_a_few_gib():
+    """Depth 100,000 at width 64 (416 million parameters, 3.3 GB of float64 weights):
+    checkpointing plus backward(layers=[0, -1]) computes the first and last layers'
+    gradients with a few MB beyond the weights, and they match plain numpy."""
+    depth, width, batch = 100_000, 64, 4
+    weights = depth * width * (width + 1) * 8
+    if _available() < weights + 2**30:
+        pytest.skip(f"needs ~{(weights + 2**30) / 2**30:.1f} GiB of free memory")
+    r = measure(width=width, depth=depth, batch=batch, checkpoint="auto", act="identity", loss="sum",
+                orthogonal=True, layers=[0, -1])
+    assert r["grads"] == 2 * width * (width + 1) * 16
+    assert r["peak"] <= 16 * MiB, r  # checkpoints (sqrt(depth) rows of 64) and one segment
+    assert r["peak"] <= 1.05 * r["estimate"] + 4 * MiB, r
+    assert r["total_rss"] <= weights + 512 * MiB, r  # the whole process: weights + Python + numpy + the pass
+    assert r["max_rel_err_w0"] < 1e-9 and r["max_rel_err_wlast"] < 1e-9, r
 
 
 def test_depth_100000_without_room_is_refused_before_allocating():

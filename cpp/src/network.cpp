@@ -320,6 +320,11 @@ void forward_range_f64(const Architecture& net, const double* params, std::size_
     }
 }
 
+// Where layer l's parameter gradients go (kNoGradient: nowhere).
+std::size_t grad_offset(const Architecture& net, const std::size_t* offsets, std::size_t l) {
+    return offsets ? offsets[l] : net.weight_offset(l);
+}
+
 void backward_layer_f64(const Architecture& net, const double* params, std::size_t l, std::size_t batch,
                         const double* a, const double* d, Buffer<double>& g, Buffer<double>& g2,
                         const GradF64& res, bool input_grad) {
@@ -328,19 +333,21 @@ void backward_layer_f64(const Architecture& net, const double* params, std::size
     parallel_rows(batch, n_out, [&](std::size_t r0, std::size_t r1) {
         for (std::size_t o = r0 * n_out; o < r1 * n_out; ++o) gp[o] *= d[o];
     });
-    const std::size_t wo = net.weight_offset(l), bo = net.bias_offset(l);
-    gemm(true, false, n_out, n_in, batch, g.data(), a, res.grad + wo);
-    // Bias gradient: each column summed in row order, whatever the split.
-    double* db = res.grad + bo;
-    auto colsums = [&](std::size_t c0, std::size_t c1) {
-        std::fill(db + c0, db + c1, 0.0);
-        for (std::size_t i = 0; i < batch; ++i)
-            for (std::size_t j = c0; j < c1; ++j) db[j] += gp[i * n_out + j];
-    };
-    if (batch * n_out < 2 * kElemGrain) colsums(0, n_out);
-    else parallel_chunks(n_out, std::max<std::size_t>(16, kElemGrain / batch), colsums);
+    const std::size_t go = grad_offset(net, res.grad_offset, l);
+    if (go != kNoGradient) {
+        gemm(true, false, n_out, n_in, batch, g.data(), a, res.grad + go);
+        // Bias gradient: each column summed in row order, whatever the split.
+        double* db = res.grad + go + n_out * n_in;
+        auto colsums = [&](std::size_t c0, std::size_t c1) {
+            std::fill(db + c0, db + c1, 0.0);
+            for (std::size_t i = 0; i < batch; ++i)
+                for (std::size_t j = c0; j < c1; ++j) db[j] += gp[i * n_out + j];
+        };
+        if (batch * n_out < 2 * kElemGrain) colsums(0, n_out);
+        else parallel_chunks(n_out, std::max<std::size_t>(16, kElemGrain / batch), colsums);
+    }
     if (input_grad) {
-        gemm(false, false, batch, n_in, n_out, g.data(), params + wo, g2.data());
+        gemm(false, false, batch, n_in, n_out, g.data(), params + net.weight_offset(l), g2.data());
         std::swap(g, g2);
     }
 }
@@ -352,6 +359,24 @@ std::size_t backward_workspace_bytes(const Architecture& net, std::size_t batch,
     for (std::size_t w : net.widths()) maxw = std::max(maxw, w);
     const std::size_t values = batch * (2 * net.unit_count() - net.n_in() + 4 * maxw);
     return values * (extended ? sizeof(double) + sizeof(exp_t) : sizeof(double));
+}
+
+std::vector<std::size_t> gradient_offsets(const Architecture& net, const std::vector<std::size_t>& layers,
+                                          std::size_t* total) {
+    std::vector<std::size_t> off(net.depth(), kNoGradient);
+    std::size_t next = 0;
+    for (std::size_t i = 0; i < layers.size(); ++i) {
+        const std::size_t l = layers[i];
+        if (l >= net.depth())
+            throw std::invalid_argument("layer " + std::to_string(l) + " out of range for " +
+                                        std::to_string(net.depth()) + " layers");
+        if (i > 0 && l <= layers[i - 1])
+            throw std::invalid_argument("gradient layers must be strictly increasing");
+        off[l] = next;
+        next += net.width(l + 1) * (net.width(l) + 1);
+    }
+    if (total) *total = next;
+    return off;
 }
 
 void forward_ext(const Architecture& net, const double* params, const double* x,
@@ -396,10 +421,13 @@ void backward_layer_ext(const Architecture& net, const double* params, std::size
         }
     });
     const ExtCMat delta{gm.data(), ge.data()};
-    const std::size_t wo = net.weight_offset(l), bo = net.bias_offset(l);
-    ext_gemm_tn(ws, batch, n_out, n_in, delta, a, ExtMat{res.grad.m + wo, res.grad.e + wo},
-                ExtMat{res.grad.m + bo, res.grad.e + bo});
-    check_range(res.grad.m + wo, res.grad.e + wo, n_out * (n_in + 1), l, "gradients");
+    const std::size_t wo = net.weight_offset(l), go = grad_offset(net, res.grad_offset, l);
+    if (go != kNoGradient) {
+        const std::size_t bo = go + n_out * n_in;
+        ext_gemm_tn(ws, batch, n_out, n_in, delta, a, ExtMat{res.grad.m + go, res.grad.e + go},
+                    ExtMat{res.grad.m + bo, res.grad.e + bo});
+        check_range(res.grad.m + go, res.grad.e + go, n_out * (n_in + 1), l, "gradients");
+    }
     if (input_grad) {  // dL/da_l = delta W_l
         ext_gemm_xw(ws, batch, n_in, n_out, delta, params + wo, false, ExtMat{g2m.data(), g2e.data()});
         check_range(g2m.data(), g2e.data(), batch * n_in, l, "input gradients");

@@ -60,6 +60,7 @@ def backward(
     precision: Literal["extended"] = "extended",
     want_dx: bool = True,
     checkpoint: _Int = 0,
+    layers: npt.ArrayLike | None = None,
 ) -> tuple[_Ext, _Ext, _Ext, _Ext]: ...
 @overload
 def backward(
@@ -72,6 +73,7 @@ def backward(
     precision: Literal["float64"],
     want_dx: bool = True,
     checkpoint: _Int = 0,
+    layers: npt.ArrayLike | None = None,
 ) -> tuple[_F64, _F64, _F64, _F64]: ...
 @overload
 def backward(
@@ -85,6 +87,7 @@ def backward(
     precision: Literal["float64"],
     want_dx: bool = True,
     checkpoint: _Int = 0,
+    layers: npt.ArrayLike | None = None,
 ) -> tuple[_F64, _F64, _F64, _F64]: ...
 @overload
 def backward(
@@ -97,6 +100,7 @@ def backward(
     precision: str = "extended",
     want_dx: bool = True,
     checkpoint: _Int = 0,
+    layers: npt.ArrayLike | None = None,
 ) -> tuple[_Ext, _Ext, _Ext, _Ext] | tuple[_F64, _F64, _F64, _F64]: ...
 
 # register_config.cpp

@@ -150,6 +150,10 @@ class LayerViews(Sequence[Any]):
     def _one(self, l: int) -> Any:
         n_in, n_out = int(self._widths[l]), int(self._widths[l + 1])
         wo = int(self._w_off[l])
+        if wo < 0:
+            what = "weight" if self._kind == "weights" else "bias"
+            raise KeyError(f"the {what} gradient of layer {l} was not computed: "
+                           "this pass was run with backward(..., layers=...) selecting other layers")
         if self._kind == "weights":
             return self._flat[wo : wo + n_out * n_in].reshape(n_out, n_in)
         bo = wo + n_out * n_in
@@ -217,7 +221,9 @@ class Gradients:
     weights: dL/dW per layer, shapes of the weights
     biases:  dL/db per layer
     input:   dL/dx, shape of x
-    params:  all parameter gradients in the parameter-block layout
+    params:  all parameter gradients in the parameter-block layout; with
+             ``backward(layers=...)``, the selected layers' blocks only, in order
+    layers:  the layers whose gradients were computed (None: all)
     """
 
     loss: Values
@@ -227,6 +233,7 @@ class Gradients:
     input: Values
     params: Values
     precision: str
+    layers: tuple[int, ...] | None = None
 
     def __repr__(self) -> str:
         return (
@@ -439,7 +446,7 @@ class Network:
 
     # -- passes ---------------------------------------------------------------
     def _inputs(self, x: npt.ArrayLike, precision: str = "extended", backward: bool = False,
-                checkpoint: int = 0) -> tuple[np.ndarray, bool]:
+                checkpoint: int = 0, grads: int | None = None) -> tuple[np.ndarray, bool]:
         xa = _as_numeric(x, "x")
         single = xa.ndim == 1
         if single:
@@ -449,23 +456,26 @@ class Network:
         if xa.shape[0] == 0:
             raise ValueError("x is empty: the batch needs at least one row")
         copy = 0 if xa.dtype == np.float64 and xa.flags.c_contiguous else 8 * xa.size
-        self._check_memory(xa.shape[0], precision, backward, checkpoint, copy)
+        self._check_memory(xa.shape[0], precision, backward, checkpoint, copy, grads)
         return np.ascontiguousarray(_to_float64(xa, "x")), single
 
     def pass_bytes(self, batch: int, precision: str = "extended", backward: bool = True,
-                   checkpoint: int | str | None = None) -> int:
+                   checkpoint: int | str | None = None, layers: Any = None) -> int:
         """Bytes one pass allocates (result arrays and the engine's buffers), computed before it runs.
 
         A backward pass stores every layer's activations and activation
         derivatives for ``batch`` rows (``checkpoint=None``) or, with
         checkpointing, every C-th layer's plus one segment; the gradient
-        result holds one value per parameter (16 bytes each on the extended
-        path: mantissa and exponent). The weights themselves are not counted.
+        result holds one value per parameter of the layers selected by
+        ``layers`` (all by default; 16 bytes each on the extended path:
+        mantissa and exponent). The weights themselves are not counted.
         """
         _check_precision(precision)
-        return self._pass_bytes(int(batch), precision, backward, self._checkpoint_arg(checkpoint))
+        sel = self._layer_selection(layers)
+        return self._pass_bytes(int(batch), precision, backward, self._checkpoint_arg(checkpoint),
+                                self._grad_count(sel))
 
-    def _pass_bytes(self, batch: int, precision: str, backward: bool, cp: int) -> int:
+    def _pass_bytes(self, batch: int, precision: str, backward: bool, cp: int, grads: int | None = None) -> int:
         # Python ints: no overflow for any requested size. Mirrors the engine's buffers
         # (cpp/src/network.cpp: stores, checkpoints, gradient buffers, gemm workspace).
         v = 16 if precision == "extended" else 8
@@ -484,10 +494,11 @@ class Network:
         units = int((2 * (cum[ends + 1] - cum[starts]) - np.asarray(w, dtype=np.float64)[starts]).max())
         store = batch * (units + maxw) * v
         checkpoints = nseg * batch * maxw * v if nseg > 1 else 0
-        results = (self.param_count + batch * (n_in + n_out) + 1) * v
+        results = ((self.param_count if grads is None else grads) + batch * (n_in + n_out) + 1) * v
         return results + inputs + store + checkpoints + 3 * batch * maxw * v + scratch
 
-    def _check_memory(self, batch: int, precision: str, backward: bool, cp: int, extra: int = 0) -> None:
+    def _check_memory(self, batch: int, precision: str, backward: bool, cp: int, extra: int = 0,
+                      grads: int | None = None) -> None:
         """MemoryError, before anything is allocated, for a pass that cannot fit."""
         # A bound from two sums first: a small pass is not worth the per-layer
         # size computation nor the /proc and cgroup reads (~0.3 ms together).
@@ -495,7 +506,7 @@ class Network:
         bound = 16 * (self.param_count + batch * (3 * total_w + 6 * max_w) + max_w * (max_w + 4)) + extra
         if bound <= _SMALL_PASS_BYTES:
             return
-        need = self._pass_bytes(batch, precision, backward, cp) + extra
+        need = self._pass_bytes(batch, precision, backward, cp, grads) + extra
         avail = _available_bytes()
         if avail is None or need <= avail:
             return
@@ -503,10 +514,45 @@ class Network:
         msg = (f"{'an' if precision == 'extended' else 'a'} {precision} {what} pass of this network ({self.depth} layers, {self.param_count:,} parameters) "
                f"for a batch of {batch:,} needs {_gib(need)}, but only {_gib(avail)} of memory is available")
         if backward and cp != -1:
-            auto = self._pass_bytes(batch, precision, True, -1) + extra
+            auto = self._pass_bytes(batch, precision, True, -1, grads) + extra
             if auto < need:
                 msg += f"; backward(..., checkpoint='auto') would need {_gib(auto)}"
+        if backward and (grads is None or grads > 0):
+            few = self._pass_bytes(batch, precision, True, -1, 0) + extra
+            if few < need:
+                msg += (f"; backward(..., checkpoint='auto', layers=[...]) computes only the chosen layers' "
+                        f"gradients, from {_gib(few)}")
         raise MemoryError(msg + "; or use a smaller batch")
+
+    def _layer_selection(self, layers: Any) -> np.ndarray | None:
+        """Sorted distinct layer indices (int64) of ``layers``, or None for every layer."""
+        if layers is None:
+            return None
+        depth = self.depth
+        if isinstance(layers, slice):
+            return np.arange(depth, dtype=np.int64)[layers]
+        if isinstance(layers, (bool, np.bool_)):
+            raise TypeError("layers must be None, a layer index, a slice or a sequence of layer indices, got a bool")
+        if isinstance(layers, (int, np.integer)):
+            layers = [layers]
+        if isinstance(layers, (str, bytes)) or not isinstance(layers, Iterable):
+            raise TypeError("layers must be None, a layer index, a slice or a sequence of layer indices, "
+                            f"got {type(layers).__name__}")
+        arr = np.asarray(list(layers) if not isinstance(layers, np.ndarray) else layers)
+        if arr.size == 0:
+            return np.zeros(0, dtype=np.int64)
+        if arr.ndim != 1 or arr.dtype.kind not in "iu":
+            raise TypeError(f"layers must hold integer layer indices, got {arr.dtype} values of shape {arr.shape}")
+        bad = (arr < -depth) | (arr >= depth)
+        if bad.any():
+            raise IndexError(f"layer {arr[bad][0]} out of range for {depth} layers")
+        return np.unique(np.where(arr < 0, arr + depth, arr).astype(np.int64))
+
+    def _grad_count(self, sel: np.ndarray | None) -> int | None:
+        if sel is None:
+            return None
+        w = self._widths
+        return int((w[sel + 1] * (w[sel] + 1)).sum())
 
     @staticmethod
     def _checkpoint_arg(checkpoint: Any) -> int:
@@ -610,6 +656,7 @@ class Network:
         loss: str = "mse",
         precision: str = "extended",
         checkpoint: int | str | None = None,
+        layers: Any = None,
     ) -> Gradients:
         """Loss and gradients of every parameter (and of the input) in one engine call.
 
@@ -622,14 +669,23 @@ class Network:
         sweep; an int C stores every C-th and recomputes the rest (one more
         forward pass, memory ~ depth/C + C layers); "auto" takes C ~ sqrt(depth).
         The results are bitwise the same either way.
+        layers: None computes every layer's weight and bias gradients; a layer
+        index, a slice or a sequence of indices (negative ones count from the
+        end) computes only those, and ``g.weights[l]`` of another layer raises
+        KeyError. The pass still carries dL/da back through every layer, but
+        skips the others' weight-gradient products and their 16 bytes per
+        parameter: with ``checkpoint="auto"`` a depth-100,000 network needs
+        little beyond its weights. The selected gradients are bitwise those of
+        a full pass.
         """
         _check_precision(precision)
         if loss not in LOSSES:
             raise ValueError(f"unknown loss {loss!r}; valid: {', '.join(LOSSES)}")
         cp = self._checkpoint_arg(checkpoint)
-        xa, single = self._inputs(x, precision, True, cp)
+        sel = self._layer_selection(layers)
+        xa, single = self._inputs(x, precision, True, cp, self._grad_count(sel))
         ya, labels = self._targets(loss, y, xa.shape[0], single)
-        res = _core.backward(self._arch, self._params, xa, loss, ya, labels, precision, True, cp)
+        res = _core.backward(self._arch, self._params, xa, loss, ya, labels, precision, True, cp, sel)
         loss_v: Values
         out: Values
         grad: Values
@@ -638,8 +694,15 @@ class Network:
             loss_v, out, grad, dx = (LogArray._wrap(*r) for r in res)
         else:
             loss_v, out, grad, dx = res  # type: ignore[assignment]  # float64 overload: ndarrays
-        ws = LayerViews(grad, self._w_off, self._widths, "weights", results=True)
-        bs = LayerViews(grad, self._w_off, self._widths, "biases", results=True)
+        off = self._w_off
+        if sel is not None:  # the engine packs the selected layers' blocks in layer order
+            w = self._widths
+            off = np.full(self.depth, -1, dtype=np.int64)
+            sizes = w[sel + 1] * (w[sel] + 1)
+            off[sel] = np.concatenate([[0], np.cumsum(sizes)[:-1]]) if sel.size else sizes
+        ws = LayerViews(grad, off, self._widths, "weights", results=True)
+        bs = LayerViews(grad, off, self._widths, "biases", results=True)
         if single:
             out, dx = out[0], dx[0]
-        return Gradients(loss=loss_v, output=out, weights=ws, biases=bs, input=dx, params=grad, precision=precision)
+        return Gradients(loss=loss_v, output=out, weights=ws, biases=bs, input=dx, params=grad, precision=precision,
+                         layers=None if sel is None else tuple(int(l) for l in sel))

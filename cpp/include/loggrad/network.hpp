@@ -66,19 +66,36 @@ void forward_ext(const Architecture& net, const double* params, const double* x,
 void forward_f64(const Architecture& net, const double* params, const double* x,
                  std::size_t batch, double* out);
 
+// Layer gradients that a pass leaves out (see grad_offset below).
+constexpr std::size_t kNoGradient = static_cast<std::size_t>(-1);
+
 // Where a backward pass writes. out and dx may be left null.
+// grad_offset, when not null, has depth entries: layer l's weight gradient
+// starts at grad + grad_offset[l] and its bias gradient follows it, or the
+// layer's parameter gradients are not computed at all (kNoGradient: the pass
+// only carries the input gradient through it). Null: every layer, in the
+// parameter layout.
 struct GradExt {
     ExtOut loss;   // 1 value
     ExtOut out;    // batch x n_out: the network output
-    ExtOut grad;   // param_count values, parameter layout
+    ExtOut grad;   // parameter gradients (param_count values unless grad_offset selects fewer)
     ExtOut dx;     // batch x n_in: dL/dx
+    const std::size_t* grad_offset = nullptr;
 };
 struct GradF64 {
     double* loss = nullptr;
     double* out = nullptr;
     double* grad = nullptr;
     double* dx = nullptr;
+    const std::size_t* grad_offset = nullptr;
 };
+
+// Offsets for GradExt/GradF64::grad_offset that pack the gradients of the
+// given layers (strictly increasing, each < depth) one after another; the
+// others get kNoGradient. *total receives the number of gradient values.
+// Throws std::invalid_argument for a layer out of range or out of order.
+std::vector<std::size_t> gradient_offsets(const Architecture& net, const std::vector<std::size_t>& layers,
+                                          std::size_t* total);
 
 // checkpoint: 0 stores every layer's activations for the backward sweep; C > 0
 // stores only every C-th layer's and recomputes the others segment by segment
