@@ -152,6 +152,13 @@ cdef extern from "loggrad/parallel.hpp" namespace "loggrad" nogil:
     void set_num_threads(int n) except +
 
 
+cdef extern from "loggrad/memory.hpp" namespace "loggrad" nogil:
+    # Uninitialised memory (huge-page backed from 1 MiB on Linux); raises
+    # MemoryError when none can be had. Free with deallocate.
+    void* allocate(size_t bytes) except +
+    void deallocate(void* p)
+
+
 cdef extern from "loggrad/network.hpp" namespace "loggrad" nogil:
     # Widths n_0 .. n_L and one activation per layer. The accessors are
     # inline; the constructor and check_params are in the engine library.

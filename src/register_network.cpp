@@ -152,8 +152,10 @@ py::tuple backward(const Architecture& net, const array_d& params, const array_d
     const std::size_t* go = layers ? grad_offset.data() : nullptr;
     const std::vector<py::ssize_t> grad_shape{static_cast<py::ssize_t>(grad_count)};
     if (is_extended(precision)) {
-        py::array_t<double> loss_m(std::vector<py::ssize_t>{}), out_m(out_shape), grad_m(grad_shape), dx_m(dx_shape);
-        py::array_t<exp_t> loss_e(std::vector<py::ssize_t>{}), out_e(out_shape), grad_e(grad_shape), dx_e(dx_shape);
+        py::array_t<double> loss_m(std::vector<py::ssize_t>{}), out_m(out_shape), dx_m(dx_shape);
+        py::array_t<exp_t> loss_e(std::vector<py::ssize_t>{}), out_e(out_shape), dx_e(dx_shape);
+        auto grad_m = result_array<double>(grad_shape);
+        auto grad_e = result_array<exp_t>(grad_shape);
         loggrad::GradExt r;
         r.loss = {loss_m.mutable_data(), loss_e.mutable_data()};
         r.out = {out_m.mutable_data(), out_e.mutable_data()};
@@ -168,7 +170,8 @@ py::tuple backward(const Architecture& net, const array_d& params, const array_d
         return py::make_tuple(py::make_tuple(loss_m, loss_e), py::make_tuple(out_m, out_e),
                               py::make_tuple(grad_m, grad_e), py::make_tuple(dx_m, dx_e));
     }
-    py::array_t<double> loss_v(std::vector<py::ssize_t>{}), out(out_shape), grad(grad_shape), dx(dx_shape);
+    py::array_t<double> loss_v(std::vector<py::ssize_t>{}), out(out_shape), dx(dx_shape);
+    auto grad = result_array<double>(grad_shape);
     loggrad::GradF64 r;
     r.loss = loss_v.mutable_data();
     r.out = out.mutable_data();

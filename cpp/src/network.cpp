@@ -11,6 +11,7 @@
 #include <string>
 
 #include "loggrad/gemm.hpp"
+#include "loggrad/memory.hpp"
 #include "loggrad/parallel.hpp"
 
 #if defined(__unix__) || defined(__APPLE__)
@@ -141,27 +142,6 @@ void check_range(const double* m, const exp_t* e, std::size_t n, std::size_t l, 
 }
 
 std::string layer_tag(std::size_t l) { return "layer " + std::to_string(l); }
-
-// An uninitialised buffer: every element is written before it is read, so
-// the zero-fill (and its page-touching) of std::vector is wasted work.
-template <class T>
-class Buffer {
-public:
-    void resize(std::size_t n) {
-        if (n > size_) {
-            data_.reset(new T[n]);
-            size_ = n;
-        }
-    }
-    T* data() { return data_.get(); }
-    const T* data() const { return data_.get(); }
-    T& operator[](std::size_t i) { return data_[i]; }
-    const T& operator[](std::size_t i) const { return data_[i]; }
-
-private:
-    std::unique_ptr<T[]> data_;
-    std::size_t size_ = 0;
-};
 
 }  // namespace
 
