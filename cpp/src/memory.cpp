@@ -2,7 +2,11 @@
 #include "loggrad/memory.hpp"
 
 #include <cstdlib>
+#include <mutex>
 #include <new>
+#include <unordered_map>
+#include <utility>
+#include <vector>
 
 #if defined(__linux__)
 #include <sys/mman.h>
@@ -11,25 +15,124 @@
 namespace loggrad {
 
 namespace {
+
+#if defined(__linux__) && defined(MADV_HUGEPAGE)
+constexpr bool kHuge = true;
+#else
+constexpr bool kHuge = false;
+#endif
+// Under AddressSanitizer every block goes straight back to the allocator, so
+// that a use after free is still caught.
+#if defined(__SANITIZE_ADDRESS__)
+constexpr bool kCache = false;
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+constexpr bool kCache = false;
+#else
+constexpr bool kCache = true;
+#endif
+#else
+constexpr bool kCache = true;
+#endif
+
 constexpr std::size_t kHugePage = std::size_t(1) << 21;
 constexpr std::size_t kHugeMin = std::size_t(1) << 20;
+constexpr std::size_t kCacheBytes = std::size_t(256) << 20;
+constexpr std::size_t kCacheBlocks = 8;
+
+// Large blocks: their sizes while in use, and a few freed ones kept for the
+// next pass of the same shape, whose pages are then already mapped (a fresh
+// huge page is zeroed by the kernel on first touch: 15% of a narrow pass).
+struct Pool {
+    std::mutex mu;
+    std::unordered_map<void*, std::size_t> live;
+    std::vector<std::pair<void*, std::size_t>> free;  // oldest first
+    std::size_t free_bytes = 0;
+};
+
+Pool& pool() {
+    static Pool* p = new Pool;  // never destroyed: blocks may be freed during interpreter shutdown
+    return *p;
+}
+
 }  // namespace
 
 void* allocate(std::size_t bytes) {
-#if defined(__linux__) && defined(MADV_HUGEPAGE)
-    if (bytes >= kHugeMin && bytes <= static_cast<std::size_t>(-1) - kHugePage) {
+    if (kHuge && bytes >= kHugeMin && bytes <= static_cast<std::size_t>(-1) - kHugePage) {
         const std::size_t rounded = (bytes + kHugePage - 1) / kHugePage * kHugePage;
+        Pool& P = pool();
+        {
+            std::lock_guard<std::mutex> lock(P.mu);
+            for (std::size_t i = P.free.size(); i-- > 0;) {
+                if (P.free[i].second != rounded) continue;
+                void* p = P.free[i].first;
+                P.live.emplace(p, rounded);  // may throw: then the block stays in the free list
+                P.free.erase(P.free.begin() + static_cast<std::ptrdiff_t>(i));
+                P.free_bytes -= rounded;
+                return p;
+            }
+        }
         void* p = nullptr;
         if (posix_memalign(&p, kHugePage, rounded) != 0) throw std::bad_alloc();
+#if defined(__linux__) && defined(MADV_HUGEPAGE)
         madvise(p, rounded, MADV_HUGEPAGE);  // advice only: where it fails, 4 KiB pages serve
+#endif
+        try {
+            std::lock_guard<std::mutex> lock(P.mu);
+            P.live.emplace(p, rounded);
+        } catch (...) {
+            std::free(p);
+            throw;
+        }
         return p;
     }
-#endif
     void* p = std::malloc(bytes ? bytes : 1);
     if (!p) throw std::bad_alloc();
     return p;
 }
 
-void deallocate(void* p) noexcept { std::free(p); }
+void deallocate(void* p) noexcept {
+    if (!p) return;
+    if (kHuge) {
+        Pool& P = pool();
+        std::lock_guard<std::mutex> lock(P.mu);
+        const auto it = P.live.find(p);
+        if (it != P.live.end()) {
+            const std::size_t size = it->second;
+            P.live.erase(it);
+            bool kept = false;
+            if (kCache && size <= kCacheBytes) {
+                try {
+                    P.free.emplace_back(p, size);
+                    P.free_bytes += size;
+                    kept = true;
+                } catch (...) {
+                }
+            }
+            if (!kept) std::free(p);
+            while (!P.free.empty() && (P.free_bytes > kCacheBytes || P.free.size() > kCacheBlocks)) {
+                std::free(P.free.front().first);
+                P.free_bytes -= P.free.front().second;
+                P.free.erase(P.free.begin());
+            }
+            return;
+        }
+    }
+    std::free(p);
+}
+
+void release_cached_memory() noexcept {
+    Pool& P = pool();
+    std::lock_guard<std::mutex> lock(P.mu);
+    for (auto& b : P.free) std::free(b.first);
+    P.free.clear();
+    P.free_bytes = 0;
+}
+
+std::size_t cached_memory_bytes() noexcept {
+    Pool& P = pool();
+    std::lock_guard<std::mutex> lock(P.mu);
+    return P.free_bytes;
+}
 
 }  // namespace loggrad

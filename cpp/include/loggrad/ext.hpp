@@ -90,19 +90,25 @@ inline Ext from_double(double x) { return normalize(x, 0); }
 namespace detail {
 // Main loop of normalize_n: branch-free integer operations only (SSE2 has no
 // 64-bit compare, so zero/subnormal detection uses the borrow of a subtraction
-// instead). Returns true when some c[i] was zero or subnormal.
+// instead). Exact zeros become kExtZero here (relu nets are half zeros);
+// returns true when some c[i] was subnormal.
 template <bool kAdd>
 inline bool normalize_main(std::size_t n, const double* c, exp_t base, const exp_t* add, double* om,
                            exp_t* oe) {
     constexpr std::uint64_t kExpMask = std::uint64_t(0x7ff) << 52;
     constexpr std::uint64_t kHalf = std::uint64_t(1022) << 52;
+    const std::uint64_t zero_e = static_cast<std::uint64_t>(kZeroExp);
     std::uint64_t rare = 0;
     for (std::size_t i = 0; i < n; ++i) {
         const std::uint64_t b = bits(c[i]);
         const std::uint64_t field = b & kExpMask;
-        om[i] = from_bits((b & ~kExpMask) | kHalf);
-        oe[i] = base + (kAdd ? add[i] : 0) + static_cast<exp_t>(field >> 52) - 1022;
-        rare |= field - (std::uint64_t(1) << 52);  // borrows into bit 63 iff field == 0
+        const std::uint64_t t = b << 1;                                // 0 iff c[i] is +-0
+        const std::uint64_t nz = std::uint64_t(0) - ((t | (std::uint64_t(0) - t)) >> 63);  // all ones iff nonzero
+        om[i] = from_bits(((b & ~kExpMask) | kHalf) & nz);
+        const std::uint64_t e = static_cast<std::uint64_t>(base + (kAdd ? add[i] : 0) +
+                                                           static_cast<exp_t>(field >> 52) - 1022);
+        oe[i] = static_cast<exp_t>((e & nz) | (zero_e & ~nz));
+        rare |= (field - (std::uint64_t(1) << 52)) & nz;  // borrows into bit 63 iff field == 0
     }
     return (rare >> 63) != 0;
 }
@@ -116,7 +122,7 @@ inline void normalize_n(std::size_t n, const double* c, exp_t base, const exp_t*
                           : detail::normalize_main<false>(n, c, base, add, om, oe);
     if (!rare) return;
     for (std::size_t i = 0; i < n; ++i) {
-        if (std::fabs(c[i]) < 2.2250738585072014e-308) {  // zero or subnormal
+        if (c[i] != 0.0 && std::fabs(c[i]) < 2.2250738585072014e-308) {  // subnormal
             const Ext r = normalize(c[i], base + (add ? add[i] : 0));
             om[i] = r.m;
             oe[i] = r.e;

@@ -5,7 +5,11 @@
 // touch cost a fifth of a narrow deep pass. allocate() aligns blocks of 1 MiB
 // and more to 2 MiB and offers them to transparent huge pages (Linux, in the
 // "madvise" or "always" mode), so one fault maps 2 MiB; elsewhere, and for
-// small blocks, it is malloc. The memory is uninitialised.
+// small blocks, it is malloc. The memory is uninitialised. Up to 8 freed large
+// blocks (256 MiB in all) are kept and handed out again for a request of the
+// same size, so repeated passes of one shape reuse already-mapped pages
+// instead of having the kernel zero fresh ones; release_cached_memory() gives
+// them back. (Not under AddressSanitizer, which must see every free.)
 #pragma once
 
 #include <cstddef>
@@ -17,6 +21,9 @@ namespace loggrad {
 // Throws std::bad_alloc when the memory cannot be had; never returns null.
 void* allocate(std::size_t bytes);
 void deallocate(void* p) noexcept;
+// Frees the kept blocks; the bytes they hold.
+void release_cached_memory() noexcept;
+std::size_t cached_memory_bytes() noexcept;
 
 struct Deallocate {
     void operator()(void* p) const noexcept { deallocate(p); }
