@@ -430,6 +430,34 @@ def test_bench_module_missing(capsys: pytest.CaptureFixture[str], monkeypatch: p
     assert err == "loggrad: error: the benchmark runner (loggrad.bench) is not part of this installation\n"
 
 
+def test_bench_rounds_keep_each_engines_best_median(capsys: pytest.CaptureFixture[str],
+                                                    monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    bench = importlib.import_module("loggrad.bench")
+    monkeypatch.setattr(bench, "SETTLE_S", 0.0)
+    monkeypatch.setattr(bench, "matmul_peak", lambda: {"peak": 10.0})
+    calls: list[int] = []
+    real = bench.time_call
+
+    def counted(fn, min_time=0.3):  # type: ignore[no-untyped-def]
+        calls.append(1)
+        st = real(fn, min_time=min_time)
+        st["median"] = float(len(calls))  # later rounds look slower: the first must be kept
+        return st
+
+    monkeypatch.setattr(bench, "time_call", counted)
+    engines = "loggrad-extended,loggrad-float64,numpy"
+    out_json = tmp_path / "b.json"
+    assert bench.main(["--depth", "3", "--width", "4", "--batch", "1", "--engines", engines,
+                       "--rounds", "2", "--min-time", "0.001", "--quiet", "--json", str(out_json)]) == 0
+    assert len(calls) == 2 * 3  # every engine, every round
+    kept = {b["param"]: b["stats"]["median"] for b in json.loads(out_json.read_text())["benchmarks"]}
+    assert kept == {"loggrad-extended": 1.0, "loggrad-float64": 2.0, "numpy": 3.0}  # round one's
+    out = capsys.readouterr().out
+    assert "| 3 | 4 | 1 | tanh |" in out
+    assert bench.main(["--rounds", "0"]) == 2
+    assert "--rounds must be >= 1" in capsys.readouterr().err
+
+
 # ---------------------------------------------------------------------------
 # as a subprocess: python -m loggrad
 # ---------------------------------------------------------------------------

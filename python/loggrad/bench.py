@@ -295,6 +295,9 @@ def check_result(engine: str, got: Result, ref: Result, cfg: Config) -> None:
 # --------------------------------------------------------------------------- measurement
 
 
+SETTLE_S = 0.3  # seconds of quiet before each engine's measurement
+
+
 def time_call(fn: Callable[[], object], min_time: float = 0.3, max_rounds: int = 200,
               min_rounds: int = 3) -> dict[str, float]:
     """Median-based statistics of repeated calls (one warm-up call first), in the
@@ -389,8 +392,13 @@ def pass_memory(cfg: Config, engine: str) -> int | None:
 
 def run_suite(configs: Sequence[Config], engines: Sequence[str] = ENGINES, threads: int | None = None,
               min_time: float = 0.3, memory: bool = False, peak: dict[str, float] | None = None,
-              log: Callable[[str], None] | None = None) -> dict[str, Any]:
-    """Benchmarks every engine on every configuration; returns pytest-benchmark-style JSON data."""
+              log: Callable[[str], None] | None = None, rounds: int = 1) -> dict[str, Any]:
+    """Benchmarks every engine on every configuration; returns pytest-benchmark-style JSON data.
+
+    rounds > 1 measures the engines of a configuration in turn that many times
+    and keeps each engine's round with the lowest median: on a shared machine
+    a slow spell of a few seconds then lands on every engine's rounds alike
+    instead of on whichever engine it happened to meet."""
     from . import _core
 
     if threads:
@@ -405,13 +413,25 @@ def run_suite(configs: Sequence[Config], engines: Sequence[str] = ENGINES, threa
         problem = make_problem(cfg.depth, cfg.width, cfg.batch, cfg.activation)
         ws, bs, x, y = problem
         ref = numpy_runner(ws, bs, x, y, cfg.activation)()
+        runners: dict[str, tuple[Runner, float | None]] = {}
         for engine in engines:
             made = make_runner(engine, cfg, problem, threads)
             if made is None:
                 continue
-            runner, compile_s = made
-            check_result(engine, runner(), ref, cfg)
-            stats = time_call(runner, min_time=min_time)
+            check_result(engine, made[0](), ref, cfg)
+            runners[engine] = made
+        best: dict[str, dict[str, float]] = {}
+        for _ in range(max(1, rounds)):
+            for engine, (runner, _c) in runners.items():
+                # The engine measured before may leave threads spinning for a while
+                # (OpenMP's wait policy in PyTorch, XLA's pool): on 2 cores they take
+                # one from whoever runs next. Let them go idle first.
+                time.sleep(SETTLE_S)
+                st = time_call(runner, min_time=min_time)
+                if engine not in best or st["median"] < best[engine]["median"]:
+                    best[engine] = st
+        for engine, (runner, compile_s) in runners.items():
+            stats = best[engine]
             extra: dict[str, Any] = {
                 "engine": engine, "depth": cfg.depth, "width": cfg.width, "batch": cfg.batch,
                 "activation": cfg.activation, "threads": nthreads, "flops": cfg.flops,
@@ -432,7 +452,7 @@ def run_suite(configs: Sequence[Config], engines: Sequence[str] = ENGINES, threa
                 c = f" (compile {compile_s:.2f} s)" if compile_s is not None else ""
                 log(f"{cfg.label:24s} {engine:17s} {stats['median'] * 1e3:10.3f} ms  "
                     f"{extra['gflops']:7.2f} GFLOP/s{c}")
-            del runner
+        del runners
     return {
         "machine_info": {"node": platform.node(), "processor": platform.processor(),
                          "machine": platform.machine(), "python_version": platform.python_version(),
@@ -605,6 +625,9 @@ def _parser() -> argparse.ArgumentParser:
                         "JAX take it too); default: all cores")
     p.add_argument("--max-flops", type=float, default=MAX_FLOPS, help="skip configurations above this work")
     p.add_argument("--min-time", type=float, default=0.3, help="seconds of repeats per measurement")
+    p.add_argument("--rounds", type=int, default=3,
+                   help="measure the engines in turn this many times and keep each one's best median "
+                        "(default 3; evens out slow spells of a shared machine)")
     p.add_argument("--memory", action="store_true", help="also measure the peak memory of a pass (Linux)")
     p.add_argument("--json", metavar="FILE", help="write the results (pytest-benchmark layout)")
     p.add_argument("--plot", metavar="FILE", help="write the ratio plot (matplotlib)")
@@ -629,6 +652,9 @@ def main(argv: list[str]) -> int:
         args = p.parse_args(argv)
     except SystemExit as e:
         return int(e.code or 0)
+    if args.rounds < 1:
+        print("loggrad bench: --rounds must be >= 1", file=sys.stderr)
+        return 2
     if args.threads is not None:
         if args.threads < 1:
             print("loggrad bench: --threads must be >= 1", file=sys.stderr)
@@ -654,7 +680,8 @@ def main(argv: list[str]) -> int:
     if log and missing:
         log(f"not installed, skipped: {', '.join(missing)}")
     try:
-        data = run_suite(configs, engines, args.threads, args.min_time, args.memory, log=log)
+        data = run_suite(configs, engines, args.threads, args.min_time, args.memory, log=log,
+                         rounds=args.rounds)
     except AssertionError as e:
         print(f"loggrad bench: result check failed: {e}", file=sys.stderr)
         return 1
