@@ -576,11 +576,12 @@ def plot_ratios(data: dict[str, Any], path: str) -> None:
     ax.set_xticks(xs)
     ax.set_xticklabels([f"d{k[0]} w{k[1]} b{k[2]} {k[3]}" + (f" t{k[4]}" if k[4] else "") for k in keys],
                        rotation=70, ha="right", fontsize=7)
-    ax.set_ylabel("speed-up of loggrad extended (>1: loggrad faster)")
-    ax.legend(fontsize=7)
+    ax.set_ylabel("other engine's time ÷ loggrad extended\n(>1: loggrad faster)", fontsize=9)
+    # beside the axes, so that no point hides under it
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
     ax.grid(True, which="both", axis="y", alpha=0.3)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=120, bbox_inches="tight")
     plt.close(fig)
 
 
