@@ -283,3 +283,27 @@ def test_engine_module_loads_without_source_tree() -> None:
                          cwd=os.path.expanduser("~"))
     assert out.returncode == 0, out.stderr
     assert "backward_ext" in out.stdout
+
+
+@pytest.mark.parametrize("flags, bad", [
+    ("-O2 -ffast-math", "-ffast-math"),
+    ("-Ofast", "-Ofast"),
+    ("-O3 -funsafe-math-optimizations -g", "-funsafe-math-optimizations"),
+    ("-ffinite-math-only", "-ffinite-math-only"),
+    ("-O2 -g", None),
+    ("-fno-fast-math", None),
+])
+def test_cmake_refuses_value_unsafe_math_flags(tmp_path: Path, flags: str, bad: str | None) -> None:
+    """CXXFLAGS such as -ffast-math would break inf, nan and rounding: configuring stops with a message."""
+    cmake = shutil.which("cmake")
+    if cmake is None or not (ROOT / "CMakeLists.txt").is_file():
+        pytest.skip("needs cmake and the source tree")
+    p = subprocess.run([cmake, "-S", str(ROOT), "-B", str(tmp_path / "b"), f"-DCMAKE_CXX_FLAGS={flags}",
+                        f"-DPython_EXECUTABLE={sys.executable}"],
+                       capture_output=True, text=True, timeout=300)
+    out = p.stdout + p.stderr
+    if bad is None:
+        assert "breaks inf, nan" not in out, out[-2000:]
+    else:
+        assert p.returncode != 0
+        assert f"contains '{bad}', which breaks inf, nan" in out.replace("\n  ", " "), out[-2000:]
