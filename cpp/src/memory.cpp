@@ -2,39 +2,50 @@
 #include "loggrad/memory.hpp"
 
 #include <cstdlib>
-#include <mutex>
 #include <new>
-#include <unordered_map>
-#include <utility>
-#include <vector>
 
 #if defined(__linux__)
 #include <sys/mman.h>
+#endif
+#if defined(__linux__) && defined(MADV_HUGEPAGE)
+#define LOGGRAD_HUGE_PAGES 1
+#include <mutex>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+#endif
+
+// Under AddressSanitizer freed blocks go straight back to the allocator, so
+// that a use after free is still caught.
+#if defined(__SANITIZE_ADDRESS__)
+#define LOGGRAD_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define LOGGRAD_ASAN 1
+#endif
 #endif
 
 namespace loggrad {
 
 namespace {
 
-#if defined(__linux__) && defined(MADV_HUGEPAGE)
-constexpr bool kHuge = true;
-#else
-constexpr bool kHuge = false;
-#endif
-// Under AddressSanitizer every block goes straight back to the allocator, so
-// that a use after free is still caught.
-#if defined(__SANITIZE_ADDRESS__)
-constexpr bool kCache = false;
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-constexpr bool kCache = false;
-#else
-constexpr bool kCache = true;
-#endif
-#else
-constexpr bool kCache = true;
-#endif
+void* allocate_small(std::size_t bytes) {
+    void* p = std::malloc(bytes ? bytes : 1);
+    if (!p) throw std::bad_alloc();
+    return p;
+}
 
+}  // namespace
+
+#if defined(LOGGRAD_HUGE_PAGES)
+
+namespace {
+
+#if defined(LOGGRAD_ASAN)
+constexpr bool kCache = false;
+#else
+constexpr bool kCache = true;
+#endif
 constexpr std::size_t kHugePage = std::size_t(1) << 21;
 constexpr std::size_t kHugeMin = std::size_t(1) << 20;
 constexpr std::size_t kCacheBytes = std::size_t(256) << 20;
@@ -58,67 +69,56 @@ Pool& pool() {
 }  // namespace
 
 void* allocate(std::size_t bytes) {
-    if (kHuge && bytes >= kHugeMin && bytes <= static_cast<std::size_t>(-1) - kHugePage) {
-        const std::size_t rounded = (bytes + kHugePage - 1) / kHugePage * kHugePage;
-        Pool& P = pool();
-        {
-            std::lock_guard<std::mutex> lock(P.mu);
-            for (std::size_t i = P.free.size(); i-- > 0;) {
-                if (P.free[i].second != rounded) continue;
-                void* p = P.free[i].first;
-                P.live.emplace(p, rounded);  // may throw: then the block stays in the free list
-                P.free.erase(P.free.begin() + static_cast<std::ptrdiff_t>(i));
-                P.free_bytes -= rounded;
-                return p;
-            }
-        }
-        void* p = nullptr;
-        if (posix_memalign(&p, kHugePage, rounded) != 0) throw std::bad_alloc();
-#if defined(__linux__) && defined(MADV_HUGEPAGE)
-        madvise(p, rounded, MADV_HUGEPAGE);  // advice only: where it fails, 4 KiB pages serve
-#endif
-        try {
-            std::lock_guard<std::mutex> lock(P.mu);
-            P.live.emplace(p, rounded);
-        } catch (...) {
-            std::free(p);
-            throw;
-        }
+    if (bytes < kHugeMin || bytes > static_cast<std::size_t>(-1) - kHugePage) return allocate_small(bytes);
+    const std::size_t rounded = (bytes + kHugePage - 1) / kHugePage * kHugePage;
+    Pool& P = pool();
+    std::lock_guard<std::mutex> lock(P.mu);
+    for (std::size_t i = P.free.size(); i-- > 0;) {
+        if (P.free[i].second != rounded) continue;
+        void* p = P.free[i].first;
+        P.live.emplace(p, rounded);  // may throw: then the block stays in the free list
+        P.free.erase(P.free.begin() + static_cast<std::ptrdiff_t>(i));
+        P.free_bytes -= rounded;
         return p;
     }
-    void* p = std::malloc(bytes ? bytes : 1);
-    if (!p) throw std::bad_alloc();
+    void* p = nullptr;
+    if (posix_memalign(&p, kHugePage, rounded) != 0) throw std::bad_alloc();
+    madvise(p, rounded, MADV_HUGEPAGE);  // advice only: where it fails, 4 KiB pages serve
+    try {
+        P.live.emplace(p, rounded);
+    } catch (...) {
+        std::free(p);
+        throw;
+    }
     return p;
 }
 
 void deallocate(void* p) noexcept {
     if (!p) return;
-    if (kHuge) {
-        Pool& P = pool();
-        std::lock_guard<std::mutex> lock(P.mu);
-        const auto it = P.live.find(p);
-        if (it != P.live.end()) {
-            const std::size_t size = it->second;
-            P.live.erase(it);
-            bool kept = false;
-            if (kCache && size <= kCacheBytes) {
-                try {
-                    P.free.emplace_back(p, size);
-                    P.free_bytes += size;
-                    kept = true;
-                } catch (...) {
-                }
-            }
-            if (!kept) std::free(p);
-            while (!P.free.empty() && (P.free_bytes > kCacheBytes || P.free.size() > kCacheBlocks)) {
-                std::free(P.free.front().first);
-                P.free_bytes -= P.free.front().second;
-                P.free.erase(P.free.begin());
-            }
-            return;
+    Pool& P = pool();
+    std::lock_guard<std::mutex> lock(P.mu);
+    const auto it = P.live.find(p);
+    if (it == P.live.end()) {  // a small block
+        std::free(p);
+        return;
+    }
+    const std::size_t size = it->second;
+    P.live.erase(it);
+    bool kept = false;
+    if (kCache && size <= kCacheBytes) {
+        try {
+            P.free.emplace_back(p, size);
+            P.free_bytes += size;
+            kept = true;
+        } catch (...) {
         }
     }
-    std::free(p);
+    if (!kept) std::free(p);
+    while (!P.free.empty() && (P.free_bytes > kCacheBytes || P.free.size() > kCacheBlocks)) {
+        std::free(P.free.front().first);
+        P.free_bytes -= P.free.front().second;
+        P.free.erase(P.free.begin());
+    }
 }
 
 void release_cached_memory() noexcept {
@@ -134,5 +134,14 @@ std::size_t cached_memory_bytes() noexcept {
     std::lock_guard<std::mutex> lock(P.mu);
     return P.free_bytes;
 }
+
+#else  // no transparent huge pages: plain malloc, nothing kept
+
+void* allocate(std::size_t bytes) { return allocate_small(bytes); }
+void deallocate(void* p) noexcept { std::free(p); }
+void release_cached_memory() noexcept {}
+std::size_t cached_memory_bytes() noexcept { return 0; }
+
+#endif
 
 }  // namespace loggrad
