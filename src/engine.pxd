@@ -137,6 +137,8 @@ cdef extern from "loggrad/gemm.hpp" namespace "loggrad" nogil:
               double* C) except +
     void gemm_naive(bool ta, bool tb, size_t M, size_t N, size_t K, const double* A,
                     const double* B, double* C) except +
+    # out[j] = sum_i A[i, j], each column in row order (bits independent of threads)
+    void column_sums(size_t rows, size_t cols, const double* A, double* out) except +
     void ext_gemm_xw(Workspace& ws, size_t M, size_t N, size_t K, ExtCMat X, const double* W,
                      bool w_trans, ExtMat C) except +
     void ext_gemm_tn(Workspace& ws, size_t B, size_t N1, size_t N2, ExtCMat D, ExtCMat A, ExtMat C,

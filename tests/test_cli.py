@@ -23,19 +23,8 @@ import pytest
 
 import loggrad as lg
 from loggrad import __main__ as cli
-from loggrad.report import report
+from loggrad.report import _dec, report  # the decoder of the strict JSON ("inf", "nan" strings)
 
-_NONFINITE = {"inf": math.inf, "-inf": -math.inf, "nan": math.nan}
-
-
-def _dec(v: Any) -> Any:
-    if isinstance(v, str) and v in _NONFINITE:
-        return _NONFINITE[v]
-    if isinstance(v, list):
-        return [_dec(u) for u in v]
-    if isinstance(v, dict):
-        return {k: _dec(u) for k, u in v.items()}
-    return v
 
 
 def run_cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:

@@ -51,6 +51,16 @@ void gemm_naive(bool ta, bool tb, std::size_t M, std::size_t N, std::size_t K, c
     }
 }
 
+void column_sums(std::size_t rows, std::size_t cols, const double* A, double* out) {
+    auto sums = [&](std::size_t c0, std::size_t c1) {
+        std::fill(out + c0, out + c1, 0.0);
+        for (std::size_t i = 0; i < rows; ++i)
+            for (std::size_t j = c0; j < c1; ++j) out[j] += A[i * cols + j];
+    };
+    if (rows * cols < 2 * kElemGrain) sums(0, cols);
+    else parallel_chunks(cols, std::max<std::size_t>(16, kElemGrain / rows), sums);
+}
+
 namespace {
 
 void blas_call(bool ta, bool tb, std::size_t M, std::size_t N, std::size_t K, const double* A, std::size_t lda,
@@ -389,13 +399,7 @@ void ext_gemm_tn(Workspace& ws, std::size_t B, std::size_t N1, std::size_t N2, E
     // Each column summed in row order, whatever the split into column blocks.
     ws.sums.resize(N1);
     double* s = ws.sums.data();
-    auto colsums = [&](std::size_t c0, std::size_t c1) {
-        std::fill(s + c0, s + c1, 0.0);
-        for (std::size_t i = 0; i < B; ++i)
-            for (std::size_t j = c0; j < c1; ++j) s[j] += ds[i * N1 + j];
-    };
-    if (B * N1 < 2 * kElemGrain) colsums(0, N1);
-    else parallel_chunks(N1, std::max<std::size_t>(16, kElemGrain / B), colsums);
+    column_sums(B, N1, ds, s);
     normalize_n(N1, s, 0, E, colsum.m, colsum.e);
     for (const Residuals& r : dres) {
         const std::size_t j = r.line;

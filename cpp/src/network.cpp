@@ -316,15 +316,7 @@ void backward_layer_f64(const Architecture& net, const double* params, std::size
     const std::size_t go = grad_offset(net, res.grad_offset, l);
     if (go != kNoGradient) {
         gemm(true, false, n_out, n_in, batch, g.data(), a, res.grad + go);
-        // Bias gradient: each column summed in row order, whatever the split.
-        double* db = res.grad + go + n_out * n_in;
-        auto colsums = [&](std::size_t c0, std::size_t c1) {
-            std::fill(db + c0, db + c1, 0.0);
-            for (std::size_t i = 0; i < batch; ++i)
-                for (std::size_t j = c0; j < c1; ++j) db[j] += gp[i * n_out + j];
-        };
-        if (batch * n_out < 2 * kElemGrain) colsums(0, n_out);
-        else parallel_chunks(n_out, std::max<std::size_t>(16, kElemGrain / batch), colsums);
+        column_sums(batch, n_out, gp, res.grad + go + n_out * n_in);  // the bias gradient
     }
     if (input_grad) {
         gemm(false, false, batch, n_in, n_out, g.data(), params + net.weight_offset(l), g2.data());

@@ -303,8 +303,9 @@ class Network:
         widths = [ws[0].shape[1]] + [w.shape[0] for w in ws]
         self._arch = _core.Architecture(widths, acts)
         self._widths = np.asarray(widths, dtype=np.int64)
-        # weight offsets: layer l occupies n_{l+1} * (n_l + 1) values (W then b)
-        self._w_off = np.concatenate([[0], np.cumsum(self._widths[1:] * (self._widths[:-1] + 1))])[:-1]
+        # layer l's block: n_{l+1} * (n_l + 1) values (W then b), at offset _w_off[l]
+        self._blocks = self._widths[1:] * (self._widths[:-1] + 1)
+        self._w_off = np.cumsum(self._blocks) - self._blocks
         block = 8 * int(sum(int(w.size) + int(b.size) for w, b in zip(ws, bs)))
         avail = _available_bytes()
         if avail is not None and block > avail:
@@ -472,8 +473,8 @@ class Network:
         """
         _check_precision(precision)
         sel = self._layer_selection(layers)
-        return self._pass_bytes(int(batch), precision, backward, self._checkpoint_arg(checkpoint),
-                                self._grad_count(sel))
+        grads = None if sel is None else int(self._blocks[sel].sum())
+        return self._pass_bytes(int(batch), precision, backward, self._checkpoint_arg(checkpoint), grads)
 
     def _pass_bytes(self, batch: int, precision: str, backward: bool, cp: int, grads: int | None = None) -> int:
         # Python ints: no overflow for any requested size. Mirrors the engine's buffers
@@ -547,12 +548,6 @@ class Network:
         if bad.any():
             raise IndexError(f"layer {arr[bad][0]} out of range for {depth} layers")
         return np.unique(np.where(arr < 0, arr + depth, arr).astype(np.int64))
-
-    def _grad_count(self, sel: np.ndarray | None) -> int | None:
-        if sel is None:
-            return None
-        w = self._widths
-        return int((w[sel + 1] * (w[sel] + 1)).sum())
 
     @staticmethod
     def _checkpoint_arg(checkpoint: Any) -> int:
@@ -683,7 +678,13 @@ class Network:
             raise ValueError(f"unknown loss {loss!r}; valid: {', '.join(LOSSES)}")
         cp = self._checkpoint_arg(checkpoint)
         sel = self._layer_selection(layers)
-        xa, single = self._inputs(x, precision, True, cp, self._grad_count(sel))
+        off, grads = self._w_off, None
+        if sel is not None:  # the engine packs the selected layers' blocks in layer order
+            sizes = self._blocks[sel]
+            off = np.full(self.depth, -1, dtype=np.int64)
+            off[sel] = np.cumsum(sizes) - sizes
+            grads = int(sizes.sum())
+        xa, single = self._inputs(x, precision, True, cp, grads)
         ya, labels = self._targets(loss, y, xa.shape[0], single)
         res = _core.backward(self._arch, self._params, xa, loss, ya, labels, precision, True, cp, sel)
         loss_v: Values
@@ -694,12 +695,6 @@ class Network:
             loss_v, out, grad, dx = (LogArray._wrap(*r) for r in res)
         else:
             loss_v, out, grad, dx = res  # type: ignore[assignment]  # float64 overload: ndarrays
-        off = self._w_off
-        if sel is not None:  # the engine packs the selected layers' blocks in layer order
-            w = self._widths
-            off = np.full(self.depth, -1, dtype=np.int64)
-            sizes = w[sel + 1] * (w[sel] + 1)
-            off[sel] = np.concatenate([[0], np.cumsum(sizes)[:-1]]) if sel.size else sizes
         ws = LayerViews(grad, off, self._widths, "weights", results=True)
         bs = LayerViews(grad, off, self._widths, "biases", results=True)
         if single:

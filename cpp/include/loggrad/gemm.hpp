@@ -22,6 +22,10 @@ namespace loggrad {
 void gemm(bool ta, bool tb, std::size_t M, std::size_t N, std::size_t K, const double* A,
           const double* B, double* C);
 
+// out[j] = sum_i A[i, j] for A (rows x cols, row-major): each column summed in
+// row order, column blocks in parallel, so the bits do not depend on the split.
+void column_sums(std::size_t rows, std::size_t cols, const double* A, double* out);
+
 // Reference kernel with a fixed summation order (k ascending per output).
 void gemm_naive(bool ta, bool tb, std::size_t M, std::size_t N, std::size_t K, const double* A,
                 const double* B, double* C);
