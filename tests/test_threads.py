@@ -335,3 +335,66 @@ def test_concurrent_wide_passes_with_engine_threads_match_serial(restore_threads
             res = list(ex.map(lambda i: _result_planes(nets[i].backward(xs[i], loss="sum")), range(3)))
             for i in range(3):
                 _assert_bitwise_equal(res[i], serial[i], f"wide net {i}, round {rep}")
+
+
+# -- narrow chains: weight gradients one layer per task ----------------------------
+# Once a segment's deltas are known, the weight gradients of small layers are
+# computed one layer per task on the engine's threads. Which thread takes which
+# layer must change nothing: not the bits, and not the error a failing pass reports.
+
+
+def _narrow_case(rng):
+    widths = [6] + [8] * 40 + [5]
+    acts = ["tanh", "relu", "tanh", "identity"] * 10 + ["sigmoid"]
+    net = _chain(rng, widths, acts, 1.4)
+    # rows from 2^-900 to 1 and no biases on the way: values far below float64's range
+    for b in net.biases:
+        b[...] = 0.0
+    x = rng.standard_normal((3, 6)) * np.exp2(rng.integers(-900, 0, (3, 1)).astype(float))
+    return net, x, rng.standard_normal((3, 5))
+
+
+def _selected_planes(g: lg.Gradients, layers) -> list[np.ndarray]:
+    out = _planes(g.loss) + _planes(g.input)
+    for l in layers:
+        out += _planes(g.weights[l]) + _planes(g.biases[l])
+    return out
+
+
+@pytest.mark.parametrize("precision", ["extended", "float64"])
+@pytest.mark.parametrize("checkpoint", [None, 7])
+@pytest.mark.parametrize("layers", [None, [0, 13, 40]])
+def test_narrow_deep_passes_do_not_depend_on_engine_threads(restore_threads, precision, checkpoint, layers):
+    net, x, y = _narrow_case(np.random.default_rng(77))
+    picked = range(net.depth) if layers is None else layers
+    results = {}
+    for n in _THREADS:
+        _core.set_num_threads(n)
+        g = net.backward(x, y, precision=precision, checkpoint=checkpoint, layers=layers)
+        results[n] = _selected_planes(g, picked)
+    for n in _THREADS[1:]:
+        _assert_bitwise_equal(results[n], results[1], f"{n} engine threads vs 1")
+
+
+@pytest.mark.parametrize("checkpoint", [None, 4])
+def test_a_failing_pass_names_the_same_layer_for_every_thread_count(restore_threads, checkpoint):
+    # Layer 0: a_1 = sigmoid(-7.6e17) ~ 2^-1.1e18, carried up by identity layers;
+    # the top sigmoid (bias -6.9e16) makes every delta ~ 2^-1e17, so the weight
+    # gradient delta_l a_l of every layer is beyond 2^-(2^60). A
+    # layer-by-layer backward sweep meets the top layer's first.
+    depth = 12
+    ws = [np.array([[-7.6e17]])] + [np.ones((1, 1))] * (depth - 1)
+    bs = [np.zeros(1)] * (depth - 1) + [np.array([-6.9e16])]
+    net = lg.Network(ws, bs, ["sigmoid"] + ["identity"] * (depth - 2) + ["sigmoid"])
+    x, y = np.ones((1, 1)), np.ones((1, 1))
+    for n in _THREADS:
+        _core.set_num_threads(n)
+        for _ in range(3):
+            with pytest.raises(lg.ExponentRangeError, match=rf"^layer {depth - 1} gradients left"):
+                net.backward(x, y, checkpoint=checkpoint)
+    # the lower layers fail too (layer 0: delta_0 = delta_1 sigmoid'(-7.6e17)),
+    # and with the top ones left out, the highest selected is named
+    _core.set_num_threads(2)
+    for layers, named in (([0], 0), ([0, 5], 5), ([2, 3, 4], 4)):
+        with pytest.raises(lg.ExponentRangeError, match=rf"^layer {named} gradients left"):
+            net.backward(x, y, checkpoint=checkpoint, layers=layers)

@@ -10,6 +10,7 @@
 #include <cmath>
 #include <stdexcept>
 #include <utility>
+#include <vector>
 
 #include <cblas.h>  // OpenBLAS from scipy-openblas32 (scipy_ symbol prefix)
 
@@ -35,11 +36,17 @@ void gemm_naive(bool ta, bool tb, std::size_t M, std::size_t N, std::size_t K, c
         }
         return;
     }
-    // Row of C accumulated in k order: C[i,:] += op(A)[i,k] * B[k,:] (vectorises over j).
+    // Row of C accumulated in k order: C[i,:] += op(A)[i,k] * B[k,:] (vectorises over j),
+    // from 0.0 + the k = 0 term (one pass over the row fewer than from zeros, same bits).
     for (std::size_t i = 0; i < M; ++i) {
         double* c = C + i * N;
-        std::fill(c, c + N, 0.0);
-        for (std::size_t k = 0; k < K; ++k) {
+        if (K == 0) {
+            std::fill(c, c + N, 0.0);
+            continue;
+        }
+        const double a0 = ta ? A[i] : A[i * K];
+        for (std::size_t j = 0; j < N; ++j) c[j] = 0.0 + a0 * (tb ? B[j * K] : B[j]);
+        for (std::size_t k = 1; k < K; ++k) {
             const double a = ta ? A[k * M + i] : A[i * K + k];
             if (!tb) {
                 const double* b = B + k * N;

@@ -2,6 +2,8 @@
 #include "loggrad/network.hpp"
 
 #include <algorithm>
+#include <atomic>
+#include <exception>
 #include <cfloat>
 #include <cstring>
 #include <memory>
@@ -9,6 +11,7 @@
 #include <new>
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 #include "loggrad/gemm.hpp"
 #include "loggrad/memory.hpp"
@@ -142,6 +145,42 @@ void check_range(const double* m, const exp_t* e, std::size_t n, std::size_t l, 
 }
 
 std::string layer_tag(std::size_t l) { return "layer " + std::to_string(l); }
+
+// Largest |e| among the nonzero entries (0 when every entry is zero).
+// Branch-free, so that it vectorises.
+std::uint64_t max_abs_exponent(const double* m, const exp_t* e, std::size_t n) {
+    std::uint64_t mx = 0;
+    for (std::size_t i = 0; i < n; ++i) {
+        std::uint64_t mb;
+        std::memcpy(&mb, m + i, sizeof mb);
+        const std::uint64_t t = mb << 1;  // zero iff m is +-0
+        const std::uint64_t nonzero = std::uint64_t(0) - ((t | (std::uint64_t(0) - t)) >> 63);
+        const std::uint64_t s = static_cast<std::uint64_t>(e[i] >> 63);  // all ones iff e < 0
+        const std::uint64_t a = ((static_cast<std::uint64_t>(e[i]) ^ s) - s) & nonzero;
+        mx = std::max(mx, a);
+    }
+    return mx;
+}
+
+// Range check of a weight gradient delta^T a and its bias gradient (layer l).
+// Every nonzero term delta_bj a_bk lies within 2^(+-(|e_delta| + |e_a| + 1)),
+// and ext_gemm_tn's sums of at most 2^64 such terms, rounded as float64 would
+// (the float64 kernel works on entries scaled into [2^-501, 1]), stay within
+// 2^(+-(|e_delta| + |e_a| + 2048)). Far from 2^60 — always, short of
+// pathological inputs — no entry can be out of range, and reading the
+// gradient again is skipped; otherwise, or when the operands are larger than
+// the gradient, every entry is checked.
+void check_gradient_range(std::size_t batch, std::size_t n_out, std::size_t n_in, ExtCMat delta, ExtCMat a,
+                          const double* gm, const exp_t* ge, std::size_t l) {
+    constexpr std::uint64_t kMargin = 4096;
+    const std::size_t count = n_out * (n_in + 1);
+    if (batch * (n_out + n_in) < count) {
+        const std::uint64_t bound = max_abs_exponent(delta.m, delta.e, batch * n_out) +
+                                    max_abs_exponent(a.m, a.e, batch * n_in);
+        if (bound + kMargin <= static_cast<std::uint64_t>(kMaxExp)) return;
+    }
+    check_range(gm, ge, count, l, "gradients");
+}
 
 }  // namespace
 
@@ -305,23 +344,73 @@ std::size_t grad_offset(const Architecture& net, const std::size_t* offsets, std
     return offsets ? offsets[l] : net.weight_offset(l);
 }
 
-void backward_layer_f64(const Architecture& net, const double* params, std::size_t l, std::size_t batch,
-                        const double* a, const double* d, Buffer<double>& g, Buffer<double>& g2,
-                        const GradF64& res, bool input_grad) {
-    const std::size_t n_in = net.width(l), n_out = net.width(l + 1);
-    double* gp = g.data();
-    parallel_rows(batch, n_out, [&](std::size_t r0, std::size_t r1) {
-        for (std::size_t o = r0 * n_out; o < r1 * n_out; ++o) gp[o] *= d[o];
+// Layers whose weight-gradient product has fewer multiply-adds than this run
+// one per task in the gradient phase (see for_each_layer); larger ones in
+// turn, each product split over the threads.
+constexpr std::size_t kLayerTaskWork = std::size_t(1) << 22;
+
+// Runs fn(l, ws) for the layers l in [l0, l1), highest first: the weight
+// gradients of a segment, which are independent of each other once its deltas
+// are known. Layers that are small (see kLayerTaskWork) are spread over the
+// engine's threads, each task with its own Workspace; a layer's result does not
+// depend on which thread computes it. The exception rethrown is the highest
+// layer's: the one a layer-by-layer sweep would have met first.
+template <class F>
+void for_each_layer(std::size_t l0, std::size_t l1, bool small, Workspace& ws, F&& fn) {
+    const std::size_t n = l1 - l0;
+    const std::size_t tasks = std::min<std::size_t>(n, static_cast<std::size_t>(num_threads()));
+    if (!small || tasks < 2) {
+        for (std::size_t l = l1; l-- > l0;) fn(l, ws);
+        return;
+    }
+    std::vector<std::exception_ptr> errors(n);  // by position in the sweep
+    std::atomic<std::size_t> next{0};
+    parallel_for(tasks, [&](std::size_t) {
+        Workspace local;
+        for (std::size_t i; (i = next.fetch_add(1)) < n;) {
+            try {
+                fn(l1 - 1 - i, local);
+            } catch (...) {
+                errors[i] = std::current_exception();
+            }
+        }
     });
-    const std::size_t go = grad_offset(net, res.grad_offset, l);
-    if (go != kNoGradient) {
-        gemm(true, false, n_out, n_in, batch, g.data(), a, res.grad + go);
-        column_sums(batch, n_out, gp, res.grad + go + n_out * n_in);  // the bias gradient
+    for (const std::exception_ptr& e : errors)
+        if (e) std::rethrow_exception(e);
+}
+
+// True when every layer in [l0, l1) has a weight-gradient product small
+// enough to be one task.
+bool small_layers(const Architecture& net, std::size_t l0, std::size_t l1, std::size_t batch) {
+    for (std::size_t l = l0; l < l1; ++l)
+        if (batch * net.width(l) * net.width(l + 1) >= kLayerTaskWork) return false;
+    return true;
+}
+
+// Back through the layers [l0, l1) of one stored segment. First the chain,
+// layer by layer: delta_l = dL/da_{l+1} * f'(z_l) (elementwise, written over
+// f'(z_l)) and dL/da_l = delta_l W_l into g. Then the weight gradients
+// dW_l = delta_l^T a_l and db_l, which depend on nothing but their own layer.
+void backward_segment_f64(const Architecture& net, const double* params, std::size_t l0, std::size_t l1,
+                          std::size_t batch, F64Store& st, Buffer<double>& g, const GradF64& res) {
+    for (std::size_t l = l1; l-- > l0;) {
+        const std::size_t n_in = net.width(l), n_out = net.width(l + 1);
+        double* delta = st.ders.data() + st.doff[l - l0];
+        const double* gp = g.data();
+        parallel_rows(batch, n_out, [&](std::size_t r0, std::size_t r1) {
+            for (std::size_t o = r0 * n_out; o < r1 * n_out; ++o) delta[o] *= gp[o];
+        });
+        if (l > 0 || res.dx) gemm(false, false, batch, n_in, n_out, delta, params + net.weight_offset(l), g.data());
     }
-    if (input_grad) {
-        gemm(false, false, batch, n_in, n_out, g.data(), params + net.weight_offset(l), g2.data());
-        std::swap(g, g2);
-    }
+    Workspace unused;
+    for_each_layer(l0, l1, small_layers(net, l0, l1, batch), unused, [&](std::size_t l, Workspace&) {
+        const std::size_t go = grad_offset(net, res.grad_offset, l);
+        if (go == kNoGradient) return;
+        const std::size_t n_in = net.width(l), n_out = net.width(l + 1), i = l - l0;
+        const double* delta = st.ders.data() + st.doff[i];
+        gemm(true, false, n_out, n_in, batch, delta, st.acts.data() + st.aoff[i], res.grad + go);
+        column_sums(batch, n_out, delta, res.grad + go + n_out * n_in);  // the bias gradient
+    });
 }
 
 }  // namespace
@@ -376,36 +465,50 @@ void forward_f64(const Architecture& net, const double* params, const double* x,
 
 namespace {
 
-// Back through layer l: g holds dL/da_{l+1} (batch x n_{l+1}) on entry and
-// dL/da_l on exit (when input_grad); a_l and f'(z_l) come from the forward pass.
-void backward_layer_ext(const Architecture& net, const double* params, std::size_t l, std::size_t batch,
-                        ExtCMat a, ExtCMat der, Buffer<double>& gm, Buffer<exp_t>& ge, Buffer<double>& g2m,
-                        Buffer<exp_t>& g2e, const GradExt& res, bool input_grad, Workspace& ws) {
-    const std::size_t n_in = net.width(l), n_out = net.width(l + 1);
-    // delta = dL/dz_l = dL/da_{l+1} * f'(z_l), elementwise: never lost.
-    double* gmp = gm.data();
-    exp_t* gep = ge.data();
-    parallel_rows(batch, n_out, [&](std::size_t r0, std::size_t r1) {
-        for (std::size_t o = r0 * n_out; o < r1 * n_out; ++o) {
-            const Ext d = mul(Ext{gmp[o], gep[o]}, Ext{der.m[o], der.e[o]});
-            gmp[o] = d.m;
-            gep[o] = d.e;
+// Extended counterpart of backward_segment_f64: the chain, then the weight
+// gradients. When the chain stops at layer l (an input gradient out of range),
+// the gradients of layers l..l1-1 are still formed first, so that the error
+// reported is the one a layer-by-layer sweep would have met first.
+void backward_segment_ext(const Architecture& net, const double* params, std::size_t l0, std::size_t l1,
+                          std::size_t batch, ExtStore& st, Buffer<double>& gm, Buffer<exp_t>& ge,
+                          const GradExt& res, Workspace& ws) {
+    std::size_t lo = l0;  // lowest layer whose delta is known
+    std::exception_ptr chain_error;
+    for (std::size_t l = l1; l-- > l0;) {
+        const std::size_t n_in = net.width(l), n_out = net.width(l + 1), i = l - l0;
+        double* dm = st.dm.data() + st.doff[i];
+        exp_t* de = st.de.data() + st.doff[i];
+        const double* gmp = gm.data();
+        const exp_t* gep = ge.data();
+        parallel_rows(batch, n_out, [&](std::size_t r0, std::size_t r1) {
+            for (std::size_t o = r0 * n_out; o < r1 * n_out; ++o) {  // elementwise: never lost
+                const Ext d = mul(Ext{gmp[o], gep[o]}, Ext{dm[o], de[o]});
+                dm[o] = d.m;
+                de[o] = d.e;
+            }
+        });
+        if (l == 0 && !res.dx.m) break;
+        ext_gemm_xw(ws, batch, n_in, n_out, ExtCMat{dm, de}, params + net.weight_offset(l), false,
+                    ExtMat{gm.data(), ge.data()});
+        try {
+            check_range(gm.data(), ge.data(), batch * n_in, l, "input gradients");
+        } catch (const range_error&) {
+            chain_error = std::current_exception();
+            lo = l;
+            break;
         }
-    });
-    const ExtCMat delta{gm.data(), ge.data()};
-    const std::size_t wo = net.weight_offset(l), go = grad_offset(net, res.grad_offset, l);
-    if (go != kNoGradient) {
-        const std::size_t bo = go + n_out * n_in;
-        ext_gemm_tn(ws, batch, n_out, n_in, delta, a, ExtMat{res.grad.m + go, res.grad.e + go},
+    }
+    for_each_layer(lo, l1, small_layers(net, lo, l1, batch), ws, [&](std::size_t l, Workspace& w) {
+        const std::size_t go = grad_offset(net, res.grad_offset, l);
+        if (go == kNoGradient) return;
+        const std::size_t n_in = net.width(l), n_out = net.width(l + 1), i = l - l0, bo = go + n_out * n_in;
+        const ExtCMat delta{st.dm.data() + st.doff[i], st.de.data() + st.doff[i]};
+        const ExtCMat a{st.am.data() + st.aoff[i], st.ae.data() + st.aoff[i]};
+        ext_gemm_tn(w, batch, n_out, n_in, delta, a, ExtMat{res.grad.m + go, res.grad.e + go},
                     ExtMat{res.grad.m + bo, res.grad.e + bo});
-        check_range(res.grad.m + go, res.grad.e + go, n_out * (n_in + 1), l, "gradients");
-    }
-    if (input_grad) {  // dL/da_l = delta W_l
-        ext_gemm_xw(ws, batch, n_in, n_out, delta, params + wo, false, ExtMat{g2m.data(), g2e.data()});
-        check_range(g2m.data(), g2e.data(), batch * n_in, l, "input gradients");
-        std::swap(gm, g2m);
-        std::swap(ge, g2e);
-    }
+        check_gradient_range(batch, n_out, n_in, delta, a, res.grad.m + go, res.grad.e + go, l);
+    });
+    if (chain_error) std::rethrow_exception(chain_error);
 }
 
 // Segment length for checkpointing: 0 = store everything; kAuto = ~sqrt(depth).
@@ -456,10 +559,10 @@ void backward_ext(const Architecture& net, const double* params, const double* x
         }
     }
 
-    Buffer<double> gm, g2m;
-    Buffer<exp_t> ge, g2e;
-    for (auto* b : {&gm, &g2m}) b->resize(batch * maxw);
-    for (auto* b : {&ge, &g2e}) b->resize(batch * maxw);
+    Buffer<double> gm;  // dL/da of the layer reached
+    Buffer<exp_t> ge;
+    gm.resize(batch * maxw);
+    ge.resize(batch * maxw);
     const Ext loss = loss_ext(target, batch, net.n_out(), outm.data(), oute.data(), gm.data(), ge.data());
     *res.loss.m = loss.m;
     *res.loss.e = loss.e;
@@ -473,12 +576,7 @@ void backward_ext(const Architecture& net, const double* params, const double* x
         if (nseg > 1)  // recompute the segment's activations and derivatives from its checkpoint
             forward_range_ext(net, params, l0, l1, batch,
                               ExtCMat{cpm.data() + s * batch * maxw, cpe.data() + s * batch * maxw}, true, st, ws, false);
-        for (std::size_t l = l1; l-- > l0;) {
-            const std::size_t i = l - l0;
-            backward_layer_ext(net, params, l, batch, ExtCMat{st.am.data() + st.aoff[i], st.ae.data() + st.aoff[i]},
-                               ExtCMat{st.dm.data() + st.doff[i], st.de.data() + st.doff[i]}, gm, ge, g2m, g2e, res,
-                               l > 0 || res.dx.m != nullptr, ws);
-        }
+        backward_segment_ext(net, params, l0, l1, batch, st, gm, ge, res, ws);
     }
     if (res.dx.m) {
         std::copy(gm.data(), gm.data() + batch * net.n_in(), res.dx.m);
@@ -511,19 +609,14 @@ void backward_f64(const Architecture& net, const double* params, const double* x
             cur = out.data();
         }
     }
-    Buffer<double> g, g2;
+    Buffer<double> g;  // dL/da of the layer reached
     g.resize(batch * maxw);
-    g2.resize(batch * maxw);
     *res.loss = loss_f64(target, batch, net.n_out(), out.data(), g.data());
     if (res.out) std::copy(out.data(), out.data() + batch * net.n_out(), res.out);
     for (std::size_t s = nseg; s-- > 0;) {
         const std::size_t l0 = s * C, l1 = std::min(L, l0 + C);
         if (nseg > 1) forward_range_f64(net, params, l0, l1, batch, cp.data() + s * batch * maxw, true, st, false);
-        for (std::size_t l = l1; l-- > l0;) {
-            const std::size_t i = l - l0;
-            backward_layer_f64(net, params, l, batch, st.acts.data() + st.aoff[i], st.ders.data() + st.doff[i], g, g2,
-                               res, l > 0 || res.dx != nullptr);
-        }
+        backward_segment_f64(net, params, l0, l1, batch, st, g, res);
     }
     if (res.dx) std::copy(g.data(), g.data() + batch * net.n_in(), res.dx);
 }
