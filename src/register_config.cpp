@@ -16,7 +16,7 @@ void register_config(py::module_& m) {
     m.def("loss_names", &loggrad::loss_names, "Loss names");
     m.def("blas_config", &loggrad::blas_config, "The BLAS library the engine calls");
     m.def("cached_memory_bytes", &loggrad::cached_memory_bytes,
-          "Bytes of freed result and scratch memory kept for the next pass of the same size (at most 256 MiB)");
+          "Bytes of freed result and scratch memory kept for the next pass of the same size (at most 512 MiB in 32 blocks)");
     m.def("release_memory", &loggrad::release_cached_memory,
           "Give the kept memory (cached_memory_bytes) back to the system");
     m.def("blas_threads", &loggrad::blas_threads, "Threads of the BLAS library itself (kept at 1)");

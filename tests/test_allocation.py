@@ -1,7 +1,7 @@
 """Result and scratch memory: huge-page blocks and the cache of freed ones.
 
 Large blocks (results of a pass, stored activations) that are freed are kept
-for the next pass of the same size, up to 256 MiB; these tests check that a
+for the next pass of the same size, up to 512 MiB; these tests check that a
 reused block never shows through in a result and that the cache stays bounded.
 """
 
@@ -14,7 +14,7 @@ import pytest
 import loggrad as lg
 from loggrad import _core
 
-CAP = 256 * 2**20
+CAP = 512 * 2**20
 
 
 def same(a, b):

@@ -48,8 +48,8 @@ constexpr bool kCache = true;
 #endif
 constexpr std::size_t kHugePage = std::size_t(1) << 21;
 constexpr std::size_t kHugeMin = std::size_t(1) << 20;
-constexpr std::size_t kCacheBytes = std::size_t(256) << 20;
-constexpr std::size_t kCacheBlocks = 8;
+constexpr std::size_t kCacheBytes = std::size_t(512) << 20;
+constexpr std::size_t kCacheBlocks = 32;
 
 // Large blocks: their sizes while in use, and a few freed ones kept for the
 // next pass of the same shape, whose pages are then already mapped (a fresh

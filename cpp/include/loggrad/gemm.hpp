@@ -10,9 +10,9 @@
 
 #include <cstddef>
 #include <string>
-#include <vector>
 
 #include "loggrad/ext.hpp"
+#include "loggrad/memory.hpp"
 
 namespace loggrad {
 
@@ -45,11 +45,12 @@ struct ExtCMat {
     const exp_t* e;
 };
 
-// Scratch buffers reused across layers of one pass.
+// Scratch buffers reused across layers of one pass: uninitialised, grown on
+// demand, from loggrad::allocate (a repeated pass reuses mapped pages).
 struct Workspace {
-    std::vector<double> xs, ys, cs, sums, bm;
-    std::vector<exp_t> ex, ey, be;
-    std::vector<unsigned char> flags;
+    Buffer<double> xs, ys, cs, sums, bm;
+    Buffer<exp_t> ex, ey, be;
+    Buffer<unsigned char> flags;
 };
 
 // C (M x N) = X (M x K, extended) op(W), W float64: op(W) = W^T (W is N x K)
