@@ -398,3 +398,43 @@ def test_a_failing_pass_names_the_same_layer_for_every_thread_count(restore_thre
     for layers, named in (([0], 0), ([0, 5], 5), ([2, 3, 4], 4)):
         with pytest.raises(lg.ExponentRangeError, match=rf"^layer {named} gradients left"):
             net.backward(x, y, checkpoint=checkpoint, layers=layers)
+
+
+# -- batches in blocks of rows ------------------------------------------------------
+# In narrow networks, blocks of 32 rows each go through the whole forward pass
+# and backward chain on their own. Batches of 64 and 70 rows (blocks 32+32 and
+# 32+32+6) with every output compared with a plain numpy backprop, the input
+# gradient included, and the bits with any number of engine threads.
+
+
+@pytest.mark.parametrize("batch", [31, 64, 70])
+@pytest.mark.parametrize("checkpoint", [None, 3])
+@pytest.mark.parametrize("widest", [24, 130])  # 130: too wide for blocks, the whole batch at once
+def test_row_blocks_match_numpy_and_do_not_depend_on_threads(restore_threads, batch, checkpoint, widest):
+    from reference import np_backward
+
+    rng = np.random.default_rng(batch)
+    widths, acts = [7, 24, widest, 16, 24, 24, 5], ["tanh", "relu", "sigmoid", "tanh", "relu", "identity"]
+    net = _chain(rng, widths, acts, 1.2)
+    x, y = rng.standard_normal((batch, 7)), rng.standard_normal((batch, 5))
+    ref = np_backward(net.weights, net.biases, acts, x, y, "mse")
+    got = {}
+    for n in _THREADS:
+        _core.set_num_threads(n)
+        for precision in ("extended", "float64"):
+            g = net.backward(x, y, precision=precision, checkpoint=checkpoint)
+            got[n, precision] = _result_planes(g)
+            if n > 1:
+                continue
+            out = net.forward(x, precision=precision)
+            out = out.to_numpy() if isinstance(out, lg.LogArray) else out
+            np.testing.assert_allclose(out, ref["output"], rtol=1e-12, atol=1e-14)
+            grads = [(g.input, ref["input"])]
+            grads += [(g.weights[l], ref["weights"][l]) for l in range(net.depth)]
+            grads += [(g.biases[l], ref["biases"][l]) for l in range(net.depth)]
+            for mine, theirs in grads:
+                mine = mine.to_numpy() if isinstance(mine, lg.LogArray) else np.asarray(mine)
+                np.testing.assert_allclose(mine, theirs, rtol=1e-10, atol=1e-15)
+    for n in _THREADS[1:]:
+        for precision in ("extended", "float64"):
+            _assert_bitwise_equal(got[n, precision], got[1, precision], f"{precision}, {n} engine threads vs 1")

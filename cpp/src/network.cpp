@@ -11,6 +11,7 @@
 #include <new>
 #include <stdexcept>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "loggrad/gemm.hpp"
@@ -238,6 +239,74 @@ std::size_t max_width(const Architecture& net) {
     return *std::max_element(net.widths().begin(), net.widths().end());
 }
 
+// Through the forward pass and the backward chain the rows of a batch are
+// independent: blocks of kBlockRows rows then run on the engine's threads with
+// no synchronisation per layer (narrow layers give each layer too little work
+// to share). The blocks depend on the sizes only, never on the thread count,
+// so results do not either. Wide layers share each product instead.
+constexpr std::size_t kBlockRows = 32;
+constexpr std::size_t kBlockMaxWidth = 128;
+
+std::size_t row_blocks(const Architecture& net, std::size_t batch) {
+    if (batch < 2 * kBlockRows || max_width(net) > kBlockMaxWidth) return 1;
+    return (batch + kBlockRows - 1) / kBlockRows;
+}
+
+// A block's failure: the layer it stopped at and what was thrown there.
+struct Failure {
+    std::size_t layer = 0;
+    std::exception_ptr error;
+};
+
+// Rethrows the failure a layer-by-layer pass over the whole batch would have
+// met first: the lowest layer going forward, the highest going back; among
+// blocks that failed at the same layer, the first (its rows come first).
+void rethrow_first(const std::vector<Failure>& failures, bool forward) {
+    const Failure* first = nullptr;
+    for (const Failure& f : failures)
+        if (f.error && (!first || (forward ? f.layer < first->layer : f.layer > first->layer))) first = &f;
+    if (first) std::rethrow_exception(first->error);
+}
+
+// Rows [r0, r1) of block b of nb.
+std::pair<std::size_t, std::size_t> block_rows(std::size_t b, std::size_t nb, std::size_t batch) {
+    if (nb == 1) return {0, batch};
+    return {b * kBlockRows, std::min(batch, (b + 1) * kBlockRows)};
+}
+
+// dL/da during the backward chain is kept in block layout: the rows of the
+// block starting at row r0 begin at r0 * maxw (one block: plain batch-major).
+// Rearranges batch x n values in place from batch-major into that layout.
+template <class T>
+void to_block_layout(T* g, std::size_t batch, std::size_t n, std::size_t maxw, std::size_t nb) {
+    for (std::size_t b = nb; b-- > 1;) {  // from the last block: each target lies at or after its source
+        const auto [r0, r1] = block_rows(b, nb, batch);
+        std::copy_backward(g + r0 * n, g + r1 * n, g + r0 * maxw + (r1 - r0) * n);
+    }
+}
+
+// Copies batch x n values from block layout into batch-major `out`.
+template <class T>
+void from_block_layout(const T* g, std::size_t batch, std::size_t n, std::size_t maxw, std::size_t nb, T* out) {
+    for (std::size_t b = 0; b < nb; ++b) {
+        const auto [r0, r1] = block_rows(b, nb, batch);
+        std::copy(g + r0 * maxw, g + r0 * maxw + (r1 - r0) * n, out + r0 * n);
+    }
+}
+
+// Runs fn(r0, r1) for every block of rows; the failures it records by block.
+template <class F>
+void for_each_block(std::size_t batch, std::size_t nb, F&& fn) {
+    if (nb == 1) {  // on the calling thread: the layers inside may still share the pool
+        fn(std::size_t(0), batch);
+        return;
+    }
+    parallel_for(nb, [&](std::size_t b) {
+        const auto [r0, r1] = block_rows(b, nb, batch);
+        fn(r0, r1);
+    });
+}
+
 // Runs layers [l0, l1) from `in` (batch x n_{l0}). st then holds a_{l0}..a_{l1}
 // (indexed l - l0) and, when keep, f'(z_l) for l in [l0, l1); without keep only
 // two alternating activation buffers are used.
@@ -271,6 +340,37 @@ void forward_range_ext(const Architecture& net, const double* params, std::size_
     ze.resize(batch * maxw);
     std::copy(in.m, in.m + batch * net.width(l0), st.am.data());
     std::copy(in.e, in.e + batch * net.width(l0), st.ae.data());
+    const std::size_t nb = row_blocks(net, batch);
+    if (nb > 1) {  // blocks of rows, each through every layer; they read `in`, never st's copy
+        if (check)
+            for (std::size_t i = 0; i < n; ++i) net.check_layer_params(params, l0 + i);
+        std::vector<Failure> failures(nb);
+        for_each_block(batch, nb, [&](std::size_t r0, std::size_t r1) {
+            const std::size_t rows = r1 - r0;
+            Workspace w;
+            Buffer<double> bm;  // z, and without keep two alternating activation buffers
+            Buffer<exp_t> be;
+            bm.resize(3 * rows * maxw);
+            be.resize(3 * rows * maxw);
+            ExtCMat a{in.m + r0 * net.width(l0), in.e + r0 * net.width(l0)};
+            for (std::size_t i = 0; i < n; ++i) {
+                const std::size_t l = l0 + i, o = r0 * net.width(l + 1);
+                ExtMat out{st.am.data() + st.aoff[i + 1] + o, st.ae.data() + st.aoff[i + 1] + o};
+                ExtMat der{nullptr, nullptr};
+                if (keep) der = ExtMat{st.dm.data() + st.doff[i] + o, st.de.data() + st.doff[i] + o};
+                else if (i + 1 < n) out = ExtMat{bm.data() + (1 + i % 2) * rows * maxw, be.data() + (1 + i % 2) * rows * maxw};
+                try {
+                    forward_layer_ext(net, params, l, rows, a, out, der, ExtMat{bm.data(), be.data()}, w);
+                } catch (...) {
+                    failures[r0 / kBlockRows] = Failure{l, std::current_exception()};
+                    return;
+                }
+                a = ExtCMat{out.m, out.e};
+            }
+        });
+        rethrow_first(failures, true);
+        return;
+    }
     for (std::size_t i = 0; i < n; ++i) {
         const ExtCMat a{st.am.data() + st.aoff[i], st.ae.data() + st.aoff[i]};
         const ExtMat out{st.am.data() + st.aoff[i + 1], st.ae.data() + st.aoff[i + 1]};
@@ -295,6 +395,21 @@ struct F64Store {
     Buffer<double> acts, ders;
     std::vector<std::size_t> aoff, doff;
 };
+
+// One float64 layer: out = f(in W_l^T + b_l), der = f'(...) when not null; z is scratch.
+void forward_layer_f64(const Architecture& net, const double* params, std::size_t l, std::size_t batch,
+                       const double* in, double* out, double* der, double* z) {
+    const std::size_t n_in = net.width(l), n_out = net.width(l + 1);
+    const double* b = params + net.bias_offset(l);
+    gemm(false, true, batch, n_out, n_in, in, params + net.weight_offset(l), z);
+    const Activation act = net.activation(l);
+    parallel_rows(batch, n_out, [&](std::size_t r0, std::size_t r1) {
+        for (std::size_t r = r0; r < r1; ++r)
+            for (std::size_t j = 0; j < n_out; ++j) z[r * n_out + j] += b[j];
+        const std::size_t o0 = r0 * n_out;
+        activate_f64_n(act, (r1 - r0) * n_out, z + o0, out + o0, der ? der + o0 : nullptr);
+    });
+}
 
 void forward_range_f64(const Architecture& net, const double* params, std::size_t l0, std::size_t l1,
                        std::size_t batch, const double* in, bool keep, F64Store& st, bool check) {
@@ -321,21 +436,30 @@ void forward_range_f64(const Architecture& net, const double* params, std::size_
     Buffer<double> z;
     z.resize(batch * maxw);
     std::copy(in, in + batch * net.width(l0), st.acts.data());
-    for (std::size_t i = 0; i < n; ++i) {
-        const std::size_t l = l0 + i, n_in = net.width(l), n_out = net.width(l + 1);
-        if (check) net.check_layer_params(params, l);
-        const double* b = params + net.bias_offset(l);
-        gemm(false, true, batch, n_out, n_in, st.acts.data() + st.aoff[i], params + net.weight_offset(l), z.data());
-        double* zp = z.data();
-        double* ap = st.acts.data() + st.aoff[i + 1];
-        double* dp = keep ? st.ders.data() + st.doff[i] : nullptr;
-        const Activation act = net.activation(l);
-        parallel_rows(batch, n_out, [&](std::size_t r0, std::size_t r1) {
-            for (std::size_t r = r0; r < r1; ++r)
-                for (std::size_t j = 0; j < n_out; ++j) zp[r * n_out + j] += b[j];
-            const std::size_t o0 = r0 * n_out;
-            activate_f64_n(act, (r1 - r0) * n_out, zp + o0, ap + o0, dp ? dp + o0 : nullptr);
+    const std::size_t nb = row_blocks(net, batch);
+    if (nb > 1) {  // as in forward_range_ext
+        if (check)
+            for (std::size_t i = 0; i < n; ++i) net.check_layer_params(params, l0 + i);
+        for_each_block(batch, nb, [&](std::size_t r0, std::size_t r1) {
+            const std::size_t rows = r1 - r0;
+            Buffer<double> buf;  // z, and without keep two alternating activation buffers
+            buf.resize(3 * rows * maxw);
+            const double* a = in + r0 * net.width(l0);
+            for (std::size_t i = 0; i < n; ++i) {
+                const std::size_t l = l0 + i, o = r0 * net.width(l + 1);
+                double* out = st.acts.data() + st.aoff[i + 1] + o;
+                if (!keep && i + 1 < n) out = buf.data() + (1 + i % 2) * rows * maxw;
+                forward_layer_f64(net, params, l, rows, a, out, keep ? st.ders.data() + st.doff[i] + o : nullptr,
+                                  buf.data());
+                a = out;
+            }
         });
+        return;
+    }
+    for (std::size_t i = 0; i < n; ++i) {
+        if (check) net.check_layer_params(params, l0 + i);
+        forward_layer_f64(net, params, l0 + i, batch, st.acts.data() + st.aoff[i], st.acts.data() + st.aoff[i + 1],
+                          keep ? st.ders.data() + st.doff[i] : nullptr, z.data());
     }
 }
 
@@ -393,15 +517,19 @@ bool small_layers(const Architecture& net, std::size_t l0, std::size_t l1, std::
 // dW_l = delta_l^T a_l and db_l, which depend on nothing but their own layer.
 void backward_segment_f64(const Architecture& net, const double* params, std::size_t l0, std::size_t l1,
                           std::size_t batch, F64Store& st, Buffer<double>& g, const GradF64& res) {
-    for (std::size_t l = l1; l-- > l0;) {
-        const std::size_t n_in = net.width(l), n_out = net.width(l + 1);
-        double* delta = st.ders.data() + st.doff[l - l0];
-        const double* gp = g.data();
-        parallel_rows(batch, n_out, [&](std::size_t r0, std::size_t r1) {
-            for (std::size_t o = r0 * n_out; o < r1 * n_out; ++o) delta[o] *= gp[o];
-        });
-        if (l > 0 || res.dx) gemm(false, false, batch, n_in, n_out, delta, params + net.weight_offset(l), g.data());
-    }
+    const std::size_t maxw = max_width(net);
+    for_each_block(batch, row_blocks(net, batch), [&](std::size_t r0, std::size_t r1) {
+        const std::size_t rows = r1 - r0;
+        double* gb = g.data() + r0 * maxw;  // this block's rows of dL/da
+        for (std::size_t l = l1; l-- > l0;) {
+            const std::size_t n_in = net.width(l), n_out = net.width(l + 1);
+            double* delta = st.ders.data() + st.doff[l - l0] + r0 * n_out;
+            parallel_rows(rows, n_out, [&](std::size_t q0, std::size_t q1) {
+                for (std::size_t o = q0 * n_out; o < q1 * n_out; ++o) delta[o] *= gb[o];
+            });
+            if (l > 0 || res.dx) gemm(false, false, rows, n_in, n_out, delta, params + net.weight_offset(l), gb);
+        }
+    });
     Workspace unused;
     for_each_layer(l0, l1, small_layers(net, l0, l1, batch), unused, [&](std::size_t l, Workspace&) {
         const std::size_t go = grad_offset(net, res.grad_offset, l);
@@ -472,32 +600,38 @@ namespace {
 void backward_segment_ext(const Architecture& net, const double* params, std::size_t l0, std::size_t l1,
                           std::size_t batch, ExtStore& st, Buffer<double>& gm, Buffer<exp_t>& ge,
                           const GradExt& res, Workspace& ws) {
-    std::size_t lo = l0;  // lowest layer whose delta is known
-    std::exception_ptr chain_error;
-    for (std::size_t l = l1; l-- > l0;) {
-        const std::size_t n_in = net.width(l), n_out = net.width(l + 1), i = l - l0;
-        double* dm = st.dm.data() + st.doff[i];
-        exp_t* de = st.de.data() + st.doff[i];
-        const double* gmp = gm.data();
-        const exp_t* gep = ge.data();
-        parallel_rows(batch, n_out, [&](std::size_t r0, std::size_t r1) {
-            for (std::size_t o = r0 * n_out; o < r1 * n_out; ++o) {  // elementwise: never lost
-                const Ext d = mul(Ext{gmp[o], gep[o]}, Ext{dm[o], de[o]});
-                dm[o] = d.m;
-                de[o] = d.e;
+    const std::size_t maxw = max_width(net), nb = row_blocks(net, batch);
+    std::vector<Failure> failures(nb);
+    for_each_block(batch, nb, [&](std::size_t r0, std::size_t r1) {
+        const std::size_t rows = r1 - r0;
+        Workspace local;
+        Workspace& w = nb == 1 ? ws : local;
+        double* gmb = gm.data() + r0 * maxw;  // this block's rows of dL/da
+        exp_t* geb = ge.data() + r0 * maxw;
+        for (std::size_t l = l1; l-- > l0;) {
+            const std::size_t n_in = net.width(l), n_out = net.width(l + 1), o = st.doff[l - l0] + r0 * n_out;
+            double* dm = st.dm.data() + o;
+            exp_t* de = st.de.data() + o;
+            parallel_rows(rows, n_out, [&](std::size_t q0, std::size_t q1) {
+                for (std::size_t k = q0 * n_out; k < q1 * n_out; ++k) {  // elementwise: never lost
+                    const Ext d = mul(Ext{gmb[k], geb[k]}, Ext{dm[k], de[k]});
+                    dm[k] = d.m;
+                    de[k] = d.e;
+                }
+            });
+            if (l == 0 && !res.dx.m) break;
+            ext_gemm_xw(w, rows, n_in, n_out, ExtCMat{dm, de}, params + net.weight_offset(l), false, ExtMat{gmb, geb});
+            try {
+                check_range(gmb, geb, rows * n_in, l, "input gradients");
+            } catch (...) {
+                failures[r0 / kBlockRows] = Failure{l, std::current_exception()};
+                return;
             }
-        });
-        if (l == 0 && !res.dx.m) break;
-        ext_gemm_xw(ws, batch, n_in, n_out, ExtCMat{dm, de}, params + net.weight_offset(l), false,
-                    ExtMat{gm.data(), ge.data()});
-        try {
-            check_range(gm.data(), ge.data(), batch * n_in, l, "input gradients");
-        } catch (const range_error&) {
-            chain_error = std::current_exception();
-            lo = l;
-            break;
         }
-    }
+    });
+    std::size_t lo = l0;  // lowest layer whose deltas are known for every row
+    for (const Failure& f : failures)
+        if (f.error) lo = std::max(lo, f.layer);
     for_each_layer(lo, l1, small_layers(net, lo, l1, batch), ws, [&](std::size_t l, Workspace& w) {
         const std::size_t go = grad_offset(net, res.grad_offset, l);
         if (go == kNoGradient) return;
@@ -508,7 +642,7 @@ void backward_segment_ext(const Architecture& net, const double* params, std::si
                     ExtMat{res.grad.m + bo, res.grad.e + bo});
         check_gradient_range(batch, n_out, n_in, delta, a, res.grad.m + go, res.grad.e + go, l);
     });
-    if (chain_error) std::rethrow_exception(chain_error);
+    rethrow_first(failures, false);
 }
 
 // Segment length for checkpointing: 0 = store everything; kAuto = ~sqrt(depth).
@@ -567,6 +701,9 @@ void backward_ext(const Architecture& net, const double* params, const double* x
     *res.loss.m = loss.m;
     *res.loss.e = loss.e;
     check_range(&loss.m, &loss.e, 1, kNoLayer, "the loss");
+    const std::size_t nb = row_blocks(net, batch);
+    to_block_layout(gm.data(), batch, net.n_out(), maxw, nb);
+    to_block_layout(ge.data(), batch, net.n_out(), maxw, nb);
     if (res.out.m) {
         std::copy(outm.data(), outm.data() + batch * net.n_out(), res.out.m);
         std::copy(oute.data(), oute.data() + batch * net.n_out(), res.out.e);
@@ -579,8 +716,8 @@ void backward_ext(const Architecture& net, const double* params, const double* x
         backward_segment_ext(net, params, l0, l1, batch, st, gm, ge, res, ws);
     }
     if (res.dx.m) {
-        std::copy(gm.data(), gm.data() + batch * net.n_in(), res.dx.m);
-        std::copy(ge.data(), ge.data() + batch * net.n_in(), res.dx.e);
+        from_block_layout(gm.data(), batch, net.n_in(), maxw, nb, res.dx.m);
+        from_block_layout(ge.data(), batch, net.n_in(), maxw, nb, res.dx.e);
     }
 }
 
@@ -612,13 +749,15 @@ void backward_f64(const Architecture& net, const double* params, const double* x
     Buffer<double> g;  // dL/da of the layer reached
     g.resize(batch * maxw);
     *res.loss = loss_f64(target, batch, net.n_out(), out.data(), g.data());
+    const std::size_t nb = row_blocks(net, batch);
+    to_block_layout(g.data(), batch, net.n_out(), maxw, nb);
     if (res.out) std::copy(out.data(), out.data() + batch * net.n_out(), res.out);
     for (std::size_t s = nseg; s-- > 0;) {
         const std::size_t l0 = s * C, l1 = std::min(L, l0 + C);
         if (nseg > 1) forward_range_f64(net, params, l0, l1, batch, cp.data() + s * batch * maxw, true, st, false);
         backward_segment_f64(net, params, l0, l1, batch, st, g, res);
     }
-    if (res.dx) std::copy(g.data(), g.data() + batch * net.n_in(), res.dx);
+    if (res.dx) from_block_layout(g.data(), batch, net.n_in(), maxw, nb, res.dx);
 }
 
 }  // namespace loggrad
