@@ -307,77 +307,87 @@ void for_each_block(std::size_t batch, std::size_t nb, F&& fn) {
     });
 }
 
+// Where a stored range of layers [l0, l1) keeps its values: aoff[i] is the
+// offset of a_{l0+i} (batch x n, batch-major), doff[i] that of f'(z_{l0+i}).
+// Without keep, two alternating buffers of batch x maxw and no derivatives.
+// Returns the activation and derivative value counts.
+std::pair<std::size_t, std::size_t> plan_store(const Architecture& net, std::size_t l0, std::size_t l1,
+                                               std::size_t batch, bool keep, std::vector<std::size_t>& aoff,
+                                               std::vector<std::size_t>& doff) {
+    const std::size_t n = l1 - l0, maxw = max_width(net);
+    aoff.assign(n + 1, 0);
+    doff.assign(n, 0);
+    std::size_t atotal = 0, dtotal = 0;
+    for (std::size_t i = 0; i <= n; ++i) {
+        aoff[i] = keep ? atotal : (i % 2) * batch * maxw;
+        atotal += batch * net.width(l0 + i);
+        if (i < n) {
+            doff[i] = dtotal;
+            dtotal += batch * net.width(l0 + i + 1);
+        }
+    }
+    if (!keep) return {2 * batch * maxw, 0};
+    return {atotal, dtotal};
+}
+
 // Runs layers [l0, l1) from `in` (batch x n_{l0}). st then holds a_{l0}..a_{l1}
 // (indexed l - l0) and, when keep, f'(z_l) for l in [l0, l1); without keep only
 // two alternating activation buffers are used.
 void forward_range_ext(const Architecture& net, const double* params, std::size_t l0, std::size_t l1,
                        std::size_t batch, ExtCMat in, bool keep, ExtStore& st, Workspace& ws, bool check) {
     const std::size_t n = l1 - l0, maxw = max_width(net);
-    st.aoff.assign(n + 1, 0);
-    st.doff.assign(n, 0);
-    std::size_t atotal = 0, dtotal = 0;
-    for (std::size_t i = 0; i <= n; ++i) {
-        st.aoff[i] = keep ? atotal : (i % 2) * batch * maxw;
-        atotal += batch * net.width(l0 + i);
-        if (i < n) {
-            st.doff[i] = dtotal;
-            dtotal += batch * net.width(l0 + i + 1);
-        }
-    }
-    if (!keep) {
-        atotal = 2 * batch * maxw;
-        dtotal = 0;
-    }
+    const auto [atotal, dtotal] = plan_store(net, l0, l1, batch, keep, st.aoff, st.doff);
     reserve_check((atotal + dtotal + batch * maxw) * (sizeof(double) + sizeof(exp_t)),
                   "this pass (stored activations; backward(checkpoint=...) stores fewer)");
     st.am.resize(atotal);
     st.ae.resize(atotal);
     st.dm.resize(dtotal);
     st.de.resize(dtotal);
-    Buffer<double> zm;
+    Buffer<double> zm;  // z of every row
     Buffer<exp_t> ze;
     zm.resize(batch * maxw);
     ze.resize(batch * maxw);
-    std::copy(in.m, in.m + batch * net.width(l0), st.am.data());
-    std::copy(in.e, in.e + batch * net.width(l0), st.ae.data());
+    if (keep) {  // a_{l0}, for the weight gradients
+        std::copy(in.m, in.m + batch * net.width(l0), st.am.data());
+        std::copy(in.e, in.e + batch * net.width(l0), st.ae.data());
+    }
+    // Blocks of rows, each through every layer (one block: the whole batch, its
+    // layers checked as they are reached; several: all checked first). Without
+    // keep, one block alternates between st's two buffers, several between their own.
     const std::size_t nb = row_blocks(net, batch);
-    if (nb > 1) {  // blocks of rows, each through every layer; they read `in`, never st's copy
-        if (check)
-            for (std::size_t i = 0; i < n; ++i) net.check_layer_params(params, l0 + i);
-        std::vector<Failure> failures(nb);
-        for_each_block(batch, nb, [&](std::size_t r0, std::size_t r1) {
-            const std::size_t rows = r1 - r0;
-            Workspace w;
-            Buffer<double> bm;  // z, and without keep two alternating activation buffers
-            Buffer<exp_t> be;
-            bm.resize(3 * rows * maxw);
-            be.resize(3 * rows * maxw);
-            ExtCMat a{in.m + r0 * net.width(l0), in.e + r0 * net.width(l0)};
-            for (std::size_t i = 0; i < n; ++i) {
-                const std::size_t l = l0 + i, o = r0 * net.width(l + 1);
-                ExtMat out{st.am.data() + st.aoff[i + 1] + o, st.ae.data() + st.aoff[i + 1] + o};
-                ExtMat der{nullptr, nullptr};
-                if (keep) der = ExtMat{st.dm.data() + st.doff[i] + o, st.de.data() + st.doff[i] + o};
-                else if (i + 1 < n) out = ExtMat{bm.data() + (1 + i % 2) * rows * maxw, be.data() + (1 + i % 2) * rows * maxw};
-                try {
-                    forward_layer_ext(net, params, l, rows, a, out, der, ExtMat{bm.data(), be.data()}, w);
-                } catch (...) {
-                    failures[r0 / kBlockRows] = Failure{l, std::current_exception()};
-                    return;
-                }
-                a = ExtCMat{out.m, out.e};
+    if (check && nb > 1)
+        for (std::size_t i = 0; i < n; ++i) net.check_layer_params(params, l0 + i);
+    std::vector<Failure> failures(nb);
+    for_each_block(batch, nb, [&](std::size_t r0, std::size_t r1) {
+        const std::size_t rows = r1 - r0;
+        Workspace local;
+        Workspace& w = nb == 1 ? ws : local;
+        Buffer<double> bm;
+        Buffer<exp_t> be;
+        const bool own = !keep && nb > 1 && n > 1;
+        if (own) {
+            bm.resize(2 * rows * maxw);
+            be.resize(2 * rows * maxw);
+        }
+        const ExtMat z{zm.data() + r0 * maxw, ze.data() + r0 * maxw};
+        ExtCMat a{in.m + r0 * net.width(l0), in.e + r0 * net.width(l0)};
+        for (std::size_t i = 0; i < n; ++i) {
+            const std::size_t l = l0 + i, o = r0 * net.width(l + 1);
+            ExtMat out{st.am.data() + st.aoff[i + 1] + o, st.ae.data() + st.aoff[i + 1] + o};
+            ExtMat der{nullptr, nullptr};
+            if (keep) der = ExtMat{st.dm.data() + st.doff[i] + o, st.de.data() + st.doff[i] + o};
+            else if (own && i + 1 < n) out = ExtMat{bm.data() + (i % 2) * rows * maxw, be.data() + (i % 2) * rows * maxw};
+            try {
+                if (check && nb == 1) net.check_layer_params(params, l);
+                forward_layer_ext(net, params, l, rows, a, out, der, z, w);
+            } catch (...) {
+                failures[r0 / kBlockRows] = Failure{l, std::current_exception()};
+                return;
             }
-        });
-        rethrow_first(failures, true);
-        return;
-    }
-    for (std::size_t i = 0; i < n; ++i) {
-        const ExtCMat a{st.am.data() + st.aoff[i], st.ae.data() + st.aoff[i]};
-        const ExtMat out{st.am.data() + st.aoff[i + 1], st.ae.data() + st.aoff[i + 1]};
-        const ExtMat der{keep ? st.dm.data() + st.doff[i] : nullptr, keep ? st.de.data() + st.doff[i] : nullptr};
-        if (check) net.check_layer_params(params, l0 + i);
-        forward_layer_ext(net, params, l0 + i, batch, a, out, der, ExtMat{zm.data(), ze.data()}, ws);
-    }
+            a = ExtCMat{out.m, out.e};
+        }
+    });
+    rethrow_first(failures, true);
 }
 
 void inputs_ext(const double* x, std::size_t n, Buffer<double>& m, Buffer<exp_t>& e) {
@@ -414,53 +424,41 @@ void forward_layer_f64(const Architecture& net, const double* params, std::size_
 void forward_range_f64(const Architecture& net, const double* params, std::size_t l0, std::size_t l1,
                        std::size_t batch, const double* in, bool keep, F64Store& st, bool check) {
     const std::size_t n = l1 - l0, maxw = max_width(net);
-    st.aoff.assign(n + 1, 0);
-    st.doff.assign(n, 0);
-    std::size_t atotal = 0, dtotal = 0;
-    for (std::size_t i = 0; i <= n; ++i) {
-        st.aoff[i] = keep ? atotal : (i % 2) * batch * maxw;
-        atotal += batch * net.width(l0 + i);
-        if (i < n) {
-            st.doff[i] = dtotal;
-            dtotal += batch * net.width(l0 + i + 1);
-        }
-    }
-    if (!keep) {
-        atotal = 2 * batch * maxw;
-        dtotal = 0;
-    }
+    const auto [atotal, dtotal] = plan_store(net, l0, l1, batch, keep, st.aoff, st.doff);
     reserve_check((atotal + dtotal + batch * maxw) * sizeof(double),
                   "this pass (stored activations; backward(checkpoint=...) stores fewer)");
     st.acts.resize(atotal);
     st.ders.resize(dtotal);
-    Buffer<double> z;
+    Buffer<double> z;  // z of every row
     z.resize(batch * maxw);
-    std::copy(in, in + batch * net.width(l0), st.acts.data());
+    if (keep) std::copy(in, in + batch * net.width(l0), st.acts.data());  // a_{l0}
+    // Blocks of rows as in forward_range_ext.
     const std::size_t nb = row_blocks(net, batch);
-    if (nb > 1) {  // as in forward_range_ext
-        if (check)
-            for (std::size_t i = 0; i < n; ++i) net.check_layer_params(params, l0 + i);
-        for_each_block(batch, nb, [&](std::size_t r0, std::size_t r1) {
-            const std::size_t rows = r1 - r0;
-            Buffer<double> buf;  // z, and without keep two alternating activation buffers
-            buf.resize(3 * rows * maxw);
-            const double* a = in + r0 * net.width(l0);
-            for (std::size_t i = 0; i < n; ++i) {
-                const std::size_t l = l0 + i, o = r0 * net.width(l + 1);
-                double* out = st.acts.data() + st.aoff[i + 1] + o;
-                if (!keep && i + 1 < n) out = buf.data() + (1 + i % 2) * rows * maxw;
+    if (check && nb > 1)
+        for (std::size_t i = 0; i < n; ++i) net.check_layer_params(params, l0 + i);
+    std::vector<Failure> failures(nb);
+    for_each_block(batch, nb, [&](std::size_t r0, std::size_t r1) {
+        const std::size_t rows = r1 - r0;
+        Buffer<double> buf;
+        const bool own = !keep && nb > 1 && n > 1;
+        if (own) buf.resize(2 * rows * maxw);
+        const double* a = in + r0 * net.width(l0);
+        for (std::size_t i = 0; i < n; ++i) {
+            const std::size_t l = l0 + i, o = r0 * net.width(l + 1);
+            double* out = st.acts.data() + st.aoff[i + 1] + o;
+            if (own && i + 1 < n) out = buf.data() + (i % 2) * rows * maxw;
+            try {
+                if (check && nb == 1) net.check_layer_params(params, l);
                 forward_layer_f64(net, params, l, rows, a, out, keep ? st.ders.data() + st.doff[i] + o : nullptr,
-                                  buf.data());
-                a = out;
+                                  z.data() + r0 * maxw);
+            } catch (...) {
+                failures[r0 / kBlockRows] = Failure{l, std::current_exception()};
+                return;
             }
-        });
-        return;
-    }
-    for (std::size_t i = 0; i < n; ++i) {
-        if (check) net.check_layer_params(params, l0 + i);
-        forward_layer_f64(net, params, l0 + i, batch, st.acts.data() + st.aoff[i], st.acts.data() + st.aoff[i + 1],
-                          keep ? st.ders.data() + st.doff[i] : nullptr, z.data());
-    }
+            a = out;
+        }
+    });
+    rethrow_first(failures, true);
 }
 
 // Where layer l's parameter gradients go (kNoGradient: nowhere).
