@@ -42,6 +42,9 @@ cdef extern from "loggrad/ext.hpp" namespace "loggrad" nogil:
     Ext normalize(double m, exp_t e)
     Ext from_double(double x)
     void normalize_n(size_t n, const double* c, exp_t base, const exp_t* add, double* om, exp_t* oe)
+    # In place, elementwise: a[i] += b[i] and b[i] = a[i] * b[i], the same bits as add() and mul().
+    void add_n(size_t n, double* am, exp_t* ae, const double* bm, const exp_t* be)
+    void mul_n(size_t n, const double* am, const exp_t* ae, double* bm, exp_t* be)
     bool is_zero(Ext a)
     Ext neg(Ext a)
     Ext mul(Ext a, Ext b)

@@ -118,7 +118,10 @@ CONSUMER_CPP = r"""
 # cython: language_level=3
 # distutils: language = c++
 # A downstream module using the C++ header declarations (header-only parts).
+from libc.stdint cimport int64_t
 from loggrad cimport engine
+
+import numpy as np
 
 
 def product(values):
@@ -132,6 +135,24 @@ def product(values):
 
 def constants():
     return engine.kMaxExp, engine.kZeroExp, <int>engine.Activation.silu, <int>engine.Loss.cross_entropy
+
+
+def add_mul(double[::1] am, int64_t[::1] ae, double[::1] bm, int64_t[::1] be):
+    # Elementwise a + b and a * b, by the scalar functions and by the array forms.
+    cdef size_t i, n = am.shape[0]
+    out = {k: (np.empty(n), np.empty(n, dtype=np.int64)) for k in ("add", "mul", "add_n", "mul_n")}
+    cdef double[::1] sm = out["add"][0], pm = out["mul"][0], vm = out["add_n"][0], wm = out["mul_n"][0]
+    cdef int64_t[::1] se = out["add"][1], pe = out["mul"][1], ve = out["add_n"][1], we = out["mul_n"][1]
+    cdef engine.Ext r
+    for i in range(n):
+        r = engine.add(engine.Ext(am[i], ae[i]), engine.Ext(bm[i], be[i]))
+        sm[i], se[i] = r.m, r.e
+        r = engine.mul(engine.Ext(am[i], ae[i]), engine.Ext(bm[i], be[i]))
+        pm[i], pe[i] = r.m, r.e
+        vm[i], ve[i], wm[i], we[i] = am[i], ae[i], bm[i], be[i]
+    engine.add_n(n, &vm[0], &ve[0], &bm[0], &be[0])
+    engine.mul_n(n, &am[0], &ae[0], &wm[0], &we[0])
+    return out
 """
 
 SETUP = r"""
@@ -342,6 +363,39 @@ def test_cpp_header_declarations(consumers: Any) -> None:
     assert (m, e) == (float(acc.mantissa[0]), int(acc.exponent[0]))
     assert cpp.constants() == (lg._core.max_exponent, lg._core.zero_exponent,
                                lg.ACTIVATIONS.index("silu"), lg.LOSSES.index("cross_entropy"))
+
+
+def test_array_add_and_mul_match_the_scalar_ones_bitwise(consumers: Any) -> None:
+    """add_n / mul_n (the vectorised forms the passes use) give add() / mul()'s bits, also
+    where add() takes its shortcuts: zeros, exponent gaps around 64 and beyond, cancellation."""
+    _, cpp = consumers
+    rng = np.random.default_rng(7)
+    n = 200_000
+    zero_e = lg._core.zero_exponent
+    mant = lambda: rng.uniform(0.5, 1.0, n) * rng.choice([-1.0, 1.0], n)  # noqa: E731
+    am, bm = mant(), mant()
+    ae = rng.integers(-3000, 3000, n)
+    gap = rng.choice([0, 1, 52, 53, 54, 63, 64, 65, 99, 100, 101, 2000], n) * rng.choice([-1, 1], n)
+    be = ae + np.where(rng.random(n) < 0.5, gap, rng.integers(-200, 200, n))
+    half = rng.random(n) < 0.2  # |a| = 0.5: below it the float64 grid is twice as fine
+    am[half] = np.copysign(0.5, am[half])
+    cancel = rng.random(n) < 0.05  # b = -a: an exact zero sum
+    bm[cancel], be[cancel] = -am[cancel], ae[cancel]
+    near = (rng.random(n) < 0.05) & (np.abs(am) > 0.5)  # b = -a one ulp nearer 0: one bit left
+    bm[near], be[near] = -np.nextafter(am[near], 0.0), ae[near]
+    big = rng.random(n) < 0.01  # exponents near the range's ends
+    ae[big] = rng.choice([lg._core.max_exponent, -lg._core.max_exponent], big.sum())
+    be[big] = ae[big] - rng.integers(0, 70, big.sum())
+    for arr_m, arr_e in ((am, ae), (bm, be)):  # zeros, in normal form
+        z = rng.random(n) < 0.1
+        arr_m[z], arr_e[z] = 0.0, zero_e
+    for arr_m in (am, bm):  # normal form: |m| in [0.5, 1) or an exact zero
+        assert np.all((arr_m == 0) | ((np.abs(arr_m) >= 0.5) & (np.abs(arr_m) < 1)))
+    out = cpp.add_mul(am, ae, bm, be)
+    for scalar, arr in (("add", "add_n"), ("mul", "mul_n")):
+        _same(out[arr][0], out[scalar][0])
+        _same(out[arr][1], out[scalar][1])
+    assert (out["add"][0] == 0).sum() > 5_000 and (out["mul"][0] == 0).sum() > 20_000  # the cases were met
 
 
 def test_headers_and_pxd_installed() -> None:

@@ -6,6 +6,7 @@
 
 #include <cmath>
 #include <stdexcept>
+#include <type_traits>
 
 namespace loggrad {
 
@@ -275,57 +276,108 @@ void activate_ext(Activation act, Ext z, Ext* a, Ext* d) {
     activate_double_range(act, z, to_double(z), a, d);
 }
 
-void activate_f64(Activation act, double z, double* a, double* d) {
-    double v = 0, g = 0;
+namespace {
+
+// float64 value and derivative of activation A at z (the derivative only when
+// kDer: libm calls are not free to drop). One definition for the scalar and
+// the array forms, so both give the same bits.
+template <Activation A, bool kDer>
+inline void f64_one(double z, double& v, double& g) {
+    if constexpr (A == Activation::identity) {
+        v = z;
+        g = 1;
+    } else if constexpr (A == Activation::sigmoid) {
+        v = 1.0 / (1.0 + std::exp(-z));
+        g = v * (1.0 - v);
+    } else if constexpr (A == Activation::tanh) {
+        v = std::tanh(z);
+        g = 1.0 - v * v;
+    } else if constexpr (A == Activation::relu) {
+        // nan propagates as in torch.relu / np.maximum (z > 0 alone would turn it into 0)
+        v = z > 0 ? z : (z == z ? 0.0 : z);
+        g = z > 0 ? 1.0 : 0.0;
+    } else if constexpr (A == Activation::leaky_relu) {
+        v = z > 0 ? z : kLeakySlope * z;
+        g = z > 0 ? 1.0 : kLeakySlope;
+    } else if constexpr (A == Activation::elu) {
+        v = z > 0 ? z : kEluAlpha * std::expm1(z);
+        if constexpr (kDer) g = z > 0 ? 1.0 : kEluAlpha * std::exp(z);
+    } else if constexpr (A == Activation::selu) {
+        v = z > 0 ? kSeluLambda * z : kSeluLambda * kSeluAlpha * std::expm1(z);
+        if constexpr (kDer) g = z > 0 ? kSeluLambda : kSeluLambda * kSeluAlpha * std::exp(z);
+    } else if constexpr (A == Activation::softplus) {
+        v = std::log1p(std::exp(z));
+        if constexpr (kDer) g = 1.0 / (1.0 + std::exp(-z));
+    } else if constexpr (A == Activation::gelu) {
+        const double cdf = 0.5 * (1.0 + std::erf(z * kInvSqrt2));
+        v = z * cdf;
+        if constexpr (kDer) g = cdf + z * kInvSqrt2Pi * std::exp(-0.5 * z * z);
+    } else {
+        static_assert(A == Activation::silu, "every activation has a float64 form");
+        const double s = 1.0 / (1.0 + std::exp(-z));
+        v = z * s;
+        g = s * (1.0 + z * (1.0 - s));
+    }
+}
+
+// Calls fn(std::integral_constant<Activation, act>{}): the switch on the
+// activation is made once, outside the loops.
+template <class F>
+void with_activation(Activation act, F&& fn) {
+    using A = Activation;
     switch (act) {
-        case Activation::identity:
-            v = z;
-            g = 1;
-            break;
-        case Activation::sigmoid:
-            v = 1.0 / (1.0 + std::exp(-z));
-            g = v * (1.0 - v);
-            break;
-        case Activation::tanh:
-            v = std::tanh(z);
-            g = 1.0 - v * v;
-            break;
-        case Activation::relu:
-            // nan propagates as in torch.relu / np.maximum (z > 0 alone would turn it into 0)
-            v = z > 0 ? z : (z == z ? 0.0 : z);
-            g = z > 0 ? 1.0 : 0.0;
-            break;
-        case Activation::leaky_relu:
-            v = z > 0 ? z : kLeakySlope * z;
-            g = z > 0 ? 1.0 : kLeakySlope;
-            break;
-        case Activation::elu:
-            v = z > 0 ? z : kEluAlpha * std::expm1(z);
-            g = z > 0 ? 1.0 : kEluAlpha * std::exp(z);
-            break;
-        case Activation::selu:
-            v = z > 0 ? kSeluLambda * z : kSeluLambda * kSeluAlpha * std::expm1(z);
-            g = z > 0 ? kSeluLambda : kSeluLambda * kSeluAlpha * std::exp(z);
-            break;
-        case Activation::softplus:
-            v = std::log1p(std::exp(z));
-            g = 1.0 / (1.0 + std::exp(-z));
-            break;
-        case Activation::gelu: {
-            const double cdf = 0.5 * (1.0 + std::erf(z * kInvSqrt2));
-            v = z * cdf;
-            g = cdf + z * kInvSqrt2Pi * std::exp(-0.5 * z * z);
-            break;
-        }
-        case Activation::silu: {
-            const double s = 1.0 / (1.0 + std::exp(-z));
-            v = z * s;
-            g = s * (1.0 + z * (1.0 - s));
-            break;
+        case A::identity: return fn(std::integral_constant<A, A::identity>{});
+        case A::sigmoid: return fn(std::integral_constant<A, A::sigmoid>{});
+        case A::tanh: return fn(std::integral_constant<A, A::tanh>{});
+        case A::relu: return fn(std::integral_constant<A, A::relu>{});
+        case A::leaky_relu: return fn(std::integral_constant<A, A::leaky_relu>{});
+        case A::elu: return fn(std::integral_constant<A, A::elu>{});
+        case A::selu: return fn(std::integral_constant<A, A::selu>{});
+        case A::softplus: return fn(std::integral_constant<A, A::softplus>{});
+        case A::gelu: return fn(std::integral_constant<A, A::gelu>{});
+        case A::silu: return fn(std::integral_constant<A, A::silu>{});
+    }
+    throw std::invalid_argument("unknown activation code " + std::to_string(static_cast<int>(act)));
+}
+
+// a = f(z + b) (b per column; without kBias, f(z)) over rows x n values, and
+// d = f'(...) when kDer. Piecewise-linear activations vectorise.
+template <Activation A, bool kBias, bool kDer>
+void f64_rows(std::size_t rows, std::size_t n, const double* z, const double* b, double* a, double* d) {
+    for (std::size_t r = 0; r < rows; ++r) {
+        const double* zr = z + r * n;
+        double* ar = a + r * n;
+        double* dr = kDer ? d + r * n : nullptr;
+        for (std::size_t j = 0; j < n; ++j) {
+            double v, g = 0;
+            if constexpr (kBias) f64_one<A, kDer>(zr[j] + b[j], v, g);
+            else f64_one<A, kDer>(zr[j], v, g);
+            ar[j] = v;
+            if constexpr (kDer) dr[j] = g;
         }
     }
-    *a = v;
-    if (d) *d = g;
+}
+
+template <bool kBias>
+void f64_rows(Activation act, std::size_t rows, std::size_t n, const double* z, const double* b, double* a,
+              double* d) {
+    with_activation(act, [&](auto A) {
+        if (d) f64_rows<decltype(A)::value, kBias, true>(rows, n, z, b, a, d);
+        else f64_rows<decltype(A)::value, kBias, false>(rows, n, z, b, a, d);
+    });
+}
+
+}  // namespace
+
+void activate_f64(Activation act, double z, double* a, double* d) { f64_rows<false>(act, 1, 1, &z, nullptr, a, d); }
+
+void activate_f64_n(Activation act, std::size_t n, const double* z, double* a, double* d) {
+    f64_rows<false>(act, 1, n, z, nullptr, a, d);
+}
+
+void bias_activate_f64(Activation act, std::size_t rows, std::size_t n, const double* z, const double* b,
+                       double* a, double* d) {
+    f64_rows<true>(act, rows, n, z, b, a, d);
 }
 
 namespace {
@@ -378,6 +430,21 @@ void activate_loop(Activation act, std::size_t n, const double* zm, const exp_t*
     }
 }
 
+// relu and identity as activate_ext gives them, branch-free so they vectorise.
+template <bool kDer>
+void relu_ext_loop(bool relu, std::size_t n, const double* zm, const exp_t* ze, double* am, exp_t* ae,
+                   double* dm, exp_t* de) {
+    for (std::size_t i = 0; i < n; ++i) {
+        const bool pos = !relu || zm[i] > 0;
+        am[i] = pos ? zm[i] : 0.0;
+        ae[i] = pos ? ze[i] : kZeroExp;
+        if constexpr (kDer) {
+            dm[i] = pos ? kExtOne.m : 0.0;
+            de[i] = pos ? kExtOne.e : kZeroExp;
+        }
+    }
+}
+
 }  // namespace
 
 void activate_ext_n(Activation act, std::size_t n, const double* zm, const exp_t* ze, double* am,
@@ -391,6 +458,12 @@ void activate_ext_n(Activation act, std::size_t n, const double* zm, const exp_t
                 return activate_loop<fast_tanh>(act, e - b, zm + b, ze + b, am + b, ae + b, dmb, deb);
             case Activation::sigmoid:
                 return activate_loop<fast_sigmoid>(act, e - b, zm + b, ze + b, am + b, ae + b, dmb, deb);
+            case Activation::relu:
+            case Activation::identity: {
+                const bool relu = act == Activation::relu;
+                if (dmb) return relu_ext_loop<true>(relu, e - b, zm + b, ze + b, am + b, ae + b, dmb, deb);
+                return relu_ext_loop<false>(relu, e - b, zm + b, ze + b, am + b, ae + b, dmb, deb);
+            }
             default:
                 return activate_loop<nullptr>(act, e - b, zm + b, ze + b, am + b, ae + b, dmb, deb);
         }
@@ -403,8 +476,5 @@ void activate_ext_n(Activation act, std::size_t n, const double* zm, const exp_t
     parallel_chunks(n, kGrain, body);
 }
 
-void activate_f64_n(Activation act, std::size_t n, const double* z, double* a, double* d) {
-    for (std::size_t i = 0; i < n; ++i) activate_f64(act, z[i], &a[i], d ? &d[i] : nullptr);
-}
 
 }  // namespace loggrad

@@ -205,15 +205,7 @@ void forward_layer_ext(const Architecture& net, const double* params, std::size_
     // the same results for any split).
     parallel_rows(batch, n_out, [&](std::size_t r0, std::size_t r1) {
         const std::size_t o0 = r0 * n_out, n = (r1 - r0) * n_out;
-        for (std::size_t i = r0; i < r1; ++i) {
-            double* zm = z.m + i * n_out;
-            exp_t* ze = z.e + i * n_out;
-            for (std::size_t j = 0; j < n_out; ++j) {
-                const Ext v = add(Ext{zm[j], ze[j]}, Ext{bm[j], be[j]});
-                zm[j] = v.m;
-                ze[j] = v.e;
-            }
-        }
+        for (std::size_t i = r0; i < r1; ++i) add_n(n_out, z.m + i * n_out, z.e + i * n_out, bm, be);
         try {
             activate_ext_n(act, n, z.m + o0, z.e + o0, out.m + o0, out.e + o0, der.m ? der.m + o0 : nullptr,
                            der.e ? der.e + o0 : nullptr);
@@ -414,10 +406,8 @@ void forward_layer_f64(const Architecture& net, const double* params, std::size_
     gemm(false, true, batch, n_out, n_in, in, params + net.weight_offset(l), z);
     const Activation act = net.activation(l);
     parallel_rows(batch, n_out, [&](std::size_t r0, std::size_t r1) {
-        for (std::size_t r = r0; r < r1; ++r)
-            for (std::size_t j = 0; j < n_out; ++j) z[r * n_out + j] += b[j];
         const std::size_t o0 = r0 * n_out;
-        activate_f64_n(act, (r1 - r0) * n_out, z + o0, out + o0, der ? der + o0 : nullptr);
+        bias_activate_f64(act, r1 - r0, n_out, z + o0, b, out + o0, der ? der + o0 : nullptr);
     });
 }
 
@@ -610,12 +600,8 @@ void backward_segment_ext(const Architecture& net, const double* params, std::si
             const std::size_t n_in = net.width(l), n_out = net.width(l + 1), o = st.doff[l - l0] + r0 * n_out;
             double* dm = st.dm.data() + o;
             exp_t* de = st.de.data() + o;
-            parallel_rows(rows, n_out, [&](std::size_t q0, std::size_t q1) {
-                for (std::size_t k = q0 * n_out; k < q1 * n_out; ++k) {  // elementwise: never lost
-                    const Ext d = mul(Ext{gmb[k], geb[k]}, Ext{dm[k], de[k]});
-                    dm[k] = d.m;
-                    de[k] = d.e;
-                }
+            parallel_rows(rows, n_out, [&](std::size_t q0, std::size_t q1) {  // elementwise: never lost
+                mul_n((q1 - q0) * n_out, gmb + q0 * n_out, geb + q0 * n_out, dm + q0 * n_out, de + q0 * n_out);
             });
             if (l == 0 && !res.dx.m) break;
             ext_gemm_xw(w, rows, n_in, n_out, ExtCMat{dm, de}, params + net.weight_offset(l), false, ExtMat{gmb, geb});

@@ -50,5 +50,9 @@ void activate_f64(Activation act, double z, double* a, double* d);
 void activate_ext_n(Activation act, std::size_t n, const double* zm, const exp_t* ze, double* am,
                     exp_t* ae, double* dm, exp_t* de);
 void activate_f64_n(Activation act, std::size_t n, const double* z, double* a, double* d);
+// a = f(z + b), d = f'(z + b) (d may be null) for rows x n values, b one per
+// column: the bias add and activation of a float64 layer in one pass.
+void bias_activate_f64(Activation act, std::size_t rows, std::size_t n, const double* z, const double* b,
+                       double* a, double* d);
 
 }  // namespace loggrad

@@ -12,6 +12,7 @@
 // plain max over exponents ignores zeros.
 #pragma once
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstddef>
@@ -88,28 +89,31 @@ inline Ext normalize(double m, exp_t e) {
 inline Ext from_double(double x) { return normalize(x, 0); }
 
 namespace detail {
-// Main loop of normalize_n: branch-free integer operations only (SSE2 has no
-// 64-bit compare, so zero/subnormal detection uses the borrow of a subtraction
-// instead). Exact zeros become kExtZero here (relu nets are half zeros);
-// returns true when some c[i] was subnormal.
+// (m, e) of c * 2^base for a normal or zero c: the mantissa bits of c with
+// exponent field 2^-1, or kExtZero for +-0 (relu nets are half zeros).
+// Branch-free integer operations only (SSE2 has no 64-bit compare, so
+// zero/subnormal detection uses the borrow of a subtraction instead), so that
+// loops over it vectorise. Returns a value whose bit 63 is set iff c was
+// subnormal (its result is then wrong, and must be redone).
+inline std::uint64_t normal_parts(double c, exp_t base, double& om, exp_t& oe) {
+    constexpr std::uint64_t kExpMask = std::uint64_t(0x7ff) << 52;
+    constexpr std::uint64_t kHalf = std::uint64_t(1022) << 52;
+    const std::uint64_t b = bits(c);
+    const std::uint64_t field = b & kExpMask;
+    const std::uint64_t t = b << 1;                                                      // 0 iff c is +-0
+    const std::uint64_t nz = std::uint64_t(0) - ((t | (std::uint64_t(0) - t)) >> 63);  // all ones iff nonzero
+    om = from_bits(((b & ~kExpMask) | kHalf) & nz);
+    const std::uint64_t e = static_cast<std::uint64_t>(base + static_cast<exp_t>(field >> 52) - 1022);
+    oe = static_cast<exp_t>((e & nz) | (static_cast<std::uint64_t>(kZeroExp) & ~nz));
+    return (field - (std::uint64_t(1) << 52)) & nz;  // borrows into bit 63 iff field == 0
+}
+
+// Main loop of normalize_n; true when some c[i] was subnormal.
 template <bool kAdd>
 inline bool normalize_main(std::size_t n, const double* c, exp_t base, const exp_t* add, double* om,
                            exp_t* oe) {
-    constexpr std::uint64_t kExpMask = std::uint64_t(0x7ff) << 52;
-    constexpr std::uint64_t kHalf = std::uint64_t(1022) << 52;
-    const std::uint64_t zero_e = static_cast<std::uint64_t>(kZeroExp);
     std::uint64_t rare = 0;
-    for (std::size_t i = 0; i < n; ++i) {
-        const std::uint64_t b = bits(c[i]);
-        const std::uint64_t field = b & kExpMask;
-        const std::uint64_t t = b << 1;                                // 0 iff c[i] is +-0
-        const std::uint64_t nz = std::uint64_t(0) - ((t | (std::uint64_t(0) - t)) >> 63);  // all ones iff nonzero
-        om[i] = from_bits(((b & ~kExpMask) | kHalf) & nz);
-        const std::uint64_t e = static_cast<std::uint64_t>(base + (kAdd ? add[i] : 0) +
-                                                           static_cast<exp_t>(field >> 52) - 1022);
-        oe[i] = static_cast<exp_t>((e & nz) | (zero_e & ~nz));
-        rare |= (field - (std::uint64_t(1) << 52)) & nz;  // borrows into bit 63 iff field == 0
-    }
+    for (std::size_t i = 0; i < n; ++i) rare |= normal_parts(c[i], base + (kAdd ? add[i] : 0), om[i], oe[i]);
     return (rare >> 63) != 0;
 }
 }  // namespace detail
@@ -128,6 +132,27 @@ inline void normalize_n(std::size_t n, const double* c, exp_t base, const exp_t*
             oe[i] = r.e;
         }
     }
+}
+
+// a[i] += b[i] in place, rounded exactly as add() rounds: branch-free, so it
+// vectorises. The larger exponent E scales its own mantissa by 1 and the other
+// by 2^max(d, -100): a term below 2^-64 of the larger rounds away either way
+// (as add()'s d < -64 shortcut says), and a zero (exponent kZeroExp) scales to
+// 0. The sum is 0 or at least 2^-153: a normal double.
+inline void add_n(std::size_t n, double* am, exp_t* ae, const double* bm, const exp_t* be) {
+    for (std::size_t i = 0; i < n; ++i) {
+        const exp_t E = std::max(ae[i], be[i]);
+        const exp_t da = std::max<exp_t>(ae[i] - E, -100), db = std::max<exp_t>(be[i] - E, -100);
+        const double s = am[i] * pow2(static_cast<int>(da)) + bm[i] * pow2(static_cast<int>(db));
+        detail::normal_parts(s, E, am[i], ae[i]);
+    }
+}
+
+// b[i] = a[i] * b[i] in place, as mul() gives it: the product of two
+// mantissas in [0.5, 1) lies in [0.25, 1), always a normal double, and a zero
+// factor gives a zero product. Branch-free, so it vectorises.
+inline void mul_n(std::size_t n, const double* am, const exp_t* ae, double* bm, exp_t* be) {
+    for (std::size_t i = 0; i < n; ++i) detail::normal_parts(am[i] * bm[i], ae[i] + be[i], bm[i], be[i]);
 }
 
 inline bool is_zero(Ext a) { return a.m == 0.0; }
