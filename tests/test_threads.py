@@ -400,6 +400,25 @@ def test_a_failing_pass_names_the_same_layer_for_every_thread_count(restore_thre
             net.backward(x, y, checkpoint=checkpoint, layers=layers)
 
 
+def test_a_failing_wide_layer_reports_the_same_element_for_every_thread_count(restore_threads):
+    """Many elements of a wide layer leave the range at once, in several chunks of rows
+    that run on different threads: the message (which names the value) is the one
+    the first failing chunk gives, whatever the timing."""
+    rng = np.random.default_rng(3)
+    width, batch = 256, 96
+    net = lg.Network([rng.standard_normal((width, width)) * 1e9], None, "gelu")
+    x = rng.standard_normal((batch, width)) * np.exp(rng.uniform(0, 25, (batch, width)))
+    messages = set()
+    for n in _THREADS:
+        _core.set_num_threads(n)
+        for _ in range(5):
+            for call in (lambda: net.forward(x), lambda: net.backward(x, np.zeros((batch, width)))):
+                with pytest.raises(lg.ExponentRangeError, match=r"^layer 0: exp\(") as err:
+                    call()
+                messages.add(str(err.value))
+    assert len(messages) == 1, messages
+
+
 # -- batches in blocks of rows ------------------------------------------------------
 # In narrow networks, blocks of 32 rows each go through the whole forward pass
 # and backward chain on their own. Batches of 64 and 70 rows (blocks 32+32 and

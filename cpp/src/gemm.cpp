@@ -370,15 +370,16 @@ void ext_gemm_tn(Workspace& ws, std::size_t B, std::size_t N1, std::size_t N2, E
     if (B == 1) {
         // One row: C[j, k] = D[j] A[k], one rounded product each, which is
         // what the general path below computes too (scales 2^0, one-term sums,
-        // no residuals); the bias gradient is D itself.
-        ws.cs.resize(N1 * N2);
-        double* cs = ws.cs.data();
+        // no residuals); the bias gradient is D itself. As in mul_n, a product
+        // of two normal-form mantissas is a normal double or zero.
         parallel_rows(N1, N2, [&](std::size_t r0, std::size_t r1) {
+            const std::size_t n = N2;
             for (std::size_t j = r0; j < r1; ++j) {
-                double* c = cs + j * N2;
                 const double dj = D.m[j];
-                for (std::size_t k = 0; k < N2; ++k) c[k] = dj * A.m[k];
-                normalize_n(N2, c, D.e[j], A.e, C.m + j * N2, C.e + j * N2);
+                const exp_t ej = D.e[j];
+                double* cm = C.m + j * n;
+                exp_t* ce = C.e + j * n;
+                for (std::size_t k = 0; k < n; ++k) detail::normal_parts(dj * A.m[k], ej + A.e[k], cm[k], ce[k]);
             }
         });
         if (colsum.m) normalize_n(N1, D.m, 0, D.e, colsum.m, colsum.e);

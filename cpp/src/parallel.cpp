@@ -22,7 +22,8 @@ struct Job {
     std::size_t ntasks;
     std::atomic<std::size_t> next{0};
     std::size_t done = 0;  // guarded by the pool's mutex
-    std::exception_ptr error;
+    std::exception_ptr error;  // the lowest-numbered failing task's (so the same for any timing)
+    std::size_t error_task = 0;
 };
 
 class Pool {
@@ -112,7 +113,10 @@ private:
                 (*job.fn)(i);
             } catch (...) {
                 std::lock_guard<std::mutex> lk(m_);
-                if (!job.error) job.error = std::current_exception();
+                if (!job.error || i < job.error_task) {
+                    job.error = std::current_exception();
+                    job.error_task = i;
+                }
             }
             ++mine;
         }

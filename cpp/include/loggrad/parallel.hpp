@@ -18,7 +18,8 @@ int num_threads();
 void set_num_threads(int n);
 
 // Runs fn(0) .. fn(ntasks - 1), spread over the pool; returns when all are
-// done. Exceptions thrown by a task are rethrown here (the first one).
+// done. An exception thrown by a task is rethrown here: that of the
+// lowest-numbered task that threw, whatever the timing.
 // Concurrent callers (several Python threads) are safe: while the pool is
 // busy, a call runs its tasks on the calling thread.
 void parallel_for(std::size_t ntasks, const std::function<void(std::size_t)>& fn);
