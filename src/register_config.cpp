@@ -19,6 +19,9 @@ void register_config(py::module_& m) {
           "Bytes of freed result and scratch memory kept for the next pass of the same size (at most 512 MiB in 32 blocks)");
     m.def("release_memory", &loggrad::release_cached_memory,
           "Give the kept memory (cached_memory_bytes) back to the system");
+    m.def("kernel_isa", &loggrad::kernel_isa,
+          "Instruction set of the engine's elementwise kernels here: 'avx2' or 'baseline' (LOGGRAD_SIMD=baseline "
+          "forces the latter; both give the same bits)");
     m.def("blas_threads", &loggrad::blas_threads, "Threads of the BLAS library itself (kept at 1)");
     m.def("num_threads", &loggrad::num_threads, "Threads the engine uses");
     m.def(

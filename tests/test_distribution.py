@@ -93,12 +93,13 @@ def test_console_script_version() -> None:
 
 def test_show_config(capsys: pytest.CaptureFixture[str]) -> None:
     cfg = lg.show_config()
-    assert set(cfg) == {"version", "blas", "blas_threads", "simd", "compiler", "blas_min_work",
+    assert set(cfg) == {"version", "blas", "blas_threads", "simd", "simd_kernels", "compiler", "blas_min_work",
                         "max_binary_exponent"}
     assert cfg["version"] == lg.__version__
     assert isinstance(cfg["blas"], str) and cfg["blas"]
     assert isinstance(cfg["blas_threads"], int) and cfg["blas_threads"] >= 1
     assert cfg["simd"] in {"avx512", "avx2", "sse2", "neon", "none"}
+    assert cfg["simd_kernels"] in {"avx2", "baseline"}
     assert isinstance(cfg["compiler"], str) and cfg["compiler"]
     assert cfg["blas_min_work"] == _core.blas_min_work
     assert cfg["max_binary_exponent"] == 2**60

@@ -457,3 +457,57 @@ def test_row_blocks_match_numpy_and_do_not_depend_on_threads(restore_threads, ba
     for n in _THREADS[1:]:
         for precision in ("extended", "float64"):
             _assert_bitwise_equal(got[n, precision], got[1, precision], f"{precision}, {n} engine threads vs 1")
+
+
+# -- instruction sets ------------------------------------------------------------
+# The elementwise kernels run as AVX2 builds where the CPU has AVX2 and as
+# baseline (SSE2) builds elsewhere, or with LOGGRAD_SIMD=baseline. Both must give
+# the same bits: every activation, both precisions, narrow (row blocks) and wide
+# layers, inputs over many binades, zeros and a checkpointed pass.
+
+_ISA_SCRIPT = r"""
+import hashlib, sys
+import numpy as np
+import loggrad as lg
+from loggrad import _core
+h = hashlib.sha256()
+cases = [(30, 32, 64, a) for a in lg.ACTIVATIONS] + [(6, 160, 40, "relu"), (6, 160, 40, "tanh"),
+         (200, 4, 3, "sigmoid"), (12, 24, 1, "gelu")]
+for i, (depth, width, batch, act) in enumerate(cases):
+    rng = np.random.default_rng(i)
+    ws = rng.standard_normal((depth, width, width)) / np.sqrt(width) * rng.uniform(0.6, 1.6)
+    ws[rng.random(ws.shape) < 0.05] = 0.0
+    net = lg.Network(ws, rng.standard_normal((depth, width)) * 0.1, act)
+    x = rng.standard_normal((batch, width)) * np.exp(rng.uniform(-20, 20, (batch, width)))
+    x[rng.random(x.shape) < 0.05] = 0.0
+    y = rng.standard_normal((batch, width))
+    for precision in ("extended", "float64"):
+        for cp in (None, 4):
+            g = net.backward(x, y, precision=precision, checkpoint=cp)
+            for v in (g.params, g.input, g.output, g.loss):
+                if precision == "extended":
+                    h.update(np.ascontiguousarray(v.mantissa).tobytes())
+                    h.update(np.ascontiguousarray(v.exponent).tobytes())
+                else:
+                    h.update(np.ascontiguousarray(v).tobytes())
+print(_core.kernel_isa(), h.hexdigest())
+"""
+
+
+def test_baseline_and_avx2_kernels_give_the_same_bits():
+    import subprocess
+    import sys
+
+    out = {}
+    for setting in ("auto", "baseline"):
+        env = dict(os.environ)
+        env.pop("LOGGRAD_SIMD", None)
+        if setting == "baseline":
+            env["LOGGRAD_SIMD"] = "baseline"
+        r = subprocess.run([sys.executable, "-c", _ISA_SCRIPT], capture_output=True, text=True, env=env, timeout=600)
+        assert r.returncode == 0, r.stderr[-3000:]
+        out[setting] = r.stdout.split()
+    assert out["baseline"][0] == "baseline"
+    if out["auto"][0] != "avx2":
+        pytest.skip("this CPU has no AVX2: only the baseline kernels run here")
+    assert out["auto"][1] == out["baseline"][1]

@@ -3,6 +3,7 @@
 #include "loggrad/activations.hpp"
 
 #include "loggrad/parallel.hpp"
+#include "simd.hpp"
 
 #include <cmath>
 #include <stdexcept>
@@ -358,12 +359,28 @@ void f64_rows(std::size_t rows, std::size_t n, const double* z, const double* b,
     }
 }
 
+// The piecewise-linear ones vectorise: built for AVX2 too (see simd.hpp).
+template <Activation A, bool kBias, bool kDer>
+LOGGRAD_TARGET_AVX2 void f64_rows_avx2(std::size_t rows, std::size_t n, const double* z, const double* b, double* a,
+                                       double* d) {
+    f64_rows<A, kBias, kDer>(rows, n, z, b, a, d);
+}
+
+template <Activation A, bool kBias, bool kDer>
+void f64_rows_dispatch(std::size_t rows, std::size_t n, const double* z, const double* b, double* a, double* d) {
+#if LOGGRAD_SIMD_AVX2
+    if constexpr (A == Activation::identity || A == Activation::relu || A == Activation::leaky_relu)
+        if (simd::avx2()) return f64_rows_avx2<A, kBias, kDer>(rows, n, z, b, a, d);
+#endif
+    f64_rows<A, kBias, kDer>(rows, n, z, b, a, d);
+}
+
 template <bool kBias>
 void f64_rows(Activation act, std::size_t rows, std::size_t n, const double* z, const double* b, double* a,
               double* d) {
     with_activation(act, [&](auto A) {
-        if (d) f64_rows<decltype(A)::value, kBias, true>(rows, n, z, b, a, d);
-        else f64_rows<decltype(A)::value, kBias, false>(rows, n, z, b, a, d);
+        if (d) f64_rows_dispatch<decltype(A)::value, kBias, true>(rows, n, z, b, a, d);
+        else f64_rows_dispatch<decltype(A)::value, kBias, false>(rows, n, z, b, a, d);
     });
 }
 
@@ -430,21 +447,6 @@ void activate_loop(Activation act, std::size_t n, const double* zm, const exp_t*
     }
 }
 
-// relu and identity as activate_ext gives them, branch-free so they vectorise.
-template <bool kDer>
-void relu_ext_loop(bool relu, std::size_t n, const double* zm, const exp_t* ze, double* am, exp_t* ae,
-                   double* dm, exp_t* de) {
-    for (std::size_t i = 0; i < n; ++i) {
-        const bool pos = !relu || zm[i] > 0;
-        am[i] = pos ? zm[i] : 0.0;
-        ae[i] = pos ? ze[i] : kZeroExp;
-        if constexpr (kDer) {
-            dm[i] = pos ? kExtOne.m : 0.0;
-            de[i] = pos ? kExtOne.e : kZeroExp;
-        }
-    }
-}
-
 }  // namespace
 
 void activate_ext_n(Activation act, std::size_t n, const double* zm, const exp_t* ze, double* am,
@@ -459,11 +461,8 @@ void activate_ext_n(Activation act, std::size_t n, const double* zm, const exp_t
             case Activation::sigmoid:
                 return activate_loop<fast_sigmoid>(act, e - b, zm + b, ze + b, am + b, ae + b, dmb, deb);
             case Activation::relu:
-            case Activation::identity: {
-                const bool relu = act == Activation::relu;
-                if (dmb) return relu_ext_loop<true>(relu, e - b, zm + b, ze + b, am + b, ae + b, dmb, deb);
-                return relu_ext_loop<false>(relu, e - b, zm + b, ze + b, am + b, ae + b, dmb, deb);
-            }
+            case Activation::identity:
+                return simd::relu_ext(act == Activation::relu, e - b, zm + b, ze + b, am + b, ae + b, dmb, deb);
             default:
                 return activate_loop<nullptr>(act, e - b, zm + b, ze + b, am + b, ae + b, dmb, deb);
         }

@@ -2,6 +2,7 @@
 #include "loggrad/gemm.hpp"
 
 #include "loggrad/parallel.hpp"
+#include "simd.hpp"
 
 #include <algorithm>
 #include <atomic>
@@ -156,50 +157,6 @@ bool residual_negligible(double c, int bound_exp) {
     return bound_exp + 62 <= frexp_exp(c);
 }
 
-// The loops below are branch-free integer and float64 operations, so that
-// they vectorise with SSE2 alone (which has no 64-bit compare: signs of
-// differences stand in for it). Exponents lie in [kZeroExp, kMaxExp], so
-// their differences do not overflow.
-
-// max(a, b) of two exponents.
-inline exp_t max_exp(exp_t a, exp_t b) {
-    const auto ua = static_cast<std::uint64_t>(a), ub = static_cast<std::uint64_t>(b);
-    const std::uint64_t lt = std::uint64_t(0) - (static_cast<std::uint64_t>(a - b) >> 63);  // all ones iff a < b
-    return static_cast<exp_t>(ua ^ ((ua ^ ub) & lt));
-}
-
-// E[j] = max(E[j], e[j]) for j < n.
-inline void max_exps(std::size_t n, const exp_t* e, exp_t* E) {
-    for (std::size_t j = 0; j < n; ++j) E[j] = max_exp(E[j], e[j]);
-}
-
-// Largest of n exponents (kZeroExp when n == 0 or all are zeros').
-inline exp_t max_exp_of(std::size_t n, const exp_t* e) {
-    exp_t acc[4] = {kZeroExp, kZeroExp, kZeroExp, kZeroExp};  // four lanes: no reduction to vectorise
-    std::size_t k = 0;
-    for (; k + 4 <= n; k += 4) max_exps(4, e + k, acc);
-    for (; k < n; ++k) acc[0] = max_exp(acc[0], e[k]);
-    return max_exp(max_exp(acc[0], acc[1]), max_exp(acc[2], acc[3]));
-}
-
-// s[k] = m[k] 2^(e[k] - E) where e[k] - E >= -T, else 0, with E = E[k] per
-// column (kPerColumn) or E[0] for all. Returns a value whose nonzero bits say
-// that some nonzero m[k] was dropped (a residual).
-template <bool kPerColumn>
-inline std::uint64_t scale_entries(std::size_t n, const double* m, const exp_t* e, const exp_t* E, exp_t T,
-                                   double* s) {
-    std::uint64_t dropped = 0;
-    for (std::size_t k = 0; k < n; ++k) {
-        const exp_t d = e[k] - E[kPerColumn ? k : 0];
-        const std::uint64_t keep = (static_cast<std::uint64_t>(d + T) >> 63) - 1;  // all ones iff d >= -T
-        const std::uint64_t dk = static_cast<std::uint64_t>(d) & keep;              // in [-T, 0], or 0
-        const double p = m[k] * detail::from_bits((dk + 1023) << 52);
-        s[k] = detail::from_bits(detail::bits(p) & keep);
-        dropped |= ~keep & (detail::bits(m[k]) << 1);  // the sign bit shifted out: nonzero iff m != 0
-    }
-    return dropped;
-}
-
 }  // namespace
 
 void ext_gemm_xw(Workspace& ws, std::size_t M, std::size_t N, std::size_t K, ExtCMat X,
@@ -222,8 +179,8 @@ void ext_gemm_xw(Workspace& ws, std::size_t M, std::size_t N, std::size_t K, Ext
     parallel_rows(M, K, [&](std::size_t r0, std::size_t r1) {
         bool anyf = false;
         for (std::size_t i = r0; i < r1; ++i) {
-            rowE[i] = max_exp_of(K, X.e + i * K);
-            const bool f = scale_entries<false>(K, X.m + i * K, X.e + i * K, rowE + i, T, xs + i * K) != 0;
+            rowE[i] = simd::max_exp_of(K, X.e + i * K);
+            const bool f = simd::scale_row(K, X.m + i * K, X.e + i * K, rowE[i], T, xs + i * K) != 0;
             flagged[i] = f;
             anyf |= f;
         }
@@ -253,25 +210,11 @@ void ext_gemm_xw(Workspace& ws, std::size_t M, std::size_t N, std::size_t K, Ext
     // (Subnormal outputs are suspect too: normal_parts needs no second pass.)
     const double tiny = static_cast<double>(K) * std::ldexp(1.0, -1020);
     auto suspect = [&](double c) { return !(std::fabs(c) >= tiny && std::fabs(c) <= DBL_MAX); };
-    // The same test on the bits of |c| (ordered as the values are): bit 63 of
-    // (|c| - tiny) or of (DBL_MAX - |c|) borrows iff |c| < tiny or |c| > DBL_MAX (or nan).
-    const std::uint64_t tiny_bits = detail::bits(tiny), max_bits = detail::bits(DBL_MAX);
-    const std::uint64_t abs_mask = ~(std::uint64_t(1) << 63);
     std::atomic<bool> any_suspect{false};
     parallel_rows(M, N, [&](std::size_t r0, std::size_t r1) {
         std::uint64_t sus = 0;
-        const std::size_t n = N;  // a local bound: the loop below then vectorises
-        for (std::size_t i = r0; i < r1; ++i) {
-            const double* c = cs + i * n;
-            double* om = C.m + i * n;
-            exp_t* oe = C.e + i * n;
-            const exp_t base = rowE[i];
-            for (std::size_t j = 0; j < n; ++j) {
-                detail::normal_parts(c[j], base, om[j], oe[j]);
-                const std::uint64_t ab = detail::bits(c[j]) & abs_mask;
-                sus |= (ab - tiny_bits) | (max_bits - ab);
-            }
-        }
+        for (std::size_t i = r0; i < r1; ++i)
+            sus |= simd::normalize_outside(N, cs + i * N, rowE[i], tiny, DBL_MAX, C.m + i * N, C.e + i * N);
         if (sus >> 63) any_suspect.store(true, std::memory_order_relaxed);
     });
     if (any_suspect.load()) {
@@ -330,7 +273,7 @@ std::vector<Residuals> scale_columns(std::size_t B, std::size_t N, ExtCMat X, ex
     const std::size_t cols = std::max<std::size_t>(16, kElemGrain / std::max<std::size_t>(1, B));
     auto colmax = [&](std::size_t c0, std::size_t c1) {
         std::fill(colE + c0, colE + c1, kZeroExp);
-        for (std::size_t i = 0; i < B; ++i) max_exps(c1 - c0, X.e + i * N + c0, colE + c0);
+        for (std::size_t i = 0; i < B; ++i) simd::max_exps(c1 - c0, X.e + i * N + c0, colE + c0);
     };
     if (B * N < 2 * kElemGrain) colmax(0, N);
     else parallel_chunks(N, cols, colmax);
@@ -338,7 +281,7 @@ std::vector<Residuals> scale_columns(std::size_t B, std::size_t N, ExtCMat X, ex
     parallel_rows(B, N, [&](std::size_t r0, std::size_t r1) {
         std::uint64_t dropped = 0;
         for (std::size_t i = r0; i < r1; ++i)
-            dropped |= scale_entries<true>(N, X.m + i * N, X.e + i * N, colE, T, s + i * N);
+            dropped |= simd::scale_cols(N, X.m + i * N, X.e + i * N, colE, T, s + i * N);
         if (dropped) any_res.store(true, std::memory_order_relaxed);
     });
     std::vector<Residuals> out;
@@ -373,14 +316,8 @@ void ext_gemm_tn(Workspace& ws, std::size_t B, std::size_t N1, std::size_t N2, E
         // no residuals); the bias gradient is D itself. As in mul_n, a product
         // of two normal-form mantissas is a normal double or zero.
         parallel_rows(N1, N2, [&](std::size_t r0, std::size_t r1) {
-            const std::size_t n = N2;
-            for (std::size_t j = r0; j < r1; ++j) {
-                const double dj = D.m[j];
-                const exp_t ej = D.e[j];
-                double* cm = C.m + j * n;
-                exp_t* ce = C.e + j * n;
-                for (std::size_t k = 0; k < n; ++k) detail::normal_parts(dj * A.m[k], ej + A.e[k], cm[k], ce[k]);
-            }
+            for (std::size_t j = r0; j < r1; ++j)
+                simd::outer_row(N2, D.m[j], D.e[j], A.m, A.e, C.m + j * N2, C.e + j * N2);
         });
         if (colsum.m) normalize_n(N1, D.m, 0, D.e, colsum.m, colsum.e);
         return;
@@ -399,7 +336,7 @@ void ext_gemm_tn(Workspace& ws, std::size_t B, std::size_t N1, std::size_t N2, E
 
     // A zero column of D or A gives zero outputs (cs is 0 there): exact.
     parallel_rows(N1, N2, [&](std::size_t r0, std::size_t r1) {
-        for (std::size_t j = r0; j < r1; ++j) normalize_n(N2, cs + j * N2, E[j], F, C.m + j * N2, C.e + j * N2);
+        for (std::size_t j = r0; j < r1; ++j) simd::normalize_n(N2, cs + j * N2, E[j], F, C.m + j * N2, C.e + j * N2);
     });
     auto d_is_residual = [&](std::size_t i, std::size_t j) {
         return D.m[i * N1 + j] != 0.0 && D.e[i * N1 + j] - E[j] < -T;

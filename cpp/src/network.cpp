@@ -17,6 +17,7 @@
 #include "loggrad/gemm.hpp"
 #include "loggrad/memory.hpp"
 #include "loggrad/parallel.hpp"
+#include "simd.hpp"
 
 #if defined(__unix__) || defined(__APPLE__)
 #include <unistd.h>
@@ -46,30 +47,15 @@ std::size_t Architecture::unit_count() const {
     return n;
 }
 
-namespace {
-// True when all n values are finite. Integer-only and branch-free so it
-// vectorises: an all-ones exponent field (inf/nan) plus one carries into bit 63.
-bool all_finite(const double* x, std::size_t n) {
-    constexpr std::uint64_t kExpMask = std::uint64_t(0x7ff) << 52;
-    std::uint64_t acc = 0;
-    for (std::size_t i = 0; i < n; ++i) {
-        std::uint64_t b;
-        std::memcpy(&b, x + i, sizeof b);
-        acc |= (b & kExpMask) + (std::uint64_t(1) << 52);
-    }
-    return (acc >> 63) == 0;
-}
-}  // namespace
-
 void Architecture::check_params(const double* params) const {
-    if (all_finite(params, param_count())) return;
+    if (simd::all_finite(params, param_count())) return;
     for (std::size_t l = 0; l < depth(); ++l) check_layer_params(params, l);
 }
 
 void Architecture::check_layer_params(const double* params, std::size_t l) const {
     const std::size_t n_out = widths_[l + 1], n_in = widths_[l];
     // W_l and b_l are contiguous: one vectorised test, the message only on failure.
-    if (all_finite(params + weight_offset(l), n_out * (n_in + 1))) return;
+    if (simd::all_finite(params + weight_offset(l), n_out * (n_in + 1))) return;
     const double* w = params + weight_offset(l);
     for (std::size_t i = 0; i < n_out * n_in; ++i)
         if (!std::isfinite(w[i]))
@@ -84,7 +70,7 @@ void Architecture::check_layer_params(const double* params, std::size_t l) const
 }
 
 void check_inputs(const double* x, std::size_t rows, std::size_t cols) {
-    if (all_finite(x, rows * cols)) return;
+    if (simd::all_finite(x, rows * cols)) return;
     for (std::size_t i = 0; i < rows * cols; ++i)
         if (!std::isfinite(x[i]))
             throw std::invalid_argument("input x has a non-finite value (" + std::to_string(x[i]) +
@@ -124,44 +110,13 @@ void reserve_check(std::size_t bytes, const char* what) {
 constexpr std::size_t kNoLayer = static_cast<std::size_t>(-1);
 
 void check_range(const double* m, const exp_t* e, std::size_t n, std::size_t l, const char* what) {
-    // Out of range: off = e + kMaxExp outside [0, 2^61] (as unsigned), for a
-    // nonzero m. With c = 2^61 - 1, off | (off + c) reaches bit 62 or 63 exactly
-    // then (off < 2^63 keeps off + c from wrapping; off >= 2^63 has bit 63):
-    // the mask of nonzero m comes from its bits. Integer adds, ors and shifts
-    // only, which vectorise (SSE2 has no 64-bit compare).
-    static_assert(2 * kMaxExp == (exp_t(1) << 61), "check_range assumes kMaxExp == 2^60");
-    constexpr std::uint64_t c = (std::uint64_t(1) << 61) - 1;
-    std::uint64_t bad = 0;
-    for (std::size_t i = 0; i < n; ++i) {
-        const std::uint64_t off = static_cast<std::uint64_t>(e[i]) + static_cast<std::uint64_t>(kMaxExp);
-        std::uint64_t mb;
-        std::memcpy(&mb, m + i, sizeof mb);
-        const std::uint64_t t = mb << 1;  // zero iff m is +-0
-        const std::uint64_t nonzero = std::uint64_t(0) - ((t | (std::uint64_t(0) - t)) >> 63);
-        bad |= (off | (off + c)) & nonzero;
-    }
+    const std::uint64_t bad = simd::out_of_range(m, e, n);
     if (bad >> 62)
         throw range_error((l == kNoLayer ? std::string() : "layer " + std::to_string(l) + " ") + what +
                           " left loggrad's exponent range (|log2| < 2^60)");
 }
 
 std::string layer_tag(std::size_t l) { return "layer " + std::to_string(l); }
-
-// Largest |e| among the nonzero entries (0 when every entry is zero).
-// Branch-free, so that it vectorises.
-std::uint64_t max_abs_exponent(const double* m, const exp_t* e, std::size_t n) {
-    std::uint64_t mx = 0;
-    for (std::size_t i = 0; i < n; ++i) {
-        std::uint64_t mb;
-        std::memcpy(&mb, m + i, sizeof mb);
-        const std::uint64_t t = mb << 1;  // zero iff m is +-0
-        const std::uint64_t nonzero = std::uint64_t(0) - ((t | (std::uint64_t(0) - t)) >> 63);
-        const std::uint64_t s = static_cast<std::uint64_t>(e[i] >> 63);  // all ones iff e < 0
-        const std::uint64_t a = ((static_cast<std::uint64_t>(e[i]) ^ s) - s) & nonzero;
-        mx = std::max(mx, a);
-    }
-    return mx;
-}
 
 // Range check of a weight gradient delta^T a and its bias gradient (layer l).
 // Every nonzero term delta_bj a_bk lies within 2^(+-(|e_delta| + |e_a| + 1)),
@@ -176,8 +131,8 @@ void check_gradient_range(std::size_t batch, std::size_t n_out, std::size_t n_in
     constexpr std::uint64_t kMargin = 4096;
     const std::size_t count = n_out * (n_in + 1);
     if (batch * (n_out + n_in) < count) {
-        const std::uint64_t bound = max_abs_exponent(delta.m, delta.e, batch * n_out) +
-                                    max_abs_exponent(a.m, a.e, batch * n_in);
+        const std::uint64_t bound = simd::max_abs_exponent(delta.m, delta.e, batch * n_out) +
+                                    simd::max_abs_exponent(a.m, a.e, batch * n_in);
         if (bound + kMargin <= static_cast<std::uint64_t>(kMaxExp)) return;
     }
     check_range(gm, ge, count, l, "gradients");
@@ -205,7 +160,7 @@ void forward_layer_ext(const Architecture& net, const double* params, std::size_
     // the same results for any split).
     parallel_rows(batch, n_out, [&](std::size_t r0, std::size_t r1) {
         const std::size_t o0 = r0 * n_out, n = (r1 - r0) * n_out;
-        for (std::size_t i = r0; i < r1; ++i) add_n(n_out, z.m + i * n_out, z.e + i * n_out, bm, be);
+        for (std::size_t i = r0; i < r1; ++i) simd::add_n(n_out, z.m + i * n_out, z.e + i * n_out, bm, be);
         try {
             activate_ext_n(act, n, z.m + o0, z.e + o0, out.m + o0, out.e + o0, der.m ? der.m + o0 : nullptr,
                            der.e ? der.e + o0 : nullptr);
@@ -601,7 +556,7 @@ void backward_segment_ext(const Architecture& net, const double* params, std::si
             double* dm = st.dm.data() + o;
             exp_t* de = st.de.data() + o;
             parallel_rows(rows, n_out, [&](std::size_t q0, std::size_t q1) {  // elementwise: never lost
-                mul_n((q1 - q0) * n_out, gmb + q0 * n_out, geb + q0 * n_out, dm + q0 * n_out, de + q0 * n_out);
+                simd::mul_n((q1 - q0) * n_out, gmb + q0 * n_out, geb + q0 * n_out, dm + q0 * n_out, de + q0 * n_out);
             });
             if (l == 0 && !res.dx.m) break;
             ext_gemm_xw(w, rows, n_in, n_out, ExtCMat{dm, de}, params + net.weight_offset(l), false, ExtMat{gmb, geb});

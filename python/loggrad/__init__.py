@@ -63,12 +63,14 @@ def get_include() -> str:
 
 
 def show_config() -> dict[str, object]:
-    """Build options of the engine: BLAS, SIMD level, threads, compiler. Also printed."""
+    """Build options of the engine: BLAS, SIMD level of the build and of the elementwise
+    kernels on this machine, threads, compiler. Also printed."""
     cfg: dict[str, object] = {
         "version": __version__,
         "blas": _core.blas_config(),
         "blas_threads": _core.blas_threads(),
         "simd": _core.simd,
+        "simd_kernels": _core.kernel_isa(),
         "compiler": _core.compiler,
         "blas_min_work": _core.blas_min_work,
         "max_binary_exponent": _core.max_exponent,

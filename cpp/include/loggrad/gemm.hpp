@@ -67,4 +67,9 @@ void ext_gemm_tn(Workspace& ws, std::size_t B, std::size_t N1, std::size_t N2, E
 int blas_threads();
 std::string blas_config();
 
+// Instruction set the engine's elementwise kernels run with on this machine:
+// "avx2", or "baseline" (the build's own target; also where LOGGRAD_SIMD=baseline
+// is set). Both give the same bits.
+std::string kernel_isa();
+
 }  // namespace loggrad

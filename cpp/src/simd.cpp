@@ -1,0 +1,173 @@
+// The engine's elementwise kernels, each built for the baseline and for AVX2
+// (see simd.hpp).
+#include "simd.hpp"
+
+#include "loggrad/gemm.hpp"
+
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <type_traits>
+
+namespace loggrad::simd {
+
+namespace {
+
+bool detect_avx2() {
+#if LOGGRAD_SIMD_AVX2
+    const char* env = std::getenv("LOGGRAD_SIMD");
+    if (env && (std::strcmp(env, "baseline") == 0 || std::strcmp(env, "sse2") == 0)) return false;
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx2") != 0;
+#else
+    return false;
+#endif
+}
+
+// max(a, b) of two exponents.
+inline exp_t max_exp(exp_t a, exp_t b) {
+    const auto ua = static_cast<std::uint64_t>(a), ub = static_cast<std::uint64_t>(b);
+    const std::uint64_t lt = std::uint64_t(0) - (static_cast<std::uint64_t>(a - b) >> 63);  // all ones iff a < b
+    return static_cast<exp_t>(ua ^ ((ua ^ ub) & lt));
+}
+
+inline void max_exps_impl(std::size_t n, const exp_t* e, exp_t* E) {
+    for (std::size_t j = 0; j < n; ++j) E[j] = max_exp(E[j], e[j]);
+}
+
+template <bool kPerColumn>
+inline std::uint64_t scale_impl(std::size_t n, const double* m, const exp_t* e, const exp_t* E, exp_t T,
+                                double* s) {
+    std::uint64_t dropped = 0;
+    for (std::size_t k = 0; k < n; ++k) {
+        const exp_t d = e[k] - E[kPerColumn ? k : 0];
+        const std::uint64_t keep = (static_cast<std::uint64_t>(d + T) >> 63) - 1;  // all ones iff d >= -T
+        const std::uint64_t dk = static_cast<std::uint64_t>(d) & keep;              // in [-T, 0], or 0
+        const double p = m[k] * detail::from_bits((dk + 1023) << 52);
+        s[k] = detail::from_bits(detail::bits(p) & keep);
+        dropped |= ~keep & (detail::bits(m[k]) << 1);  // the sign bit shifted out: nonzero iff m != 0
+    }
+    return dropped;
+}
+
+// 1 in bit 63 iff the 64-bit pattern x is nonzero, as a mask of all ones.
+inline std::uint64_t nonzero_mask(std::uint64_t x) {
+    return std::uint64_t(0) - ((x | (std::uint64_t(0) - x)) >> 63);
+}
+
+}  // namespace
+
+bool avx2() {
+    static const bool on = detect_avx2();
+    return on;
+}
+
+const char* isa() { return avx2() ? "avx2" : "baseline"; }
+
+LOGGRAD_SIMD_KERNEL(void, add_n, (std::size_t n, double* am, exp_t* ae, const double* bm, const exp_t* be),
+                    (n, am, ae, bm, be), { loggrad::add_n(n, am, ae, bm, be); })
+
+LOGGRAD_SIMD_KERNEL(void, mul_n, (std::size_t n, const double* am, const exp_t* ae, double* bm, exp_t* be),
+                    (n, am, ae, bm, be), { loggrad::mul_n(n, am, ae, bm, be); })
+
+LOGGRAD_SIMD_KERNEL(void, normalize_n,
+                    (std::size_t n, const double* c, exp_t base, const exp_t* add, double* om, exp_t* oe),
+                    (n, c, base, add, om, oe), { loggrad::normalize_n(n, c, base, add, om, oe); })
+
+LOGGRAD_SIMD_KERNEL(exp_t, max_exp_of, (std::size_t n, const exp_t* e), (n, e), {
+    exp_t acc[4] = {kZeroExp, kZeroExp, kZeroExp, kZeroExp};  // four lanes: no reduction to vectorise
+    std::size_t k = 0;
+    for (; k + 4 <= n; k += 4) max_exps_impl(4, e + k, acc);
+    for (; k < n; ++k) acc[0] = max_exp(acc[0], e[k]);
+    return max_exp(max_exp(acc[0], acc[1]), max_exp(acc[2], acc[3]));
+})
+
+LOGGRAD_SIMD_KERNEL(void, max_exps, (std::size_t n, const exp_t* e, exp_t* E), (n, e, E),
+                    { max_exps_impl(n, e, E); })
+
+LOGGRAD_SIMD_KERNEL(std::uint64_t, scale_row,
+                    (std::size_t n, const double* m, const exp_t* e, exp_t E, exp_t T, double* s),
+                    (n, m, e, E, T, s), { return scale_impl<false>(n, m, e, &E, T, s); })
+
+LOGGRAD_SIMD_KERNEL(std::uint64_t, scale_cols,
+                    (std::size_t n, const double* m, const exp_t* e, const exp_t* E, exp_t T, double* s),
+                    (n, m, e, E, T, s), { return scale_impl<true>(n, m, e, E, T, s); })
+
+LOGGRAD_SIMD_KERNEL(std::uint64_t, normalize_outside,
+                    (std::size_t n, const double* c, exp_t base, double lo, double hi, double* om, exp_t* oe),
+                    (n, c, base, lo, hi, om, oe), {
+    // bit 63 of (|c| - lo) or of (hi - |c|) borrows iff |c| < lo or |c| > hi (or nan)
+    const std::uint64_t lo_bits = detail::bits(lo), hi_bits = detail::bits(hi);
+    const std::uint64_t abs_mask = ~(std::uint64_t(1) << 63);
+    std::uint64_t out = 0;
+    for (std::size_t j = 0; j < n; ++j) {
+        detail::normal_parts(c[j], base, om[j], oe[j]);
+        const std::uint64_t ab = detail::bits(c[j]) & abs_mask;
+        out |= (ab - lo_bits) | (hi_bits - ab);
+    }
+    return out;
+})
+
+LOGGRAD_SIMD_KERNEL(void, outer_row,
+                    (std::size_t n, double dm, exp_t de, const double* am, const exp_t* ae, double* cm, exp_t* ce),
+                    (n, dm, de, am, ae, cm, ce), {
+    // A product of two normal-form mantissas is a normal double or zero.
+    for (std::size_t k = 0; k < n; ++k) detail::normal_parts(dm * am[k], de + ae[k], cm[k], ce[k]);
+})
+
+LOGGRAD_SIMD_KERNEL(std::uint64_t, out_of_range, (const double* m, const exp_t* e, std::size_t n), (m, e, n), {
+    // Out of range: off = e + kMaxExp outside [0, 2^61] (as unsigned), for a
+    // nonzero m. With c = 2^61 - 1, off | (off + c) reaches bit 62 or 63 exactly
+    // then (off < 2^63 keeps off + c from wrapping; off >= 2^63 has bit 63).
+    static_assert(2 * kMaxExp == (exp_t(1) << 61), "out_of_range assumes kMaxExp == 2^60");
+    constexpr std::uint64_t c = (std::uint64_t(1) << 61) - 1;
+    std::uint64_t bad = 0;
+    for (std::size_t i = 0; i < n; ++i) {
+        const std::uint64_t off = static_cast<std::uint64_t>(e[i]) + static_cast<std::uint64_t>(kMaxExp);
+        bad |= (off | (off + c)) & nonzero_mask(detail::bits(m[i]) << 1);  // << 1: +-0 alike
+    }
+    return bad;
+})
+
+LOGGRAD_SIMD_KERNEL(std::uint64_t, max_abs_exponent, (const double* m, const exp_t* e, std::size_t n), (m, e, n), {
+    std::uint64_t mx = 0;
+    for (std::size_t i = 0; i < n; ++i) {
+        const std::uint64_t s = static_cast<std::uint64_t>(e[i] >> 63);  // all ones iff e < 0
+        const std::uint64_t a = ((static_cast<std::uint64_t>(e[i]) ^ s) - s) & nonzero_mask(detail::bits(m[i]) << 1);
+        mx = mx < a ? a : mx;
+    }
+    return mx;
+})
+
+LOGGRAD_SIMD_KERNEL(bool, all_finite, (const double* x, std::size_t n), (x, n), {
+    // An all-ones exponent field (inf/nan) plus one carries into bit 63.
+    constexpr std::uint64_t kExpMask = std::uint64_t(0x7ff) << 52;
+    std::uint64_t acc = 0;
+    for (std::size_t i = 0; i < n; ++i) acc |= (detail::bits(x[i]) & kExpMask) + (std::uint64_t(1) << 52);
+    return (acc >> 63) == 0;
+})
+
+LOGGRAD_SIMD_KERNEL(void, relu_ext,
+                    (bool relu, std::size_t n, const double* zm, const exp_t* ze, double* am, exp_t* ae, double* dm,
+                     exp_t* de),
+                    (relu, n, zm, ze, am, ae, dm, de), {
+    const auto loop = [&](auto der) {
+        for (std::size_t i = 0; i < n; ++i) {
+            const bool pos = !relu || zm[i] > 0;
+            am[i] = pos ? zm[i] : 0.0;
+            ae[i] = pos ? ze[i] : kZeroExp;
+            if constexpr (decltype(der)::value) {
+                dm[i] = pos ? kExtOne.m : 0.0;
+                de[i] = pos ? kExtOne.e : kZeroExp;
+            }
+        }
+    };
+    if (dm) loop(std::true_type{});
+    else loop(std::false_type{});
+})
+
+}  // namespace loggrad::simd
+
+namespace loggrad {
+std::string kernel_isa() { return simd::isa(); }
+}  // namespace loggrad

@@ -1,0 +1,94 @@
+// simd.hpp — the engine's elementwise kernels (private to the engine).
+//
+// Each kernel is compiled twice: for the x86-64 baseline (SSE2, what the
+// wheels target) and for AVX2, and the AVX2 build is called where the CPU has
+// it. Both builds do the same IEEE operations in the same order on every
+// element (no FMA: -ffp-contract=off; vectorisation only runs independent
+// elements side by side, and no sum is reordered), so they give the same bits:
+// results do not depend on the machine. LOGGRAD_SIMD=baseline in the
+// environment makes the baseline build run everywhere (the tests compare the two).
+//
+// The loops are branch-free integer and float64 operations so that they
+// vectorise even with SSE2, which has no 64-bit integer compare: the sign of a
+// difference stands in for it. Exponents lie in [kZeroExp, kMaxExp], so their
+// differences do not overflow.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+#include "loggrad/ext.hpp"
+
+// LOGGRAD_TARGET_AVX2 builds a function, and everything it calls that can be
+// inlined (flatten), for AVX2; LOGGRAD_FLATTEN the same for the baseline.
+#if (defined(__x86_64__) || defined(__i386__)) && (defined(__GNUC__) || defined(__clang__))
+#define LOGGRAD_SIMD_AVX2 1
+#define LOGGRAD_TARGET_AVX2 __attribute__((target("avx2"), flatten))
+#define LOGGRAD_FLATTEN __attribute__((flatten))
+#else
+#define LOGGRAD_SIMD_AVX2 0
+#define LOGGRAD_TARGET_AVX2
+#define LOGGRAD_FLATTEN
+#endif
+
+namespace loggrad::simd {
+
+// True when the AVX2 builds run (the CPU and OS have AVX2, and LOGGRAD_SIMD is
+// not "baseline"); decided once.
+bool avx2();
+// "avx2" or "baseline".
+const char* isa();
+
+// Defines `ret name params`, which runs the body (the last argument) built for
+// AVX2 or for the baseline; each build inlines what the body calls.
+#if LOGGRAD_SIMD_AVX2
+#define LOGGRAD_SIMD_KERNEL(ret, name, params, args, ...)                       \
+    namespace {                                                                 \
+    LOGGRAD_TARGET_AVX2 ret name##_avx2 params __VA_ARGS__                      \
+    LOGGRAD_FLATTEN ret name##_base params __VA_ARGS__                          \
+    }                                                                           \
+    ret name params { return ::loggrad::simd::avx2() ? name##_avx2 args : name##_base args; }
+#else
+#define LOGGRAD_SIMD_KERNEL(ret, name, params, args, ...) ret name params __VA_ARGS__
+#endif
+
+// The extended-number array operations of ext.hpp (same bits).
+void add_n(std::size_t n, double* am, exp_t* ae, const double* bm, const exp_t* be);
+void mul_n(std::size_t n, const double* am, const exp_t* ae, double* bm, exp_t* be);
+void normalize_n(std::size_t n, const double* c, exp_t base, const exp_t* add, double* om, exp_t* oe);
+
+// Largest of n exponents (kZeroExp when there are none).
+exp_t max_exp_of(std::size_t n, const exp_t* e);
+// E[j] = max(E[j], e[j]) for j < n.
+void max_exps(std::size_t n, const exp_t* e, exp_t* E);
+
+// s[k] = m[k] 2^(e[k] - E) where e[k] - E >= -T, else 0, with one E for the
+// row (scale_row) or E[k] per column (scale_cols). Returns nonzero iff some
+// nonzero m[k] was dropped (a residual).
+std::uint64_t scale_row(std::size_t n, const double* m, const exp_t* e, exp_t E, exp_t T, double* s);
+std::uint64_t scale_cols(std::size_t n, const double* m, const exp_t* e, const exp_t* E, exp_t T, double* s);
+
+// (om, oe) = normal form of c[j] * 2^base for a normal or zero c[j] (see
+// detail::normal_parts); returns a value with bit 63 set iff some |c[j]| is
+// below lo or above hi (compared as bit patterns of |c|, which order as the
+// values do; a subnormal is below any normal lo).
+std::uint64_t normalize_outside(std::size_t n, const double* c, exp_t base, double lo, double hi, double* om,
+                                exp_t* oe);
+
+// (cm, ce)[k] = d * a[k] for an extended d = (dm, de): a row of an outer product.
+void outer_row(std::size_t n, double dm, exp_t de, const double* am, const exp_t* ae, double* cm, exp_t* ce);
+
+// Bits 62-63 of the result are set iff some nonzero (m, e) has e outside
+// [-kMaxExp, kMaxExp].
+std::uint64_t out_of_range(const double* m, const exp_t* e, std::size_t n);
+// Largest |e| among the nonzero entries (0 when all are zero).
+std::uint64_t max_abs_exponent(const double* m, const exp_t* e, std::size_t n);
+// True when all n values are finite.
+bool all_finite(const double* x, std::size_t n);
+
+// relu (or identity, when !relu) of extended values as activate_ext gives
+// them; the derivative too when dm is not null.
+void relu_ext(bool relu, std::size_t n, const double* zm, const exp_t* ze, double* am, exp_t* ae, double* dm,
+              exp_t* de);
+
+}  // namespace loggrad::simd
