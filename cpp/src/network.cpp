@@ -11,6 +11,7 @@
 #include <new>
 #include <stdexcept>
 #include <string>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -47,15 +48,29 @@ std::size_t Architecture::unit_count() const {
     return n;
 }
 
+namespace {
+// simd::all_finite, with a large block split over the engine's threads (a wide
+// layer's check would otherwise keep the others waiting).
+bool all_finite(const double* x, std::size_t n) {
+    constexpr std::size_t kGrain = std::size_t(1) << 16;
+    if (n < 2 * kGrain) return simd::all_finite(x, n);
+    std::atomic<bool> ok{true};
+    parallel_chunks(n, kGrain, [&](std::size_t b, std::size_t e) {
+        if (!simd::all_finite(x + b, e - b)) ok.store(false, std::memory_order_relaxed);
+    });
+    return ok.load();
+}
+}  // namespace
+
 void Architecture::check_params(const double* params) const {
-    if (simd::all_finite(params, param_count())) return;
+    if (all_finite(params, param_count())) return;
     for (std::size_t l = 0; l < depth(); ++l) check_layer_params(params, l);
 }
 
 void Architecture::check_layer_params(const double* params, std::size_t l) const {
     const std::size_t n_out = widths_[l + 1], n_in = widths_[l];
     // W_l and b_l are contiguous: one vectorised test, the message only on failure.
-    if (simd::all_finite(params + weight_offset(l), n_out * (n_in + 1))) return;
+    if (all_finite(params + weight_offset(l), n_out * (n_in + 1))) return;
     const double* w = params + weight_offset(l);
     for (std::size_t i = 0; i < n_out * n_in; ++i)
         if (!std::isfinite(w[i]))
@@ -70,7 +85,7 @@ void Architecture::check_layer_params(const double* params, std::size_t l) const
 }
 
 void check_inputs(const double* x, std::size_t rows, std::size_t cols) {
-    if (simd::all_finite(x, rows * cols)) return;
+    if (all_finite(x, rows * cols)) return;
     for (std::size_t i = 0; i < rows * cols; ++i)
         if (!std::isfinite(x[i]))
             throw std::invalid_argument("input x has a non-finite value (" + std::to_string(x[i]) +
@@ -454,27 +469,83 @@ bool small_layers(const Architecture& net, std::size_t l0, std::size_t l1, std::
     return true;
 }
 
+// The backward pass of a segment [l0, l1): run_chain(publish) makes the deltas
+// from the top layer down, calls publish(l) once delta_l is made, and returns
+// the lowest layer whose delta is made for every row; grad(l, ws) then forms
+// layer l's weight gradient, for exactly those layers. With `overlap` (one
+// block of rows and small layers: at batch 1 the chain is one thread's serial
+// work) the gradients run on the other threads while the chain goes on, each
+// as soon as its delta is made; otherwise after the chain (for_each_layer).
+// Rethrows the highest layer's gradient error, as for_each_layer does.
+template <class Chain, class Grad>
+void chain_and_gradients(std::size_t l0, std::size_t l1, bool small, bool one_block, Workspace& ws,
+                         Chain&& run_chain, Grad&& grad) {
+    const std::size_t n = l1 - l0;
+    const std::size_t threads = std::min<std::size_t>(n, static_cast<std::size_t>(num_threads()));
+    if (!small || !one_block || threads < 2) {
+        const std::size_t lo = run_chain([](std::size_t) {});
+        for_each_layer(lo, l1, small, ws, grad);
+        return;
+    }
+    std::atomic<std::size_t> made{0};  // deltas made, counted from the top layer
+    std::atomic<bool> chain_over{false};
+    std::atomic<std::size_t> next{0};
+    std::vector<std::exception_ptr> errors(n);  // by position in the sweep
+    std::exception_ptr chain_error;
+    parallel_for(threads, [&](std::size_t t) {
+        if (t == 0) {  // the chain (whichever thread takes task 0), then gradients like the rest
+            try {
+                run_chain([&](std::size_t l) { made.store(l1 - l, std::memory_order_release); });
+            } catch (...) {
+                chain_error = std::current_exception();
+            }
+            chain_over.store(true, std::memory_order_release);
+        }
+        Workspace local;
+        for (std::size_t i; (i = next.fetch_add(1)) < n;) {
+            while (made.load(std::memory_order_acquire) <= i) {  // delta not made yet
+                if (chain_over.load(std::memory_order_acquire) && made.load(std::memory_order_acquire) <= i)
+                    return;  // and never will be: the chain stopped above
+                std::this_thread::yield();
+            }
+            try {
+                grad(l1 - 1 - i, t == 0 ? ws : local);
+            } catch (...) {
+                errors[i] = std::current_exception();
+            }
+        }
+    });
+    if (chain_error) std::rethrow_exception(chain_error);
+    for (const std::exception_ptr& e : errors)
+        if (e) std::rethrow_exception(e);
+}
+
 // Back through the layers [l0, l1) of one stored segment. First the chain,
 // layer by layer: delta_l = dL/da_{l+1} * f'(z_l) (elementwise, written over
 // f'(z_l)) and dL/da_l = delta_l W_l into g. Then the weight gradients
 // dW_l = delta_l^T a_l and db_l, which depend on nothing but their own layer.
 void backward_segment_f64(const Architecture& net, const double* params, std::size_t l0, std::size_t l1,
                           std::size_t batch, F64Store& st, Buffer<double>& g, const GradF64& res) {
-    const std::size_t maxw = max_width(net);
-    for_each_block(batch, row_blocks(net, batch), [&](std::size_t r0, std::size_t r1) {
-        const std::size_t rows = r1 - r0;
-        double* gb = g.data() + r0 * maxw;  // this block's rows of dL/da
-        for (std::size_t l = l1; l-- > l0;) {
-            const std::size_t n_in = net.width(l), n_out = net.width(l + 1);
-            double* delta = st.ders.data() + st.doff[l - l0] + r0 * n_out;
-            parallel_rows(rows, n_out, [&](std::size_t q0, std::size_t q1) {
-                for (std::size_t o = q0 * n_out; o < q1 * n_out; ++o) delta[o] *= gb[o];
-            });
-            if (l > 0 || res.dx) gemm(false, false, rows, n_in, n_out, delta, params + net.weight_offset(l), gb);
-        }
-    });
+    const std::size_t maxw = max_width(net), nb = row_blocks(net, batch);
+    const auto chain = [&](auto&& publish) {
+        for_each_block(batch, nb, [&](std::size_t r0, std::size_t r1) {
+            const std::size_t rows = r1 - r0;
+            double* gb = g.data() + r0 * maxw;  // this block's rows of dL/da
+            for (std::size_t l = l1; l-- > l0;) {
+                const std::size_t n_in = net.width(l), n_out = net.width(l + 1);
+                double* delta = st.ders.data() + st.doff[l - l0] + r0 * n_out;
+                parallel_rows(rows, n_out, [&](std::size_t q0, std::size_t q1) {
+                    for (std::size_t o = q0 * n_out; o < q1 * n_out; ++o) delta[o] *= gb[o];
+                });
+                publish(l);
+                if (l > 0 || res.dx) gemm(false, false, rows, n_in, n_out, delta, params + net.weight_offset(l), gb);
+            }
+        });
+        return l0;
+    };
     Workspace unused;
-    for_each_layer(l0, l1, small_layers(net, l0, l1, batch), unused, [&](std::size_t l, Workspace&) {
+    chain_and_gradients(l0, l1, small_layers(net, l0, l1, batch), nb == 1, unused, chain,
+                        [&](std::size_t l, Workspace&) {
         const std::size_t go = grad_offset(net, res.grad_offset, l);
         if (go == kNoGradient) return;
         const std::size_t n_in = net.width(l), n_out = net.width(l + 1), i = l - l0;
@@ -545,33 +616,38 @@ void backward_segment_ext(const Architecture& net, const double* params, std::si
                           const GradExt& res, Workspace& ws) {
     const std::size_t maxw = max_width(net), nb = row_blocks(net, batch);
     std::vector<Failure> failures(nb);
-    for_each_block(batch, nb, [&](std::size_t r0, std::size_t r1) {
-        const std::size_t rows = r1 - r0;
-        Workspace local;
-        Workspace& w = nb == 1 ? ws : local;
-        double* gmb = gm.data() + r0 * maxw;  // this block's rows of dL/da
-        exp_t* geb = ge.data() + r0 * maxw;
-        for (std::size_t l = l1; l-- > l0;) {
-            const std::size_t n_in = net.width(l), n_out = net.width(l + 1), o = st.doff[l - l0] + r0 * n_out;
-            double* dm = st.dm.data() + o;
-            exp_t* de = st.de.data() + o;
-            parallel_rows(rows, n_out, [&](std::size_t q0, std::size_t q1) {  // elementwise: never lost
-                simd::mul_n((q1 - q0) * n_out, gmb + q0 * n_out, geb + q0 * n_out, dm + q0 * n_out, de + q0 * n_out);
-            });
-            if (l == 0 && !res.dx.m) break;
-            ext_gemm_xw(w, rows, n_in, n_out, ExtCMat{dm, de}, params + net.weight_offset(l), false, ExtMat{gmb, geb});
-            try {
-                check_range(gmb, geb, rows * n_in, l, "input gradients");
-            } catch (...) {
-                failures[r0 / kBlockRows] = Failure{l, std::current_exception()};
-                return;
+    const auto chain = [&](auto&& publish) {
+        for_each_block(batch, nb, [&](std::size_t r0, std::size_t r1) {
+            const std::size_t rows = r1 - r0;
+            Workspace local;
+            Workspace& w = nb == 1 ? ws : local;
+            double* gmb = gm.data() + r0 * maxw;  // this block's rows of dL/da
+            exp_t* geb = ge.data() + r0 * maxw;
+            for (std::size_t l = l1; l-- > l0;) {
+                const std::size_t n_in = net.width(l), n_out = net.width(l + 1), o = st.doff[l - l0] + r0 * n_out;
+                double* dm = st.dm.data() + o;
+                exp_t* de = st.de.data() + o;
+                parallel_rows(rows, n_out, [&](std::size_t q0, std::size_t q1) {  // elementwise: never lost
+                    simd::mul_n((q1 - q0) * n_out, gmb + q0 * n_out, geb + q0 * n_out, dm + q0 * n_out, de + q0 * n_out);
+                });
+                publish(l);
+                if (l == 0 && !res.dx.m) break;
+                ext_gemm_xw(w, rows, n_in, n_out, ExtCMat{dm, de}, params + net.weight_offset(l), false, ExtMat{gmb, geb});
+                try {
+                    check_range(gmb, geb, rows * n_in, l, "input gradients");
+                } catch (...) {
+                    failures[r0 / kBlockRows] = Failure{l, std::current_exception()};
+                    return;
+                }
             }
-        }
-    });
-    std::size_t lo = l0;  // lowest layer whose deltas are known for every row
-    for (const Failure& f : failures)
-        if (f.error) lo = std::max(lo, f.layer);
-    for_each_layer(lo, l1, small_layers(net, lo, l1, batch), ws, [&](std::size_t l, Workspace& w) {
+        });
+        std::size_t lo = l0;  // lowest layer whose deltas are known for every row
+        for (const Failure& f : failures)
+            if (f.error) lo = std::max(lo, f.layer);
+        return lo;
+    };
+    chain_and_gradients(l0, l1, small_layers(net, l0, l1, batch), nb == 1, ws, chain,
+                        [&](std::size_t l, Workspace& w) {
         const std::size_t go = grad_offset(net, res.grad_offset, l);
         if (go == kNoGradient) return;
         const std::size_t n_in = net.width(l), n_out = net.width(l + 1), i = l - l0, bo = go + n_out * n_in;

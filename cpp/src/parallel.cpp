@@ -43,8 +43,10 @@ public:
     }
 
     void run(std::size_t ntasks, const std::function<void(std::size_t)>& fn) {
-        std::unique_lock<std::mutex> busy(busy_, std::try_to_lock);
-        if (!busy.owns_lock() || threads_ == 1 || ntasks < 2) {  // busy or nothing to share
+        // A task's own parallel_for (in_task) runs serially: the pool is the caller's.
+        std::unique_lock<std::mutex> busy;
+        if (!in_task && ntasks >= 2) busy = std::unique_lock<std::mutex>(busy_, std::try_to_lock);
+        if (!busy.owns_lock() || threads_ == 1) {  // nested, busy with another caller's job, or nothing to share
             for (std::size_t i = 0; i < ntasks; ++i) fn(i);
             return;
         }
@@ -57,7 +59,9 @@ public:
             ++generation_;
         }
         cv_.notify_all();
-        work(*job);  // the calling thread takes tasks too
+        in_task = true;
+        work(*job);  // the calling thread takes tasks too (work catches what they throw)
+        in_task = false;
         std::unique_lock<std::mutex> lk(m_);
         finished_.wait(lk, [&] { return job->done == job->ntasks; });
         job_.reset();
@@ -91,6 +95,7 @@ private:
     }
 
     void loop(std::size_t seen) {
+        in_task = true;  // a worker runs nothing but tasks
         for (;;) {
             std::shared_ptr<Job> job;
             {
@@ -127,6 +132,7 @@ private:
         }
     }
 
+    static thread_local bool in_task;  // this thread is running a task of a job
     std::mutex busy_;  // one job at a time
     std::mutex m_;
     std::condition_variable cv_, finished_;
@@ -136,6 +142,8 @@ private:
     bool stop_ = false;
     int threads_ = 1;
 };
+
+thread_local bool Pool::in_task = false;
 
 }  // namespace
 
