@@ -191,6 +191,21 @@ def test_large_positive_preactivation_is_in_range(act: str) -> None:
     assert g.output.to_numpy()[0, 0] == 1e18 and g.biases[0].to_numpy()[0] == 1.0
 
 
+@pytest.mark.parametrize("z", [788.0, 710.0, 40.0, 1e300, -788.0, -40.0, 0.0, 1e-300])
+def test_float64_softplus_is_finite_where_its_value_is(z: float) -> None:
+    """The float64 path's softplus is numpy's logaddexp(0, z): log1p(exp(z)) overflowed to inf
+    for z > 709, where the value (about z) is an ordinary float64 (and PyTorch's is finite)."""
+    g = lg.Network([np.array([[1.0]])], None, "softplus").backward(np.array([[z]]), loss="sum", precision="float64")
+    with mpmath.workprec(160):
+        a, d, _ = act_mp("softplus", mpmath.mpf(z))
+        for got, expect in ((g.output[0, 0], a), (g.biases[0][0], d)):
+            assert np.isfinite(got)
+            if expect < mpmath.mpf(2) ** -1022:  # below float64's normal range: underflows, as in numpy
+                continue
+            assert abs(mpmath.mpf(float(got)) / expect - 1) < 4 * U, (z, got, expect)
+    assert g.output[0, 0] == np.logaddexp(0.0, z)
+
+
 @pytest.mark.parametrize("x,y", [(1000.0, 1.0), (-1000.0, 0.0), (1000.0, 0.0), (-1000.0, 1.0), (1000.0, 0.25)])
 def test_bce_on_saturated_logits(x: float, y: float) -> None:
     g = lg.Network([np.array([[1.0]])], None, "identity").backward(np.array([[x]]), np.array([[y]]), loss="bce")

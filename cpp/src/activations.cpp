@@ -5,6 +5,7 @@
 #include "loggrad/parallel.hpp"
 #include "simd.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <stdexcept>
 #include <type_traits>
@@ -307,7 +308,9 @@ inline void f64_one(double z, double& v, double& g) {
         v = z > 0 ? kSeluLambda * z : kSeluLambda * kSeluAlpha * std::expm1(z);
         if constexpr (kDer) g = z > 0 ? kSeluLambda : kSeluLambda * kSeluAlpha * std::exp(z);
     } else if constexpr (A == Activation::softplus) {
-        v = std::log1p(std::exp(z));
+        // log(1 + e^z) as numpy's logaddexp(0, z) forms it: finite wherever the
+        // value is (log1p(exp(z)) overflowed for z > 709; PyTorch's is finite there too)
+        v = std::max(z, 0.0) + std::log1p(std::exp(-std::fabs(z)));
         if constexpr (kDer) g = 1.0 / (1.0 + std::exp(-z));
     } else if constexpr (A == Activation::gelu) {
         const double cdf = 0.5 * (1.0 + std::erf(z * kInvSqrt2));

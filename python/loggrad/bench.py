@@ -456,7 +456,9 @@ def run_suite(configs: Sequence[Config], engines: Sequence[str] = ENGINES, threa
     return {
         "machine_info": {"node": platform.node(), "processor": platform.processor(),
                          "machine": platform.machine(), "python_version": platform.python_version(),
-                         "cpu_count": os.cpu_count(), "matmul": peak},
+                         "cpu_count": os.cpu_count(), "matmul": peak,
+                         # what ran: the engine's kernels (AVX2 or baseline build) and BLAS
+                         "loggrad_simd_kernels": _core.kernel_isa(), "loggrad_blas": _core.blas_config()},
         "commit_info": {}, "benchmarks": benches,
         "datetime": datetime.datetime.now(datetime.timezone.utc).isoformat(), "version": "loggrad.bench",
     }
