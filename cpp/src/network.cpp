@@ -269,6 +269,17 @@ void for_each_block(std::size_t batch, std::size_t nb, F&& fn) {
     });
 }
 
+// The row blocks of a forward pass over layers [l0, l1). With one block (the
+// whole batch) the pass checks each layer's parameters as it reaches them,
+// while they are in cache; with several, all are checked here, first.
+std::size_t forward_blocks(const Architecture& net, const double* params, std::size_t l0, std::size_t l1,
+                           std::size_t batch, bool check) {
+    const std::size_t nb = row_blocks(net, batch);
+    if (check && nb > 1)
+        for (std::size_t l = l0; l < l1; ++l) net.check_layer_params(params, l);
+    return nb;
+}
+
 // Where a stored range of layers [l0, l1) keeps its values: aoff[i] is the
 // offset of a_{l0+i} (batch x n, batch-major), doff[i] that of f'(z_{l0+i}).
 // Without keep, two alternating buffers of batch x maxw and no derivatives.
@@ -313,12 +324,9 @@ void forward_range_ext(const Architecture& net, const double* params, std::size_
         std::copy(in.m, in.m + batch * net.width(l0), st.am.data());
         std::copy(in.e, in.e + batch * net.width(l0), st.ae.data());
     }
-    // Blocks of rows, each through every layer (one block: the whole batch, its
-    // layers checked as they are reached; several: all checked first). Without
-    // keep, one block alternates between st's two buffers, several between their own.
-    const std::size_t nb = row_blocks(net, batch);
-    if (check && nb > 1)
-        for (std::size_t i = 0; i < n; ++i) net.check_layer_params(params, l0 + i);
+    // Blocks of rows, each through every layer. Without keep, one block
+    // alternates between st's two buffers, several between their own.
+    const std::size_t nb = forward_blocks(net, params, l0, l1, batch, check);
     std::vector<Failure> failures(nb);
     for_each_block(batch, nb, [&](std::size_t r0, std::size_t r1) {
         const std::size_t rows = r1 - r0;
@@ -393,9 +401,7 @@ void forward_range_f64(const Architecture& net, const double* params, std::size_
     z.resize(batch * maxw);
     if (keep) std::copy(in, in + batch * net.width(l0), st.acts.data());  // a_{l0}
     // Blocks of rows as in forward_range_ext.
-    const std::size_t nb = row_blocks(net, batch);
-    if (check && nb > 1)
-        for (std::size_t i = 0; i < n; ++i) net.check_layer_params(params, l0 + i);
+    const std::size_t nb = forward_blocks(net, params, l0, l1, batch, check);
     std::vector<Failure> failures(nb);
     for_each_block(batch, nb, [&](std::size_t r0, std::size_t r1) {
         const std::size_t rows = r1 - r0;
@@ -427,39 +433,9 @@ std::size_t grad_offset(const Architecture& net, const std::size_t* offsets, std
 }
 
 // Layers whose weight-gradient product has fewer multiply-adds than this run
-// one per task in the gradient phase (see for_each_layer); larger ones in
-// turn, each product split over the threads.
+// one per task in the gradient phase (see chain_and_gradients); larger ones
+// in turn, each product split over the threads.
 constexpr std::size_t kLayerTaskWork = std::size_t(1) << 22;
-
-// Runs fn(l, ws) for the layers l in [l0, l1), highest first: the weight
-// gradients of a segment, which are independent of each other once its deltas
-// are known. Layers that are small (see kLayerTaskWork) are spread over the
-// engine's threads, each task with its own Workspace; a layer's result does not
-// depend on which thread computes it. The exception rethrown is the highest
-// layer's: the one a layer-by-layer sweep would have met first.
-template <class F>
-void for_each_layer(std::size_t l0, std::size_t l1, bool small, Workspace& ws, F&& fn) {
-    const std::size_t n = l1 - l0;
-    const std::size_t tasks = std::min<std::size_t>(n, static_cast<std::size_t>(num_threads()));
-    if (!small || tasks < 2) {
-        for (std::size_t l = l1; l-- > l0;) fn(l, ws);
-        return;
-    }
-    std::vector<std::exception_ptr> errors(n);  // by position in the sweep
-    std::atomic<std::size_t> next{0};
-    parallel_for(tasks, [&](std::size_t) {
-        Workspace local;
-        for (std::size_t i; (i = next.fetch_add(1)) < n;) {
-            try {
-                fn(l1 - 1 - i, local);
-            } catch (...) {
-                errors[i] = std::current_exception();
-            }
-        }
-    });
-    for (const std::exception_ptr& e : errors)
-        if (e) std::rethrow_exception(e);
-}
 
 // True when every layer in [l0, l1) has a weight-gradient product small
 // enough to be one task.
@@ -472,28 +448,37 @@ bool small_layers(const Architecture& net, std::size_t l0, std::size_t l1, std::
 // The backward pass of a segment [l0, l1): run_chain(publish) makes the deltas
 // from the top layer down, calls publish(l) once delta_l is made, and returns
 // the lowest layer whose delta is made for every row; grad(l, ws) then forms
-// layer l's weight gradient, for exactly those layers. With `overlap` (one
-// block of rows and small layers: at batch 1 the chain is one thread's serial
-// work) the gradients run on the other threads while the chain goes on, each
-// as soon as its delta is made; otherwise after the chain (for_each_layer).
-// Rethrows the highest layer's gradient error, as for_each_layer does.
+// layer l's weight gradient, for exactly those layers. The gradients, which
+// are independent of each other once their deltas are known, run highest
+// first: large layers in turn (each product split over the threads); small
+// ones (see kLayerTaskWork) one per task, each task with its own Workspace,
+// and with one block of rows (at batch 1 the chain is one thread's serial
+// work) while the chain goes on, each as soon as its delta is made. A layer's
+// result does not depend on the thread that forms it. Rethrows the highest
+// layer's gradient error: the one a layer-by-layer sweep would meet first.
 template <class Chain, class Grad>
 void chain_and_gradients(std::size_t l0, std::size_t l1, bool small, bool one_block, Workspace& ws,
                          Chain&& run_chain, Grad&& grad) {
+    const auto threads = static_cast<std::size_t>(num_threads());
     const std::size_t n = l1 - l0;
-    const std::size_t threads = std::min<std::size_t>(n, static_cast<std::size_t>(num_threads()));
-    if (!small || !one_block || threads < 2) {
-        const std::size_t lo = run_chain([](std::size_t) {});
-        for_each_layer(lo, l1, small, ws, grad);
-        return;
-    }
+    const bool overlap = small && one_block && std::min(n, threads) >= 2;
     std::atomic<std::size_t> made{0};  // deltas made, counted from the top layer
     std::atomic<bool> chain_over{false};
+    if (!overlap) {
+        const std::size_t lo = run_chain([](std::size_t) {});
+        if (!small || std::min(l1 - lo, threads) < 2) {
+            for (std::size_t l = l1; l-- > lo;) grad(l, ws);
+            return;
+        }
+        made = l1 - lo;
+        chain_over = true;
+    }
     std::atomic<std::size_t> next{0};
     std::vector<std::exception_ptr> errors(n);  // by position in the sweep
     std::exception_ptr chain_error;
-    parallel_for(threads, [&](std::size_t t) {
-        if (t == 0) {  // the chain (whichever thread takes task 0), then gradients like the rest
+    const std::size_t todo = overlap ? n : made.load();  // layers whose gradients the tasks form
+    parallel_for(std::min(todo, threads), [&](std::size_t t) {
+        if (overlap && t == 0) {  // the chain (whichever thread takes task 0), then gradients like the rest
             try {
                 run_chain([&](std::size_t l) { made.store(l1 - l, std::memory_order_release); });
             } catch (...) {

@@ -50,11 +50,6 @@ inline std::uint64_t scale_impl(std::size_t n, const double* m, const exp_t* e, 
     return dropped;
 }
 
-// 1 in bit 63 iff the 64-bit pattern x is nonzero, as a mask of all ones.
-inline std::uint64_t nonzero_mask(std::uint64_t x) {
-    return std::uint64_t(0) - ((x | (std::uint64_t(0) - x)) >> 63);
-}
-
 }  // namespace
 
 bool avx2() {
@@ -124,7 +119,7 @@ LOGGRAD_SIMD_KERNEL(std::uint64_t, out_of_range, (const double* m, const exp_t* 
     std::uint64_t bad = 0;
     for (std::size_t i = 0; i < n; ++i) {
         const std::uint64_t off = static_cast<std::uint64_t>(e[i]) + static_cast<std::uint64_t>(kMaxExp);
-        bad |= (off | (off + c)) & nonzero_mask(detail::bits(m[i]) << 1);  // << 1: +-0 alike
+        bad |= (off | (off + c)) & detail::nonzero_mask(detail::bits(m[i]) << 1);  // << 1: +-0 alike
     }
     return bad;
 })
@@ -133,7 +128,7 @@ LOGGRAD_SIMD_KERNEL(std::uint64_t, max_abs_exponent, (const double* m, const exp
     std::uint64_t mx = 0;
     for (std::size_t i = 0; i < n; ++i) {
         const std::uint64_t s = static_cast<std::uint64_t>(e[i] >> 63);  // all ones iff e < 0
-        const std::uint64_t a = ((static_cast<std::uint64_t>(e[i]) ^ s) - s) & nonzero_mask(detail::bits(m[i]) << 1);
+        const std::uint64_t a = ((static_cast<std::uint64_t>(e[i]) ^ s) - s) & detail::nonzero_mask(detail::bits(m[i]) << 1);
         mx = mx < a ? a : mx;
     }
     return mx;

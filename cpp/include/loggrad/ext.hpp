@@ -89,6 +89,11 @@ inline Ext normalize(double m, exp_t e) {
 inline Ext from_double(double x) { return normalize(x, 0); }
 
 namespace detail {
+// All ones iff the 64-bit pattern x is nonzero, else 0 (branch-free).
+inline std::uint64_t nonzero_mask(std::uint64_t x) {
+    return std::uint64_t(0) - ((x | (std::uint64_t(0) - x)) >> 63);
+}
+
 // (m, e) of c * 2^base for a normal or zero c: the mantissa bits of c with
 // exponent field 2^-1, or kExtZero for +-0 (relu nets are half zeros).
 // Branch-free integer operations only (SSE2 has no 64-bit compare, so
@@ -100,8 +105,7 @@ inline std::uint64_t normal_parts(double c, exp_t base, double& om, exp_t& oe) {
     constexpr std::uint64_t kHalf = std::uint64_t(1022) << 52;
     const std::uint64_t b = bits(c);
     const std::uint64_t field = b & kExpMask;
-    const std::uint64_t t = b << 1;                                                      // 0 iff c is +-0
-    const std::uint64_t nz = std::uint64_t(0) - ((t | (std::uint64_t(0) - t)) >> 63);  // all ones iff nonzero
+    const std::uint64_t nz = nonzero_mask(b << 1);  // << 1: +-0 alike
     om = from_bits(((b & ~kExpMask) | kHalf) & nz);
     const std::uint64_t e = static_cast<std::uint64_t>(base + static_cast<exp_t>(field >> 52) - 1022);
     oe = static_cast<exp_t>((e & nz) | (static_cast<std::uint64_t>(kZeroExp) & ~nz));
