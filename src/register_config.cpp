@@ -22,6 +22,24 @@ void register_config(py::module_& m) {
     m.def("kernel_isa", &loggrad::kernel_isa,
           "Instruction set of the engine's elementwise kernels here: 'avx2' or 'baseline' (LOGGRAD_SIMD=baseline "
           "forces the latter; both give the same bits)");
+    m.def(
+        "gemm_fixed_order",
+        [](const array_d& a, const array_d& b, bool ta, bool tb) {
+            if (a.ndim() != 2 || b.ndim() != 2) throw std::invalid_argument("gemm_fixed_order: a and b must be 2-D");
+            const auto M = static_cast<std::size_t>(a.shape(ta ? 1 : 0)), K = static_cast<std::size_t>(a.shape(ta ? 0 : 1));
+            const auto N = static_cast<std::size_t>(b.shape(tb ? 0 : 1));
+            if (static_cast<std::size_t>(b.shape(tb ? 1 : 0)) != K)
+                throw std::invalid_argument("gemm_fixed_order: inner dimensions differ");
+            auto c = result_array<double>({static_cast<py::ssize_t>(M), static_cast<py::ssize_t>(N)});
+            {
+                py::gil_scoped_release nogil;
+                loggrad::gemm_naive(ta, tb, M, N, K, a.data(), b.data(), c.mutable_data());
+            }
+            return c;
+        },
+        py::arg("a"), py::arg("b"), py::arg("trans_a") = false, py::arg("trans_b") = false,
+        "op(a) @ op(b) by the engine's small-product kernel, whose summation order is fixed "
+        "(the kernel small layers use; exposed for the tests)");
     m.def("blas_threads", &loggrad::blas_threads, "Threads of the BLAS library itself (kept at 1)");
     m.def("num_threads", &loggrad::num_threads, "Threads the engine uses");
     m.def(

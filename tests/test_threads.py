@@ -511,3 +511,37 @@ def test_baseline_and_avx2_kernels_give_the_same_bits():
     if out["auto"][0] != "avx2":
         pytest.skip("this CPU has no AVX2: only the baseline kernels run here")
     assert out["auto"][1] == out["baseline"][1]
+
+
+def _gemm_in_documented_order(ta: bool, tb: bool, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """gemm_naive's order, one numpy operation at a time (no FMA, no reordering): with op(B)
+    transposed four partial sums by k mod 4 combined as (s0 + s1) + (s2 + s3), otherwise the
+    outputs accumulated in k order from 0.0 + the k = 0 term."""
+    A, B = (a.T if ta else a), (b.T if tb else b)  # op(A): M x K, op(B): K x N
+    K = A.shape[1]
+    if not ta and tb:
+        s = np.zeros((4, A.shape[0], B.shape[1]))
+        for k in range(K):
+            s[k % 4] += A[:, k : k + 1] * B[k]
+        return (s[0] + s[1]) + (s[2] + s[3])
+    c = 0.0 + A[:, 0:1] * B[0]
+    for k in range(1, K):
+        c += A[:, k : k + 1] * B[k]
+    return c
+
+
+def test_small_gemm_keeps_its_documented_summation_order() -> None:
+    """The small-product kernel (register tiles, AVX2 or SSE2 build) sums in the order its
+    header documents, for all four transposes and shapes around the tile sizes: a kernel that
+    reorders a sum (or fuses a multiply-add) would differ in the last bits."""
+    rng = np.random.default_rng(3)
+    for ta in (False, True):
+        for tb in (False, True):
+            for M, N, K in [(1, 32, 32), (32, 32, 1), (3, 37, 11), (5, 16, 33), (2, 4, 3), (1, 1, 1), (7, 49, 6)]:
+                a = rng.standard_normal((K, M) if ta else (M, K)) * 10.0 ** rng.integers(-3, 4, (K, M) if ta else (M, K))
+                b = rng.standard_normal((N, K) if tb else (K, N))
+                want = _gemm_in_documented_order(ta, tb, a, b)
+                got = lg._core.gemm_fixed_order(a, b, ta, tb)
+                np.testing.assert_array_equal(got.view(np.int64), want.view(np.int64))
+
+

@@ -20,44 +20,15 @@ namespace loggrad {
 
 void gemm_naive(bool ta, bool tb, std::size_t M, std::size_t N, std::size_t K, const double* A,
                 const double* B, double* C) {
-    if (!ta && tb) {
-        // C[i,j] = sum_k A[i,k] B[j,k]: four interleaved partial sums (k mod 4),
-        // combined as (s0 + s1) + (s2 + s3). The order is fixed in the source, so
-        // SSE2 and AVX2 builds give the same bits.
-        for (std::size_t i = 0; i < M; ++i) {
-            const double* a = A + i * K;
-            for (std::size_t j = 0; j < N; ++j) {
-                const double* b = B + j * K;
-                double s[4] = {0.0, 0.0, 0.0, 0.0};
-                std::size_t k = 0;
-                for (; k + 4 <= K; k += 4)
-                    for (int u = 0; u < 4; ++u) s[u] += a[k + static_cast<std::size_t>(u)] * b[k + static_cast<std::size_t>(u)];
-                for (int u = 0; k < K; ++k, ++u) s[u] += a[k] * b[k];
-                C[i * N + j] = (s[0] + s[1]) + (s[2] + s[3]);
-            }
-        }
+    // op(B) transposed: C[i,j] = sum_k A[i,k] B[j,k] in four interleaved
+    // partial sums (k mod 4), combined as (s0 + s1) + (s2 + s3). Otherwise each
+    // output is accumulated in k order from 0.0 + the k = 0 term. The order is
+    // fixed in the source, so SSE2 and AVX2 builds give the same bits.
+    if (K == 0) {
+        std::fill(C, C + M * N, 0.0);
         return;
     }
-    // Row of C accumulated in k order: C[i,:] += op(A)[i,k] * B[k,:] (vectorises over j),
-    // from 0.0 + the k = 0 term (one pass over the row fewer than from zeros, same bits).
-    for (std::size_t i = 0; i < M; ++i) {
-        double* c = C + i * N;
-        if (K == 0) {
-            std::fill(c, c + N, 0.0);
-            continue;
-        }
-        const double a0 = ta ? A[i] : A[i * K];
-        for (std::size_t j = 0; j < N; ++j) c[j] = 0.0 + a0 * (tb ? B[j * K] : B[j]);
-        for (std::size_t k = 1; k < K; ++k) {
-            const double a = ta ? A[k * M + i] : A[i * K + k];
-            if (!tb) {
-                const double* b = B + k * N;
-                for (std::size_t j = 0; j < N; ++j) c[j] += a * b[j];
-            } else {
-                for (std::size_t j = 0; j < N; ++j) c[j] += a * B[j * K + k];
-            }
-        }
-    }
+    simd::gemm_small(ta, tb, M, N, K, A, B, C);
 }
 
 void column_sums(std::size_t rows, std::size_t cols, const double* A, double* out) {

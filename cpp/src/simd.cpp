@@ -110,6 +110,70 @@ LOGGRAD_SIMD_KERNEL(void, outer_row,
     for (std::size_t k = 0; k < n; ++k) detail::normal_parts(dm * am[k], de + ae[k], cm[k], ce[k]);
 })
 
+namespace {
+
+// sum_k a[k] b[k] in four partial sums by k mod 4, combined as (s0 + s1) + (s2 + s3).
+inline double dot4(std::size_t K, const double* a, const double* b) {
+    double s[4] = {0.0, 0.0, 0.0, 0.0};
+    std::size_t k = 0;
+    for (; k + 4 <= K; k += 4)
+        for (int u = 0; u < 4; ++u) s[u] += a[k + static_cast<std::size_t>(u)] * b[k + static_cast<std::size_t>(u)];
+    for (int u = 0; k < K; ++k, ++u) s[u] += a[k] * b[k];
+    return (s[0] + s[1]) + (s[2] + s[3]);
+}
+
+// kW columns c[0, kW) of one row of C = op(A) B (B not transposed), held in
+// registers across k: c = 0.0 + a(0) b_0, then c += a(k) b_k in k order.
+template <int kW, typename GetA>
+inline void row_tile(std::size_t K, std::size_t N, GetA a, const double* B, double* c) {
+    double t[kW];
+    const double a0 = a(0);
+    for (int j = 0; j < kW; ++j) t[j] = 0.0 + a0 * B[j];
+    for (std::size_t k = 1; k < K; ++k) {
+        const double ak = a(k);
+        const double* b = B + k * N;
+        for (int j = 0; j < kW; ++j) t[j] += ak * b[j];
+    }
+    for (int j = 0; j < kW; ++j) c[j] = t[j];
+}
+
+}  // namespace
+
+LOGGRAD_SIMD_KERNEL(void, gemm_small,
+                    (bool ta, bool tb, std::size_t M, std::size_t N, std::size_t K, const double* A,
+                     const double* B, double* C),
+                    (ta, tb, M, N, K, A, B, C), {
+    if (!ta && tb) {
+        for (std::size_t i = 0; i < M; ++i) {
+            const double* a = A + i * K;
+            for (std::size_t j = 0; j < N; ++j) C[i * N + j] = dot4(K, a, B + j * K);
+        }
+        return;
+    }
+    for (std::size_t i = 0; i < M; ++i) {
+        double* c = C + i * N;
+        if (!tb) {
+            const auto a = [&](std::size_t k) { return ta ? A[k * M + i] : A[i * K + k]; };
+            std::size_t j = 0;
+            if (K == 1) {  // one product per output (an outer product): no tiles needed
+                const double a0 = a(0);
+                for (; j < N; ++j) c[j] = 0.0 + a0 * B[j];
+                continue;
+            }
+            for (; j + 16 <= N; j += 16) row_tile<16>(K, N, a, B + j, c + j);
+            for (; j + 4 <= N; j += 4) row_tile<4>(K, N, a, B + j, c + j);
+            for (; j < N; ++j) row_tile<1>(K, N, a, B + j, c + j);
+            continue;
+        }
+        const double a0 = ta ? A[i] : A[i * K];
+        for (std::size_t j = 0; j < N; ++j) c[j] = 0.0 + a0 * B[j * K];
+        for (std::size_t k = 1; k < K; ++k) {
+            const double a = ta ? A[k * M + i] : A[i * K + k];
+            for (std::size_t j = 0; j < N; ++j) c[j] += a * B[j * K + k];
+        }
+    }
+})
+
 LOGGRAD_SIMD_KERNEL(std::uint64_t, out_of_range, (const double* m, const exp_t* e, std::size_t n), (m, e, n), {
     // Out of range: off = e + kMaxExp outside [0, 2^61] (as unsigned), for a
     // nonzero m. With c = 2^61 - 1, off | (off + c) reaches bit 62 or 63 exactly

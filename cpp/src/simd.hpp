@@ -78,6 +78,11 @@ std::uint64_t normalize_outside(std::size_t n, const double* c, exp_t base, doub
 // (cm, ce)[k] = d * a[k] for an extended d = (dm, de): a row of an outer product.
 void outer_row(std::size_t n, double dm, exp_t de, const double* am, const exp_t* ae, double* cm, exp_t* ce);
 
+// loggrad::gemm_naive for K >= 1; without op(B) transposed, tiles of a row of
+// C are held in registers across k (each output's operations are unchanged).
+void gemm_small(bool ta, bool tb, std::size_t M, std::size_t N, std::size_t K, const double* A,
+                const double* B, double* C);
+
 // Bits 62-63 of the result are set iff some nonzero (m, e) has e outside
 // [-kMaxExp, kMaxExp].
 std::uint64_t out_of_range(const double* m, const exp_t* e, std::size_t n);

@@ -26,7 +26,10 @@ void gemm(bool ta, bool tb, std::size_t M, std::size_t N, std::size_t K, const d
 // row order, column blocks in parallel, so the bits do not depend on the split.
 void column_sums(std::size_t rows, std::size_t cols, const double* A, double* out);
 
-// Reference kernel with a fixed summation order (k ascending per output).
+// The kernel of small products, with a summation order fixed in the source
+// (the same bits from every build): with op(B) transposed, four partial sums
+// by k mod 4, each in k order, combined as (s0 + s1) + (s2 + s3); otherwise
+// each output accumulated in k order from 0.0 + its k = 0 term.
 void gemm_naive(bool ta, bool tb, std::size_t M, std::size_t N, std::size_t K, const double* A,
                 const double* B, double* C);
 
