@@ -308,3 +308,20 @@ def test_cmake_refuses_value_unsafe_math_flags(tmp_path: Path, flags: str, bad: 
     else:
         assert p.returncode != 0
         assert f"contains '{bad}', which breaks inf, nan" in out.replace("\n  ", " "), out[-2000:]
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="DLLs export only what is marked for export")
+def test_compiled_modules_export_only_their_init_functions() -> None:
+    """The engine is linked statically into _core and _engine with hidden symbols: its
+    functions are not exported (no clash with another copy loaded beside it, and the engine's
+    calls to itself are direct, not through the PLT). The init functions must still be found."""
+    import ctypes
+
+    from loggrad import _engine
+
+    engine_symbols = ["_ZN7loggrad10gemm_naiveEbbmmmPKdS1_Pd", "_ZN7loggrad4simd4avx2Ev", "_ZN7loggrad11num_threadsEv"]
+    for mod, init in ((_core, "PyInit__core"), (_engine, "PyInit__engine")):
+        lib = ctypes.CDLL(mod.__file__)
+        assert hasattr(lib, init), (mod.__name__, init)
+        for sym in engine_symbols:
+            assert not hasattr(lib, sym), (mod.__name__, sym)

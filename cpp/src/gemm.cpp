@@ -287,8 +287,7 @@ void ext_gemm_tn(Workspace& ws, std::size_t B, std::size_t N1, std::size_t N2, E
         // no residuals); the bias gradient is D itself. As in mul_n, a product
         // of two normal-form mantissas is a normal double or zero.
         parallel_rows(N1, N2, [&](std::size_t r0, std::size_t r1) {
-            for (std::size_t j = r0; j < r1; ++j)
-                simd::outer_row(N2, D.m[j], D.e[j], A.m, A.e, C.m + j * N2, C.e + j * N2);
+            simd::outer_rows(r1 - r0, N2, D.m + r0, D.e + r0, A.m, A.e, C.m + r0 * N2, C.e + r0 * N2);
         });
         if (colsum.m) normalize_n(N1, D.m, 0, D.e, colsum.m, colsum.e);
         return;

@@ -103,11 +103,18 @@ LOGGRAD_SIMD_KERNEL(std::uint64_t, normalize_outside,
     return out;
 })
 
-LOGGRAD_SIMD_KERNEL(void, outer_row,
-                    (std::size_t n, double dm, exp_t de, const double* am, const exp_t* ae, double* cm, exp_t* ce),
-                    (n, dm, de, am, ae, cm, ce), {
+LOGGRAD_SIMD_KERNEL(void, outer_rows,
+                    (std::size_t rows, std::size_t n, const double* dm, const exp_t* de, const double* am,
+                     const exp_t* ae, double* cm, exp_t* ce),
+                    (rows, n, dm, de, am, ae, cm, ce), {
     // A product of two normal-form mantissas is a normal double or zero.
-    for (std::size_t k = 0; k < n; ++k) detail::normal_parts(dm * am[k], de + ae[k], cm[k], ce[k]);
+    for (std::size_t j = 0; j < rows; ++j) {
+        const double d = dm[j];
+        const exp_t e = de[j];
+        double* cmj = cm + j * n;
+        exp_t* cej = ce + j * n;
+        for (std::size_t k = 0; k < n; ++k) detail::normal_parts(d * am[k], e + ae[k], cmj[k], cej[k]);
+    }
 })
 
 namespace {

@@ -75,8 +75,10 @@ std::uint64_t scale_cols(std::size_t n, const double* m, const exp_t* e, const e
 std::uint64_t normalize_outside(std::size_t n, const double* c, exp_t base, double lo, double hi, double* om,
                                 exp_t* oe);
 
-// (cm, ce)[k] = d * a[k] for an extended d = (dm, de): a row of an outer product.
-void outer_row(std::size_t n, double dm, exp_t de, const double* am, const exp_t* ae, double* cm, exp_t* ce);
+// (cm, ce)[j * n + k] = d[j] * a[k] for j < rows, k < n: rows of an outer
+// product (one call for a block of rows).
+void outer_rows(std::size_t rows, std::size_t n, const double* dm, const exp_t* de, const double* am,
+                const exp_t* ae, double* cm, exp_t* ce);
 
 // loggrad::gemm_naive for K >= 1; without op(B) transposed, tiles of a row of
 // C are held in registers across k (each output's operations are unchanged).
