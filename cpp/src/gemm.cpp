@@ -148,14 +148,8 @@ void ext_gemm_xw(Workspace& ws, std::size_t M, std::size_t N, std::size_t K, Ext
     unsigned char* flagged = ws.flags.data();
     std::atomic<bool> any_flagged{false};
     parallel_rows(M, K, [&](std::size_t r0, std::size_t r1) {
-        bool anyf = false;
-        for (std::size_t i = r0; i < r1; ++i) {
-            rowE[i] = simd::max_exp_of(K, X.e + i * K);
-            const bool f = simd::scale_row(K, X.m + i * K, X.e + i * K, rowE[i], T, xs + i * K) != 0;
-            flagged[i] = f;
-            anyf |= f;
-        }
-        if (anyf) any_flagged.store(true, std::memory_order_relaxed);
+        if (simd::scale_rows(r1 - r0, K, X.m + r0 * K, X.e + r0 * K, T, xs + r0 * K, rowE + r0, flagged + r0))
+            any_flagged.store(true, std::memory_order_relaxed);
     });
     if (any_flagged.load()) {
         for (std::size_t i = 0; i < M; ++i) {
@@ -183,9 +177,8 @@ void ext_gemm_xw(Workspace& ws, std::size_t M, std::size_t N, std::size_t K, Ext
     auto suspect = [&](double c) { return !(std::fabs(c) >= tiny && std::fabs(c) <= DBL_MAX); };
     std::atomic<bool> any_suspect{false};
     parallel_rows(M, N, [&](std::size_t r0, std::size_t r1) {
-        std::uint64_t sus = 0;
-        for (std::size_t i = r0; i < r1; ++i)
-            sus |= simd::normalize_outside(N, cs + i * N, rowE[i], tiny, DBL_MAX, C.m + i * N, C.e + i * N);
+        const std::uint64_t sus = simd::normalize_rows_outside(r1 - r0, N, cs + r0 * N, rowE + r0, tiny, DBL_MAX,
+                                                               C.m + r0 * N, C.e + r0 * N);
         if (sus >> 63) any_suspect.store(true, std::memory_order_relaxed);
     });
     if (any_suspect.load()) {

@@ -50,6 +50,29 @@ inline std::uint64_t scale_impl(std::size_t n, const double* m, const exp_t* e, 
     return dropped;
 }
 
+// Largest of n exponents (kZeroExp when there are none).
+inline exp_t max_exp_of_impl(std::size_t n, const exp_t* e) {
+    exp_t acc[4] = {kZeroExp, kZeroExp, kZeroExp, kZeroExp};  // four lanes: no reduction to vectorise
+    std::size_t k = 0;
+    for (; k + 4 <= n; k += 4) max_exps_impl(4, e + k, acc);
+    for (; k < n; ++k) acc[0] = max_exp(acc[0], e[k]);
+    return max_exp(max_exp(acc[0], acc[1]), max_exp(acc[2], acc[3]));
+}
+
+inline std::uint64_t normalize_outside_impl(std::size_t n, const double* c, exp_t base, double lo, double hi,
+                                            double* om, exp_t* oe) {
+    // bit 63 of (|c| - lo) or of (hi - |c|) borrows iff |c| < lo or |c| > hi (or nan)
+    const std::uint64_t lo_bits = detail::bits(lo), hi_bits = detail::bits(hi);
+    const std::uint64_t abs_mask = ~(std::uint64_t(1) << 63);
+    std::uint64_t out = 0;
+    for (std::size_t j = 0; j < n; ++j) {
+        detail::normal_parts(c[j], base, om[j], oe[j]);
+        const std::uint64_t ab = detail::bits(c[j]) & abs_mask;
+        out |= (ab - lo_bits) | (hi_bits - ab);
+    }
+    return out;
+}
+
 }  // namespace
 
 bool avx2() {
@@ -69,38 +92,36 @@ LOGGRAD_SIMD_KERNEL(void, normalize_n,
                     (std::size_t n, const double* c, exp_t base, const exp_t* add, double* om, exp_t* oe),
                     (n, c, base, add, om, oe), { loggrad::normalize_n(n, c, base, add, om, oe); })
 
-LOGGRAD_SIMD_KERNEL(exp_t, max_exp_of, (std::size_t n, const exp_t* e), (n, e), {
-    exp_t acc[4] = {kZeroExp, kZeroExp, kZeroExp, kZeroExp};  // four lanes: no reduction to vectorise
-    std::size_t k = 0;
-    for (; k + 4 <= n; k += 4) max_exps_impl(4, e + k, acc);
-    for (; k < n; ++k) acc[0] = max_exp(acc[0], e[k]);
-    return max_exp(max_exp(acc[0], acc[1]), max_exp(acc[2], acc[3]));
-})
 
 LOGGRAD_SIMD_KERNEL(void, max_exps, (std::size_t n, const exp_t* e, exp_t* E), (n, e, E),
                     { max_exps_impl(n, e, E); })
-
-LOGGRAD_SIMD_KERNEL(std::uint64_t, scale_row,
-                    (std::size_t n, const double* m, const exp_t* e, exp_t E, exp_t T, double* s),
-                    (n, m, e, E, T, s), { return scale_impl<false>(n, m, e, &E, T, s); })
 
 LOGGRAD_SIMD_KERNEL(std::uint64_t, scale_cols,
                     (std::size_t n, const double* m, const exp_t* e, const exp_t* E, exp_t T, double* s),
                     (n, m, e, E, T, s), { return scale_impl<true>(n, m, e, E, T, s); })
 
-LOGGRAD_SIMD_KERNEL(std::uint64_t, normalize_outside,
-                    (std::size_t n, const double* c, exp_t base, double lo, double hi, double* om, exp_t* oe),
-                    (n, c, base, lo, hi, om, oe), {
-    // bit 63 of (|c| - lo) or of (hi - |c|) borrows iff |c| < lo or |c| > hi (or nan)
-    const std::uint64_t lo_bits = detail::bits(lo), hi_bits = detail::bits(hi);
-    const std::uint64_t abs_mask = ~(std::uint64_t(1) << 63);
+LOGGRAD_SIMD_KERNEL(std::uint64_t, normalize_rows_outside,
+                    (std::size_t rows, std::size_t n, const double* c, const exp_t* base, double lo, double hi,
+                     double* om, exp_t* oe),
+                    (rows, n, c, base, lo, hi, om, oe), {
     std::uint64_t out = 0;
-    for (std::size_t j = 0; j < n; ++j) {
-        detail::normal_parts(c[j], base, om[j], oe[j]);
-        const std::uint64_t ab = detail::bits(c[j]) & abs_mask;
-        out |= (ab - lo_bits) | (hi_bits - ab);
-    }
+    for (std::size_t i = 0; i < rows; ++i)
+        out |= normalize_outside_impl(n, c + i * n, base[i], lo, hi, om + i * n, oe + i * n);
     return out;
+})
+
+LOGGRAD_SIMD_KERNEL(bool, scale_rows,
+                    (std::size_t rows, std::size_t n, const double* m, const exp_t* e, exp_t T, double* s, exp_t* E,
+                     unsigned char* flags),
+                    (rows, n, m, e, T, s, E, flags), {
+    bool any = false;
+    for (std::size_t i = 0; i < rows; ++i) {
+        E[i] = max_exp_of_impl(n, e + i * n);
+        const bool f = scale_impl<false>(n, m + i * n, e + i * n, E + i, T, s + i * n) != 0;
+        flags[i] = f;
+        any |= f;
+    }
+    return any;
 })
 
 LOGGRAD_SIMD_KERNEL(void, outer_rows,

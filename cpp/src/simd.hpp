@@ -57,23 +57,27 @@ void add_n(std::size_t n, double* am, exp_t* ae, const double* bm, const exp_t* 
 void mul_n(std::size_t n, const double* am, const exp_t* ae, double* bm, exp_t* be);
 void normalize_n(std::size_t n, const double* c, exp_t base, const exp_t* add, double* om, exp_t* oe);
 
-// Largest of n exponents (kZeroExp when there are none).
-exp_t max_exp_of(std::size_t n, const exp_t* e);
 // E[j] = max(E[j], e[j]) for j < n.
 void max_exps(std::size_t n, const exp_t* e, exp_t* E);
 
-// s[k] = m[k] 2^(e[k] - E) where e[k] - E >= -T, else 0, with one E for the
-// row (scale_row) or E[k] per column (scale_cols). Returns nonzero iff some
-// nonzero m[k] was dropped (a residual).
-std::uint64_t scale_row(std::size_t n, const double* m, const exp_t* e, exp_t E, exp_t T, double* s);
+// s[k] = m[k] 2^(e[k] - E[k]) where e[k] - E[k] >= -T, else 0, with E[k] per
+// column. Returns nonzero iff some nonzero m[k] was dropped (a residual).
 std::uint64_t scale_cols(std::size_t n, const double* m, const exp_t* e, const exp_t* E, exp_t T, double* s);
 
-// (om, oe) = normal form of c[j] * 2^base for a normal or zero c[j] (see
-// detail::normal_parts); returns a value with bit 63 set iff some |c[j]| is
-// below lo or above hi (compared as bit patterns of |c|, which order as the
-// values do; a subnormal is below any normal lo).
-std::uint64_t normalize_outside(std::size_t n, const double* c, exp_t base, double lo, double hi, double* om,
-                                exp_t* oe);
+// For each row i < rows of an n-wide row-major (m, e): E[i] = the row's
+// largest exponent (kZeroExp when it is all zeros), s = the row scaled as
+// scale_cols does with that one E[i], and flags[i] = 1 iff it dropped a
+// nonzero entry. Returns true iff some row did.
+bool scale_rows(std::size_t rows, std::size_t n, const double* m, const exp_t* e, exp_t T, double* s, exp_t* E,
+                unsigned char* flags);
+
+// For each n-wide row i < rows of c: (om, oe) = normal form of c[j] * 2^base[i]
+// for a normal or zero c[j] (see detail::normal_parts). Returns a value with
+// bit 63 set iff some |c[j]| is below lo or above hi (compared as bit
+// patterns of |c|, which order as the values do; a subnormal is below any
+// normal lo).
+std::uint64_t normalize_rows_outside(std::size_t rows, std::size_t n, const double* c, const exp_t* base, double lo,
+                                     double hi, double* om, exp_t* oe);
 
 // (cm, ce)[j * n + k] = d[j] * a[k] for j < rows, k < n: rows of an outer
 // product (one call for a block of rows).
