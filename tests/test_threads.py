@@ -543,5 +543,3 @@ def test_small_gemm_keeps_its_documented_summation_order() -> None:
                 want = _gemm_in_documented_order(ta, tb, a, b)
                 got = lg._core.gemm_fixed_order(a, b, ta, tb)
                 np.testing.assert_array_equal(got.view(np.int64), want.view(np.int64))
-
-

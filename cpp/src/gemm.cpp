@@ -20,10 +20,7 @@ namespace loggrad {
 
 void gemm_naive(bool ta, bool tb, std::size_t M, std::size_t N, std::size_t K, const double* A,
                 const double* B, double* C) {
-    // op(B) transposed: C[i,j] = sum_k A[i,k] B[j,k] in four interleaved
-    // partial sums (k mod 4), combined as (s0 + s1) + (s2 + s3). Otherwise each
-    // output is accumulated in k order from 0.0 + the k = 0 term. The order is
-    // fixed in the source, so SSE2 and AVX2 builds give the same bits.
+    // The summation order is documented in gemm.hpp; simd::gemm_small keeps it.
     if (K == 0) {
         std::fill(C, C + M * N, 0.0);
         return;

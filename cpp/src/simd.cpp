@@ -183,11 +183,6 @@ LOGGRAD_SIMD_KERNEL(void, gemm_small,
         if (!tb) {
             const auto a = [&](std::size_t k) { return ta ? A[k * M + i] : A[i * K + k]; };
             std::size_t j = 0;
-            if (K == 1) {  // one product per output (an outer product): no tiles needed
-                const double a0 = a(0);
-                for (; j < N; ++j) c[j] = 0.0 + a0 * B[j];
-                continue;
-            }
             for (; j + 16 <= N; j += 16) row_tile<16>(K, N, a, B + j, c + j);
             for (; j + 4 <= N; j += 4) row_tile<4>(K, N, a, B + j, c + j);
             for (; j < N; ++j) row_tile<1>(K, N, a, B + j, c + j);
