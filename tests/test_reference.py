@@ -265,6 +265,50 @@ def test_relu_gives_exact_zeros() -> None:
     np.testing.assert_array_equal(g.weights[0].sign(), s)
 
 
+@pytest.mark.parametrize("act", ["relu", "identity"])
+def test_extended_forward_is_bitwise_the_float64_one_in_range(act: str) -> None:
+    """Where every value is a normal float64, the extended path's products, bias sums and
+    activations round exactly as the float64 path's do: the same bits. Rows of inputs from
+    2^-900 to 2^900, biases from 1e-5 to 100, a unit whose products are all zero (outputs
+    the extended product must recompute) and a subnormal bias (which the one-pass float64
+    shortcut for a row's bias sum must refuse) take each way through the layer."""
+    rng = _rng("ext-is-f64", act)
+    for trial in range(24):
+        depth, width, batch = int(rng.integers(1, 5)), int(rng.integers(1, 70)), int(rng.integers(1, 70))
+        ws = [rng.standard_normal((width, width)) * np.sqrt(2 / width) for _ in range(depth)]
+        bs = [rng.standard_normal(width) * 10.0 ** float(rng.integers(-5, 3)) for _ in range(depth)]
+        if trial % 4 == 0:
+            ws[0][0] = 0.0
+        if trial % 3 == 0:
+            bs[-1][0] = 5e-320
+        x = rng.standard_normal((batch, width)) * 2.0 ** rng.integers(-900, 900, (batch, 1)).astype(float)
+        net = lg.Network(ws, bs, act)
+        ext, f64 = net.forward(x).to_numpy(), net.forward(x, precision="float64")
+        assert np.all(np.isfinite(f64))
+        np.testing.assert_array_equal(ext.view(np.int64), f64.view(np.int64), err_msg=f"trial {trial}")
+
+
+@pytest.mark.parametrize(("k", "reps"), [(1000, 3), (-1000, 3), (1023, 3), (-1022, 3), (1000, 100)])
+def test_relu_layers_beyond_float64_scale_exactly(k: int, reps: int) -> None:
+    """relu and identity commute with powers of two, and so does extended arithmetic while
+    nothing leaves its range: `reps` identity layers of weight 2^k I before relu layers (no
+    biases) must give 2^(k reps) times the outputs of the same net with I, bit for bit.
+    Rows then sit beyond float64 range (up to 2^100000), where the layer's one-pass float64
+    shortcut does not apply."""
+    rng = _rng("scale-relu", str(k), str(reps))
+    acts = ["identity"] * reps + ["relu", "identity", "relu", "relu"]
+    for _ in range(4):
+        width, batch = int(rng.integers(1, 40)), int(rng.integers(1, 40))
+        rs = [rng.standard_normal((width, width)) * np.sqrt(2 / width) for _ in range(4)]
+        x = rng.standard_normal((batch, width)) * 2.0 ** rng.integers(-20, 20, (batch, 1)).astype(float)
+        big = lg.Network([np.eye(width) * 2.0**k] * reps + rs, None, acts).forward(x)
+        one = lg.Network([np.eye(width)] * reps + rs, None, acts).forward(x)
+        nz = one.mantissa != 0
+        assert nz.any()
+        np.testing.assert_array_equal(big.mantissa, one.mantissa)
+        np.testing.assert_array_equal(big.exponent[nz] - k * reps, one.exponent[nz])
+
+
 @pytest.mark.parametrize("act", ["sigmoid", "tanh", "softplus", "silu"])
 def test_mixed_saturated_and_unsaturated_units_in_one_layer(act: str) -> None:
     rng = _rng("mixed", act)

@@ -124,11 +124,13 @@ void reserve_check(std::size_t bytes, const char* what) {
 // is branch-free so that it vectorises; the message is built only on failure.
 constexpr std::size_t kNoLayer = static_cast<std::size_t>(-1);
 
+[[noreturn]] void throw_out_of_range(std::size_t l, const char* what) {
+    throw range_error((l == kNoLayer ? std::string() : "layer " + std::to_string(l) + " ") + what +
+                      " left loggrad's exponent range (|log2| < 2^60)");
+}
+
 void check_range(const double* m, const exp_t* e, std::size_t n, std::size_t l, const char* what) {
-    const std::uint64_t bad = simd::out_of_range(m, e, n);
-    if (bad >> 62)
-        throw range_error((l == kNoLayer ? std::string() : "layer " + std::to_string(l) + " ") + what +
-                          " left loggrad's exponent range (|log2| < 2^60)");
+    if (simd::out_of_range(m, e, n) >> 62) throw_out_of_range(l, what);
 }
 
 std::string layer_tag(std::size_t l) { return "layer " + std::to_string(l); }
@@ -160,7 +162,6 @@ void forward_layer_ext(const Architecture& net, const double* params, std::size_
     const std::size_t n_in = net.width(l), n_out = net.width(l + 1);
     const double* W = params + net.weight_offset(l);
     const double* b = params + net.bias_offset(l);
-    ext_gemm_xw(ws, batch, n_out, n_in, in, W, true, z);
     ws.bm.resize(n_out);
     ws.be.resize(n_out);
     for (std::size_t j = 0; j < n_out; ++j) {  // the biases, extended
@@ -171,6 +172,16 @@ void forward_layer_ext(const Architecture& net, const double* params, std::size_
     const double* bm = ws.bm.data();
     const exp_t* be = ws.be.data();
     const Activation act = net.activation(l);
+    if (act == Activation::relu || act == Activation::identity) {
+        bool in_range = true;
+        if (ext_gemm_xw_bias_relu(ws, batch, n_out, n_in, in, W, act == Activation::relu, b, bm, be, z, out,
+                                  der, in_range)) {
+            if (!in_range) throw_out_of_range(l, "activations");
+            return;
+        }
+    } else {
+        ext_gemm_xw(ws, batch, n_out, n_in, in, W, true, z);
+    }
     // z += b, activation and range checks, rows in parallel (elementwise:
     // the same results for any split).
     parallel_rows(batch, n_out, [&](std::size_t r0, std::size_t r1) {

@@ -24,12 +24,7 @@ bool detect_avx2() {
 #endif
 }
 
-// max(a, b) of two exponents.
-inline exp_t max_exp(exp_t a, exp_t b) {
-    const auto ua = static_cast<std::uint64_t>(a), ub = static_cast<std::uint64_t>(b);
-    const std::uint64_t lt = std::uint64_t(0) - (static_cast<std::uint64_t>(a - b) >> 63);  // all ones iff a < b
-    return static_cast<exp_t>(ua ^ ((ua ^ ub) & lt));
-}
+using detail::max_exp;
 
 inline void max_exps_impl(std::size_t n, const exp_t* e, exp_t* E) {
     for (std::size_t j = 0; j < n; ++j) E[j] = max_exp(E[j], e[j]);
@@ -59,18 +54,58 @@ inline exp_t max_exp_of_impl(std::size_t n, const exp_t* e) {
     return max_exp(max_exp(acc[0], acc[1]), max_exp(acc[2], acc[3]));
 }
 
+// Bit 63 set iff |c| is below lo or above hi (or nan), given the bit patterns
+// of lo and hi: bit 63 of (|c| - lo) or of (hi - |c|) borrows exactly then.
+inline std::uint64_t outside_bits(double c, std::uint64_t lo_bits, std::uint64_t hi_bits) {
+    const std::uint64_t ab = detail::bits(c) & ~(std::uint64_t(1) << 63);
+    return (ab - lo_bits) | (hi_bits - ab);
+}
+
 inline std::uint64_t normalize_outside_impl(std::size_t n, const double* c, exp_t base, double lo, double hi,
                                             double* om, exp_t* oe) {
-    // bit 63 of (|c| - lo) or of (hi - |c|) borrows iff |c| < lo or |c| > hi (or nan)
     const std::uint64_t lo_bits = detail::bits(lo), hi_bits = detail::bits(hi);
-    const std::uint64_t abs_mask = ~(std::uint64_t(1) << 63);
     std::uint64_t out = 0;
     for (std::size_t j = 0; j < n; ++j) {
         detail::normal_parts(c[j], base, om[j], oe[j]);
-        const std::uint64_t ab = detail::bits(c[j]) & abs_mask;
-        out |= (ab - lo_bits) | (hi_bits - ab);
+        out |= outside_bits(c[j], lo_bits, hi_bits);
     }
     return out;
+}
+
+// Bits 62-63 set iff m is nonzero and e lies outside [-kMaxExp, kMaxExp]:
+// off = e + kMaxExp outside [0, 2^61] (as unsigned). With c = 2^61 - 1,
+// off | (off + c) reaches bit 62 or 63 exactly then (off < 2^63 keeps off + c
+// from wrapping; off >= 2^63 has bit 63).
+inline std::uint64_t range_bits(double m, exp_t e) {
+    static_assert(2 * kMaxExp == (exp_t(1) << 61), "range_bits assumes kMaxExp == 2^60");
+    constexpr std::uint64_t c = (std::uint64_t(1) << 61) - 1;
+    const std::uint64_t off = static_cast<std::uint64_t>(e) + static_cast<std::uint64_t>(kMaxExp);
+    return (off | (off + c)) & detail::nonzero_mask(detail::bits(m) << 1);  // << 1: +-0 alike
+}
+
+// relu (or identity, when !kRelu) of an extended z, as activate_ext gives it:
+// (am, ae) and (kDer) the derivative (dm, de).
+template <bool kRelu, bool kDer>
+inline void relu_parts(double zm, exp_t ze, double& am, exp_t& ae, double& dm, exp_t& de) {
+    const bool pos = !kRelu || zm > 0;
+    am = pos ? zm : 0.0;
+    ae = pos ? ze : kZeroExp;
+    if constexpr (kDer) {
+        dm = pos ? kExtOne.m : 0.0;
+        de = pos ? kExtOne.e : kZeroExp;
+    }
+}
+
+// Runs body(std::bool_constant<relu>, std::bool_constant<der>).
+template <class F>
+inline void with_relu_der(bool relu, bool der, F&& body) {
+    if (relu) {
+        if (der) body(std::true_type{}, std::true_type{});
+        else body(std::true_type{}, std::false_type{});
+    } else {
+        if (der) body(std::false_type{}, std::true_type{});
+        else body(std::false_type{}, std::false_type{});
+    }
 }
 
 }  // namespace
@@ -198,16 +233,8 @@ LOGGRAD_SIMD_KERNEL(void, gemm_small,
 })
 
 LOGGRAD_SIMD_KERNEL(std::uint64_t, out_of_range, (const double* m, const exp_t* e, std::size_t n), (m, e, n), {
-    // Out of range: off = e + kMaxExp outside [0, 2^61] (as unsigned), for a
-    // nonzero m. With c = 2^61 - 1, off | (off + c) reaches bit 62 or 63 exactly
-    // then (off < 2^63 keeps off + c from wrapping; off >= 2^63 has bit 63).
-    static_assert(2 * kMaxExp == (exp_t(1) << 61), "out_of_range assumes kMaxExp == 2^60");
-    constexpr std::uint64_t c = (std::uint64_t(1) << 61) - 1;
     std::uint64_t bad = 0;
-    for (std::size_t i = 0; i < n; ++i) {
-        const std::uint64_t off = static_cast<std::uint64_t>(e[i]) + static_cast<std::uint64_t>(kMaxExp);
-        bad |= (off | (off + c)) & detail::nonzero_mask(detail::bits(m[i]) << 1);  // << 1: +-0 alike
-    }
+    for (std::size_t i = 0; i < n; ++i) bad |= range_bits(m[i], e[i]);
     return bad;
 })
 
@@ -233,19 +260,85 @@ LOGGRAD_SIMD_KERNEL(void, relu_ext,
                     (bool relu, std::size_t n, const double* zm, const exp_t* ze, double* am, exp_t* ae, double* dm,
                      exp_t* de),
                     (relu, n, zm, ze, am, ae, dm, de), {
-    const auto loop = [&](auto der) {
+    with_relu_der(relu, dm != nullptr, [&](auto kRelu, auto kDer) {
         for (std::size_t i = 0; i < n; ++i) {
-            const bool pos = !relu || zm[i] > 0;
-            am[i] = pos ? zm[i] : 0.0;
-            ae[i] = pos ? ze[i] : kZeroExp;
-            if constexpr (decltype(der)::value) {
-                dm[i] = pos ? kExtOne.m : 0.0;
-                de[i] = pos ? kExtOne.e : kZeroExp;
+            double d;
+            exp_t f;
+            relu_parts<kRelu, kDer>(zm[i], ze[i], am[i], ae[i], d, f);
+            if constexpr (kDer) {
+                dm[i] = d;
+                de[i] = f;
             }
         }
-    };
-    if (dm) loop(std::true_type{});
-    else loop(std::false_type{});
+    });
+})
+
+LOGGRAD_SIMD_KERNEL(std::uint64_t, bias_relu_rows,
+                    (const BiasRelu& op, std::size_t rows, std::size_t n, const double* c, const exp_t* base,
+                     std::uint64_t* range),
+                    (op, rows, n, c, base, range), {
+    const std::uint64_t lo_bits = detail::bits(op.lo), hi_bits = detail::bits(op.hi);
+    std::uint64_t out = 0, bad = 0;
+    with_relu_der(op.relu, op.dm != nullptr, [&](auto kRelu, auto kDer) {
+        // Element j of row i from z = (zm, ze).
+        const auto store = [&](std::size_t i, std::size_t j, double zm, exp_t ze) {
+            double om, dm;
+            exp_t oe, de;
+            relu_parts<kRelu, kDer>(zm, ze, om, oe, dm, de);
+            op.am[i * n + j] = om;
+            op.ae[i * n + j] = oe;
+            if constexpr (kDer) {
+                op.dm[i * n + j] = dm;
+                op.de[i * n + j] = de;
+            }
+            return range_bits(om, oe);
+        };
+        for (std::size_t i = 0; i < rows; ++i) {
+            const double* ci = c + i * n;
+            const exp_t e = base[i];
+            // A float64 row: for |c| within [2^(-960 - e), 2^(1020 - e)],
+            // t = c 2^e is exact and normal, and t + b (b zero or normal, |b|
+            // <= 2^1020) neither overflows nor lands among the subnormals
+            // (terms of at least 2^-970 are multiples of 2^-1022; a smaller b
+            // leaves |t + b| > 2^-961). So the float64 sum is the exact sum
+            // rounded once: what the extended steps give, in a fraction of the
+            // operations. A c outside (or e too far out for 2^e to be a
+            // double) sends the row the general way. Where a bound is not a
+            // double, the trusted range [lo, hi] lies within it already.
+            if (op.b_plain && e >= -1022 && e <= 1023) {
+                const int k = static_cast<int>(e);
+                const double p = pow2(k);
+                const std::uint64_t lo_f = -960 - k < -1022 ? lo_bits : std::max(lo_bits, detail::bits(pow2(-960 - k)));
+                const std::uint64_t hi_f = 1020 - k > 1023 ? hi_bits : detail::bits(pow2(1020 - k));
+                std::uint64_t miss = 0;
+                // Each element reads inputs only and writes its own outputs: no
+                // dependence between iterations, and no alias checks needed.
+                _Pragma("GCC ivdep")
+                for (std::size_t j = 0; j < n; ++j) {
+                    double zm;
+                    exp_t ze;
+                    detail::normal_parts(ci[j] * p + op.b[j], 0, zm, ze);
+                    miss |= outside_bits(ci[j], lo_f, hi_f);
+                    store(i, j, zm, ze);
+                }
+                if (!(miss >> 63)) continue;
+            }
+            // The general way. A zero row (e = kZeroExp) has exact zero
+            // products: nothing to redo there.
+            const std::uint64_t lo_row = e == kZeroExp ? 0 : lo_bits;
+            _Pragma("GCC ivdep")
+            for (std::size_t j = 0; j < n; ++j) {
+                double zm;
+                exp_t ze;
+                detail::normal_parts(ci[j], e, zm, ze);
+                out |= outside_bits(ci[j], lo_row, hi_bits);
+                detail::add_parts(zm, ze, op.bm[j], op.be[j], zm, ze);
+                bad |= store(i, j, zm, ze);
+            }
+        }
+    });
+    *range = bad;
+    return out;
 })
 
 }  // namespace loggrad::simd

@@ -79,6 +79,30 @@ bool scale_rows(std::size_t rows, std::size_t n, const double* m, const exp_t* e
 std::uint64_t normalize_rows_outside(std::size_t rows, std::size_t n, const double* c, const exp_t* base, double lo,
                                      double hi, double* om, exp_t* oe);
 
+// Operands of bias_relu_rows.
+struct BiasRelu {
+    bool relu;                          // relu, or identity when false
+    double lo, hi;                      // the range of trusted |c| (as in normalize_rows_outside)
+    const double* b;                    // the biases, float64
+    bool b_plain;                       // every b is zero, or normal and at most 2^1020 in size
+    const double* bm;                   // the biases, extended
+    const exp_t* be;
+    double* am;                         // outputs, rows x n: the activations
+    exp_t* ae;
+    double* dm;                         // and their derivatives, when dm is not null
+    exp_t* de;
+};
+
+// The extended forward epilogue of a relu (or identity) layer, for each
+// n-wide row i < rows of c: z = c[j] 2^base[i] as normalize_rows_outside
+// gives it, z += b[j] as add_n, then a = relu(z) and (when op.dm is not
+// null) relu'(z) as relu_ext: the same bits as those three kernels in turn.
+// Returns what normalize_rows_outside returns (bit 63 set: some output is
+// wrong and must be redone; zero rows, base[i] = kZeroExp, never are), and
+// sets *range as out_of_range over the activations would.
+std::uint64_t bias_relu_rows(const BiasRelu& op, std::size_t rows, std::size_t n, const double* c,
+                             const exp_t* base, std::uint64_t* range);
+
 // (cm, ce)[j * n + k] = d[j] * a[k] for j < rows, k < n: rows of an outer
 // product (one call for a block of rows).
 void outer_rows(std::size_t rows, std::size_t n, const double* dm, const exp_t* de, const double* am,

@@ -138,18 +138,30 @@ inline void normalize_n(std::size_t n, const double* c, exp_t base, const exp_t*
     }
 }
 
+namespace detail {
+// max(a, b) of two exponents, branch-free (a - b must not overflow).
+inline exp_t max_exp(exp_t a, exp_t b) {
+    const auto ua = static_cast<std::uint64_t>(a), ub = static_cast<std::uint64_t>(b);
+    const std::uint64_t lt = std::uint64_t(0) - (static_cast<std::uint64_t>(a - b) >> 63);  // all ones iff a < b
+    return static_cast<exp_t>(ua ^ ((ua ^ ub) & lt));
+}
+
+// One element of add_n (below): (om, oe) = (am, ae) + (bm, be).
+inline void add_parts(double am, exp_t ae, double bm, exp_t be, double& om, exp_t& oe) {
+    const exp_t E = max_exp(ae, be);
+    const exp_t da = max_exp(ae - E, -100), db = max_exp(be - E, -100);
+    const double s = am * pow2(static_cast<int>(da)) + bm * pow2(static_cast<int>(db));
+    normal_parts(s, E, om, oe);
+}
+}  // namespace detail
+
 // a[i] += b[i] in place, rounded exactly as add() rounds: branch-free, so it
 // vectorises. The larger exponent E scales its own mantissa by 1 and the other
 // by 2^max(d, -100): a term below 2^-64 of the larger rounds away either way
 // (as add()'s d < -64 shortcut says), and a zero (exponent kZeroExp) scales to
 // 0. The sum is 0 or at least 2^-153: a normal double.
 inline void add_n(std::size_t n, double* am, exp_t* ae, const double* bm, const exp_t* be) {
-    for (std::size_t i = 0; i < n; ++i) {
-        const exp_t E = std::max(ae[i], be[i]);
-        const exp_t da = std::max<exp_t>(ae[i] - E, -100), db = std::max<exp_t>(be[i] - E, -100);
-        const double s = am[i] * pow2(static_cast<int>(da)) + bm[i] * pow2(static_cast<int>(db));
-        detail::normal_parts(s, E, am[i], ae[i]);
-    }
+    for (std::size_t i = 0; i < n; ++i) detail::add_parts(am[i], ae[i], bm[i], be[i], am[i], ae[i]);
 }
 
 // b[i] = a[i] * b[i] in place, as mul() gives it: the product of two

@@ -61,6 +61,18 @@ struct Workspace {
 void ext_gemm_xw(Workspace& ws, std::size_t M, std::size_t N, std::size_t K, ExtCMat X,
                  const double* W, bool w_trans, ExtMat C);
 
+// A relu (or identity, when !relu) layer's forward step in one pass over the
+// outputs: z = X W^T (W is N x K), z += b with b = (bm, be) per column, then
+// out = relu(z) and, when der.m is not null, der = relu'(z); the same bits as
+// ext_gemm_xw, add_n and the activation in turn. b is the bias in float64,
+// (bm, be) the same extended. in_range is set false when
+// some out left the exponent range. Returns false, having written z alone,
+// where outputs of the product needed exact recomputation (rare): the caller
+// then adds the bias and applies the activation itself.
+bool ext_gemm_xw_bias_relu(Workspace& ws, std::size_t M, std::size_t N, std::size_t K, ExtCMat X,
+                           const double* W, bool relu, const double* b, const double* bm, const exp_t* be,
+                           ExtMat z, ExtMat out, ExtMat der, bool& in_range);
+
 // C (N1 x N2) = D^T A with D (B x N1) and A (B x N2) extended; when colsum.m is
 // not null, colsum[j] = sum_i D[i, j] (the bias gradient) as well.
 void ext_gemm_tn(Workspace& ws, std::size_t B, std::size_t N1, std::size_t N2, ExtCMat D,
