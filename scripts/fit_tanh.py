@@ -1,4 +1,4 @@
-"""Coefficients of the float64 tanh kernel (cpp/src/activations.cpp, tanh_f64).
+"""Coefficients of the float64 tanh kernel (cpp/src/tanh.hpp, tanh_small).
 
 For |x| < 0.7 the kernel forms tanh(a) = a + a^3 P(a^2), a = |x|. P (degree 12)
 is the least-squares fit of (tanh(a)/a - 1)/a^2 at 240 Chebyshev nodes of

@@ -4,6 +4,7 @@
 
 #include "loggrad/parallel.hpp"
 #include "simd.hpp"
+#include "tanh.hpp"
 
 #include <algorithm>
 #include <cmath>
@@ -281,64 +282,6 @@ void activate_ext(Activation act, Ext z, Ext* a, Ext* d) {
 
 namespace {
 
-// c[0] + x (c[1] + x (c[2] + ...)), unrolled (a loop here would keep the
-// caller's loop from vectorising).
-template <int kN, int kI = 0>
-inline double horner(const double (&c)[kN], double x) {
-    if constexpr (kI == kN - 1) return c[kI];
-    else return horner<kN, kI + 1>(c, x) * x + c[kI];
-}
-
-// tanh(x) without libm, branch-free so that loops over it vectorise, and the
-// same bits from every build (no FMA, one order of operations). Measured
-// against mpmath (tests/test_reference.py): within 1.1 ulp, about 93% of
-// values correctly rounded (glibc's, as numpy calls it: 1.2 ulp, 81%).
-//   |x| < 0.7: a + a^3 P(a^2), a = |x|, P fitted by scripts/fit_tanh.py;
-//   else:      1 - 2 / (e^{2a} + 1), e^y = 2^k e^r with k = round(y / ln 2),
-//              r = y - k ln 2 in two parts (|r| <= ln2/2) and e^r by its Taylor
-//              polynomial of degree 14 (remainder below 2^-60);
-//   a > 20 is taken as 20, whose tanh rounds to 1. nan stays nan, the sign of
-//   x (and of -0) is kept.
-inline double tanh_f64(double x) {
-    constexpr double kTanhP[13] = {
-        -0x1.5555555555555p-2, 0x1.11111111110dcp-3,  -0x1.ba1ba1ba15b65p-5, 0x1.664f4880a7db6p-6,
-        -0x1.226e34fb46470p-7, 0x1.d6d3bb0a0a880p-9,  -0x1.7da1d77b469afp-10, 0x1.354529535a974p-11,
-        -0x1.f43c81bb13e1ap-13, 0x1.8f1c266091017p-14, -0x1.2b618dc230261p-15, 0x1.6f70e4a3a7fa3p-17,
-        -0x1.0447ad51c2c6dp-19};
-    constexpr double kExpT[15] = {1.0,          1.0,           1.0 / 2,        1.0 / 6,         1.0 / 24,
-                                  1.0 / 120,    1.0 / 720,     1.0 / 5040,     1.0 / 40320,     1.0 / 362880,
-                                  1.0 / 3628800, 1.0 / 39916800, 1.0 / 479001600, 1.0 / 6227020800,
-                                  1.0 / 87178291200};
-    constexpr double kInvLn2 = 0x1.71547652b82fep+0;
-    constexpr double kLn2Hi = 0x1.62e42p-1;  // ln 2 to 21 bits: k * kLn2Hi is exact for k < 2^32
-    constexpr double kLn2Lo = 0x1.fdf473de6af28p-22;
-    constexpr double kShift = 0x1.8p52;  // adding it rounds to an integer, kept in the low bits
-    // Selects by masks from the borrow of a subtraction of bit patterns (which
-    // order non-negative doubles as their values): no compare or branch, so
-    // the loops vectorise even for SSE2.
-    const auto below = [](std::uint64_t u, std::uint64_t v) { return std::uint64_t(0) - ((u - v) >> 63); };
-    const std::uint64_t sign = detail::bits(x) & (std::uint64_t(1) << 63);
-    const std::uint64_t ab = detail::bits(x) ^ sign;  // |x|; below 2^63, so differences do not wrap
-    const double a = detail::from_bits(ab);
-    const double s = a * a;
-    const double p = horner<13>(kTanhP, s);
-    const double small = a + a * (s * p);
-    const std::uint64_t big = below(detail::bits(20.0), ab);  // a > 20 (or nan)
-    const double ac = detail::from_bits((ab & ~big) | (detail::bits(20.0) & big));
-    const double y = ac + ac;
-    const double kd = y * kInvLn2 + kShift;
-    const double kf = kd - kShift;
-    const double r = (y - kf * kLn2Hi) - kf * kLn2Lo;
-    const double q = horner<15>(kExpT, r);
-    const std::uint64_t k = detail::bits(kd) - detail::bits(kShift);
-    const double e = q * detail::from_bits((k + 1023) << 52);
-    const double large = 1.0 - 2.0 / (e + 1.0);
-    const std::uint64_t use_small = below(ab, detail::bits(0.7));
-    const std::uint64_t nan = below(std::uint64_t(0x7ff) << 52, ab);
-    const std::uint64_t t = (detail::bits(small) & use_small) | (detail::bits(large) & ~use_small);
-    return detail::from_bits(((t & ~nan) | (ab & nan)) | sign);
-}
-
 // float64 value and derivative of activation A at z (the derivative only when
 // kDer: libm calls are not free to drop). One definition for the scalar and
 // the array forms, so both give the same bits.
@@ -351,7 +294,7 @@ inline void f64_one(double z, double& v, double& g) {
         v = 1.0 / (1.0 + std::exp(-z));
         g = v * (1.0 - v);
     } else if constexpr (A == Activation::tanh) {
-        v = tanh_f64(z);
+        v = tanh_kernel::tanh_f64(z);
         g = 1.0 - v * v;
     } else if constexpr (A == Activation::relu) {
         // nan propagates as in torch.relu / np.maximum (z > 0 alone would turn it into 0)
@@ -462,30 +405,23 @@ void bias_activate_f64(Activation act, std::size_t rows, std::size_t n, const do
 
 namespace {
 
-// Fast paths for the common case, a pre-activation well inside float64 range
-// (2^-900 <= |z| < 2^300, where e^{-|z|}... is computed from one libm call):
-// the same values as activate_ext, written as doubles. Returns false when z is
-// outside that range and the general path must be taken.
+// Fast paths for the common case, a pre-activation well inside float64 range,
+// written as doubles. Returns false when z is outside that range and the
+// general path must be taken.
+// tanh: 2^-900 <= |z| < 256, tanh_kernel::tanh_parts (the vectorised
+// extended layers take the same; below 2^-900 both give z and 1).
 inline bool fast_tanh(double zm, exp_t ze, Ext* a, Ext* d) {
-    if (ze < kTinyExp || ze > 8) return false;  // |z| < 256: e^{-2|z|} stays a normal double
-    const double z = zm * pow2(static_cast<int>(ze)), az = std::fabs(z);
-    double th, dv;
-    if (az < 0.55) {  // u = e^{-2|z|} - 1 accurately: tanh|z| = -u/(2+u), 1 - tanh^2 = 4(1+u)/(2+u)^2
-        const double u = std::expm1(-2.0 * az);
-        th = -u / (2.0 + u);
-        dv = 4.0 * (1.0 + u) / ((2.0 + u) * (2.0 + u));
-    } else {
-        const double t = std::exp(-2.0 * az);
-        th = (1.0 - t) / (1.0 + t);
-        dv = 4.0 * t / ((1.0 + t) * (1.0 + t));
-    }
-    *a = from_double(std::copysign(th, z));
+    if (ze < kTinyExp || ze > 8) return false;
+    double v, dv;
+    tanh_kernel::tanh_parts(zm * pow2(static_cast<int>(ze)), v, dv);
+    *a = from_double(v);
     if (d) *d = from_double(dv);
     return true;
 }
 
+// sigmoid: 2^-900 <= |z| < 512, where e^{-|z|} is one libm call and a normal double.
 inline bool fast_sigmoid(double zm, exp_t ze, Ext* a, Ext* d) {
-    if (ze < kTinyExp || ze > 9) return false;  // |z| < 512: e^{-|z|} stays a normal double
+    if (ze < kTinyExp || ze > 9) return false;
     const double z = zm * pow2(static_cast<int>(ze));
     const double t = std::exp(-std::fabs(z)), onep = 1.0 + t;
     *a = from_double(z >= 0 ? 1.0 / onep : t / onep);

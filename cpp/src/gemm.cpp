@@ -125,63 +125,63 @@ bool residual_negligible(double c, int bound_exp) {
     return bound_exp + 62 <= frexp_exp(c);
 }
 
-// The largest |output| in scaled units that ext_gemm_xw trusts: below K 2^-1020
-// an output may have lost products to underflow; non-finite ones overflowed.
-double xw_tiny(std::size_t K) { return static_cast<double>(K) * std::ldexp(1.0, -1020); }
+// Below this row-relative exponent, entries of X are left out of the scaled
+// product and added exactly (scaled entries stay >= 2^-601: normal, far from
+// underflow).
+constexpr exp_t kXwDrop = 600;
 
-// Steps 1-2 of ext_gemm_xw: rows of X scaled by their largest exponents into
-// ws.xs (exponents ws.ex), the float64 product into ws.cs. Returns the rows
-// with terms below 2^-T of their largest, left out of the product.
-std::vector<Residuals> xw_product(Workspace& ws, std::size_t M, std::size_t N, std::size_t K, ExtCMat X,
-                                  const double* W, bool w_trans) {
-    constexpr exp_t T = 600;  // scaled entries stay >= 2^-601: normal, far from underflow
+}  // namespace
+
+double ext_gemm_xw_tiny(std::size_t K) { return static_cast<double>(K) * std::ldexp(1.0, -1020); }
+
+bool ext_gemm_xw_product(Workspace& ws, std::size_t M, std::size_t N, std::size_t K, ExtCMat X, const double* W,
+                         bool w_trans) {
     ws.xs.resize(M * K);
     ws.cs.resize(M * N);
     ws.ex.resize(M);
     double* xs = ws.xs.data();
     exp_t* rowE = ws.ex.data();
-    std::vector<Residuals> residuals;
 
     // 1. Scale each row of X by its largest exponent (rows in parallel; a row
-    // with terms below 2^-T of its largest is flagged and listed after).
+    // with terms below 2^-kXwDrop of its largest is flagged).
     ws.flags.resize(M);
     unsigned char* flagged = ws.flags.data();
     std::atomic<bool> any_flagged{false};
     parallel_rows(M, K, [&](std::size_t r0, std::size_t r1) {
-        if (simd::scale_rows(r1 - r0, K, X.m + r0 * K, X.e + r0 * K, T, xs + r0 * K, rowE + r0, flagged + r0))
+        if (simd::scale_rows(r1 - r0, K, X.m + r0 * K, X.e + r0 * K, kXwDrop, xs + r0 * K, rowE + r0, flagged + r0))
             any_flagged.store(true, std::memory_order_relaxed);
     });
-    if (any_flagged.load()) {
-        for (std::size_t i = 0; i < M; ++i) {
-            if (!flagged[i]) continue;
-            Residuals r{i, kZeroExp, {}};
-            for (std::size_t k = 0; k < K; ++k) {
-                const exp_t d = X.e[i * K + k] - rowE[i];
-                if (d < -T && X.m[i * K + k] != 0.0) {
-                    r.max_rel = std::max(r.max_rel, d);
-                    r.idx.push_back(k);
-                }
-            }
-            residuals.push_back(std::move(r));
-        }
-    }
 
     // 2. float64 kernel on the scaled mantissas.
     gemm(false, w_trans, M, N, K, xs, W, ws.cs.data());
-    return residuals;
+    return !any_flagged.load();
 }
 
-// Steps 3-4 of ext_gemm_xw: C from ws.cs and ws.ex, every output exact.
-void xw_finish(Workspace& ws, std::size_t M, std::size_t N, std::size_t K, ExtCMat X, const double* W,
-               bool w_trans, ExtMat C, const std::vector<Residuals>& residuals) {
+void ext_gemm_xw_finish(Workspace& ws, std::size_t M, std::size_t N, std::size_t K, ExtCMat X, const double* W,
+                        bool w_trans, ExtMat C) {
+    const exp_t* rowE = ws.ex.data();
+    // The flagged rows' terms below 2^-kXwDrop of their largest.
+    std::vector<Residuals> residuals;
+    for (std::size_t i = 0; i < M; ++i) {
+        if (!ws.flags[i]) continue;
+        Residuals r{i, kZeroExp, {}};
+        for (std::size_t k = 0; k < K; ++k) {
+            const exp_t d = X.e[i * K + k] - rowE[i];
+            if (d < -kXwDrop && X.m[i * K + k] != 0.0) {
+                r.max_rel = std::max(r.max_rel, d);
+                r.idx.push_back(k);
+            }
+        }
+        residuals.push_back(std::move(r));
+    }
     auto wat = [&](std::size_t j, std::size_t k) { return w_trans ? W[j * K + k] : W[k * N + j]; };
     const double* cs = ws.cs.data();
-    const exp_t* rowE = ws.ex.data();
 
-    // 3. Carry the row exponents out. Suspect outputs (below xw_tiny, or not
-    // finite) are recomputed exactly, all terms included. (Subnormal outputs
-    // are suspect too: normal_parts needs no second pass.)
-    const double tiny = xw_tiny(K);
+    // 3. Carry the row exponents out. Suspect outputs (below
+    // ext_gemm_xw_tiny, or not finite) are recomputed exactly, all terms
+    // included. (Subnormal outputs are suspect too: normal_parts needs no
+    // second pass.)
+    const double tiny = ext_gemm_xw_tiny(K);
     auto suspect = [&](double c) { return !(std::fabs(c) >= tiny && std::fabs(c) <= DBL_MAX); };
     std::atomic<bool> any_suspect{false};
     parallel_rows(M, N, [&](std::size_t r0, std::size_t r1) {
@@ -234,40 +234,10 @@ void xw_finish(Workspace& ws, std::size_t M, std::size_t N, std::size_t K, ExtCM
     }
 }
 
-}  // namespace
-
 void ext_gemm_xw(Workspace& ws, std::size_t M, std::size_t N, std::size_t K, ExtCMat X,
                  const double* W, bool w_trans, ExtMat C) {
-    const std::vector<Residuals> residuals = xw_product(ws, M, N, K, X, W, w_trans);
-    xw_finish(ws, M, N, K, X, W, w_trans, C, residuals);
-}
-
-bool ext_gemm_xw_bias_relu(Workspace& ws, std::size_t M, std::size_t N, std::size_t K, ExtCMat X,
-                           const double* W, bool relu, const double* b, const double* bm, const exp_t* be, ExtMat z,
-                           ExtMat out, ExtMat der, bool& in_range) {
-    const std::vector<Residuals> residuals = xw_product(ws, M, N, K, X, W, true);
-    const double* cs = ws.cs.data();
-    const exp_t* rowE = ws.ex.data();
-    if (residuals.empty()) {
-        bool b_plain = true;
-        for (std::size_t j = 0; j < N; ++j)
-            b_plain &= b[j] == 0.0 || (std::fabs(b[j]) >= DBL_MIN && std::fabs(b[j]) <= std::ldexp(1.0, 1020));
-        std::atomic<std::uint64_t> suspect{0}, range{0};
-        parallel_rows(M, N, [&](std::size_t r0, std::size_t r1) {
-            const std::size_t o = r0 * N;
-            const simd::BiasRelu op{relu, xw_tiny(K), DBL_MAX, b, b_plain, bm, be, out.m + o, out.e + o,
-                                    der.m ? der.m + o : nullptr, der.e ? der.e + o : nullptr};
-            std::uint64_t bad = 0;
-            suspect.fetch_or(simd::bias_relu_rows(op, r1 - r0, N, cs + o, rowE + r0, &bad), std::memory_order_relaxed);
-            range.fetch_or(bad, std::memory_order_relaxed);
-        });
-        if (!(suspect.load() >> 63)) {
-            in_range = (range.load() >> 62) == 0;
-            return true;
-        }
-    }
-    xw_finish(ws, M, N, K, X, W, true, z, residuals);
-    return false;
+    ext_gemm_xw_product(ws, M, N, K, X, W, w_trans);
+    ext_gemm_xw_finish(ws, M, N, K, X, W, w_trans, C);
 }
 
 namespace {

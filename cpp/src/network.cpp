@@ -157,6 +157,60 @@ void check_gradient_range(std::size_t batch, std::size_t n_out, std::size_t n_in
 
 }  // namespace
 
+namespace {
+
+// The bias, activation and range checks of an identity, relu or tanh layer
+// (l) in one pass over ext_gemm_xw_product's outputs: simd::bias_act_rows,
+// rows in parallel. tanh rows it leaves in z go through activate_ext_n.
+// Returns false, having written nothing that counts, where some product
+// needs exact recomputation: the caller then finishes the layer step by step.
+bool fused_epilogue(Activation act, std::size_t l, std::size_t batch, std::size_t n_out, std::size_t n_in,
+                    const double* b, const double* bm, const exp_t* be, ExtMat out, ExtMat der, ExtMat z,
+                    Workspace& ws) {
+    simd::Epilogue kind;
+    switch (act) {
+        case Activation::identity: kind = simd::Epilogue::identity; break;
+        case Activation::relu: kind = simd::Epilogue::relu; break;
+        case Activation::tanh: kind = simd::Epilogue::tanh; break;
+        default: return false;
+    }
+    bool b_plain = true;
+    for (std::size_t j = 0; j < n_out; ++j)
+        b_plain &= b[j] == 0.0 || (std::fabs(b[j]) >= DBL_MIN && std::fabs(b[j]) <= std::ldexp(1.0, 1020));
+    const double* cs = ws.cs.data();
+    const exp_t* rowE = ws.ex.data();
+    ws.marks.resize(batch);
+    unsigned char* general = ws.marks.data();
+    std::atomic<std::uint64_t> suspect{0}, range{0};
+    parallel_rows(batch, n_out, [&](std::size_t r0, std::size_t r1) {
+        const std::size_t o = r0 * n_out;
+        const simd::BiasAct op{kind, ext_gemm_xw_tiny(n_in), DBL_MAX, b, b_plain, bm, be, out.m + o, out.e + o,
+                               der.m ? der.m + o : nullptr, der.e ? der.e + o : nullptr, z.m + o, z.e + o,
+                               general + r0};
+        std::uint64_t bad = 0;
+        suspect.fetch_or(simd::bias_act_rows(op, r1 - r0, n_out, cs + o, rowE + r0, &bad), std::memory_order_relaxed);
+        range.fetch_or(bad, std::memory_order_relaxed);
+    });
+    if (suspect.load() >> 63) return false;
+    if (range.load() >> 62) throw_out_of_range(l, "activations");
+    if (kind != simd::Epilogue::tanh) return true;
+    for (std::size_t i = 0; i < batch; ++i) {  // rows beyond the fast tanh's range (rare)
+        if (!general[i]) continue;
+        const std::size_t o = i * n_out;
+        try {
+            activate_ext_n(act, n_out, z.m + o, z.e + o, out.m + o, out.e + o, der.m ? der.m + o : nullptr,
+                           der.e ? der.e + o : nullptr);
+        } catch (const range_error& e) {
+            throw range_error(layer_tag(l) + ": " + e.what());
+        }
+        check_range(out.m + o, out.e + o, n_out, l, "activations");
+        if (der.m) check_range(der.m + o, der.e + o, n_out, l, "activation derivatives");
+    }
+    return true;
+}
+
+}  // namespace
+
 void forward_layer_ext(const Architecture& net, const double* params, std::size_t l, std::size_t batch,
                        ExtCMat in, ExtMat out, ExtMat der, ExtMat z, Workspace& ws) {
     const std::size_t n_in = net.width(l), n_out = net.width(l + 1);
@@ -172,16 +226,9 @@ void forward_layer_ext(const Architecture& net, const double* params, std::size_
     const double* bm = ws.bm.data();
     const exp_t* be = ws.be.data();
     const Activation act = net.activation(l);
-    if (act == Activation::relu || act == Activation::identity) {
-        bool in_range = true;
-        if (ext_gemm_xw_bias_relu(ws, batch, n_out, n_in, in, W, act == Activation::relu, b, bm, be, z, out,
-                                  der, in_range)) {
-            if (!in_range) throw_out_of_range(l, "activations");
-            return;
-        }
-    } else {
-        ext_gemm_xw(ws, batch, n_out, n_in, in, W, true, z);
-    }
+    const bool exact = ext_gemm_xw_product(ws, batch, n_out, n_in, in, W, true);
+    if (exact && fused_epilogue(act, l, batch, n_out, n_in, b, bm, be, out, der, z, ws)) return;
+    ext_gemm_xw_finish(ws, batch, n_out, n_in, in, W, true, z);
     // z += b, activation and range checks, rows in parallel (elementwise:
     // the same results for any split).
     parallel_rows(batch, n_out, [&](std::size_t r0, std::size_t r1) {

@@ -3,6 +3,7 @@
 #include "simd.hpp"
 
 #include "loggrad/gemm.hpp"
+#include "tanh.hpp"
 
 #include <cstdlib>
 #include <cstring>
@@ -96,15 +97,17 @@ inline void relu_parts(double zm, exp_t ze, double& am, exp_t& ae, double& dm, e
     }
 }
 
-// Runs body(std::bool_constant<relu>, std::bool_constant<der>).
+// Runs body(std::integral_constant<Epilogue, kind>, std::bool_constant<der>).
 template <class F>
-inline void with_relu_der(bool relu, bool der, F&& body) {
-    if (relu) {
-        if (der) body(std::true_type{}, std::true_type{});
-        else body(std::true_type{}, std::false_type{});
-    } else {
-        if (der) body(std::false_type{}, std::true_type{});
-        else body(std::false_type{}, std::false_type{});
+inline void with_kind_der(Epilogue kind, bool der, F&& body) {
+    const auto with_der = [&](auto k) {
+        if (der) body(k, std::true_type{});
+        else body(k, std::false_type{});
+    };
+    switch (kind) {
+        case Epilogue::identity: return with_der(std::integral_constant<Epilogue, Epilogue::identity>{});
+        case Epilogue::relu: return with_der(std::integral_constant<Epilogue, Epilogue::relu>{});
+        case Epilogue::tanh: return with_der(std::integral_constant<Epilogue, Epilogue::tanh>{});
     }
 }
 
@@ -260,11 +263,11 @@ LOGGRAD_SIMD_KERNEL(void, relu_ext,
                     (bool relu, std::size_t n, const double* zm, const exp_t* ze, double* am, exp_t* ae, double* dm,
                      exp_t* de),
                     (relu, n, zm, ze, am, ae, dm, de), {
-    with_relu_der(relu, dm != nullptr, [&](auto kRelu, auto kDer) {
+    with_kind_der(relu ? Epilogue::relu : Epilogue::identity, dm != nullptr, [&](auto kKind, auto kDer) {
         for (std::size_t i = 0; i < n; ++i) {
             double d;
             exp_t f;
-            relu_parts<kRelu, kDer>(zm[i], ze[i], am[i], ae[i], d, f);
+            relu_parts<kKind == Epilogue::relu, kDer>(zm[i], ze[i], am[i], ae[i], d, f);
             if constexpr (kDer) {
                 dm[i] = d;
                 de[i] = f;
@@ -273,29 +276,28 @@ LOGGRAD_SIMD_KERNEL(void, relu_ext,
     });
 })
 
-LOGGRAD_SIMD_KERNEL(std::uint64_t, bias_relu_rows,
-                    (const BiasRelu& op, std::size_t rows, std::size_t n, const double* c, const exp_t* base,
+LOGGRAD_SIMD_KERNEL(std::uint64_t, bias_act_rows,
+                    (const BiasAct& op, std::size_t rows, std::size_t n, const double* c, const exp_t* base,
                      std::uint64_t* range),
                     (op, rows, n, c, base, range), {
     const std::uint64_t lo_bits = detail::bits(op.lo), hi_bits = detail::bits(op.hi);
     std::uint64_t out = 0, bad = 0;
-    with_relu_der(op.relu, op.dm != nullptr, [&](auto kRelu, auto kDer) {
-        // Element j of row i from z = (zm, ze).
-        const auto store = [&](std::size_t i, std::size_t j, double zm, exp_t ze) {
-            double om, dm;
-            exp_t oe, de;
-            relu_parts<kRelu, kDer>(zm, ze, om, oe, dm, de);
-            op.am[i * n + j] = om;
-            op.ae[i * n + j] = oe;
+    with_kind_der(op.kind, op.dm != nullptr, [&](auto kKind, auto kDer) {
+        constexpr bool kTanh = kKind == Epilogue::tanh;
+        // Stores element j of row i: the activation and derivative (zm, ze),
+        // (dm, de) as normal forms.
+        const auto put = [&](std::size_t i, std::size_t j, double am, exp_t ae, double dm, exp_t de) {
+            op.am[i * n + j] = am;
+            op.ae[i * n + j] = ae;
             if constexpr (kDer) {
                 op.dm[i * n + j] = dm;
                 op.de[i * n + j] = de;
             }
-            return range_bits(om, oe);
         };
         for (std::size_t i = 0; i < rows; ++i) {
             const double* ci = c + i * n;
             const exp_t e = base[i];
+            op.general[i] = 0;
             // A float64 row: for |c| within [2^(-960 - e), 2^(1020 - e)],
             // t = c 2^e is exact and normal, and t + b (b zero or normal, |b|
             // <= 2^1020) neither overflows nor lands among the subnormals
@@ -303,38 +305,61 @@ LOGGRAD_SIMD_KERNEL(std::uint64_t, bias_relu_rows,
             // leaves |t + b| > 2^-961). So the float64 sum is the exact sum
             // rounded once: what the extended steps give, in a fraction of the
             // operations. A c outside (or e too far out for 2^e to be a
-            // double) sends the row the general way. Where a bound is not a
-            // double, the trusted range [lo, hi] lies within it already.
+            // double; for tanh, a sum beyond tanh_parts' range) sends the row
+            // the general way. Where a bound is not a double, the trusted
+            // range [lo, hi] lies within it already.
             if (op.b_plain && e >= -1022 && e <= 1023) {
                 const int k = static_cast<int>(e);
                 const double p = pow2(k);
                 const std::uint64_t lo_f = -960 - k < -1022 ? lo_bits : std::max(lo_bits, detail::bits(pow2(-960 - k)));
                 const std::uint64_t hi_f = 1020 - k > 1023 ? hi_bits : detail::bits(pow2(1020 - k));
+                const std::uint64_t s_max = detail::bits(tanh_kernel::kTanhPartsMax);
                 std::uint64_t miss = 0;
                 // Each element reads inputs only and writes its own outputs: no
                 // dependence between iterations, and no alias checks needed.
                 _Pragma("GCC ivdep")
                 for (std::size_t j = 0; j < n; ++j) {
-                    double zm;
-                    exp_t ze;
-                    detail::normal_parts(ci[j] * p + op.b[j], 0, zm, ze);
+                    const double s = ci[j] * p + op.b[j];
                     miss |= outside_bits(ci[j], lo_f, hi_f);
-                    store(i, j, zm, ze);
+                    double am, dm = 0.0;
+                    exp_t ae, de = 0;
+                    if constexpr (kTanh) {
+                        double v, d;
+                        tanh_kernel::tanh_parts(s, v, d);
+                        miss |= ~tanh_kernel::below(detail::bits(s) & ~(std::uint64_t(1) << 63), s_max);
+                        detail::normal_parts(v, 0, am, ae);
+                        detail::normal_parts(d, 0, dm, de);
+                    } else {
+                        double zm;
+                        exp_t ze;
+                        detail::normal_parts(s, 0, zm, ze);
+                        relu_parts<kKind == Epilogue::relu, kDer>(zm, ze, am, ae, dm, de);
+                    }
+                    put(i, j, am, ae, dm, de);
                 }
                 if (!(miss >> 63)) continue;
             }
             // The general way. A zero row (e = kZeroExp) has exact zero
-            // products: nothing to redo there.
+            // products: nothing to redo there. tanh leaves z in (zm, ze) for
+            // the caller.
             const std::uint64_t lo_row = e == kZeroExp ? 0 : lo_bits;
             _Pragma("GCC ivdep")
             for (std::size_t j = 0; j < n; ++j) {
-                double zm;
-                exp_t ze;
+                double zm, am, dm;
+                exp_t ze, ae, de;
                 detail::normal_parts(ci[j], e, zm, ze);
                 out |= outside_bits(ci[j], lo_row, hi_bits);
                 detail::add_parts(zm, ze, op.bm[j], op.be[j], zm, ze);
-                bad |= store(i, j, zm, ze);
+                if constexpr (kTanh) {
+                    op.zm[i * n + j] = zm;
+                    op.ze[i * n + j] = ze;
+                } else {
+                    relu_parts<kKind == Epilogue::relu, kDer>(zm, ze, am, ae, dm, de);
+                    bad |= range_bits(am, ae);
+                    put(i, j, am, ae, dm, de);
+                }
             }
+            op.general[i] = kTanh;
         }
     });
     *range = bad;

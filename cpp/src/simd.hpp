@@ -79,9 +79,12 @@ bool scale_rows(std::size_t rows, std::size_t n, const double* m, const exp_t* e
 std::uint64_t normalize_rows_outside(std::size_t rows, std::size_t n, const double* c, const exp_t* base, double lo,
                                      double hi, double* om, exp_t* oe);
 
-// Operands of bias_relu_rows.
-struct BiasRelu {
-    bool relu;                          // relu, or identity when false
+// The activations bias_act_rows takes.
+enum class Epilogue { identity, relu, tanh };
+
+// Operands of bias_act_rows.
+struct BiasAct {
+    Epilogue kind;
     double lo, hi;                      // the range of trusted |c| (as in normalize_rows_outside)
     const double* b;                    // the biases, float64
     bool b_plain;                       // every b is zero, or normal and at most 2^1020 in size
@@ -91,17 +94,23 @@ struct BiasRelu {
     exp_t* ae;
     double* dm;                         // and their derivatives, when dm is not null
     exp_t* de;
+    double* zm;                         // tanh: z of the rows marked in general
+    exp_t* ze;
+    unsigned char* general;             // per row: 1 where tanh left z for the caller to finish
 };
 
-// The extended forward epilogue of a relu (or identity) layer, for each
+// The extended forward epilogue of an identity, relu or tanh layer, for each
 // n-wide row i < rows of c: z = c[j] 2^base[i] as normalize_rows_outside
-// gives it, z += b[j] as add_n, then a = relu(z) and (when op.dm is not
-// null) relu'(z) as relu_ext: the same bits as those three kernels in turn.
+// gives it, z += b[j] as add_n, then a = f(z) and (when op.dm is not null)
+// f'(z): relu and identity as relu_ext, tanh as activate_ext_n; the same bits
+// as those kernels in turn. A tanh row beyond tanh_kernel::tanh_parts' range
+// is left as z in (zm, ze), general[i] = 1, for the caller to finish.
 // Returns what normalize_rows_outside returns (bit 63 set: some output is
 // wrong and must be redone; zero rows, base[i] = kZeroExp, never are), and
-// sets *range as out_of_range over the activations would.
-std::uint64_t bias_relu_rows(const BiasRelu& op, std::size_t rows, std::size_t n, const double* c,
-                             const exp_t* base, std::uint64_t* range);
+// sets *range as out_of_range over the activations would (tanh rows apart,
+// whose values are within [-1, 1] and derivatives within [4e^-512, 1]).
+std::uint64_t bias_act_rows(const BiasAct& op, std::size_t rows, std::size_t n, const double* c, const exp_t* base,
+                            std::uint64_t* range);
 
 // (cm, ce)[j * n + k] = d[j] * a[k] for j < rows, k < n: rows of an outer
 // product (one call for a block of rows).

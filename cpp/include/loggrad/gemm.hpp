@@ -53,7 +53,7 @@ struct ExtCMat {
 struct Workspace {
     Buffer<double> xs, ys, cs, sums, bm;
     Buffer<exp_t> ex, ey, be;
-    Buffer<unsigned char> flags;
+    Buffer<unsigned char> flags, marks;
 };
 
 // C (M x N) = X (M x K, extended) op(W), W float64: op(W) = W^T (W is N x K)
@@ -61,17 +61,18 @@ struct Workspace {
 void ext_gemm_xw(Workspace& ws, std::size_t M, std::size_t N, std::size_t K, ExtCMat X,
                  const double* W, bool w_trans, ExtMat C);
 
-// A relu (or identity, when !relu) layer's forward step in one pass over the
-// outputs: z = X W^T (W is N x K), z += b with b = (bm, be) per column, then
-// out = relu(z) and, when der.m is not null, der = relu'(z); the same bits as
-// ext_gemm_xw, add_n and the activation in turn. b is the bias in float64,
-// (bm, be) the same extended. in_range is set false when
-// some out left the exponent range. Returns false, having written z alone,
-// where outputs of the product needed exact recomputation (rare): the caller
-// then adds the bias and applies the activation itself.
-bool ext_gemm_xw_bias_relu(Workspace& ws, std::size_t M, std::size_t N, std::size_t K, ExtCMat X,
-                           const double* W, bool relu, const double* b, const double* bm, const exp_t* be,
-                           ExtMat z, ExtMat out, ExtMat der, bool& in_range);
+// ext_gemm_xw in two steps, for callers that finish the outputs themselves:
+// ext_gemm_xw_product leaves the float64 product of X's rows scaled by their
+// largest exponents in ws.cs (the exponents in ws.ex); output (i, j) is
+// ws.cs[i N + j] 2^ws.ex[i], exactly as ext_gemm_xw gives it, when it returns
+// true and that |ws.cs| lies within [ext_gemm_xw_tiny(K), DBL_MAX], or row i
+// is all zeros (ws.ex[i] = kZeroExp). Otherwise ext_gemm_xw_finish, called
+// next with the same operands, writes C as ext_gemm_xw does.
+bool ext_gemm_xw_product(Workspace& ws, std::size_t M, std::size_t N, std::size_t K, ExtCMat X, const double* W,
+                         bool w_trans);
+void ext_gemm_xw_finish(Workspace& ws, std::size_t M, std::size_t N, std::size_t K, ExtCMat X, const double* W,
+                        bool w_trans, ExtMat C);
+double ext_gemm_xw_tiny(std::size_t K);
 
 // C (N1 x N2) = D^T A with D (B x N1) and A (B x N2) extended; when colsum.m is
 // not null, colsum[j] = sum_i D[i, j] (the bias gradient) as well.
