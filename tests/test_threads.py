@@ -392,6 +392,10 @@ def test_a_failing_pass_names_the_same_layer_for_every_thread_count(restore_thre
         for _ in range(3):
             with pytest.raises(lg.ExponentRangeError, match=rf"^layer {depth - 1} gradients left"):
                 net.backward(x, y, checkpoint=checkpoint)
+        # with no weight gradients asked for, the chain meets the input gradient
+        # delta_0 W_0 ~ 2^-1.2e18 first
+        with pytest.raises(lg.ExponentRangeError, match=r"^layer 0 input gradients left"):
+            net.backward(x, y, checkpoint=checkpoint, layers=[])
     # the lower layers fail too (layer 0: delta_0 = delta_1 sigmoid'(-7.6e17)),
     # and with the top ones left out, the highest selected is named
     _core.set_num_threads(2)

@@ -158,7 +158,7 @@ bool ext_gemm_xw_product(Workspace& ws, std::size_t M, std::size_t N, std::size_
 }
 
 void ext_gemm_xw_finish(Workspace& ws, std::size_t M, std::size_t N, std::size_t K, ExtCMat X, const double* W,
-                        bool w_trans, ExtMat C) {
+                        bool w_trans, ExtMat C, std::uint64_t* range) {
     const exp_t* rowE = ws.ex.data();
     // The flagged rows' terms below 2^-kXwDrop of their largest.
     std::vector<Residuals> residuals;
@@ -184,11 +184,15 @@ void ext_gemm_xw_finish(Workspace& ws, std::size_t M, std::size_t N, std::size_t
     const double tiny = ext_gemm_xw_tiny(K);
     auto suspect = [&](double c) { return !(std::fabs(c) >= tiny && std::fabs(c) <= DBL_MAX); };
     std::atomic<bool> any_suspect{false};
+    std::atomic<std::uint64_t> range_bits{0};
     parallel_rows(M, N, [&](std::size_t r0, std::size_t r1) {
+        std::uint64_t bad = 0;
         const std::uint64_t sus = simd::normalize_rows_outside(r1 - r0, N, cs + r0 * N, rowE + r0, tiny, DBL_MAX,
-                                                               C.m + r0 * N, C.e + r0 * N);
+                                                               C.m + r0 * N, C.e + r0 * N, &bad);
         if (sus >> 63) any_suspect.store(true, std::memory_order_relaxed);
+        range_bits.fetch_or(bad, std::memory_order_relaxed);
     });
+    if (range) *range = range_bits.load();
     if (any_suspect.load()) {
         for (std::size_t i = 0; i < M; ++i) {
             if (rowE[i] == kZeroExp) continue;  // a zero row: the zero outputs are exact
@@ -206,7 +210,10 @@ void ext_gemm_xw_finish(Workspace& ws, std::size_t M, std::size_t N, std::size_t
             }
         }
     }
-    if (residuals.empty()) return;
+    if (residuals.empty()) {
+        if (range && any_suspect.load()) *range = simd::out_of_range(C.m, C.e, M * N);  // outputs redone: again
+        return;
+    }
 
     // 4. Residual terms: bounded by count * 2^max_rel * max_k |W(j,k)|; added
     // exactly unless below the rounding error of the output.
@@ -232,12 +239,14 @@ void ext_gemm_xw_finish(Workspace& ws, std::size_t M, std::size_t N, std::size_t
             C.e[o] = acc.e;
         }
     }
+    if (range) *range = simd::out_of_range(C.m, C.e, M * N);  // outputs redone: again
 }
 
+
 void ext_gemm_xw(Workspace& ws, std::size_t M, std::size_t N, std::size_t K, ExtCMat X,
-                 const double* W, bool w_trans, ExtMat C) {
+                 const double* W, bool w_trans, ExtMat C, std::uint64_t* range) {
     ext_gemm_xw_product(ws, M, N, K, X, W, w_trans);
-    ext_gemm_xw_finish(ws, M, N, K, X, W, w_trans, C);
+    ext_gemm_xw_finish(ws, M, N, K, X, W, w_trans, C, range);
 }
 
 namespace {
@@ -251,16 +260,14 @@ std::vector<Residuals> scale_columns(std::size_t B, std::size_t N, ExtCMat X, ex
     const std::size_t cols = std::max<std::size_t>(16, kElemGrain / std::max<std::size_t>(1, B));
     auto colmax = [&](std::size_t c0, std::size_t c1) {
         std::fill(colE + c0, colE + c1, kZeroExp);
-        for (std::size_t i = 0; i < B; ++i) simd::max_exps(c1 - c0, X.e + i * N + c0, colE + c0);
+        simd::max_exps(B, c1 - c0, N, X.e + c0, colE + c0);
     };
     if (B * N < 2 * kElemGrain) colmax(0, N);
     else parallel_chunks(N, cols, colmax);
     std::atomic<bool> any_res{false};
     parallel_rows(B, N, [&](std::size_t r0, std::size_t r1) {
-        std::uint64_t dropped = 0;
-        for (std::size_t i = r0; i < r1; ++i)
-            dropped |= simd::scale_cols(N, X.m + i * N, X.e + i * N, colE, T, s + i * N);
-        if (dropped) any_res.store(true, std::memory_order_relaxed);
+        if (simd::scale_cols(r1 - r0, N, X.m + r0 * N, X.e + r0 * N, colE, T, s + r0 * N))
+            any_res.store(true, std::memory_order_relaxed);
     });
     std::vector<Residuals> out;
     if (!any_res.load()) return out;

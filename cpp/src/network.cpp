@@ -675,9 +675,11 @@ void backward_segment_ext(const Architecture& net, const double* params, std::si
                 });
                 publish(l);
                 if (l == 0 && !res.dx.m) break;
-                ext_gemm_xw(w, rows, n_in, n_out, ExtCMat{dm, de}, params + net.weight_offset(l), false, ExtMat{gmb, geb});
+                std::uint64_t range = 0;
+                ext_gemm_xw(w, rows, n_in, n_out, ExtCMat{dm, de}, params + net.weight_offset(l), false, ExtMat{gmb, geb},
+                            &range);
                 try {
-                    check_range(gmb, geb, rows * n_in, l, "input gradients");
+                    if (range >> 62) throw_out_of_range(l, "input gradients");
                 } catch (...) {
                     failures[r0 / kBlockRows] = Failure{l, std::current_exception()};
                     return;

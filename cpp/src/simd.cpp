@@ -62,17 +62,6 @@ inline std::uint64_t outside_bits(double c, std::uint64_t lo_bits, std::uint64_t
     return (ab - lo_bits) | (hi_bits - ab);
 }
 
-inline std::uint64_t normalize_outside_impl(std::size_t n, const double* c, exp_t base, double lo, double hi,
-                                            double* om, exp_t* oe) {
-    const std::uint64_t lo_bits = detail::bits(lo), hi_bits = detail::bits(hi);
-    std::uint64_t out = 0;
-    for (std::size_t j = 0; j < n; ++j) {
-        detail::normal_parts(c[j], base, om[j], oe[j]);
-        out |= outside_bits(c[j], lo_bits, hi_bits);
-    }
-    return out;
-}
-
 // Bits 62-63 set iff m is nonzero and e lies outside [-kMaxExp, kMaxExp]:
 // off = e + kMaxExp outside [0, 2^61] (as unsigned). With c = 2^61 - 1,
 // off | (off + c) reaches bit 62 or 63 exactly then (off < 2^63 keeps off + c
@@ -82,6 +71,24 @@ inline std::uint64_t range_bits(double m, exp_t e) {
     constexpr std::uint64_t c = (std::uint64_t(1) << 61) - 1;
     const std::uint64_t off = static_cast<std::uint64_t>(e) + static_cast<std::uint64_t>(kMaxExp);
     return (off | (off + c)) & detail::nonzero_mask(detail::bits(m) << 1);  // << 1: +-0 alike
+}
+
+// One row of normalize_rows_outside; range |= the row's range_bits.
+inline std::uint64_t normalize_outside_impl(std::size_t n, const double* c, exp_t base, double lo, double hi,
+                                            double* om, exp_t* oe, std::uint64_t& range) {
+    const std::uint64_t lo_bits = detail::bits(lo), hi_bits = detail::bits(hi);
+    std::uint64_t out = 0, bad = 0;
+    for (std::size_t j = 0; j < n; ++j) {
+        double m;
+        exp_t e;
+        detail::normal_parts(c[j], base, m, e);
+        out |= outside_bits(c[j], lo_bits, hi_bits);
+        bad |= range_bits(m, e);
+        om[j] = m;
+        oe[j] = e;
+    }
+    range |= bad;
+    return out;
 }
 
 // relu (or identity, when !kRelu) of an extended z, as activate_ext gives it:
@@ -131,20 +138,28 @@ LOGGRAD_SIMD_KERNEL(void, normalize_n,
                     (n, c, base, add, om, oe), { loggrad::normalize_n(n, c, base, add, om, oe); })
 
 
-LOGGRAD_SIMD_KERNEL(void, max_exps, (std::size_t n, const exp_t* e, exp_t* E), (n, e, E),
-                    { max_exps_impl(n, e, E); })
+LOGGRAD_SIMD_KERNEL(void, max_exps, (std::size_t rows, std::size_t n, std::size_t ld, const exp_t* e, exp_t* E),
+                    (rows, n, ld, e, E), {
+    for (std::size_t i = 0; i < rows; ++i) max_exps_impl(n, e + i * ld, E);
+})
 
 LOGGRAD_SIMD_KERNEL(std::uint64_t, scale_cols,
-                    (std::size_t n, const double* m, const exp_t* e, const exp_t* E, exp_t T, double* s),
-                    (n, m, e, E, T, s), { return scale_impl<true>(n, m, e, E, T, s); })
+                    (std::size_t rows, std::size_t n, const double* m, const exp_t* e, const exp_t* E, exp_t T,
+                     double* s),
+                    (rows, n, m, e, E, T, s), {
+    std::uint64_t dropped = 0;
+    for (std::size_t i = 0; i < rows; ++i) dropped |= scale_impl<true>(n, m + i * n, e + i * n, E, T, s + i * n);
+    return dropped;
+})
 
 LOGGRAD_SIMD_KERNEL(std::uint64_t, normalize_rows_outside,
                     (std::size_t rows, std::size_t n, const double* c, const exp_t* base, double lo, double hi,
-                     double* om, exp_t* oe),
-                    (rows, n, c, base, lo, hi, om, oe), {
-    std::uint64_t out = 0;
+                     double* om, exp_t* oe, std::uint64_t* range),
+                    (rows, n, c, base, lo, hi, om, oe, range), {
+    std::uint64_t out = 0, bad = 0;
     for (std::size_t i = 0; i < rows; ++i)
-        out |= normalize_outside_impl(n, c + i * n, base[i], lo, hi, om + i * n, oe + i * n);
+        out |= normalize_outside_impl(n, c + i * n, base[i], lo, hi, om + i * n, oe + i * n, bad);
+    *range = bad;
     return out;
 })
 

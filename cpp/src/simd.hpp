@@ -57,12 +57,14 @@ void add_n(std::size_t n, double* am, exp_t* ae, const double* bm, const exp_t* 
 void mul_n(std::size_t n, const double* am, const exp_t* ae, double* bm, exp_t* be);
 void normalize_n(std::size_t n, const double* c, exp_t base, const exp_t* add, double* om, exp_t* oe);
 
-// E[j] = max(E[j], e[j]) for j < n.
-void max_exps(std::size_t n, const exp_t* e, exp_t* E);
+// E[j] = max(E[j], e[i * ld + j]) for j < n, i < rows.
+void max_exps(std::size_t rows, std::size_t n, std::size_t ld, const exp_t* e, exp_t* E);
 
-// s[k] = m[k] 2^(e[k] - E[k]) where e[k] - E[k] >= -T, else 0, with E[k] per
-// column. Returns nonzero iff some nonzero m[k] was dropped (a residual).
-std::uint64_t scale_cols(std::size_t n, const double* m, const exp_t* e, const exp_t* E, exp_t T, double* s);
+// For each n-wide row i < rows: s[k] = m[k] 2^(e[k] - E[k]) where e[k] - E[k]
+// >= -T, else 0, with E[k] per column. Returns nonzero iff some nonzero m[k]
+// was dropped (a residual).
+std::uint64_t scale_cols(std::size_t rows, std::size_t n, const double* m, const exp_t* e, const exp_t* E, exp_t T,
+                         double* s);
 
 // For each row i < rows of an n-wide row-major (m, e): E[i] = the row's
 // largest exponent (kZeroExp when it is all zeros), s = the row scaled as
@@ -75,9 +77,9 @@ bool scale_rows(std::size_t rows, std::size_t n, const double* m, const exp_t* e
 // for a normal or zero c[j] (see detail::normal_parts). Returns a value with
 // bit 63 set iff some |c[j]| is below lo or above hi (compared as bit
 // patterns of |c|, which order as the values do; a subnormal is below any
-// normal lo).
+// normal lo), and sets *range as out_of_range over (om, oe) would.
 std::uint64_t normalize_rows_outside(std::size_t rows, std::size_t n, const double* c, const exp_t* base, double lo,
-                                     double hi, double* om, exp_t* oe);
+                                     double hi, double* om, exp_t* oe, std::uint64_t* range);
 
 // The activations bias_act_rows takes.
 enum class Epilogue { identity, relu, tanh };

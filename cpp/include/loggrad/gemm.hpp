@@ -57,9 +57,11 @@ struct Workspace {
 };
 
 // C (M x N) = X (M x K, extended) op(W), W float64: op(W) = W^T (W is N x K)
-// when w_trans, else W (K x N).
+// when w_trans, else W (K x N). When range is not null, *range is set as
+// simd::out_of_range over C would set it (bits 62-63: some entry of C left the
+// exponent range).
 void ext_gemm_xw(Workspace& ws, std::size_t M, std::size_t N, std::size_t K, ExtCMat X,
-                 const double* W, bool w_trans, ExtMat C);
+                 const double* W, bool w_trans, ExtMat C, std::uint64_t* range = nullptr);
 
 // ext_gemm_xw in two steps, for callers that finish the outputs themselves:
 // ext_gemm_xw_product leaves the float64 product of X's rows scaled by their
@@ -71,7 +73,7 @@ void ext_gemm_xw(Workspace& ws, std::size_t M, std::size_t N, std::size_t K, Ext
 bool ext_gemm_xw_product(Workspace& ws, std::size_t M, std::size_t N, std::size_t K, ExtCMat X, const double* W,
                          bool w_trans);
 void ext_gemm_xw_finish(Workspace& ws, std::size_t M, std::size_t N, std::size_t K, ExtCMat X, const double* W,
-                        bool w_trans, ExtMat C);
+                        bool w_trans, ExtMat C, std::uint64_t* range = nullptr);
 double ext_gemm_xw_tiny(std::size_t K);
 
 // C (N1 x N2) = D^T A with D (B x N1) and A (B x N2) extended; when colsum.m is
