@@ -376,8 +376,9 @@ def test_narrow_deep_passes_do_not_depend_on_engine_threads(restore_threads, pre
         _assert_bitwise_equal(results[n], results[1], f"{n} engine threads vs 1")
 
 
+@pytest.mark.parametrize("batch", [1, 3])
 @pytest.mark.parametrize("checkpoint", [None, 4])
-def test_a_failing_pass_names_the_same_layer_for_every_thread_count(restore_threads, checkpoint):
+def test_a_failing_pass_names_the_same_layer_for_every_thread_count(restore_threads, checkpoint, batch):
     # Layer 0: a_1 = sigmoid(-7.6e17) ~ 2^-1.1e18, carried up by identity layers;
     # the top sigmoid (bias -6.9e16) makes every delta ~ 2^-1e17, so the weight
     # gradient delta_l a_l of every layer is beyond 2^-(2^60). A
@@ -386,7 +387,7 @@ def test_a_failing_pass_names_the_same_layer_for_every_thread_count(restore_thre
     ws = [np.array([[-7.6e17]])] + [np.ones((1, 1))] * (depth - 1)
     bs = [np.zeros(1)] * (depth - 1) + [np.array([-6.9e16])]
     net = lg.Network(ws, bs, ["sigmoid"] + ["identity"] * (depth - 2) + ["sigmoid"])
-    x, y = np.ones((1, 1)), np.ones((1, 1))
+    x, y = np.ones((batch, 1)), np.ones((batch, 1))  # batch 1 and the general weight-gradient product
     for n in _THREADS:
         _core.set_num_threads(n)
         for _ in range(3):
@@ -402,6 +403,26 @@ def test_a_failing_pass_names_the_same_layer_for_every_thread_count(restore_thre
     for layers, named in (([0], 0), ([0, 5], 5), ([2, 3, 4], 4)):
         with pytest.raises(lg.ExponentRangeError, match=rf"^layer {named} gradients left"):
             net.backward(x, y, checkpoint=checkpoint, layers=layers)
+
+
+@pytest.mark.parametrize("batch", [127, 130])
+def test_a_weight_gradient_beyond_range_from_the_last_rows_is_reported(restore_threads, batch):
+    """From 128 rows on, the weight-gradient product takes its operands' exponent bounds
+    in blocks of 64 rows. Here only the last row has nonzero deltas (the others' outputs
+    equal their targets exactly) and tiny activations (sigmoid(-7.6e17) ~ 2^-1.1e18): every
+    weight gradient is beyond 2^-(2^60), and the top layer's must be the one named."""
+    width, depth = 64, 5
+    ws = [np.eye(width) * -7.6e17] + [np.eye(width)] * (depth - 2) + [np.eye(width) * 2.8e17]
+    bs = [np.zeros(width)] * (depth - 1) + [np.full(width, -6.9e16)]
+    net = lg.Network(ws, bs, ["sigmoid"] + ["identity"] * (depth - 2) + ["sigmoid"])
+    x = np.zeros((batch, width))
+    x[-1] = 1.0
+    y = np.ones((batch, width))  # rows of x = 0: outputs sigmoid(7.1e16), exactly 1.0
+    y[-1] = 0.0
+    for n in _THREADS:
+        _core.set_num_threads(n)
+        with pytest.raises(lg.ExponentRangeError, match=rf"^layer {depth - 1} gradients left"):
+            net.backward(x, y)
 
 
 def test_a_failing_wide_layer_reports_the_same_element_for_every_thread_count(restore_threads):

@@ -252,18 +252,27 @@ void ext_gemm_xw(Workspace& ws, std::size_t M, std::size_t N, std::size_t K, Ext
 namespace {
 
 // Scales each column of the (B x N) extended matrix by its largest exponent
-// into s; returns per-column residuals (entries below 2^-T of the column max).
+// into s; returns per-column residuals (entries below 2^-T of the column max)
+// and sets *abs_max to the largest |exponent| among X's nonzero entries.
 std::vector<Residuals> scale_columns(std::size_t B, std::size_t N, ExtCMat X, exp_t T, double* s,
-                                     exp_t* colE) {
-    // Column maxima: blocks of columns, each over all rows (max is exact, so
-    // any split gives the same result).
-    const std::size_t cols = std::max<std::size_t>(16, kElemGrain / std::max<std::size_t>(1, B));
-    auto colmax = [&](std::size_t c0, std::size_t c1) {
-        std::fill(colE + c0, colE + c1, kZeroExp);
-        simd::max_exps(B, c1 - c0, N, X.e + c0, colE + c0);
-    };
-    if (B * N < 2 * kElemGrain) colmax(0, N);
-    else parallel_chunks(N, cols, colmax);
+                                     exp_t* colE, std::uint64_t* abs_max) {
+    // Column maxima: blocks of kRows whole rows (contiguous), each into its
+    // own partial maxima, combined after (max is exact, so any split gives
+    // the same result).
+    constexpr std::size_t kRows = 64;
+    std::fill(colE, colE + N, kZeroExp);
+    if (B * N < 2 * kElemGrain || B < 2 * kRows) {
+        *abs_max = simd::max_exps(B, N, X.e, colE);
+    } else {
+        const std::size_t nb = (B + kRows - 1) / kRows;
+        std::vector<exp_t> part(nb * N, kZeroExp);
+        std::vector<std::uint64_t> part_abs(nb);
+        parallel_chunks(B, kRows, [&](std::size_t r0, std::size_t r1) {
+            part_abs[r0 / kRows] = simd::max_exps(r1 - r0, N, X.e + r0 * N, part.data() + r0 / kRows * N);
+        });
+        simd::max_exps(nb, N, part.data(), colE);
+        *abs_max = *std::max_element(part_abs.begin(), part_abs.end());
+    }
     std::atomic<bool> any_res{false};
     parallel_rows(B, N, [&](std::size_t r0, std::size_t r1) {
         if (simd::scale_cols(r1 - r0, N, X.m + r0 * N, X.e + r0 * N, colE, T, s + r0 * N))
@@ -290,7 +299,7 @@ std::vector<Residuals> scale_columns(std::size_t B, std::size_t N, ExtCMat X, ex
 }  // namespace
 
 void ext_gemm_tn(Workspace& ws, std::size_t B, std::size_t N1, std::size_t N2, ExtCMat D,
-                 ExtCMat A, ExtMat C, ExtMat colsum) {
+                 ExtCMat A, ExtMat C, ExtMat colsum, std::uint64_t* bound) {
     // Both operands scaled to <= 1 with entries >= 2^-501: every product is a
     // normal double >= 2^-1002 and every sum stays below B, so the kernel
     // neither under- nor overflows; only the residuals need exact treatment.
@@ -304,6 +313,7 @@ void ext_gemm_tn(Workspace& ws, std::size_t B, std::size_t N1, std::size_t N2, E
             simd::outer_rows(r1 - r0, N2, D.m + r0, D.e + r0, A.m, A.e, C.m + r0 * N2, C.e + r0 * N2);
         });
         if (colsum.m) normalize_n(N1, D.m, 0, D.e, colsum.m, colsum.e);
+        if (bound) *bound = simd::max_abs_exponent(D.m, D.e, N1) + simd::max_abs_exponent(A.m, A.e, N2);
         return;
     }
     ws.xs.resize(B * N1);
@@ -313,8 +323,10 @@ void ext_gemm_tn(Workspace& ws, std::size_t B, std::size_t N1, std::size_t N2, E
     ws.ey.resize(N2);
     double *ds = ws.xs.data(), *as = ws.ys.data(), *cs = ws.cs.data();
     exp_t *E = ws.ex.data(), *F = ws.ey.data();
-    const std::vector<Residuals> dres = scale_columns(B, N1, D, T, ds, E);
-    const std::vector<Residuals> ares = scale_columns(B, N2, A, T, as, F);
+    std::uint64_t d_abs = 0, a_abs = 0;
+    const std::vector<Residuals> dres = scale_columns(B, N1, D, T, ds, E, &d_abs);
+    const std::vector<Residuals> ares = scale_columns(B, N2, A, T, as, F, &a_abs);
+    if (bound) *bound = d_abs + a_abs;
 
     gemm(true, false, N1, N2, B, ds, as, cs);
 

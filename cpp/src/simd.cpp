@@ -27,6 +27,13 @@ bool detect_avx2() {
 
 using detail::max_exp;
 
+// |e| of a normal-form exponent, and 0 for an exact zero's kZeroExp.
+inline std::uint64_t abs_exponent(exp_t e) {
+    const std::uint64_t sg = static_cast<std::uint64_t>(e >> 63);  // all ones iff e < 0
+    const std::uint64_t a = (static_cast<std::uint64_t>(e) ^ sg) - sg;
+    return a & detail::nonzero_mask(static_cast<std::uint64_t>(e - kZeroExp));
+}
+
 inline void max_exps_impl(std::size_t n, const exp_t* e, exp_t* E) {
     for (std::size_t j = 0; j < n; ++j) E[j] = max_exp(E[j], e[j]);
 }
@@ -138,9 +145,18 @@ LOGGRAD_SIMD_KERNEL(void, normalize_n,
                     (n, c, base, add, om, oe), { loggrad::normalize_n(n, c, base, add, om, oe); })
 
 
-LOGGRAD_SIMD_KERNEL(void, max_exps, (std::size_t rows, std::size_t n, std::size_t ld, const exp_t* e, exp_t* E),
-                    (rows, n, ld, e, E), {
-    for (std::size_t i = 0; i < rows; ++i) max_exps_impl(n, e + i * ld, E);
+LOGGRAD_SIMD_KERNEL(std::uint64_t, max_exps, (std::size_t rows, std::size_t n, const exp_t* e, exp_t* E),
+                    (rows, n, e, E), {
+    std::uint64_t mx = 0;
+    for (std::size_t i = 0; i < rows; ++i) {
+        const exp_t* ei = e + i * n;
+        for (std::size_t j = 0; j < n; ++j) {
+            E[j] = max_exp(E[j], ei[j]);
+            const std::uint64_t a = abs_exponent(ei[j]);
+            mx = mx < a ? a : mx;
+        }
+    }
+    return mx;
 })
 
 LOGGRAD_SIMD_KERNEL(std::uint64_t, scale_cols,
@@ -259,8 +275,7 @@ LOGGRAD_SIMD_KERNEL(std::uint64_t, out_of_range, (const double* m, const exp_t* 
 LOGGRAD_SIMD_KERNEL(std::uint64_t, max_abs_exponent, (const double* m, const exp_t* e, std::size_t n), (m, e, n), {
     std::uint64_t mx = 0;
     for (std::size_t i = 0; i < n; ++i) {
-        const std::uint64_t s = static_cast<std::uint64_t>(e[i] >> 63);  // all ones iff e < 0
-        const std::uint64_t a = ((static_cast<std::uint64_t>(e[i]) ^ s) - s) & detail::nonzero_mask(detail::bits(m[i]) << 1);
+        const std::uint64_t a = abs_exponent(e[i]) & detail::nonzero_mask(detail::bits(m[i]) << 1);
         mx = mx < a ? a : mx;
     }
     return mx;

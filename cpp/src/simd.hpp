@@ -57,8 +57,9 @@ void add_n(std::size_t n, double* am, exp_t* ae, const double* bm, const exp_t* 
 void mul_n(std::size_t n, const double* am, const exp_t* ae, double* bm, exp_t* be);
 void normalize_n(std::size_t n, const double* c, exp_t base, const exp_t* add, double* om, exp_t* oe);
 
-// E[j] = max(E[j], e[i * ld + j]) for j < n, i < rows.
-void max_exps(std::size_t rows, std::size_t n, std::size_t ld, const exp_t* e, exp_t* E);
+// E[j] = max(E[j], e[i * n + j]) for j < n, i < rows (rows of normal-form
+// exponents). Returns the largest |e| among them, zeros (kZeroExp) apart.
+std::uint64_t max_exps(std::size_t rows, std::size_t n, const exp_t* e, exp_t* E);
 
 // For each n-wide row i < rows: s[k] = m[k] 2^(e[k] - E[k]) where e[k] - E[k]
 // >= -T, else 0, with E[k] per column. Returns nonzero iff some nonzero m[k]

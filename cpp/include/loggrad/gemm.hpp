@@ -77,9 +77,11 @@ void ext_gemm_xw_finish(Workspace& ws, std::size_t M, std::size_t N, std::size_t
 double ext_gemm_xw_tiny(std::size_t K);
 
 // C (N1 x N2) = D^T A with D (B x N1) and A (B x N2) extended; when colsum.m is
-// not null, colsum[j] = sum_i D[i, j] (the bias gradient) as well.
+// not null, colsum[j] = sum_i D[i, j] (the bias gradient) as well. When bound
+// is not null, *bound is set to the largest |exponent| among D's nonzero
+// entries plus that among A's (what a range test of C can start from).
 void ext_gemm_tn(Workspace& ws, std::size_t B, std::size_t N1, std::size_t N2, ExtCMat D,
-                 ExtCMat A, ExtMat C, ExtMat colsum);
+                 ExtCMat A, ExtMat C, ExtMat colsum, std::uint64_t* bound = nullptr);
 
 // Threads of the BLAS library itself (kept at 1, see gemm.cpp) and its description.
 int blas_threads();
