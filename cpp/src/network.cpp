@@ -150,10 +150,6 @@ void check_gradient_range(std::size_t n_out, std::size_t n_in, std::uint64_t bou
     check_range(gm, ge, n_out * (n_in + 1), l, "gradients");
 }
 
-}  // namespace
-
-namespace {
-
 // The bias, activation and range checks of an identity, relu or tanh layer
 // (l) in one pass over ext_gemm_xw_product's outputs: simd::bias_act_rows,
 // rows in parallel. tanh rows it leaves in z go through activate_ext_n.
@@ -189,18 +185,21 @@ bool fused_epilogue(Activation act, std::size_t l, std::size_t batch, std::size_
     if (suspect.load() >> 63) return false;
     if (range.load() >> 62) throw_out_of_range(l, "activations");
     if (kind != simd::Epilogue::tanh) return true;
-    for (std::size_t i = 0; i < batch; ++i) {  // rows beyond the fast tanh's range (rare)
-        if (!general[i]) continue;
-        const std::size_t o = i * n_out;
-        try {
-            activate_ext_n(act, n_out, z.m + o, z.e + o, out.m + o, out.e + o, der.m ? der.m + o : nullptr,
-                           der.e ? der.e + o : nullptr);
-        } catch (const range_error& e) {
-            throw range_error(layer_tag(l) + ": " + e.what());
+    // Rows beyond the fast tanh's range (saturated ones), rows in parallel.
+    parallel_rows(batch, n_out, [&](std::size_t r0, std::size_t r1) {
+        for (std::size_t i = r0; i < r1; ++i) {
+            if (!general[i]) continue;
+            const std::size_t o = i * n_out;
+            try {
+                activate_ext_n(act, n_out, z.m + o, z.e + o, out.m + o, out.e + o, der.m ? der.m + o : nullptr,
+                               der.e ? der.e + o : nullptr);
+            } catch (const range_error& e) {
+                throw range_error(layer_tag(l) + ": " + e.what());
+            }
+            check_range(out.m + o, out.e + o, n_out, l, "activations");
+            if (der.m) check_range(der.m + o, der.e + o, n_out, l, "activation derivatives");
         }
-        check_range(out.m + o, out.e + o, n_out, l, "activations");
-        if (der.m) check_range(der.m + o, der.e + o, n_out, l, "activation derivatives");
-    }
+    });
     return true;
 }
 
