@@ -496,11 +496,13 @@ import numpy as np
 import loggrad as lg
 from loggrad import _core
 h = hashlib.sha256()
-cases = [(30, 32, 64, a) for a in lg.ACTIVATIONS] + [(6, 160, 40, "relu"), (6, 160, 40, "tanh"),
-         (200, 4, 3, "sigmoid"), (12, 24, 1, "gelu")]
-for i, (depth, width, batch, act) in enumerate(cases):
+# (scale: weights times it, so that relu and identity layers leave float64 range)
+cases = [(30, 32, 64, a, 1.0) for a in lg.ACTIVATIONS] + [(6, 160, 40, "relu", 1.0), (6, 160, 40, "tanh", 1.0),
+         (200, 4, 3, "sigmoid", 1.0), (12, 24, 1, "gelu", 1.0), (8, 16, 5, "relu", 2.0**200),
+         (8, 16, 5, "identity", 2.0**300)]
+for i, (depth, width, batch, act, scale) in enumerate(cases):
     rng = np.random.default_rng(i)
-    ws = rng.standard_normal((depth, width, width)) / np.sqrt(width) * rng.uniform(0.6, 1.6)
+    ws = rng.standard_normal((depth, width, width)) / np.sqrt(width) * rng.uniform(0.6, 1.6) * scale
     ws[rng.random(ws.shape) < 0.05] = 0.0
     net = lg.Network(ws, rng.standard_normal((depth, width)) * 0.1, act)
     x = rng.standard_normal((batch, width)) * np.exp(rng.uniform(-20, 20, (batch, width)))
