@@ -407,11 +407,13 @@ def test_a_failing_pass_names_the_same_layer_for_every_thread_count(restore_thre
 
 @pytest.mark.parametrize("batch", [127, 130])
 def test_a_weight_gradient_beyond_range_from_the_last_rows_is_reported(restore_threads, batch):
-    """From 128 rows on, the weight-gradient product takes its operands' exponent bounds
-    in blocks of 64 rows. Here only the last row has nonzero deltas (the others' outputs
-    equal their targets exactly) and tiny activations (sigmoid(-7.6e17) ~ 2^-1.1e18): every
-    weight gradient is beyond 2^-(2^60), and the top layer's must be the one named."""
-    width, depth = 64, 5
+    """Where a layer's operands are smaller than its weight gradient (batch < width / 2),
+    the gradient's range test starts from a bound on their exponents, which the product
+    takes (from 128 rows on, in blocks of 64 rows). Here only the last row has nonzero
+    deltas (the others' outputs equal their targets exactly) and tiny activations
+    (sigmoid(-7.6e17) ~ 2^-1.1e18): every weight gradient is beyond 2^-(2^60), and the top
+    layer's must be the one named."""
+    width, depth = 512, 4
     ws = [np.eye(width) * -7.6e17] + [np.eye(width)] * (depth - 2) + [np.eye(width) * 2.8e17]
     bs = [np.zeros(width)] * (depth - 1) + [np.full(width, -6.9e16)]
     net = lg.Network(ws, bs, ["sigmoid"] + ["identity"] * (depth - 2) + ["sigmoid"])

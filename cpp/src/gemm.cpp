@@ -253,7 +253,8 @@ namespace {
 
 // Scales each column of the (B x N) extended matrix by its largest exponent
 // into s; returns per-column residuals (entries below 2^-T of the column max)
-// and sets *abs_max to the largest |exponent| among X's nonzero entries.
+// and, when abs_max is not null, sets *abs_max to the largest |exponent| among
+// X's nonzero entries.
 std::vector<Residuals> scale_columns(std::size_t B, std::size_t N, ExtCMat X, exp_t T, double* s,
                                      exp_t* colE, std::uint64_t* abs_max) {
     // Column maxima: blocks of kRows whole rows (contiguous), each into its
@@ -262,16 +263,18 @@ std::vector<Residuals> scale_columns(std::size_t B, std::size_t N, ExtCMat X, ex
     constexpr std::size_t kRows = 64;
     std::fill(colE, colE + N, kZeroExp);
     if (B * N < 2 * kElemGrain || B < 2 * kRows) {
-        *abs_max = simd::max_exps(B, N, X.e, colE);
+        const std::uint64_t a = simd::max_exps(B, N, X.e, colE, abs_max != nullptr);
+        if (abs_max) *abs_max = a;
     } else {
         const std::size_t nb = (B + kRows - 1) / kRows;
         std::vector<exp_t> part(nb * N, kZeroExp);
         std::vector<std::uint64_t> part_abs(nb);
         parallel_chunks(B, kRows, [&](std::size_t r0, std::size_t r1) {
-            part_abs[r0 / kRows] = simd::max_exps(r1 - r0, N, X.e + r0 * N, part.data() + r0 / kRows * N);
+            part_abs[r0 / kRows] =
+                simd::max_exps(r1 - r0, N, X.e + r0 * N, part.data() + r0 / kRows * N, abs_max != nullptr);
         });
-        simd::max_exps(nb, N, part.data(), colE);
-        *abs_max = *std::max_element(part_abs.begin(), part_abs.end());
+        simd::max_exps(nb, N, part.data(), colE, false);
+        if (abs_max) *abs_max = *std::max_element(part_abs.begin(), part_abs.end());
     }
     std::atomic<bool> any_res{false};
     parallel_rows(B, N, [&](std::size_t r0, std::size_t r1) {
@@ -324,8 +327,8 @@ void ext_gemm_tn(Workspace& ws, std::size_t B, std::size_t N1, std::size_t N2, E
     double *ds = ws.xs.data(), *as = ws.ys.data(), *cs = ws.cs.data();
     exp_t *E = ws.ex.data(), *F = ws.ey.data();
     std::uint64_t d_abs = 0, a_abs = 0;
-    const std::vector<Residuals> dres = scale_columns(B, N1, D, T, ds, E, &d_abs);
-    const std::vector<Residuals> ares = scale_columns(B, N2, A, T, as, F, &a_abs);
+    const std::vector<Residuals> dres = scale_columns(B, N1, D, T, ds, E, bound ? &d_abs : nullptr);
+    const std::vector<Residuals> ares = scale_columns(B, N2, A, T, as, F, bound ? &a_abs : nullptr);
     if (bound) *bound = d_abs + a_abs;
 
     gemm(true, false, N1, N2, B, ds, as, cs);

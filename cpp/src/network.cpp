@@ -135,18 +135,26 @@ void check_range(const double* m, const exp_t* e, std::size_t n, std::size_t l, 
 
 std::string layer_tag(std::size_t l) { return "layer " + std::to_string(l); }
 
-// Range check of a weight gradient delta^T a and its bias gradient (layer l),
-// given bound = max |e_delta| + max |e_a| over their nonzero entries (from
-// ext_gemm_tn). Every nonzero term delta_bj a_bk lies within
-// 2^(+-(bound + 1)), and ext_gemm_tn's sums of at most 2^64 such terms,
-// rounded as float64 would (the float64 kernel works on entries scaled into
-// [2^-501, 1]), stay within 2^(+-(bound + 2048)). Far from 2^60 — always,
-// short of pathological inputs — no entry can be out of range, and reading
-// the gradient again is skipped; otherwise every entry is checked.
+// Range check of a weight gradient delta^T a and its bias gradient (layer l).
+// bound = max |e_delta| + max |e_a| over their nonzero entries comes from
+// ext_gemm_tn, which finds it in a pass it makes anyway, at some cost per
+// operand entry: asked for only where the operands are smaller than the
+// gradient (bound_wanted), else kNoBound. Every nonzero term delta_bj a_bk
+// lies within 2^(+-(bound + 1)), and ext_gemm_tn's sums of at most 2^64 such
+// terms, rounded as float64 would (the float64 kernel works on entries scaled
+// into [2^-501, 1]), stay within 2^(+-(bound + 2048)). Far from 2^60 —
+// always, short of pathological inputs — no entry can be out of range, and
+// reading the gradient again is skipped; otherwise every entry is checked.
+constexpr std::uint64_t kNoBound = ~std::uint64_t(0);
+
+bool bound_wanted(std::size_t batch, std::size_t n_out, std::size_t n_in) {
+    return batch * (n_out + n_in) < n_out * (n_in + 1);
+}
+
 void check_gradient_range(std::size_t n_out, std::size_t n_in, std::uint64_t bound, const double* gm,
                           const exp_t* ge, std::size_t l) {
     constexpr std::uint64_t kMargin = 4096;
-    if (bound + kMargin <= static_cast<std::uint64_t>(kMaxExp)) return;
+    if (bound != kNoBound && bound + kMargin <= static_cast<std::uint64_t>(kMaxExp)) return;
     check_range(gm, ge, n_out * (n_in + 1), l, "gradients");
 }
 
@@ -664,8 +672,13 @@ void backward_segment_ext(const Architecture& net, const double* params, std::si
                 const std::size_t n_in = net.width(l), n_out = net.width(l + 1), o = st.doff[l - l0] + r0 * n_out;
                 double* dm = st.dm.data() + o;
                 exp_t* de = st.de.data() + o;
-                parallel_rows(rows, n_out, [&](std::size_t q0, std::size_t q1) {  // elementwise: never lost
-                    simd::mul_n((q1 - q0) * n_out, gmb + q0 * n_out, geb + q0 * n_out, dm + q0 * n_out, de + q0 * n_out);
+                // delta = dL/da_{l+1} * f'(z_l), elementwise (never lost); relu's and
+                // identity's f' are 1 or 0, and a select gives the product's bits.
+                const bool unit_der = net.activation(l) == Activation::relu || net.activation(l) == Activation::identity;
+                parallel_rows(rows, n_out, [&](std::size_t q0, std::size_t q1) {
+                    const std::size_t q = q0 * n_out, n = (q1 - q0) * n_out;
+                    if (unit_der) simd::select_n(n, gmb + q, geb + q, dm + q, de + q);
+                    else simd::mul_n(n, gmb + q, geb + q, dm + q, de + q);
                 });
                 publish(l);
                 if (l == 0 && !res.dx.m) break;
@@ -692,9 +705,9 @@ void backward_segment_ext(const Architecture& net, const double* params, std::si
         const std::size_t n_in = net.width(l), n_out = net.width(l + 1), i = l - l0, bo = go + n_out * n_in;
         const ExtCMat delta{st.dm.data() + st.doff[i], st.de.data() + st.doff[i]};
         const ExtCMat a{st.am.data() + st.aoff[i], st.ae.data() + st.aoff[i]};
-        std::uint64_t bound = 0;
+        std::uint64_t bound = kNoBound;
         ext_gemm_tn(w, batch, n_out, n_in, delta, a, ExtMat{res.grad.m + go, res.grad.e + go},
-                    ExtMat{res.grad.m + bo, res.grad.e + bo}, &bound);
+                    ExtMat{res.grad.m + bo, res.grad.e + bo}, bound_wanted(batch, n_out, n_in) ? &bound : nullptr);
         check_gradient_range(n_out, n_in, bound, res.grad.m + go, res.grad.e + go, l);
     });
     rethrow_first(failures, false);

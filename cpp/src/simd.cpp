@@ -140,13 +140,28 @@ LOGGRAD_SIMD_KERNEL(void, add_n, (std::size_t n, double* am, exp_t* ae, const do
 LOGGRAD_SIMD_KERNEL(void, mul_n, (std::size_t n, const double* am, const exp_t* ae, double* bm, exp_t* be),
                     (n, am, ae, bm, be), { loggrad::mul_n(n, am, ae, bm, be); })
 
+LOGGRAD_SIMD_KERNEL(void, select_n, (std::size_t n, const double* am, const exp_t* ae, double* bm, exp_t* be),
+                    (n, am, ae, bm, be), {
+    for (std::size_t i = 0; i < n; ++i) {
+        const std::uint64_t keep = detail::nonzero_mask(detail::bits(bm[i]) << 1);  // << 1: +-0 alike
+        bm[i] = detail::from_bits(detail::bits(am[i]) & keep);
+        be[i] = static_cast<exp_t>((static_cast<std::uint64_t>(ae[i]) & keep) |
+                                   (static_cast<std::uint64_t>(kZeroExp) & ~keep));
+    }
+})
+
 LOGGRAD_SIMD_KERNEL(void, normalize_n,
                     (std::size_t n, const double* c, exp_t base, const exp_t* add, double* om, exp_t* oe),
                     (n, c, base, add, om, oe), { loggrad::normalize_n(n, c, base, add, om, oe); })
 
 
-LOGGRAD_SIMD_KERNEL(std::uint64_t, max_exps, (std::size_t rows, std::size_t n, const exp_t* e, exp_t* E),
-                    (rows, n, e, E), {
+LOGGRAD_SIMD_KERNEL(std::uint64_t, max_exps,
+                    (std::size_t rows, std::size_t n, const exp_t* e, exp_t* E, bool with_abs),
+                    (rows, n, e, E, with_abs), {
+    if (!with_abs) {
+        for (std::size_t i = 0; i < rows; ++i) max_exps_impl(n, e + i * n, E);
+        return std::uint64_t(0);
+    }
     std::uint64_t mx = 0;
     for (std::size_t i = 0; i < rows; ++i) {
         const exp_t* ei = e + i * n;

@@ -56,10 +56,15 @@ const char* isa();
 void add_n(std::size_t n, double* am, exp_t* ae, const double* bm, const exp_t* be);
 void mul_n(std::size_t n, const double* am, const exp_t* ae, double* bm, exp_t* be);
 void normalize_n(std::size_t n, const double* c, exp_t base, const exp_t* add, double* om, exp_t* oe);
+// b[i] = a[i] where b[i] is nonzero, else b[i] stays 0: mul_n's result (the
+// same bits) when every nonzero b[i] is 1 in normal form, (0.5, 1), as relu's
+// and identity's derivatives are, without the products. a in normal form.
+void select_n(std::size_t n, const double* am, const exp_t* ae, double* bm, exp_t* be);
 
 // E[j] = max(E[j], e[i * n + j]) for j < n, i < rows (rows of normal-form
-// exponents). Returns the largest |e| among them, zeros (kZeroExp) apart.
-std::uint64_t max_exps(std::size_t rows, std::size_t n, const exp_t* e, exp_t* E);
+// exponents). Returns, when with_abs, the largest |e| among them, zeros
+// (kZeroExp) apart; else 0.
+std::uint64_t max_exps(std::size_t rows, std::size_t n, const exp_t* e, exp_t* E, bool with_abs);
 
 // For each n-wide row i < rows: s[k] = m[k] 2^(e[k] - E[k]) where e[k] - E[k]
 // >= -T, else 0, with E[k] per column. Returns nonzero iff some nonzero m[k]
