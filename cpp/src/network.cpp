@@ -158,6 +158,21 @@ void check_gradient_range(std::size_t n_out, std::size_t n_in, std::uint64_t bou
     check_range(gm, ge, n_out * (n_in + 1), l, "gradients");
 }
 
+// out, der = the activation of layer l (and its derivative, when der.m is
+// not null) at the n extended values of z from offset o, and their range
+// checks; errors name the layer.
+void activate_checked(Activation act, std::size_t l, std::size_t o, std::size_t n, ExtMat z, ExtMat out,
+                      ExtMat der) {
+    try {
+        activate_ext_n(act, n, z.m + o, z.e + o, out.m + o, out.e + o, der.m ? der.m + o : nullptr,
+                       der.e ? der.e + o : nullptr);
+    } catch (const range_error& e) {
+        throw range_error(layer_tag(l) + ": " + e.what());
+    }
+    check_range(out.m + o, out.e + o, n, l, "activations");
+    if (der.m) check_range(der.m + o, der.e + o, n, l, "activation derivatives");
+}
+
 // The bias, activation and range checks of an identity, relu or tanh layer
 // (l) in one pass over ext_gemm_xw_product's outputs: simd::bias_act_rows,
 // rows in parallel. tanh rows it leaves in z go through activate_ext_n.
@@ -195,18 +210,8 @@ bool fused_epilogue(Activation act, std::size_t l, std::size_t batch, std::size_
     if (kind != simd::Epilogue::tanh) return true;
     // Rows beyond the fast tanh's range (saturated ones), rows in parallel.
     parallel_rows(batch, n_out, [&](std::size_t r0, std::size_t r1) {
-        for (std::size_t i = r0; i < r1; ++i) {
-            if (!general[i]) continue;
-            const std::size_t o = i * n_out;
-            try {
-                activate_ext_n(act, n_out, z.m + o, z.e + o, out.m + o, out.e + o, der.m ? der.m + o : nullptr,
-                               der.e ? der.e + o : nullptr);
-            } catch (const range_error& e) {
-                throw range_error(layer_tag(l) + ": " + e.what());
-            }
-            check_range(out.m + o, out.e + o, n_out, l, "activations");
-            if (der.m) check_range(der.m + o, der.e + o, n_out, l, "activation derivatives");
-        }
+        for (std::size_t i = r0; i < r1; ++i)
+            if (general[i]) activate_checked(act, l, i * n_out, n_out, z, out, der);
     });
     return true;
 }
@@ -234,16 +239,8 @@ void forward_layer_ext(const Architecture& net, const double* params, std::size_
     // z += b, activation and range checks, rows in parallel (elementwise:
     // the same results for any split).
     parallel_rows(batch, n_out, [&](std::size_t r0, std::size_t r1) {
-        const std::size_t o0 = r0 * n_out, n = (r1 - r0) * n_out;
         for (std::size_t i = r0; i < r1; ++i) simd::add_n(n_out, z.m + i * n_out, z.e + i * n_out, bm, be);
-        try {
-            activate_ext_n(act, n, z.m + o0, z.e + o0, out.m + o0, out.e + o0, der.m ? der.m + o0 : nullptr,
-                           der.e ? der.e + o0 : nullptr);
-        } catch (const range_error& e) {
-            throw range_error(layer_tag(l) + ": " + e.what());
-        }
-        check_range(out.m + o0, out.e + o0, n, l, "activations");
-        if (der.m) check_range(der.m + o0, der.e + o0, n, l, "activation derivatives");
+        activate_checked(act, l, r0 * n_out, (r1 - r0) * n_out, z, out, der);
     });
 }
 

@@ -329,8 +329,8 @@ LOGGRAD_SIMD_KERNEL(std::uint64_t, bias_act_rows,
     std::uint64_t out = 0, bad = 0;
     with_kind_der(op.kind, op.dm != nullptr, [&](auto kKind, auto kDer) {
         constexpr bool kTanh = kKind == Epilogue::tanh;
-        // Stores element j of row i: the activation and derivative (zm, ze),
-        // (dm, de) as normal forms.
+        // Stores element j of row i: the activation (am, ae) and, with kDer,
+        // the derivative (dm, de), both in normal form.
         const auto put = [&](std::size_t i, std::size_t j, double am, exp_t ae, double dm, exp_t de) {
             op.am[i * n + j] = am;
             op.ae[i * n + j] = ae;
