@@ -374,6 +374,73 @@ def test_nan_written_through_a_view_is_caught_and_names_the_layer(net):
     assert_unchanged(net, before)
 
 
+# A pass tests each layer's parameters as it reaches them. Where a layer's product is
+# small and has fewer outputs than weights (batch < n_in: (8, 1), (8, 3)), the engine
+# tests the products and the bias instead, and reads the weights only when an output is
+# not finite; otherwise ((8, 40), and (200, 1), whose product goes to BLAS) it reads the
+# weights first. Every bad value must be named either way, including where it could
+# hide: an inf weight met only by zero inputs (inf * 0), an inf beside a -inf in a row,
+# a bad bias, and a bad layer after the float64 pass has already overflowed to inf.
+def _bad_parameter_cases(width):
+    bad = 4
+
+    def zero_input(ws, bs):  # unit 3 of layer bad-1 is relu(-1) = 0 for every row
+        ws[bad - 1][3] = 0.0
+        bs[bad - 1][3] = -1.0
+        ws[bad][1, 3] = np.inf
+
+    def row(ws, bs):
+        ws[bad][0, :2] = [np.inf, -np.inf]
+
+    def overflow(ws, bs):  # float64 activations are inf from layer 0 on
+        ws[0] *= 1e300
+        ws[bad][2, 5] = np.nan
+
+    return bad, {
+        "nan": (lambda ws, bs: ws[bad].__setitem__((2, 5), np.nan), rf"weights\[{bad}\] has a non-finite value \(nan\) at \[2, 5\]"),
+        "inf-times-zero": (zero_input, rf"weights\[{bad}\] has a non-finite value \(inf\) at \[1, 3\]"),
+        "inf-and-minus-inf": (row, rf"weights\[{bad}\] has a non-finite value \(inf\) at \[0, 0\]"),
+        "bias": (lambda ws, bs: bs[bad].__setitem__(width - 2, -np.inf),
+                 rf"biases\[{bad}\] has a non-finite value \(-inf\) at \[{width - 2}\]"),
+        "after-overflow": (overflow, rf"weights\[{bad}\] has a non-finite value \(nan\) at \[2, 5\]"),
+    }
+
+
+@pytest.mark.parametrize("case", ["nan", "inf-times-zero", "inf-and-minus-inf", "bias", "after-overflow"])
+@pytest.mark.parametrize("width,batch", [(8, 1), (8, 3), (8, 40), (200, 1)])
+def test_a_bad_parameter_is_named_however_the_layer_is_tested(case, width, batch):
+    rng = np.random.default_rng(width + batch)
+    depth = 7
+    ws = [rng.standard_normal((width, width)) / np.sqrt(width) for _ in range(depth)]
+    bs = [np.zeros(width) for _ in range(depth)]
+    bad, cases = _bad_parameter_cases(width)
+    spoil, message = cases[case]
+    x = rng.standard_normal((batch, width))
+    y = np.zeros((batch, width))
+    good = lg.Network(ws, bs, "relu")
+    spoil(ws, bs)
+    ok_ws = [w.copy() for w in ws]
+    ok_bs = [b.copy() for b in bs]
+    ok_ws[bad] = np.where(np.isfinite(ok_ws[bad]), ok_ws[bad], 0.0)
+    ok_bs[bad] = np.where(np.isfinite(ok_bs[bad]), ok_bs[bad], 0.0)
+    # The same network with the bad values made 0 passes (the float64 one with inf
+    # and nan results after an overflow): the error comes from the parameters alone.
+    for precision in lg.PRECISIONS:
+        lg.Network(ok_ws, ok_bs, "relu").backward(x, y, precision=precision)
+    net = good
+    for l in range(depth):  # written through the views, as a user would
+        net.weights[l][...] = ws[l]
+        net.biases[l][...] = bs[l]
+    before = bits(net)
+    for precision in lg.PRECISIONS:
+        with pytest.raises(ValueError, match=message):
+            net.forward(x, precision=precision)
+        for checkpoint in (None, 2):
+            with pytest.raises(ValueError, match=message):
+                net.backward(x, y, precision=precision, checkpoint=checkpoint)
+    assert_unchanged(net, before)
+
+
 # -- huge requests: MemoryError before anything is allocated ---------------------------
 
 def _hwm_bytes():

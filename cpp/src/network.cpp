@@ -218,11 +218,42 @@ bool fused_epilogue(Activation act, std::size_t l, std::size_t batch, std::size_
 
 }  // namespace
 
+namespace {
+// How a layer about to run checks its parameters. A whole test reads the
+// layer's n_out (n_in + 1) parameters. Where the product has fewer outputs
+// than weights (batch < n_in; at batch 1, 1/n_in of them) and runs in the
+// fixed-order kernel, which carries any inf or nan weight into every output
+// row (gemm_fixed_order), the outputs and the bias are tested instead, and the
+// parameters read only when some output is not finite: the layer's weights
+// then hold an inf or nan, or (float64) an input did, or the product overflowed.
+// Either way the layer's own parameters are tested before anything else can
+// fail, so the error is the one a test ahead of the layer gives.
+enum class ParamCheck { none, before, after };
+
+ParamCheck forward_layer_checks(bool check, std::size_t batch, std::size_t n_out, std::size_t n_in) {
+    if (!check) return ParamCheck::none;
+    return batch < n_in && gemm_fixed_order(batch, n_out, n_in) ? ParamCheck::after : ParamCheck::before;
+}
+
+// The `after` test: products z (batch x n_out) and the bias b.
+void check_after_product(const Architecture& net, const double* params, std::size_t l, std::size_t batch,
+                         const double* z, const double* b) {
+    const std::size_t n_out = net.width(l + 1);
+    if (!simd::all_finite(z, batch * n_out) || !simd::all_finite(b, n_out)) net.check_layer_params(params, l);
+}
+}  // namespace
+
 void forward_layer_ext(const Architecture& net, const double* params, std::size_t l, std::size_t batch,
-                       ExtCMat in, ExtMat out, ExtMat der, ExtMat z, Workspace& ws) {
+                       ExtCMat in, ExtMat out, ExtMat der, ExtMat z, Workspace& ws, bool check) {
     const std::size_t n_in = net.width(l), n_out = net.width(l + 1);
     const double* W = params + net.weight_offset(l);
     const double* b = params + net.bias_offset(l);
+    const ParamCheck pc = forward_layer_checks(check, batch, n_out, n_in);
+    if (pc == ParamCheck::before) net.check_layer_params(params, l);
+    const bool exact = ext_gemm_xw_product(ws, batch, n_out, n_in, in, W, true);
+    // The product's rows are finite mantissas scaled to at most 1 in magnitude:
+    // with finite weights, only an overflow of the sum makes an output inf.
+    if (pc == ParamCheck::after) check_after_product(net, params, l, batch, ws.cs.data(), b);
     ws.bm.resize(n_out);
     ws.be.resize(n_out);
     for (std::size_t j = 0; j < n_out; ++j) {  // the biases, extended
@@ -233,7 +264,6 @@ void forward_layer_ext(const Architecture& net, const double* params, std::size_
     const double* bm = ws.bm.data();
     const exp_t* be = ws.be.data();
     const Activation act = net.activation(l);
-    const bool exact = ext_gemm_xw_product(ws, batch, n_out, n_in, in, W, true);
     if (exact && fused_epilogue(act, l, batch, n_out, n_in, b, bm, be, out, der, z, ws)) return;
     ext_gemm_xw_finish(ws, batch, n_out, n_in, in, W, true, z);
     // z += b, activation and range checks, rows in parallel (elementwise:
@@ -405,8 +435,7 @@ void forward_range_ext(const Architecture& net, const double* params, std::size_
             if (keep) der = ExtMat{st.dm.data() + st.doff[i] + o, st.de.data() + st.doff[i] + o};
             else if (own && i + 1 < n) out = ExtMat{bm.data() + (i % 2) * rows * maxw, be.data() + (i % 2) * rows * maxw};
             try {
-                if (check && nb == 1) net.check_layer_params(params, l);
-                forward_layer_ext(net, params, l, rows, a, out, der, z, w);
+                forward_layer_ext(net, params, l, rows, a, out, der, z, w, check && nb == 1);
             } catch (...) {
                 failures[r0 / kBlockRows] = Failure{l, std::current_exception()};
                 return;
@@ -433,12 +462,16 @@ struct F64Store {
     std::vector<std::size_t> aoff, doff;
 };
 
-// One float64 layer: out = f(in W_l^T + b_l), der = f'(...) when not null; z is scratch.
+// One float64 layer: out = f(in W_l^T + b_l), der = f'(...) when not null; z is
+// scratch. With check, first throws as net.check_layer_params(params, l) would.
 void forward_layer_f64(const Architecture& net, const double* params, std::size_t l, std::size_t batch,
-                       const double* in, double* out, double* der, double* z) {
+                       const double* in, double* out, double* der, double* z, bool check) {
     const std::size_t n_in = net.width(l), n_out = net.width(l + 1);
     const double* b = params + net.bias_offset(l);
+    const ParamCheck pc = forward_layer_checks(check, batch, n_out, n_in);
+    if (pc == ParamCheck::before) net.check_layer_params(params, l);
     gemm(false, true, batch, n_out, n_in, in, params + net.weight_offset(l), z);
+    if (pc == ParamCheck::after) check_after_product(net, params, l, batch, z, b);
     const Activation act = net.activation(l);
     parallel_rows(batch, n_out, [&](std::size_t r0, std::size_t r1) {
         const std::size_t o0 = r0 * n_out;
@@ -471,9 +504,8 @@ void forward_range_f64(const Architecture& net, const double* params, std::size_
             double* out = st.acts.data() + st.aoff[i + 1] + o;
             if (own && i + 1 < n) out = buf.data() + (i % 2) * rows * maxw;
             try {
-                if (check && nb == 1) net.check_layer_params(params, l);
                 forward_layer_f64(net, params, l, rows, a, out, keep ? st.ders.data() + st.doff[i] + o : nullptr,
-                                  z.data() + r0 * maxw);
+                                  z.data() + r0 * maxw, check && nb == 1);
             } catch (...) {
                 failures[r0 / kBlockRows] = Failure{l, std::current_exception()};
                 return;

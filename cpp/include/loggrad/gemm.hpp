@@ -35,6 +35,12 @@ void gemm_naive(bool ta, bool tb, std::size_t M, std::size_t N, std::size_t K, c
 
 // Products below this many multiply-adds skip BLAS.
 constexpr std::size_t kBlasMinWork = 32 * 32 * 32;
+
+// True when gemm runs the fixed-order kernel for these sizes. Each output is
+// then a float64 sum of all its K products, in float64: an inf or nan in
+// op(B) (or op(A)) makes every output it enters inf or nan (inf * 0 is nan,
+// and no sum of terms leaves inf or nan for a finite value).
+inline bool gemm_fixed_order(std::size_t M, std::size_t N, std::size_t K) { return M * N * K < kBlasMinWork; }
 // Larger products run as independent BLAS calls on blocks of this many rows
 // (or columns) of C, in parallel on the engine's threads.
 constexpr std::size_t kGemmBlock = 128;

@@ -113,9 +113,10 @@ void backward_f64(const Architecture& net, const double* params, const double* x
 // One layer of the extended forward pass: z = in W_l^T + b_l (written to z),
 // out = f(z), der = f'(z) when der.m is not null. in: batch x n_l, the others
 // batch x n_{l+1}. Throws range_error (naming the layer) when a value leaves
-// the extended range.
+// the extended range. With check, first throws as net.check_layer_params(params, l)
+// would (see forward_layer_checks).
 void forward_layer_ext(const Architecture& net, const double* params, std::size_t l, std::size_t batch,
-                       ExtCMat in, ExtMat out, ExtMat der, ExtMat z, Workspace& ws);
+                       ExtCMat in, ExtMat out, ExtMat der, ExtMat z, Workspace& ws, bool check = false);
 
 // Bytes a backward pass allocates for stored activations and scratch.
 std::size_t backward_workspace_bytes(const Architecture& net, std::size_t batch, bool extended);
