@@ -234,19 +234,71 @@ inline double dot4(std::size_t K, const double* a, const double* b) {
     return (s[0] + s[1]) + (s[2] + s[3]);
 }
 
+// dot4 of a with kD rows of B (B + d K, d < kD) at once: the same operations
+// for each, with kD independent chains of additions in flight. The four
+// partial sums of a row are the lanes of one vector (GCC vector extension;
+// two SSE2 halves in the baseline build: the same elementwise operations).
+typedef double V4 __attribute__((vector_size(32)));
+
+// By reference: a V4 passed or returned by value would change the calling
+// convention between the baseline and AVX2 builds (GCC warns, -Wpsabi).
+inline void load4(V4& v, const double* p) { std::memcpy(&v, p, sizeof v); }
+inline void store4(double* p, const V4& v) { std::memcpy(p, &v, sizeof v); }
+
+template <int kD>
+inline void dots4(std::size_t K, const double* a, const double* B, double* c) {
+    V4 s[kD];
+    for (int d = 0; d < kD; ++d) s[d] = V4{0.0, 0.0, 0.0, 0.0};
+    std::size_t k = 0;
+    for (; k + 4 <= K; k += 4) {
+        V4 av, bv;
+        load4(av, a + k);
+        for (int d = 0; d < kD; ++d) {
+            load4(bv, B + static_cast<std::size_t>(d) * K + k);
+            s[d] += av * bv;
+        }
+    }
+    for (int u = 0; k < K; ++k, ++u)
+        for (int d = 0; d < kD; ++d) s[d][u] += a[k] * B[static_cast<std::size_t>(d) * K + k];
+    for (int d = 0; d < kD; ++d) c[d] = (s[d][0] + s[d][1]) + (s[d][2] + s[d][3]);
+}
+
 // kW columns c[0, kW) of one row of C = op(A) B (B not transposed), held in
 // registers across k: c = 0.0 + a(0) b_0, then c += a(k) b_k in k order.
+// kW a multiple of 4: vectors of four columns (as in dots4, so that the
+// compiler's choices cannot leave the tile in scalar registers).
 template <int kW, typename GetA>
 inline void row_tile(std::size_t K, std::size_t N, GetA a, const double* B, double* c) {
-    double t[kW];
-    const double a0 = a(0);
-    for (int j = 0; j < kW; ++j) t[j] = 0.0 + a0 * B[j];
-    for (std::size_t k = 1; k < K; ++k) {
-        const double ak = a(k);
-        const double* b = B + k * N;
-        for (int j = 0; j < kW; ++j) t[j] += ak * b[j];
+    if constexpr (kW % 4 == 0) {
+        constexpr int kV = kW / 4;
+        V4 t[kV];
+        const double a0 = a(0);
+        const V4 zero{0.0, 0.0, 0.0, 0.0};
+        V4 bv;
+        for (int v = 0; v < kV; ++v) {
+            load4(bv, B + 4 * v);
+            t[v] = zero + a0 * bv;
+        }
+        for (std::size_t k = 1; k < K; ++k) {
+            const double ak = a(k);
+            const double* b = B + k * N;
+            for (int v = 0; v < kV; ++v) {
+                load4(bv, b + 4 * v);
+                t[v] += ak * bv;
+            }
+        }
+        for (int v = 0; v < kV; ++v) store4(c + 4 * v, t[v]);
+    } else {
+        double t[kW];
+        const double a0 = a(0);
+        for (int j = 0; j < kW; ++j) t[j] = 0.0 + a0 * B[j];
+        for (std::size_t k = 1; k < K; ++k) {
+            const double ak = a(k);
+            const double* b = B + k * N;
+            for (int j = 0; j < kW; ++j) t[j] += ak * b[j];
+        }
+        for (int j = 0; j < kW; ++j) c[j] = t[j];
     }
-    for (int j = 0; j < kW; ++j) c[j] = t[j];
 }
 
 }  // namespace
@@ -258,7 +310,9 @@ LOGGRAD_SIMD_KERNEL(void, gemm_small,
     if (!ta && tb) {
         for (std::size_t i = 0; i < M; ++i) {
             const double* a = A + i * K;
-            for (std::size_t j = 0; j < N; ++j) C[i * N + j] = dot4(K, a, B + j * K);
+            std::size_t j = 0;
+            for (; j + 4 <= N; j += 4) dots4<4>(K, a, B + j * K, C + i * N + j);
+            for (; j < N; ++j) C[i * N + j] = dot4(K, a, B + j * K);
         }
         return;
     }
