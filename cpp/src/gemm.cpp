@@ -157,6 +157,55 @@ bool ext_gemm_xw_product(Workspace& ws, std::size_t M, std::size_t N, std::size_
     return !any_flagged.load();
 }
 
+bool ext_gemm_xw_chain(Workspace& ws, std::size_t M, std::size_t N, std::size_t K, ExtCMat X, const double* W,
+                       bool w_trans, bool unit, ExtMat F, ExtMat C, std::uint64_t* range) {
+    // Rows whose products all lie in [tiny, DBL_MAX] (or that are zero rows)
+    // are final as the float64 kernel left them: each goes from the product
+    // to its scaled row of Y in one pass, C never written (simd::chain_rows).
+    // ws.cs, ws.ex and ws.flags stay as they are for ext_gemm_xw_finish.
+    ws.xs2.resize(M * N);
+    ws.ex2.resize(M);
+    ws.flags2.resize(M);
+    ws.marks.resize(M);
+    const double* cs = ws.cs.data();
+    const exp_t* rowE = ws.ex.data();
+    double* ys = ws.xs2.data();
+    exp_t* yE = ws.ex2.data();
+    unsigned char* yflags = ws.flags2.data();
+    unsigned char* skipped = ws.marks.data();
+    const double tiny = ext_gemm_xw_tiny(K);
+    std::atomic<unsigned> any{0};
+    std::atomic<std::uint64_t> range_bits{0};
+    parallel_rows(M, N, [&](std::size_t r0, std::size_t r1) {
+        std::uint64_t bad = 0;
+        any.fetch_or(simd::chain_rows(unit, r1 - r0, N, cs + r0 * N, rowE + r0, tiny, DBL_MAX, F.m + r0 * N,
+                                      F.e + r0 * N, kXwDrop, ys + r0 * N, yE + r0, yflags + r0, skipped + r0, &bad),
+                     std::memory_order_relaxed);
+        range_bits.fetch_or(bad, std::memory_order_relaxed);
+    });
+    bool flagged = (any.load() & 1u) != 0;
+    if (range) *range = range_bits.load();
+    if (any.load() & 2u) {  // the others: C in full, then their rows of Y as before
+        ext_gemm_xw_finish(ws, M, N, K, X, W, w_trans, C, range);  // its range covers every row
+        for (std::size_t i = 0; i < M; ++i) {
+            if (!skipped[i]) continue;
+            const std::size_t o = i * N;
+            if (unit) simd::select_n(N, C.m + o, C.e + o, F.m + o, F.e + o);
+            else simd::mul_n(N, C.m + o, C.e + o, F.m + o, F.e + o);
+            flagged |= simd::scale_rows(1, N, F.m + o, F.e + o, kXwDrop, ys + o, yE + i, yflags + i);
+        }
+    }
+    std::swap(ws.xs, ws.xs2);
+    std::swap(ws.ex, ws.ex2);
+    std::swap(ws.flags, ws.flags2);
+    return !flagged;
+}
+
+void ext_gemm_xw_scaled(Workspace& ws, std::size_t M, std::size_t N, std::size_t K, const double* W, bool w_trans) {
+    ws.cs.resize(M * N);
+    gemm(false, w_trans, M, N, K, ws.xs.data(), W, ws.cs.data());
+}
+
 void ext_gemm_xw_finish(Workspace& ws, std::size_t M, std::size_t N, std::size_t K, ExtCMat X, const double* W,
                         bool w_trans, ExtMat C, std::uint64_t* range) {
     const exp_t* rowE = ws.ex.data();

@@ -702,23 +702,37 @@ void backward_segment_ext(const Architecture& net, const double* params, std::si
             Workspace& w = nb == 1 ? ws : local;
             double* gmb = gm.data() + r0 * maxw;  // this block's rows of dL/da
             exp_t* geb = ge.data() + r0 * maxw;
+            // relu's and identity's f' are 1 or 0: a select gives the product's bits.
+            const auto unit_der = [&](std::size_t l) {
+                return net.activation(l) == Activation::relu || net.activation(l) == Activation::identity;
+            };
+            bool made = false, exact = false;  // delta_l made, and scaled in w, by the step above
             for (std::size_t l = l1; l-- > l0;) {
                 const std::size_t n_in = net.width(l), n_out = net.width(l + 1), o = st.doff[l - l0] + r0 * n_out;
                 double* dm = st.dm.data() + o;
                 exp_t* de = st.de.data() + o;
-                // delta = dL/da_{l+1} * f'(z_l), elementwise (never lost); relu's and
-                // identity's f' are 1 or 0, and a select gives the product's bits.
-                const bool unit_der = net.activation(l) == Activation::relu || net.activation(l) == Activation::identity;
-                parallel_rows(rows, n_out, [&](std::size_t q0, std::size_t q1) {
-                    const std::size_t q = q0 * n_out, n = (q1 - q0) * n_out;
-                    if (unit_der) simd::select_n(n, gmb + q, geb + q, dm + q, de + q);
-                    else simd::mul_n(n, gmb + q, geb + q, dm + q, de + q);
-                });
+                if (!made)  // delta = dL/da_{l+1} * f'(z_l), elementwise (never lost)
+                    parallel_rows(rows, n_out, [&](std::size_t q0, std::size_t q1) {
+                        const std::size_t q = q0 * n_out, n = (q1 - q0) * n_out;
+                        if (unit_der(l)) simd::select_n(n, gmb + q, geb + q, dm + q, de + q);
+                        else simd::mul_n(n, gmb + q, geb + q, dm + q, de + q);
+                    });
                 publish(l);
                 if (l == 0 && !res.dx.m) break;
+                const double* W = params + net.weight_offset(l);
+                if (made) ext_gemm_xw_scaled(w, rows, n_in, n_out, W, false);
+                else exact = ext_gemm_xw_product(w, rows, n_in, n_out, ExtCMat{dm, de}, W, false);
                 std::uint64_t range = 0;
-                ext_gemm_xw(w, rows, n_in, n_out, ExtCMat{dm, de}, params + net.weight_offset(l), false, ExtMat{gmb, geb},
-                            &range);
+                // Within the segment, delta_{l-1} straight from the product, without
+                // writing dL/da_l (ext_gemm_xw_chain); else dL/da_l as it is.
+                made = exact && l > l0;
+                if (made) {
+                    const std::size_t o1 = st.doff[l - 1 - l0] + r0 * n_in;
+                    exact = ext_gemm_xw_chain(w, rows, n_in, n_out, ExtCMat{dm, de}, W, false, unit_der(l - 1),
+                                              ExtMat{st.dm.data() + o1, st.de.data() + o1}, ExtMat{gmb, geb}, &range);
+                } else {
+                    ext_gemm_xw_finish(w, rows, n_in, n_out, ExtCMat{dm, de}, W, false, ExtMat{gmb, geb}, &range);
+                }
                 try {
                     if (range >> 62) throw_out_of_range(l, "input gradients");
                 } catch (...) {

@@ -194,6 +194,60 @@ LOGGRAD_SIMD_KERNEL(std::uint64_t, normalize_rows_outside,
     return out;
 })
 
+namespace {
+// One row of chain_rows past its range test: g from c 2^base, delta over (dm, de).
+template <bool kUnit>
+inline std::uint64_t chain_row_deltas(std::size_t n, const double* c, exp_t base, double* dm, exp_t* de) {
+    std::uint64_t bad = 0;
+    for (std::size_t j = 0; j < n; ++j) {
+        double gm;
+        exp_t ge;
+        detail::normal_parts(c[j], base, gm, ge);
+        bad |= range_bits(gm, ge);
+        if constexpr (kUnit) {  // select_n
+            const std::uint64_t keep = detail::nonzero_mask(detail::bits(dm[j]) << 1);
+            dm[j] = detail::from_bits(detail::bits(gm) & keep);
+            de[j] = static_cast<exp_t>((static_cast<std::uint64_t>(ge) & keep) |
+                                       (static_cast<std::uint64_t>(kZeroExp) & ~keep));
+        } else {  // mul_n
+            detail::normal_parts(gm * dm[j], ge + de[j], dm[j], de[j]);
+        }
+    }
+    return bad;
+}
+}  // namespace
+
+LOGGRAD_SIMD_KERNEL(unsigned, chain_rows,
+                    (bool unit, std::size_t rows, std::size_t n, const double* c, const exp_t* base, double lo,
+                     double hi, double* dm, exp_t* de, exp_t T, double* s, exp_t* E, unsigned char* flags,
+                     unsigned char* skipped, std::uint64_t* range),
+                    (unit, rows, n, c, base, lo, hi, dm, de, T, s, E, flags, skipped, range), {
+    const std::uint64_t lo_bits = detail::bits(lo), hi_bits = detail::bits(hi);
+    unsigned any = 0;
+    std::uint64_t bad = 0;
+    for (std::size_t i = 0; i < rows; ++i) {
+        const double* ci = c + i * n;
+        const exp_t b = base[i];
+        std::uint64_t out = 0;
+        if (b != kZeroExp)
+            for (std::size_t j = 0; j < n; ++j) out |= outside_bits(ci[j], lo_bits, hi_bits);
+        skipped[i] = static_cast<unsigned char>(out >> 63);
+        if (skipped[i]) {
+            any |= 2u;
+            continue;
+        }
+        double* dmi = dm + i * n;
+        exp_t* dei = de + i * n;
+        bad |= unit ? chain_row_deltas<true>(n, ci, b, dmi, dei) : chain_row_deltas<false>(n, ci, b, dmi, dei);
+        E[i] = max_exp_of_impl(n, dei);
+        const bool f = scale_impl<false>(n, dmi, dei, E + i, T, s + i * n) != 0;
+        flags[i] = f;
+        any |= f ? 1u : 0u;
+    }
+    *range |= bad;
+    return any;
+})
+
 LOGGRAD_SIMD_KERNEL(bool, scale_rows,
                     (std::size_t rows, std::size_t n, const double* m, const exp_t* e, exp_t T, double* s, exp_t* E,
                      unsigned char* flags),

@@ -87,6 +87,19 @@ bool scale_rows(std::size_t rows, std::size_t n, const double* m, const exp_t* e
 std::uint64_t normalize_rows_outside(std::size_t rows, std::size_t n, const double* c, const exp_t* base, double lo,
                                      double hi, double* om, exp_t* oe, std::uint64_t* range);
 
+// The backward chain's step from one layer's product to the scaled deltas of
+// the layer below, row by row, for each row i < rows whose |c| all lie within
+// [lo, hi] or whose base[i] is kZeroExp (a row of zeros): g = the normal form
+// of c 2^base[i] (as normalize_rows_outside, its range bits or-ed into
+// *range); delta = g * f' written over f' = (dm, de) (select_n where unit,
+// else mul_n: the same bits); and delta's row scaled as scale_rows does, into
+// s, E[i] and flags[i]. base and E may be the same array. Other rows are
+// left untouched and skipped[i] set to 1 (else 0). Returns bit 0: some row
+// was flagged; bit 1: some row was skipped.
+unsigned chain_rows(bool unit, std::size_t rows, std::size_t n, const double* c, const exp_t* base, double lo,
+                    double hi, double* dm, exp_t* de, exp_t T, double* s, exp_t* E, unsigned char* flags,
+                    unsigned char* skipped, std::uint64_t* range);
+
 // The activations bias_act_rows takes.
 enum class Epilogue { identity, relu, tanh };
 

@@ -57,9 +57,9 @@ struct ExtCMat {
 // Scratch buffers reused across layers of one pass: uninitialised, grown on
 // demand, from loggrad::allocate (a repeated pass reuses mapped pages).
 struct Workspace {
-    Buffer<double> xs, ys, cs, sums, bm;
-    Buffer<exp_t> ex, ey, be;
-    Buffer<unsigned char> flags, marks;
+    Buffer<double> xs, ys, cs, sums, bm, xs2;
+    Buffer<exp_t> ex, ey, be, ex2;
+    Buffer<unsigned char> flags, marks, flags2;
 };
 
 // C (M x N) = X (M x K, extended) op(W), W float64: op(W) = W^T (W is N x K)
@@ -81,6 +81,21 @@ bool ext_gemm_xw_product(Workspace& ws, std::size_t M, std::size_t N, std::size_
 void ext_gemm_xw_finish(Workspace& ws, std::size_t M, std::size_t N, std::size_t K, ExtCMat X, const double* W,
                         bool w_trans, ExtMat C, std::uint64_t* range = nullptr);
 double ext_gemm_xw_tiny(std::size_t K);
+
+// The backward chain's step between two layers. After ext_gemm_xw_product
+// returned true for C = X op(W) (M x N), makes the next product's operand
+// Y = C * F elementwise, written over F (M x N; unit: F's nonzero entries are
+// all 1, as relu's and identity's derivatives are, and Y selects C there),
+// and leaves Y's rows scaled in ws for ext_gemm_xw_scaled. C is not written
+// where none of its products needs exact recomputation; rows that need it go
+// through ext_gemm_xw_finish into C first. Bits as ext_gemm_xw, then
+// simd::select_n or mul_n; *range: C's range bits, as ext_gemm_xw gives them.
+// Returns the value ext_gemm_xw_product would return for Y.
+bool ext_gemm_xw_chain(Workspace& ws, std::size_t M, std::size_t N, std::size_t K, ExtCMat X, const double* W,
+                       bool w_trans, bool unit, ExtMat F, ExtMat C, std::uint64_t* range);
+
+// ext_gemm_xw_product for X (M x K) whose rows ext_gemm_xw_chain has scaled.
+void ext_gemm_xw_scaled(Workspace& ws, std::size_t M, std::size_t N, std::size_t K, const double* W, bool w_trans);
 
 // C (N1 x N2) = D^T A with D (B x N1) and A (B x N2) extended; when colsum.m is
 // not null, colsum[j] = sum_i D[i, j] (the bias gradient) as well. When bound
