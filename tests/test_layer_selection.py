@@ -1,4 +1,4 @@
-"""backward(layers=...): only the chosen layers' parameter gradients, bitwise those of a full pass."""
+"""backward(layers=...) and backward(input_grad=False): only the results asked for, bitwise those of a full pass."""
 
 import numpy as np
 import pytest
@@ -50,6 +50,38 @@ def test_selected_gradients_are_bitwise_those_of_the_full_pass(act, loss, precis
                       for l in g.layers]
             idx = np.concatenate(blocks) if blocks else np.zeros(0, dtype=np.int64)
             assert same(g.params, full.params[idx], precision), (layers, cp)
+
+
+@pytest.mark.parametrize("precision", lg.PRECISIONS)
+@pytest.mark.parametrize("loss", lg.LOSSES)
+@pytest.mark.parametrize("act", ["tanh", "relu"])
+def test_without_the_input_gradient_the_rest_is_bitwise_the_full_pass(act, loss, precision):
+    net, rng = mixed_net(seed=5, act=act)
+    x, y = data(net, rng, loss)
+    full = net.backward(x, y, loss=loss, precision=precision)
+    assert full.input is not None and np.shape(full.input) == x.shape
+    for cp in (None, 7):
+        for layers in (None, [0, 21]):
+            g = net.backward(x, y, loss=loss, precision=precision, checkpoint=cp, layers=layers, input_grad=False)
+            assert g.input is None
+            ref = full if layers is None else net.backward(x, y, loss=loss, precision=precision, layers=layers)
+            for field in ("loss", "output", "params"):
+                assert same(getattr(g, field), getattr(ref, field), precision), (cp, layers, field)
+    # one sample given as a vector: the output stays a vector
+    y1 = None if y is None else y[0]
+    g1 = net.backward(x[0], y1, loss=loss, precision=precision, input_grad=False)
+    f1 = net.backward(x[0], y1, loss=loss, precision=precision)
+    assert g1.input is None and np.shape(g1.output) == np.shape(f1.output) == (net.n_out,)
+    assert same(g1.params, f1.params, precision)
+
+
+@pytest.mark.parametrize("bad", ["no", 0, 1, None, np.array([True])])
+def test_input_grad_must_be_a_bool(bad):
+    net, rng = mixed_net(depth=3)
+    before = net.params.copy()
+    with pytest.raises(TypeError, match="input_grad"):
+        net.backward(rng.standard_normal((2, net.n_in)), loss="sum", input_grad=bad)
+    assert np.array_equal(net.params, before)
 
 
 def test_deep_chain_first_layer_gradient_far_below_float64():

@@ -8,7 +8,7 @@ checked against the numpy backprop (loss and first-layer weight gradient)
 before it is timed: all problems here stay in float64 range.
 
 For each configuration the suite reports the median pass time, the achieved
-GFLOP/s (6 * batch * width^2 * depth per backward pass) and its fraction of
+GFLOP/s ((6 * depth - 2) * batch * width^2 per backward pass) and its fraction of
 the machine's float64 matmul peak (numpy dgemm at 1024 and 2048, measured in
 the same run), and optionally the peak memory of a pass against its minimum.
 
@@ -72,8 +72,9 @@ class Config:
 
     @property
     def flops(self) -> float:
-        """Multiply-adds x 2 of a backward pass: forward, dW and dx products."""
-        return 6.0 * self.batch * self.width * self.width * self.depth
+        """Multiply-adds x 2 of a backward pass: the forward, dW and dL/da products
+        (no engine is asked for dL/dx, the first layer's input product)."""
+        return (6.0 * self.depth - 2.0) * self.batch * self.width * self.width
 
     @property
     def label(self) -> str:
@@ -158,7 +159,8 @@ def numpy_backward(ws: Sequence[Array], bs: Sequence[Array], x: Array, y: Array,
         d = g * ders[layer]
         dws.append(d.T @ acts[layer])
         dbs.append(d.sum(axis=0))
-        g = d @ ws[layer]
+        if layer:  # dL/dx is not asked of any engine
+            g = d @ ws[layer]
     return loss, dws[::-1], dbs[::-1]
 
 
@@ -177,7 +179,7 @@ def loggrad_runner(ws: Sequence[Array], bs: Sequence[Array], x: Array, y: Array,
     net = Network(list(ws), list(bs), activation)
 
     def run() -> Result:
-        g = net.backward(x, y, loss="mse", precision=precision)
+        g = net.backward(x, y, loss="mse", precision=precision, input_grad=False)
         w0 = g.weights[0]
         dw0 = np.asarray(w0.to_numpy() if hasattr(w0, "to_numpy") else w0, dtype=np.float64)
         loss = g.loss.to_numpy() if hasattr(g.loss, "to_numpy") else g.loss

@@ -36,6 +36,13 @@ def _print(out: Callable[[str], None] | None, line: str = "") -> None:
     (out or print)(line)
 
 
+def _input_grad(net: Network, x: np.ndarray, precision: str = "extended") -> Any:
+    """dL/dx of the sum loss."""
+    g = net.backward(x, loss="sum", precision=precision).input
+    assert g is not None
+    return g
+
+
 def _unit_chain(weights: Sequence[float], biases: Sequence[float] | None, activation: str) -> Network:
     """A width-1 chain with the given scalar weights (and biases)."""
     ws = [np.array([[w]]) for w in weights]
@@ -82,8 +89,8 @@ def sigmoid_bound(out: Callable[[str], None] | None = None,
     _print(out, "sigmoid'(z), exact and as float64 s*(1-s):")
     for z in zs:
         net = _unit_chain([1.0], [0.0], "sigmoid")
-        d = net.backward(np.array([[z]]), loss="sum").input[0, 0]
-        d64 = float(net.backward(np.array([[z]]), loss="sum", precision="float64").input[0, 0])
+        d = _input_grad(net, np.array([[z]]))[0, 0]
+        d64 = float(_input_grad(net, np.array([[z]]), "float64")[0, 0])
         derivs.append(d)
         _print(out, f"  z = {z:>6g}: {_f(d):>12}  float64 {d64:.4g}   (log10 {float(d.log10()):.3f})")
     rows = []
@@ -91,9 +98,8 @@ def sigmoid_bound(out: Callable[[str], None] | None = None,
     _print(out, f"  {'L':>6}  {'loggrad':>12}  {'L*log10(0.25)':>14}  {'float64':>10}")
     for L in depths:
         net = _unit_chain([1.0] * L, [0.0] + [-0.5] * (L - 1), "sigmoid")
-        g = net.backward(np.zeros((1, 1)), loss="sum")
-        g64 = float(net.backward(np.zeros((1, 1)), loss="sum", precision="float64").input[0, 0])
-        v = g.input[0, 0]
+        g64 = float(_input_grad(net, np.zeros((1, 1)), "float64")[0, 0])
+        v = _input_grad(net, np.zeros((1, 1)))[0, 0]
         rows.append((L, float(v.log10()), L * math.log10(0.25), g64))
         _print(out, f"  {L:>6}  {_f(v):>12}  {L * math.log10(0.25):>14.3f}  {g64:>10.3g}")
     return {"z": zs, "derivative_log10": np.array([float(d.log10()) for d in derivs]), "chain": rows}
@@ -119,8 +125,8 @@ def exploding_factor(out: Callable[[str], None] | None = None, lr: float = 0.001
     _print(out, f"  {'L':>6}  {'loggrad':>14}  {'L*log10(125)':>13}  {'float64':>10}")
     for L in depths:
         net = _unit_chain([500.0] * L, [0.0] + [-250.0] * (L - 1), "sigmoid")
-        g = net.backward(np.zeros((1, 1)), loss="sum").input[0, 0]
-        g64 = float(net.backward(np.zeros((1, 1)), loss="sum", precision="float64").input[0, 0])
+        g = _input_grad(net, np.zeros((1, 1)))[0, 0]
+        g64 = float(_input_grad(net, np.zeros((1, 1)), "float64")[0, 0])
         rows.append((L, float(g.log10()), L * math.log10(125.0), g64))
         _print(out, f"  {L:>6}  {_f(g):>14}  {L * math.log10(125.0):>13.3f}  {g64:>10.3g}")
     return {"factor": float(f.to_numpy()), "product": float(prod.to_numpy()), "w_new": w_new, "chain": rows}

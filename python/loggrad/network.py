@@ -220,7 +220,7 @@ class Gradients:
     output:  the network output (batch, n_out)
     weights: dL/dW per layer, shapes of the weights
     biases:  dL/db per layer
-    input:   dL/dx, shape of x
+    input:   dL/dx, shape of x (None from ``backward(input_grad=False)``)
     params:  all parameter gradients in the parameter-block layout; with
              ``backward(layers=...)``, the selected layers' blocks only, in order
     layers:  the layers whose gradients were computed (None: all)
@@ -230,7 +230,7 @@ class Gradients:
     output: Values
     weights: Sequence[Values]
     biases: Sequence[Values]
-    input: Values
+    input: Values | None
     params: Values
     precision: str
     layers: tuple[int, ...] | None = None
@@ -652,6 +652,7 @@ class Network:
         precision: str = "extended",
         checkpoint: int | str | None = None,
         layers: Any = None,
+        input_grad: bool = True,
     ) -> Gradients:
         """Loss and gradients of every parameter (and of the input) in one engine call.
 
@@ -672,8 +673,13 @@ class Network:
         parameter: with ``checkpoint="auto"`` a depth-100,000 network needs
         little beyond its weights. The selected gradients are bitwise those of
         a full pass.
+        input_grad: False skips dL/dx (``g.input`` is then None) and the first
+        layer's input product with it, as a training step needs; the other
+        results are bitwise those of a full pass.
         """
         _check_precision(precision)
+        if not isinstance(input_grad, (bool, np.bool_)):
+            raise TypeError(f"input_grad must be True or False, got {input_grad!r}")
         if loss not in LOSSES:
             raise ValueError(f"unknown loss {loss!r}; valid: {', '.join(LOSSES)}")
         cp = self._checkpoint_arg(checkpoint)
@@ -686,18 +692,21 @@ class Network:
             grads = int(sizes.sum())
         xa, single = self._inputs(x, precision, True, cp, grads)
         ya, labels = self._targets(loss, y, xa.shape[0], single)
-        res = _core.backward(self._arch, self._params, xa, loss, ya, labels, precision, True, cp, sel)
+        res = _core.backward(self._arch, self._params, xa, loss, ya, labels, precision, bool(input_grad), cp, sel)
         loss_v: Values
         out: Values
         grad: Values
-        dx: Values
+        dx: Values | None
         if precision == "extended":
             loss_v, out, grad, dx = (LogArray._wrap(*r) for r in res)
         else:
             loss_v, out, grad, dx = res  # type: ignore[assignment]  # float64 overload: ndarrays
         ws = LayerViews(grad, off, self._widths, "weights", results=True)
         bs = LayerViews(grad, off, self._widths, "biases", results=True)
+        if not input_grad:
+            dx = None  # the engine returned an empty (0, n_in) array
         if single:
-            out, dx = out[0], dx[0]
+            out = out[0]
+            dx = None if dx is None else dx[0]
         return Gradients(loss=loss_v, output=out, weights=ws, biases=bs, input=dx, params=grad, precision=precision,
                          layers=None if sel is None else tuple(int(l) for l in sel))

@@ -405,7 +405,7 @@ def _derivative_stats(net: Network, x: np.ndarray, lay: _Layout) -> tuple[np.nda
     run_ae = [np.empty((B, l1 - l0, int(lay.n_in[l0])), dtype=np.int64) for l0, l1 in runs]
     dead: dict[int, list[int]] = {}
     for s in range(B):
-        gs = net.backward(x[s : s + 1], loss="sum").params
+        gs = net.backward(x[s : s + 1], loss="sum", input_grad=False).params
         assert isinstance(gs, LogArray)
         gm, ge = gs.mantissa, gs.exponent
         for r, (l0, l1) in enumerate(runs):
@@ -1053,7 +1053,7 @@ def report(
         y = yd[0] if single and yd is not None else yd
     if lr is not None and not (np.isfinite(lr) and lr > 0):
         raise ValueError(f"lr must be a positive finite number, got {lr}")
-    g = net.backward(x, y, loss=loss, precision="extended")
+    g = net.backward(x, y, loss=loss, precision="extended", input_grad=False)
     grad = g.params
     assert isinstance(grad, LogArray)
     m, e = grad.mantissa, grad.exponent

@@ -145,7 +145,7 @@ def sgd_step(
     network exactly as it was.
     """
     lr = _positive_real("lr", lr)
-    g = net.backward(x, y, loss=loss)
+    g = net.backward(x, y, loss=loss, input_grad=False)
     grad = g.params
     assert isinstance(grad, LogArray)
     norm = grad.norm()
