@@ -160,3 +160,6 @@ def test_pass_bytes_counts_only_the_selected_gradients():
     full, first = net.pass_bytes(4, checkpoint="auto"), net.pass_bytes(4, checkpoint="auto", layers=0)
     assert full - first == 999 * 64 * 65 * 16
     assert net.pass_bytes(4, precision="float64", layers=[]) + 1000 * 64 * 65 * 8 == net.pass_bytes(4, "float64")
+    # without dL/dx: 4 rows of 64 inputs fewer
+    assert net.pass_bytes(4, input_grad=False) + 4 * 64 * 16 == net.pass_bytes(4)
+    assert net.pass_bytes(4, "float64", input_grad=False) + 4 * 64 * 8 == net.pass_bytes(4, "float64")

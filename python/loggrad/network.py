@@ -447,7 +447,7 @@ class Network:
 
     # -- passes ---------------------------------------------------------------
     def _inputs(self, x: npt.ArrayLike, precision: str = "extended", backward: bool = False,
-                checkpoint: int = 0, grads: int | None = None) -> tuple[np.ndarray, bool]:
+                checkpoint: int = 0, grads: int | None = None, dx: bool = True) -> tuple[np.ndarray, bool]:
         xa = _as_numeric(x, "x")
         single = xa.ndim == 1
         if single:
@@ -457,11 +457,11 @@ class Network:
         if xa.shape[0] == 0:
             raise ValueError("x is empty: the batch needs at least one row")
         copy = 0 if xa.dtype == np.float64 and xa.flags.c_contiguous else 8 * xa.size
-        self._check_memory(xa.shape[0], precision, backward, checkpoint, copy, grads)
+        self._check_memory(xa.shape[0], precision, backward, checkpoint, copy, grads, dx)
         return np.ascontiguousarray(_to_float64(xa, "x")), single
 
     def pass_bytes(self, batch: int, precision: str = "extended", backward: bool = True,
-                   checkpoint: int | str | None = None, layers: Any = None) -> int:
+                   checkpoint: int | str | None = None, layers: Any = None, input_grad: bool = True) -> int:
         """Bytes one pass allocates (result arrays and the engine's buffers), computed before it runs.
 
         A backward pass stores every layer's activations and activation
@@ -469,14 +469,17 @@ class Network:
         checkpointing, every C-th layer's plus one segment; the gradient
         result holds one value per parameter of the layers selected by
         ``layers`` (all by default; 16 bytes each on the extended path:
-        mantissa and exponent). The weights themselves are not counted.
+        mantissa and exponent), and dL/dx unless ``input_grad=False``. The
+        weights themselves are not counted.
         """
         _check_precision(precision)
         sel = self._layer_selection(layers)
         grads = None if sel is None else int(self._blocks[sel].sum())
-        return self._pass_bytes(int(batch), precision, backward, self._checkpoint_arg(checkpoint), grads)
+        return self._pass_bytes(int(batch), precision, backward, self._checkpoint_arg(checkpoint), grads,
+                                bool(input_grad))
 
-    def _pass_bytes(self, batch: int, precision: str, backward: bool, cp: int, grads: int | None = None) -> int:
+    def _pass_bytes(self, batch: int, precision: str, backward: bool, cp: int, grads: int | None = None,
+                    dx: bool = True) -> int:
         # Python ints: no overflow for any requested size. Mirrors the engine's buffers
         # (cpp/src/network.cpp: stores, checkpoints, gradient buffers, gemm workspace).
         v = 16 if precision == "extended" else 8
@@ -495,11 +498,11 @@ class Network:
         units = int((2 * (cum[ends + 1] - cum[starts]) - np.asarray(w, dtype=np.float64)[starts]).max())
         store = batch * (units + maxw) * v
         checkpoints = nseg * batch * maxw * v if nseg > 1 else 0
-        results = ((self.param_count if grads is None else grads) + batch * (n_in + n_out) + 1) * v
+        results = ((self.param_count if grads is None else grads) + batch * ((n_in if dx else 0) + n_out) + 1) * v
         return results + inputs + store + checkpoints + 3 * batch * maxw * v + scratch
 
     def _check_memory(self, batch: int, precision: str, backward: bool, cp: int, extra: int = 0,
-                      grads: int | None = None) -> None:
+                      grads: int | None = None, dx: bool = True) -> None:
         """MemoryError, before anything is allocated, for a pass that cannot fit."""
         # A bound from two sums first: a small pass is not worth the per-layer
         # size computation nor the /proc and cgroup reads (~0.3 ms together).
@@ -507,7 +510,7 @@ class Network:
         bound = 16 * (self.param_count + batch * (3 * total_w + 6 * max_w) + max_w * (max_w + 4)) + extra
         if bound <= _SMALL_PASS_BYTES:
             return
-        need = self._pass_bytes(batch, precision, backward, cp, grads) + extra
+        need = self._pass_bytes(batch, precision, backward, cp, grads, dx) + extra
         avail = _available_bytes()
         if avail is None or need <= avail:
             return
@@ -515,11 +518,11 @@ class Network:
         msg = (f"{'an' if precision == 'extended' else 'a'} {precision} {what} pass of this network ({self.depth} layers, {self.param_count:,} parameters) "
                f"for a batch of {batch:,} needs {_gib(need)}, but only {_gib(avail)} of memory is available")
         if backward and cp != -1:
-            auto = self._pass_bytes(batch, precision, True, -1, grads) + extra
+            auto = self._pass_bytes(batch, precision, True, -1, grads, dx) + extra
             if auto < need:
                 msg += f"; backward(..., checkpoint='auto') would need {_gib(auto)}"
         if backward and (grads is None or grads > 0):
-            few = self._pass_bytes(batch, precision, True, -1, 0) + extra
+            few = self._pass_bytes(batch, precision, True, -1, 0, dx) + extra
             if few < need:
                 msg += (f"; backward(..., checkpoint='auto', layers=[...]) computes only the chosen layers' "
                         f"gradients, from {_gib(few)}")
@@ -690,7 +693,7 @@ class Network:
             off = np.full(self.depth, -1, dtype=np.int64)
             off[sel] = np.cumsum(sizes) - sizes
             grads = int(sizes.sum())
-        xa, single = self._inputs(x, precision, True, cp, grads)
+        xa, single = self._inputs(x, precision, True, cp, grads, bool(input_grad))
         ya, labels = self._targets(loss, y, xa.shape[0], single)
         res = _core.backward(self._arch, self._params, xa, loss, ya, labels, precision, bool(input_grad), cp, sel)
         loss_v: Values
