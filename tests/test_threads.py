@@ -325,6 +325,39 @@ def test_one_layer_weight_gradient_does_not_depend_on_engine_threads(restore_thr
     _assert_bitwise_equal(_planes(net.backward(x, y, precision=precision).params), ref, "2 engine threads vs 1")
 
 
+# Products of >= 2^22 multiply-adds per block go to BLAS as one call per thread over a
+# run of whole 128-blocks, where a once-per-process check found that exact (the mode is
+# in blas_config); the partial last block is always a call of its own. Widths that leave
+# a partial block (421 = 3 * 128 + 37, 300 = 2 * 128 + 44), a batch large enough for the
+# merged path in every product of >= 256 columns (forward, dL/da, weight gradients) or
+# rows (the weight gradient of the 200 -> 421 layer), thread counts below, at and above
+# the number of whole blocks; values checked against a plain numpy backprop.
+def test_merged_blas_calls_match_numpy_and_do_not_depend_on_engine_threads(restore_threads):
+    from reference import np_backward
+
+    rng = np.random.default_rng(421)
+    widths, acts = [421, 300, 200, 421, 300], ["tanh", "relu", "identity", "tanh"]
+    net = _chain(rng, widths, acts, 1.2)
+    batch = 192
+    assert batch * 128 * 200 >= 2**22  # each block of each product split into blocks
+    assert "block" in _core.blas_config()
+    x, y = rng.standard_normal((batch, 421)), rng.standard_normal((batch, 300))
+    ref = np_backward(net.weights, net.biases, acts, x, y, "mse")
+    got = {}
+    for n in (1, 2, 3, 4):
+        _core.set_num_threads(n)
+        for precision in ("extended", "float64"):
+            got[n, precision] = _result_planes(net.backward(x, y, precision=precision))
+        if n == 1:
+            g = net.backward(x, y, precision="float64")
+            for l in range(net.depth):
+                np.testing.assert_allclose(g.weights[l], ref["weights"][l], rtol=1e-10, atol=1e-13)
+            np.testing.assert_allclose(g.input, ref["input"], rtol=1e-10, atol=1e-13)
+    for n in (2, 3, 4):
+        for precision in ("extended", "float64"):
+            _assert_bitwise_equal(got[n, precision], got[1, precision], f"{precision}, {n} engine threads vs 1")
+
+
 def test_concurrent_wide_passes_with_engine_threads_match_serial(restore_threads):
     """Python threads each calling a BLAS-backed pass while BLAS itself is threaded."""
     _core.set_num_threads(2)

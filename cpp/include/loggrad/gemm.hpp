@@ -42,7 +42,9 @@ constexpr std::size_t kBlasMinWork = 32 * 32 * 32;
 // and no sum of terms leaves inf or nan for a finite value).
 inline bool gemm_fixed_order(std::size_t M, std::size_t N, std::size_t K) { return M * N * K < kBlasMinWork; }
 // Larger products run as independent BLAS calls on blocks of this many rows
-// (or columns) of C, in parallel on the engine's threads.
+// (or columns) of C, in parallel on the engine's threads; each thread's run
+// of whole blocks goes to BLAS as one call where that gives the same bits
+// (gemm.cpp, blas_config()).
 constexpr std::size_t kGemmBlock = 128;
 
 struct ExtMat {  // row-major extended matrix, separate mantissa/exponent planes
