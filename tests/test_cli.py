@@ -443,8 +443,26 @@ def test_bench_rounds_keep_each_engines_best_median(capsys: pytest.CaptureFixtur
     assert kept == {"loggrad-extended": 1.0, "loggrad-float64": 2.0, "numpy": 3.0}  # round one's
     out = capsys.readouterr().out
     assert "| 3 | 4 | 1 | tanh |" in out
+    # where the numbers come from, first line of the table: CPUs and the BLAS that ran
+    machine = next(line for line in out.splitlines() if line.startswith("machine: "))
+    assert f"{os.cpu_count()} CPUs" in machine and "core " in machine and "peak 10.0 GFLOP/s" in machine
     assert bench.main(["--rounds", "0"]) == 2
     assert "--rounds must be >= 1" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity") or len(os.sched_getaffinity(0)) < 2,
+                    reason="needs CPU affinity (Linux) and two CPUs")
+def test_bench_threads_child_is_kept_on_that_many_cpus() -> None:
+    # JAX's CPU client keeps ~1.9 cores busy at intra_op_parallelism_threads=1: the
+    # child of --threads n runs on n CPUs, and so does every thread it starts.
+    bench = importlib.import_module("loggrad.bench")
+    pin = bench._cpu_pinning(1)
+    assert pin is not None
+    code = ("import os, threading; "
+            "t = threading.Thread(target=lambda: print(len(os.sched_getaffinity(0)))); t.start(); t.join()")
+    p = subprocess.run([sys.executable, "-c", code], preexec_fn=pin, capture_output=True, text=True, check=True)
+    assert p.stdout.strip() == "1"
+    assert bench._cpu_pinning(len(os.sched_getaffinity(0))) is None  # all of them: nothing to do
 
 
 # ---------------------------------------------------------------------------
