@@ -20,8 +20,8 @@ void register_config(py::module_& m) {
     m.def("release_memory", &loggrad::release_cached_memory,
           "Give the kept memory (cached_memory_bytes) back to the system");
     m.def("kernel_isa", &loggrad::kernel_isa,
-          "Instruction set of the engine's elementwise kernels here: 'avx2' or 'baseline' (LOGGRAD_SIMD=baseline "
-          "forces the latter; both give the same bits)");
+          "Instruction set of the engine's elementwise kernels here: 'avx512', 'avx2' or 'baseline' "
+          "(LOGGRAD_SIMD=avx2 or LOGGRAD_SIMD=baseline caps it; all give the same bits)");
     m.def(
         "gemm_fixed_order",
         [](const array_d& a, const array_d& b, bool ta, bool tb) {

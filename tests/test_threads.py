@@ -522,8 +522,9 @@ def test_row_blocks_match_numpy_and_do_not_depend_on_threads(restore_threads, ba
 
 
 # -- instruction sets ------------------------------------------------------------
-# The elementwise kernels run as AVX2 builds where the CPU has AVX2 and as
-# baseline (SSE2) builds elsewhere, or with LOGGRAD_SIMD=baseline. Both must give
+# The elementwise kernels run as AVX-512 builds where the CPU has AVX-512 (F, VL,
+# DQ, BW), AVX2 builds where it has AVX2 (or with LOGGRAD_SIMD=avx2) and baseline
+# (SSE2) builds elsewhere, or with LOGGRAD_SIMD=baseline. All must give
 # the same bits: every activation, both precisions, narrow (row blocks) and wide
 # layers, inputs over many binades, zeros and a checkpointed pass.
 
@@ -558,23 +559,27 @@ print(_core.kernel_isa(), h.hexdigest())
 """
 
 
-def test_baseline_and_avx2_kernels_give_the_same_bits():
+def test_baseline_avx2_and_avx512_kernels_give_the_same_bits():
     import subprocess
     import sys
 
     out = {}
-    for setting in ("auto", "baseline"):
+    for setting in ("auto", "avx2", "baseline"):
         env = dict(os.environ)
         env.pop("LOGGRAD_SIMD", None)
-        if setting == "baseline":
-            env["LOGGRAD_SIMD"] = "baseline"
+        if setting != "auto":
+            env["LOGGRAD_SIMD"] = setting
         r = subprocess.run([sys.executable, "-c", _ISA_SCRIPT], capture_output=True, text=True, env=env, timeout=600)
         assert r.returncode == 0, r.stderr[-3000:]
         out[setting] = r.stdout.split()
     assert out["baseline"][0] == "baseline"
-    if out["auto"][0] != "avx2":
+    if out["auto"][0] == "baseline":
         pytest.skip("this CPU has no AVX2: only the baseline kernels run here")
-    assert out["auto"][1] == out["baseline"][1]
+    assert out["avx2"][0] == "avx2"
+    assert out["avx2"][1] == out["baseline"][1]
+    assert out["auto"][1] == out["baseline"][1], f"the {out['auto'][0]} build differs"
+    if out["auto"][0] != "avx512":
+        pytest.skip("this CPU has no AVX-512: the AVX2 and baseline kernels agree")
 
 
 def _gemm_in_documented_order(ta: bool, tb: bool, a: np.ndarray, b: np.ndarray) -> np.ndarray:

@@ -364,10 +364,16 @@ void f64_rows(std::size_t rows, std::size_t n, const double* z, const double* b,
     }
 }
 
-// The piecewise-linear ones and tanh vectorise: built for AVX2 too (see simd.hpp).
+// The piecewise-linear ones and tanh vectorise: built for AVX2 and AVX-512 too
+// (see simd.hpp).
 template <Activation A, bool kBias, bool kDer>
 LOGGRAD_TARGET_AVX2 void f64_rows_avx2(std::size_t rows, std::size_t n, const double* z, const double* b, double* a,
                                        double* d) {
+    f64_rows<A, kBias, kDer>(rows, n, z, b, a, d);
+}
+template <Activation A, bool kBias, bool kDer>
+LOGGRAD_TARGET_AVX512 void f64_rows_avx512(std::size_t rows, std::size_t n, const double* z, const double* b,
+                                           double* a, double* d) {
     f64_rows<A, kBias, kDer>(rows, n, z, b, a, d);
 }
 
@@ -376,7 +382,11 @@ void f64_rows_dispatch(std::size_t rows, std::size_t n, const double* z, const d
 #if LOGGRAD_SIMD_AVX2
     if constexpr (A == Activation::identity || A == Activation::relu || A == Activation::leaky_relu ||
                   A == Activation::tanh)
-        if (simd::avx2()) return f64_rows_avx2<A, kBias, kDer>(rows, n, z, b, a, d);
+        switch (simd::level()) {
+            case simd::Isa::avx512: return f64_rows_avx512<A, kBias, kDer>(rows, n, z, b, a, d);
+            case simd::Isa::avx2: return f64_rows_avx2<A, kBias, kDer>(rows, n, z, b, a, d);
+            default: break;
+        }
 #endif
     f64_rows<A, kBias, kDer>(rows, n, z, b, a, d);
 }

@@ -1,5 +1,5 @@
-// The engine's elementwise kernels, each built for the baseline and for AVX2
-// (see simd.hpp).
+// The engine's elementwise kernels, each built for the baseline, AVX2 and
+// AVX-512 (see simd.hpp).
 #include "simd.hpp"
 
 #include "loggrad/gemm.hpp"
@@ -14,14 +14,18 @@ namespace loggrad::simd {
 
 namespace {
 
-bool detect_avx2() {
+Isa detect() {
 #if LOGGRAD_SIMD_AVX2
     const char* env = std::getenv("LOGGRAD_SIMD");
-    if (env && (std::strcmp(env, "baseline") == 0 || std::strcmp(env, "sse2") == 0)) return false;
+    if (env && (std::strcmp(env, "baseline") == 0 || std::strcmp(env, "sse2") == 0)) return Isa::baseline;
     __builtin_cpu_init();
-    return __builtin_cpu_supports("avx2") != 0;
+    if (!__builtin_cpu_supports("avx2")) return Isa::baseline;
+    if (env && std::strcmp(env, "avx2") == 0) return Isa::avx2;
+    const bool avx512 = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
+                        __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512bw");
+    return avx512 ? Isa::avx512 : Isa::avx2;
 #else
-    return false;
+    return Isa::baseline;
 #endif
 }
 
@@ -127,12 +131,18 @@ inline void with_kind_der(Epilogue kind, bool der, F&& body) {
 
 }  // namespace
 
-bool avx2() {
-    static const bool on = detect_avx2();
+Isa level() {
+    static const Isa on = detect();
     return on;
 }
 
-const char* isa() { return avx2() ? "avx2" : "baseline"; }
+const char* isa() {
+    switch (level()) {
+        case Isa::avx512: return "avx512";
+        case Isa::avx2: return "avx2";
+        default: return "baseline";
+    }
+}
 
 LOGGRAD_SIMD_KERNEL(void, add_n, (std::size_t n, double* am, exp_t* ae, const double* bm, const exp_t* be),
                     (n, am, ae, bm, be), { loggrad::add_n(n, am, ae, bm, be); })

@@ -1,12 +1,14 @@
 // simd.hpp — the engine's elementwise kernels (private to the engine).
 //
-// Each kernel is compiled twice: for the x86-64 baseline (SSE2, what the
-// wheels target) and for AVX2, and the AVX2 build is called where the CPU has
-// it. Both builds do the same IEEE operations in the same order on every
-// element (no FMA: -ffp-contract=off; vectorisation only runs independent
-// elements side by side, and no sum is reordered), so they give the same bits:
-// results do not depend on the machine. LOGGRAD_SIMD=baseline in the
-// environment makes the baseline build run everywhere (the tests compare the two).
+// Each kernel is compiled three times: for the x86-64 baseline (SSE2, what the
+// wheels target), for AVX2 and for AVX-512 (F, VL, DQ, BW: 64-bit integer
+// min/max and int64 <-> double conversions in one instruction), and the widest
+// build the CPU has is called. All builds do the same IEEE operations in the
+// same order on every element (no FMA: -ffp-contract=off; vectorisation only
+// runs independent elements side by side, and no sum is reordered), so they
+// give the same bits: results do not depend on the machine. LOGGRAD_SIMD=avx2
+// or LOGGRAD_SIMD=baseline in the environment caps the build that runs (the
+// tests compare all three).
 //
 // The loops are branch-free integer and float64 operations so that they
 // vectorise even with SSE2, which has no 64-bit integer compare: the sign of a
@@ -20,34 +22,44 @@
 #include "loggrad/ext.hpp"
 
 // LOGGRAD_TARGET_AVX2 builds a function, and everything it calls that can be
-// inlined (flatten), for AVX2; LOGGRAD_FLATTEN the same for the baseline.
+// inlined (flatten), for AVX2; LOGGRAD_TARGET_AVX512 for AVX-512;
+// LOGGRAD_FLATTEN the same for the baseline.
 #if (defined(__x86_64__) || defined(__i386__)) && (defined(__GNUC__) || defined(__clang__))
 #define LOGGRAD_SIMD_AVX2 1
 #define LOGGRAD_TARGET_AVX2 __attribute__((target("avx2"), flatten))
+#define LOGGRAD_TARGET_AVX512 __attribute__((target("avx2,avx512f,avx512vl,avx512dq,avx512bw"), flatten))
 #define LOGGRAD_FLATTEN __attribute__((flatten))
 #else
 #define LOGGRAD_SIMD_AVX2 0
 #define LOGGRAD_TARGET_AVX2
+#define LOGGRAD_TARGET_AVX512
 #define LOGGRAD_FLATTEN
 #endif
 
 namespace loggrad::simd {
 
-// True when the AVX2 builds run (the CPU and OS have AVX2, and LOGGRAD_SIMD is
-// not "baseline"); decided once.
-bool avx2();
-// "avx2" or "baseline".
+enum class Isa { baseline, avx2, avx512 };
+// The build that runs: the widest the CPU and OS have, at most what
+// LOGGRAD_SIMD ("avx2", "baseline") allows; decided once.
+Isa level();
+// "avx512", "avx2" or "baseline".
 const char* isa();
 
 // Defines `ret name params`, which runs the body (the last argument) built for
-// AVX2 or for the baseline; each build inlines what the body calls.
+// AVX-512, AVX2 or the baseline; each build inlines what the body calls.
 #if LOGGRAD_SIMD_AVX2
 #define LOGGRAD_SIMD_KERNEL(ret, name, params, args, ...)                       \
     namespace {                                                                 \
+    LOGGRAD_TARGET_AVX512 ret name##_avx512 params __VA_ARGS__                  \
     LOGGRAD_TARGET_AVX2 ret name##_avx2 params __VA_ARGS__                      \
     LOGGRAD_FLATTEN ret name##_base params __VA_ARGS__                          \
     }                                                                           \
-    ret name params { return ::loggrad::simd::avx2() ? name##_avx2 args : name##_base args; }
+    ret name params {                                                           \
+        const ::loggrad::simd::Isa isa_ = ::loggrad::simd::level();             \
+        return isa_ == ::loggrad::simd::Isa::avx512 ? name##_avx512 args        \
+               : isa_ == ::loggrad::simd::Isa::avx2 ? name##_avx2 args          \
+                                                    : name##_base args;         \
+    }
 #else
 #define LOGGRAD_SIMD_KERNEL(ret, name, params, args, ...) ret name params __VA_ARGS__
 #endif

@@ -111,8 +111,8 @@ int blas_threads();
 std::string blas_config();
 
 // Instruction set the engine's elementwise kernels run with on this machine:
-// "avx2", or "baseline" (the build's own target; also where LOGGRAD_SIMD=baseline
-// is set). Both give the same bits.
+// "avx512", "avx2", or "baseline" (the build's own target); LOGGRAD_SIMD=avx2 or
+// LOGGRAD_SIMD=baseline caps it. All give the same bits.
 std::string kernel_isa();
 
 }  // namespace loggrad
