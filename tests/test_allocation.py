@@ -61,3 +61,33 @@ def test_the_cache_is_bounded_and_can_be_released():
         assert _core.cached_memory_bytes() > 0  # blocks were kept (not under AddressSanitizer)
     _core.release_memory()
     assert _core.cached_memory_bytes() == 0
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux") or os.environ.get("LOGGRAD_SANITIZED") == "1",
+                    reason="blocks are kept on Linux, and not under AddressSanitizer")
+@pytest.mark.parametrize("precision", lg.PRECISIONS)
+def test_mid_size_blocks_are_kept_and_reused_memory_never_shows(precision):
+    # 1,000 x 8 x 1: gradient planes of 1000 * 72 * 8 bytes = 562 KiB, below the 1 MiB of the
+    # huge-page blocks; such blocks are kept too (malloc mapped them afresh on every pass).
+    net, rng = net_of(1000, 8)
+    x, y = rng.standard_normal((1, 8)), rng.standard_normal((1, 8))
+    _core.release_memory()
+    g1 = net.backward(x, y, precision=precision)
+    keep = np.array(g1.params, copy=True) if precision == "float64" else g1.params.copy()
+    del g1
+    kept = _core.cached_memory_bytes()
+    assert kept >= 1000 * 72 * 8  # at least the gradient's block(s)
+    g2 = net.backward(2 * x, y, precision=precision)  # reuses them: every value is written again
+    g3 = net.backward(x, y, precision=precision)
+    if precision == "float64":
+        assert np.array_equal(g3.params, keep) and not np.array_equal(g2.params, keep)
+    else:
+        assert same(g3.params, keep) and not same(g2.params, keep)
+    del g2, g3
+    both = _core.cached_memory_bytes()  # two passes' blocks (g2 and g3 were alive together)
+    assert both >= kept
+    del keep
+    net.backward(x, y, precision=precision)
+    assert _core.cached_memory_bytes() == both  # blocks handed out again and kept again, none new
+    _core.release_memory()
+    assert _core.cached_memory_bytes() == 0

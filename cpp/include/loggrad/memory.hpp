@@ -5,11 +5,12 @@
 // touch cost a fifth of a narrow deep pass. allocate() aligns blocks of 1 MiB
 // and more to 2 MiB and offers them to transparent huge pages (Linux, in the
 // "madvise" or "always" mode), so one fault maps 2 MiB; elsewhere, and for
-// small blocks, it is malloc. The memory is uninitialised. Up to 32 freed large
-// blocks (512 MiB in all; a wide extended pass allocates a dozen) are kept and handed out again for a request of the
-// same size, so repeated passes of one shape reuse already-mapped pages
-// instead of having the kernel zero fresh ones; release_cached_memory() gives
-// them back. (Not under AddressSanitizer, which must see every free.)
+// small blocks, it is malloc. The memory is uninitialised. Up to 32 freed
+// blocks of 128 KiB and more (512 MiB in all; a wide extended pass allocates a
+// dozen) are kept and handed out again for a request of the same size, so
+// repeated passes of one shape reuse already-mapped pages instead of having
+// the kernel zero fresh ones; release_cached_memory() gives them back. (Not
+// under AddressSanitizer, which must see every free.)
 #pragma once
 
 #include <cstddef>
