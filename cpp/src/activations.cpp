@@ -382,11 +382,8 @@ void f64_rows_dispatch(std::size_t rows, std::size_t n, const double* z, const d
 #if LOGGRAD_SIMD_AVX2
     if constexpr (A == Activation::identity || A == Activation::relu || A == Activation::leaky_relu ||
                   A == Activation::tanh)
-        switch (simd::level()) {
-            case simd::Isa::avx512: return f64_rows_avx512<A, kBias, kDer>(rows, n, z, b, a, d);
-            case simd::Isa::avx2: return f64_rows_avx2<A, kBias, kDer>(rows, n, z, b, a, d);
-            default: break;
-        }
+        return simd::pick(&f64_rows_avx512<A, kBias, kDer>, &f64_rows_avx2<A, kBias, kDer>,
+                          &f64_rows<A, kBias, kDer>)(rows, n, z, b, a, d);
 #endif
     f64_rows<A, kBias, kDer>(rows, n, z, b, a, d);
 }

@@ -45,6 +45,13 @@ Isa level();
 // "avx512", "avx2" or "baseline".
 const char* isa();
 
+// Of a function's three builds, the one for level().
+template <class F>
+F pick(F avx512, F avx2, F base) {
+    const Isa isa = level();
+    return isa == Isa::avx512 ? avx512 : isa == Isa::avx2 ? avx2 : base;
+}
+
 // Defines `ret name params`, which runs the body (the last argument) built for
 // AVX-512, AVX2 or the baseline; each build inlines what the body calls.
 #if LOGGRAD_SIMD_AVX2
@@ -54,12 +61,7 @@ const char* isa();
     LOGGRAD_TARGET_AVX2 ret name##_avx2 params __VA_ARGS__                      \
     LOGGRAD_FLATTEN ret name##_base params __VA_ARGS__                          \
     }                                                                           \
-    ret name params {                                                           \
-        const ::loggrad::simd::Isa isa_ = ::loggrad::simd::level();             \
-        return isa_ == ::loggrad::simd::Isa::avx512 ? name##_avx512 args        \
-               : isa_ == ::loggrad::simd::Isa::avx2 ? name##_avx2 args          \
-                                                    : name##_base args;         \
-    }
+    ret name params { return ::loggrad::simd::pick(&name##_avx512, &name##_avx2, &name##_base) args; }
 #else
 #define LOGGRAD_SIMD_KERNEL(ret, name, params, args, ...) ret name params __VA_ARGS__
 #endif

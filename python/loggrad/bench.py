@@ -706,10 +706,10 @@ def _cpu_pinning(n: int) -> Callable[[], None] | None:
     intra_op_parallelism_threads (measured: about 1.9 cores busy at "one thread")."""
     if not hasattr(os, "sched_setaffinity"):
         return None
-    cpus = sorted(os.sched_getaffinity(0))[:n]
-    if len(cpus) == len(os.sched_getaffinity(0)):
+    cpus = sorted(os.sched_getaffinity(0))
+    if n >= len(cpus):
         return None
-    return lambda: os.sched_setaffinity(0, cpus)
+    return lambda: os.sched_setaffinity(0, cpus[:n])
 
 
 def main(argv: list[str]) -> int:
