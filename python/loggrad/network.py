@@ -301,6 +301,8 @@ class Network:
             if len(acts) != depth:
                 raise ValueError(f"got {len(acts)} activations for {depth} layers (give one name or one per layer)")
         widths = [ws[0].shape[1]] + [w.shape[0] for w in ws]
+        # Layers that came without a bias (from_torch of Linear(bias=False)); to_torch keeps them so.
+        self._bias_free: frozenset[int] = frozenset()
         self._arch = _core.Architecture(widths, acts)
         self._widths = np.asarray(widths, dtype=np.int64)
         # layer l's block: n_{l+1} * (n_l + 1) values (W then b), at offset _w_off[l]
@@ -387,13 +389,20 @@ class Network:
 
     def copy(self) -> Network:
         """An independent network with the same parameters."""
-        return Network._from_block(self.widths, self.activations, self._params.copy())
+        return Network._restore(self.widths, self.activations, self._params.copy(), sorted(self._bias_free))
+
+    @classmethod
+    def _restore(cls, widths: Sequence[int], activations: Sequence[str], params: np.ndarray,
+                 bias_free: Sequence[int] = ()) -> Network:
+        net = cls._from_block(widths, activations, params)
+        net._bias_free = frozenset(int(l) for l in bias_free)
+        return net
 
     def __reduce__(self) -> tuple[Any, ...]:
         # pickle, copy.deepcopy, multiprocessing: the architecture and the
         # parameter block, restored bitwise (through the same checks as a new
         # network).
-        return (Network._from_block, (self.widths, self.activations, self._params))
+        return (Network._restore, (self.widths, self.activations, self._params, sorted(self._bias_free)))
 
     # -- properties ---------------------------------------------------------
     @property
