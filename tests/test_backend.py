@@ -301,3 +301,44 @@ def test_ctrl_c_stops_a_long_pass(tmp_path, kind):
     assert words[2:] == ["True", "True"], out
     # the whole pass takes many seconds; the process stopped and exited within a second of the signal
     assert took < 1.0, took
+
+
+# -- the tape: forward now, backward later (what the torch Module uses) ---------------------
+@pytest.mark.parametrize("precision", ["float64", "extended"])
+@pytest.mark.parametrize("checkpoint", [None, 3, "auto"])
+@pytest.mark.parametrize("batch", [1, 70])  # 70 rows: several row blocks
+def test_tape_gives_the_bits_of_one_backward_call(precision, checkpoint, batch):
+    net = lg.Network.build([8] * 12 + [3], activation=["tanh", "relu", "gelu"] * 4, seed=3)
+    rng = np.random.default_rng(1)
+    x, G = rng.standard_normal((batch, 8)), rng.standard_normal((batch, 3))
+    ref = net.backward(x, grad_output=G, precision=precision, checkpoint=checkpoint)
+    out, tape = net._forward_tape(net.params, x, precision, checkpoint)
+    assert tape.ready and tape.batch == batch
+    np.testing.assert_array_equal(_f64(out), _f64(ref.output))
+    g = net._backward_tape(net.params, tape, G, precision)
+    assert not tape.ready  # consumed
+    for a, b in ((g.params, ref.params), (g.input, ref.input)):
+        if precision == "extended":
+            assert np.array_equal(a.mantissa, b.mantissa) and np.array_equal(a.exponent, b.exponent)
+        else:
+            assert np.array_equal(a, b)
+    with pytest.raises(ValueError, match="holds no forward pass"):
+        net._backward_tape(net.params, tape, G, precision)
+
+
+def test_tape_refuses_another_precision_or_network():
+    net = lg.Network.build([4, 5, 2], seed=0)
+    x, G = np.ones((3, 4)), np.ones((3, 2))
+    _, tape = net._forward_tape(net.params, x, "float64")
+    with pytest.raises(ValueError, match="holds a float64 forward pass"):
+        net._backward_tape(net.params, tape, G, "extended")
+    other = lg.Network.build([4, 5, 5, 2], seed=0)
+    _, tape = net._forward_tape(net.params, x, "float64")
+    with pytest.raises(ValueError, match="another network|parameter block"):
+        other._backward_tape(other.params, tape, G, "float64")
+    with pytest.raises(ValueError, match=r"grad_output has shape \(2, 2\)"):
+        net._backward_tape(net.params, tape, np.ones((2, 2)), "float64")
+    same_depth = lg.Network.build([4, 6, 2], seed=0)  # another layout of the store: refused, never read
+    _, tape = net._forward_tape(net.params, x, "float64")
+    with pytest.raises(ValueError, match="another network"):
+        same_depth._backward_tape(same_depth.params, tape, G, "float64")

@@ -793,47 +793,131 @@ std::size_t segment_length(std::size_t depth, std::size_t checkpoint) {
 
 }  // namespace
 
-void backward_ext(const Architecture& net, const double* params, const double* x,
-                  std::size_t batch, const Target& target, const GradExt& res, std::size_t checkpoint) {
-    check_inputs(x, batch, net.n_in());
-    check_target(target, batch, net.n_out());
+// What a backward pass keeps from its forward pass (see Tape in network.hpp).
+struct Tape::Impl {
+    enum class State { empty, extended, f64 } state = State::empty;
+    std::size_t batch = 0, seg = 0, nseg = 0;  // rows; segment length and count
+    std::vector<std::size_t> widths;           // of the network it ran (a store's layout depends on them)
+    ExtStore est;                               // extended: the last segment's store
+    F64Store fst;                               // float64: the same
+    Workspace ws;
+    Buffer<double> cpm, outm;  // a_{sC} of every segment s (when nseg > 1); the network output
+    Buffer<exp_t> cpe, oute;   // their exponents (extended)
+    std::atomic<bool> busy{false};
+};
+
+Tape::Tape() : impl_(std::make_unique<Impl>()) {}
+Tape::~Tape() = default;
+bool Tape::ready() const { return impl_->state != Impl::State::empty; }
+std::size_t Tape::batch() const { return impl_->batch; }
+
+namespace {
+
+// One call at a time on a tape: it is the caller's to share, and two passes
+// writing one store at once would corrupt it.
+class TapeUse {
+public:
+    explicit TapeUse(Tape::Impl& t) : t_(t) {
+        if (t_.busy.exchange(true)) throw std::invalid_argument("this tape is in use by another call");
+    }
+    ~TapeUse() { t_.busy.store(false); }
+    TapeUse(const TapeUse&) = delete;
+    TapeUse& operator=(const TapeUse&) = delete;
+
+private:
+    Tape::Impl& t_;
+};
+
+void forward_tape_ext_unchecked(const Architecture& net, const double* params, const double* x, std::size_t batch,
+                                std::size_t checkpoint, Tape::Impl& t) {
+    t.state = Tape::Impl::State::empty;
     const std::size_t L = net.depth(), C = segment_length(L, checkpoint), maxw = max_width(net);
     const std::size_t nseg = (L + C - 1) / C;
-    Workspace ws;
-    ExtStore st;
-    Buffer<double> xm, cpm;  // inputs; with checkpointing, a_{sC} of every segment s
-    Buffer<exp_t> xe, cpe;
+    t.widths = net.widths();
+    t.batch = batch;
+    t.seg = C;
+    t.nseg = nseg;
+    ExtStore& st = t.est;
+    Buffer<double> xm;  // inputs
+    Buffer<exp_t> xe;
     inputs_ext(x, batch * net.n_in(), xm, xe);
-    Buffer<double> outm;  // the current segment's output (at last, the network's)
-    Buffer<exp_t> oute;
-    outm.resize(batch * maxw);
-    oute.resize(batch * maxw);
+    t.outm.resize(batch * maxw);  // the current segment's output (at last, the network's)
+    t.oute.resize(batch * maxw);
     if (nseg == 1) {
-        forward_range_ext(net, params, 0, L, batch, ExtCMat{xm.data(), xe.data()}, true, st, ws, true);
-        std::copy(st.am.data() + st.aoff[L], st.am.data() + st.aoff[L] + batch * net.n_out(), outm.data());
-        std::copy(st.ae.data() + st.aoff[L], st.ae.data() + st.aoff[L] + batch * net.n_out(), oute.data());
+        forward_range_ext(net, params, 0, L, batch, ExtCMat{xm.data(), xe.data()}, true, st, t.ws, true);
+        std::copy(st.am.data() + st.aoff[L], st.am.data() + st.aoff[L] + batch * net.n_out(), t.outm.data());
+        std::copy(st.ae.data() + st.aoff[L], st.ae.data() + st.aoff[L] + batch * net.n_out(), t.oute.data());
     } else {
         reserve_check(nseg * batch * maxw * (sizeof(double) + sizeof(exp_t)), "the checkpoints of this pass");
-        cpm.resize(nseg * batch * maxw);
-        cpe.resize(nseg * batch * maxw);
+        t.cpm.resize(nseg * batch * maxw);
+        t.cpe.resize(nseg * batch * maxw);
         ExtCMat cur{xm.data(), xe.data()};
         for (std::size_t s = 0; s < nseg; ++s) {
             const std::size_t l0 = s * C, l1 = std::min(L, l0 + C), n0 = batch * net.width(l0);
-            std::copy(cur.m, cur.m + n0, cpm.data() + s * batch * maxw);
-            std::copy(cur.e, cur.e + n0, cpe.data() + s * batch * maxw);
-            forward_range_ext(net, params, l0, l1, batch, cur, false, st, ws, true);
+            std::copy(cur.m, cur.m + n0, t.cpm.data() + s * batch * maxw);
+            std::copy(cur.e, cur.e + n0, t.cpe.data() + s * batch * maxw);
+            forward_range_ext(net, params, l0, l1, batch, cur, false, st, t.ws, true);
             const std::size_t n1 = batch * net.width(l1), last = st.aoff[l1 - l0];
-            std::copy(st.am.data() + last, st.am.data() + last + n1, outm.data());  // a_{l1}
-            std::copy(st.ae.data() + last, st.ae.data() + last + n1, oute.data());
-            cur = ExtCMat{outm.data(), oute.data()};
+            std::copy(st.am.data() + last, st.am.data() + last + n1, t.outm.data());  // a_{l1}
+            std::copy(st.ae.data() + last, st.ae.data() + last + n1, t.oute.data());
+            cur = ExtCMat{t.outm.data(), t.oute.data()};
         }
     }
+    t.state = Tape::Impl::State::extended;
+}
 
+void forward_tape_f64_unchecked(const Architecture& net, const double* params, const double* x, std::size_t batch,
+                                std::size_t checkpoint, Tape::Impl& t) {
+    t.state = Tape::Impl::State::empty;
+    const std::size_t L = net.depth(), C = segment_length(L, checkpoint), maxw = max_width(net);
+    const std::size_t nseg = (L + C - 1) / C;
+    t.widths = net.widths();
+    t.batch = batch;
+    t.seg = C;
+    t.nseg = nseg;
+    F64Store& st = t.fst;
+    t.outm.resize(batch * maxw);  // the current segment's output (at last, the network's)
+    if (nseg == 1) {
+        forward_range_f64(net, params, 0, L, batch, x, true, st, true);
+        std::copy(st.acts.data() + st.aoff[L], st.acts.data() + st.aoff[L] + batch * net.n_out(), t.outm.data());
+    } else {
+        reserve_check(nseg * batch * maxw * sizeof(double), "the checkpoints of this pass");
+        t.cpm.resize(nseg * batch * maxw);
+        const double* cur = x;
+        for (std::size_t s = 0; s < nseg; ++s) {
+            const std::size_t l0 = s * C, l1 = std::min(L, l0 + C);
+            std::copy(cur, cur + batch * net.width(l0), t.cpm.data() + s * batch * maxw);
+            forward_range_f64(net, params, l0, l1, batch, cur, false, st, true);
+            const std::size_t last = st.aoff[l1 - l0];
+            std::copy(st.acts.data() + last, st.acts.data() + last + batch * net.width(l1), t.outm.data());
+            cur = t.outm.data();
+        }
+    }
+    t.state = Tape::Impl::State::f64;
+}
+
+// The tape's buffers go back to the engine's cache: a backward sweep consumes
+// the store (deltas overwrite the derivatives).
+void release(Tape::Impl& t) {
+    t.state = Tape::Impl::State::empty;
+    t.est = ExtStore{};
+    t.fst = F64Store{};
+    t.ws = Workspace{};
+    t.cpm = Buffer<double>{};
+    t.outm = Buffer<double>{};
+    t.cpe = Buffer<exp_t>{};
+    t.oute = Buffer<exp_t>{};
+}
+
+void backward_tape_ext_unchecked(const Architecture& net, const double* params, Tape::Impl& t, const Target& target,
+                                 const GradExt& res) {
+    const std::size_t L = net.depth(), C = t.seg, nseg = t.nseg, maxw = max_width(net), batch = t.batch;
+    ExtStore& st = t.est;
     Buffer<double> gm;  // dL/da of the layer reached
     Buffer<exp_t> ge;
     gm.resize(batch * maxw);
     ge.resize(batch * maxw);
-    const Ext loss = loss_ext(target, batch, net.n_out(), outm.data(), oute.data(), gm.data(), ge.data());
+    const Ext loss = loss_ext(target, batch, net.n_out(), t.outm.data(), t.oute.data(), gm.data(), ge.data());
     *res.loss.m = loss.m;
     *res.loss.e = loss.e;
     check_range(&loss.m, &loss.e, 1, kNoLayer, "the loss");
@@ -841,15 +925,16 @@ void backward_ext(const Architecture& net, const double* params, const double* x
     to_block_layout(gm.data(), batch, net.n_out(), maxw, nb);
     to_block_layout(ge.data(), batch, net.n_out(), maxw, nb);
     if (res.out.m) {
-        std::copy(outm.data(), outm.data() + batch * net.n_out(), res.out.m);
-        std::copy(oute.data(), oute.data() + batch * net.n_out(), res.out.e);
+        std::copy(t.outm.data(), t.outm.data() + batch * net.n_out(), res.out.m);
+        std::copy(t.oute.data(), t.oute.data() + batch * net.n_out(), res.out.e);
     }
     for (std::size_t s = nseg; s-- > 0;) {
         const std::size_t l0 = s * C, l1 = std::min(L, l0 + C);
         if (nseg > 1)  // recompute the segment's activations and derivatives from its checkpoint
             forward_range_ext(net, params, l0, l1, batch,
-                              ExtCMat{cpm.data() + s * batch * maxw, cpe.data() + s * batch * maxw}, true, st, ws, false);
-        backward_segment_ext(net, params, l0, l1, batch, st, gm, ge, res, ws);
+                              ExtCMat{t.cpm.data() + s * batch * maxw, t.cpe.data() + s * batch * maxw}, true, st,
+                              t.ws, false);
+        backward_segment_ext(net, params, l0, l1, batch, st, gm, ge, res, t.ws);
     }
     if (res.dx.m) {
         from_block_layout(gm.data(), batch, net.n_in(), maxw, nb, res.dx.m);
@@ -857,43 +942,107 @@ void backward_ext(const Architecture& net, const double* params, const double* x
     }
 }
 
+void backward_tape_f64_unchecked(const Architecture& net, const double* params, Tape::Impl& t, const Target& target,
+                                 const GradF64& res) {
+    const std::size_t L = net.depth(), C = t.seg, nseg = t.nseg, maxw = max_width(net), batch = t.batch;
+    F64Store& st = t.fst;
+    Buffer<double> g;  // dL/da of the layer reached
+    g.resize(batch * maxw);
+    *res.loss = loss_f64(target, batch, net.n_out(), t.outm.data(), g.data());
+    const std::size_t nb = row_blocks(net, batch);
+    to_block_layout(g.data(), batch, net.n_out(), maxw, nb);
+    if (res.out) std::copy(t.outm.data(), t.outm.data() + batch * net.n_out(), res.out);
+    for (std::size_t s = nseg; s-- > 0;) {
+        const std::size_t l0 = s * C, l1 = std::min(L, l0 + C);
+        if (nseg > 1) forward_range_f64(net, params, l0, l1, batch, t.cpm.data() + s * batch * maxw, true, st, false);
+        backward_segment_f64(net, params, l0, l1, batch, st, g, res);
+    }
+    if (res.dx) from_block_layout(g.data(), batch, net.n_in(), maxw, nb, res.dx);
+}
+
+// The tape must hold a forward pass of this precision and network.
+void check_tape(const Architecture& net, const Tape::Impl& t, Tape::Impl::State want) {
+    if (t.state == Tape::Impl::State::empty)
+        throw std::invalid_argument("the tape holds no forward pass (none was run, or a backward pass used it)");
+    if (t.state != want)
+        throw std::invalid_argument(std::string("the tape holds a ") +
+                                    (t.state == Tape::Impl::State::extended ? "extended" : "float64") +
+                                    " forward pass; this backward pass is " +
+                                    (want == Tape::Impl::State::extended ? "extended" : "float64"));
+    if (t.widths != net.widths()) throw std::invalid_argument("the tape holds a forward pass of another network");
+}
+
+}  // namespace
+
+void forward_tape_ext(const Architecture& net, const double* params, const double* x, std::size_t batch,
+                      std::size_t checkpoint, Tape& tape, ExtOut out) {
+    Tape::Impl& t = *tape.impl_;
+    const TapeUse use(t);
+    check_inputs(x, batch, net.n_in());
+    forward_tape_ext_unchecked(net, params, x, batch, checkpoint, t);
+    if (out.m) {
+        std::copy(t.outm.data(), t.outm.data() + batch * net.n_out(), out.m);
+        std::copy(t.oute.data(), t.oute.data() + batch * net.n_out(), out.e);
+    }
+}
+
+void forward_tape_f64(const Architecture& net, const double* params, const double* x, std::size_t batch,
+                      std::size_t checkpoint, Tape& tape, double* out) {
+    Tape::Impl& t = *tape.impl_;
+    const TapeUse use(t);
+    check_inputs(x, batch, net.n_in());
+    forward_tape_f64_unchecked(net, params, x, batch, checkpoint, t);
+    if (out) std::copy(t.outm.data(), t.outm.data() + batch * net.n_out(), out);
+}
+
+void backward_tape_ext(const Architecture& net, const double* params, Tape& tape, const Target& target,
+                       const GradExt& res) {
+    Tape::Impl& t = *tape.impl_;
+    const TapeUse use(t);
+    check_tape(net, t, Tape::Impl::State::extended);
+    check_target(target, t.batch, net.n_out());
+    t.state = Tape::Impl::State::empty;  // consumed, whatever happens below
+    try {
+        backward_tape_ext_unchecked(net, params, t, target, res);
+    } catch (...) {
+        release(t);
+        throw;
+    }
+    release(t);
+}
+
+void backward_tape_f64(const Architecture& net, const double* params, Tape& tape, const Target& target,
+                       const GradF64& res) {
+    Tape::Impl& t = *tape.impl_;
+    const TapeUse use(t);
+    check_tape(net, t, Tape::Impl::State::f64);
+    check_target(target, t.batch, net.n_out());
+    t.state = Tape::Impl::State::empty;
+    try {
+        backward_tape_f64_unchecked(net, params, t, target, res);
+    } catch (...) {
+        release(t);
+        throw;
+    }
+    release(t);
+}
+
+void backward_ext(const Architecture& net, const double* params, const double* x,
+                  std::size_t batch, const Target& target, const GradExt& res, std::size_t checkpoint) {
+    check_inputs(x, batch, net.n_in());
+    check_target(target, batch, net.n_out());
+    Tape::Impl t;
+    forward_tape_ext_unchecked(net, params, x, batch, checkpoint, t);
+    backward_tape_ext_unchecked(net, params, t, target, res);
+}
+
 void backward_f64(const Architecture& net, const double* params, const double* x,
                   std::size_t batch, const Target& target, const GradF64& res, std::size_t checkpoint) {
     check_inputs(x, batch, net.n_in());
     check_target(target, batch, net.n_out());
-    const std::size_t L = net.depth(), C = segment_length(L, checkpoint), maxw = max_width(net);
-    const std::size_t nseg = (L + C - 1) / C;
-    F64Store st;
-    Buffer<double> cp, out;  // out: the current segment's output (at last, the network's)
-    out.resize(batch * maxw);
-    if (nseg == 1) {
-        forward_range_f64(net, params, 0, L, batch, x, true, st, true);
-        std::copy(st.acts.data() + st.aoff[L], st.acts.data() + st.aoff[L] + batch * net.n_out(), out.data());
-    } else {
-        reserve_check(nseg * batch * maxw * sizeof(double), "the checkpoints of this pass");
-        cp.resize(nseg * batch * maxw);
-        const double* cur = x;
-        for (std::size_t s = 0; s < nseg; ++s) {
-            const std::size_t l0 = s * C, l1 = std::min(L, l0 + C);
-            std::copy(cur, cur + batch * net.width(l0), cp.data() + s * batch * maxw);
-            forward_range_f64(net, params, l0, l1, batch, cur, false, st, true);
-            const std::size_t last = st.aoff[l1 - l0];
-            std::copy(st.acts.data() + last, st.acts.data() + last + batch * net.width(l1), out.data());
-            cur = out.data();
-        }
-    }
-    Buffer<double> g;  // dL/da of the layer reached
-    g.resize(batch * maxw);
-    *res.loss = loss_f64(target, batch, net.n_out(), out.data(), g.data());
-    const std::size_t nb = row_blocks(net, batch);
-    to_block_layout(g.data(), batch, net.n_out(), maxw, nb);
-    if (res.out) std::copy(out.data(), out.data() + batch * net.n_out(), res.out);
-    for (std::size_t s = nseg; s-- > 0;) {
-        const std::size_t l0 = s * C, l1 = std::min(L, l0 + C);
-        if (nseg > 1) forward_range_f64(net, params, l0, l1, batch, cp.data() + s * batch * maxw, true, st, false);
-        backward_segment_f64(net, params, l0, l1, batch, st, g, res);
-    }
-    if (res.dx) from_block_layout(g.data(), batch, net.n_in(), maxw, nb, res.dx);
+    Tape::Impl t;
+    forward_tape_f64_unchecked(net, params, x, batch, checkpoint, t);
+    backward_tape_f64_unchecked(net, params, t, target, res);
 }
 
 }  // namespace loggrad

@@ -735,12 +735,7 @@ class Network:
             raise ValueError(f"unknown loss {loss!r}; valid: {', '.join(LOSSES)}")
         cp = self._checkpoint_arg(checkpoint)
         sel = self._layer_selection(layers)
-        off, grads = self._w_off, None
-        if sel is not None:  # the engine packs the selected layers' blocks in layer order
-            sizes = self._blocks[sel]
-            off = np.full(self.depth, -1, dtype=np.int64)
-            off[sel] = np.cumsum(sizes) - sizes
-            grads = int(sizes.sum())
+        grads = None if sel is None else int(self._blocks[sel].sum())
         reuse_m, reuse_e = self._reused(out, precision, sel)
         xa, single = self._inputs(x, precision, True, cp, 0 if reuse_m is not None else grads, bool(input_grad))
         gm = ge = None
@@ -751,6 +746,16 @@ class Network:
             ya, labels = self._targets(loss, y, xa.shape[0], single)
         res = _core.backward(self._arch, params, xa, loss, ya, labels, precision, bool(input_grad), cp, sel,
                              gm, ge, reuse_m, reuse_e)
+        return self._gradients(res, precision, sel, bool(input_grad), grad_output is not None, single, out)
+
+    def _gradients(self, res: Any, precision: str, sel: np.ndarray | None, input_grad: bool, upstream: bool,
+                   single: bool, out: Gradients | None) -> Gradients:
+        """The Gradients of the engine's (loss, out, grad, dx) result."""
+        off = self._w_off
+        if sel is not None:  # the engine packs the selected layers' blocks in layer order
+            sizes = self._blocks[sel]
+            off = np.full(self.depth, -1, dtype=np.int64)
+            off[sel] = np.cumsum(sizes) - sizes
         loss_v: Values | None
         out_v: Values
         grad: Values
@@ -760,18 +765,41 @@ class Network:
             if out is not None:
                 grad = out.params  # the same arrays, written again
         else:
-            loss_v, out_v, grad, dx = res  # type: ignore[assignment]  # float64 overload: ndarrays
+            loss_v, out_v, grad, dx = res
         ws = LayerViews(grad, off, self._widths, "weights", results=True)
         bs = LayerViews(grad, off, self._widths, "biases", results=True)
         if not input_grad:
             dx = None  # the engine returned an empty (0, n_in) array
-        if grad_output is not None:
+        if upstream:
             loss_v = None
         if single:
             out_v = out_v[0]
             dx = None if dx is None else dx[0]
         return Gradients(loss=loss_v, output=out_v, weights=ws, biases=bs, input=dx, params=grad, precision=precision,
                          layers=None if sel is None else tuple(int(l) for l in sel))
+
+    def _forward_tape(self, params: np.ndarray, x: np.ndarray, precision: str,
+                      checkpoint: Any = None) -> tuple[Values, Any]:
+        """The forward half of a backward pass: (output, tape) for :meth:`_backward_tape`.
+
+        x: (batch, n_in). The tape keeps the stored activations (as much memory
+        as the backward pass's store) until the backward pass or its deletion.
+        """
+        _check_precision(precision)
+        cp = self._checkpoint_arg(checkpoint)
+        xa, _ = self._inputs(x, precision, True, cp)
+        tape = _core.Tape()
+        res = _core.forward_tape(self._arch, params, xa, precision, cp, tape)
+        out: Values = LogArray._wrap(*res) if precision == "extended" else res
+        return out, tape
+
+    def _backward_tape(self, params: np.ndarray, tape: Any, grad_output: Any, precision: str,
+                       layers: Any = None, input_grad: bool = True) -> Gradients:
+        """The backward pass of a :meth:`_forward_tape` pass (same params) with dL/d(output) = grad_output."""
+        sel = self._layer_selection(layers)
+        gm, ge = self._grad_output(grad_output, int(tape.batch), False, precision)
+        res = _core.backward_tape(self._arch, params, tape, precision, bool(input_grad), sel, gm, ge)
+        return self._gradients(res, precision, sel, bool(input_grad), True, False, None)
 
     def _reused(self, out: Any, precision: str, sel: np.ndarray | None) -> tuple[Any, Any]:
         """The gradient arrays of an earlier result to write into (backward(out=)), or (None, None)."""
