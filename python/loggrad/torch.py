@@ -61,7 +61,7 @@ class _Pass(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx: Any, x: torch.Tensor, params: torch.Tensor, module: Module) -> torch.Tensor:  # type: ignore[override]
+    def forward(ctx: Any, x: torch.Tensor, params: torch.Tensor, module: Module) -> torch.Tensor:
         xa = _as_numpy(x, "the input")
         pa = _as_numpy(params, "params")
         net, precision = module.net, module.precision
@@ -77,7 +77,7 @@ class _Pass(torch.autograd.Function):
         return torch.from_numpy(np.ascontiguousarray(values, dtype=np.float64))
 
     @staticmethod
-    def backward(ctx: Any, grad_out: torch.Tensor) -> tuple[Any, ...]:  # type: ignore[override]
+    def backward(ctx: Any, grad_out: torch.Tensor) -> tuple[Any, ...]:
         x, params = ctx.saved_tensors
         module: Module = ctx.module
         need_x, need_p = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
@@ -86,7 +86,7 @@ class _Pass(torch.autograd.Function):
         net, precision = module.net, module.precision
         pa = _as_numpy(params, "params")
         g_out = _as_numpy(grad_out, "grad_output")
-        layers = None if need_p else []
+        layers: list[int] | None = None if need_p else []
         if ctx.tape is not None and ctx.tape.ready:
             g = net._backward_tape(pa, ctx.tape, g_out, precision, layers, bool(need_x))
         else:
@@ -144,7 +144,7 @@ class Module(torch.nn.Module):
         if self.params.shape != (self.net.param_count,):
             raise ValueError(f"params has shape {tuple(self.params.shape)}; the network needs "
                              f"({self.net.param_count},)")
-        out = _Pass.apply(x, self.params, self)
+        out: torch.Tensor = _Pass.apply(x, self.params, self)  # type: ignore[no-untyped-call]
         return out[0] if single else out
 
     def extra_repr(self) -> str:
