@@ -37,7 +37,8 @@ bool mul_within(std::size_t a, std::size_t b, std::size_t limit, std::size_t& ou
 // or its offset arithmetic would wrap and index out of bounds.
 constexpr std::size_t kMaxValues = std::numeric_limits<std::size_t>::max() / 64;
 
-Architecture make_architecture(std::vector<std::size_t> widths, const std::vector<std::string>& acts) {
+Architecture make_architecture(std::vector<std::size_t> widths, const std::vector<std::string>& acts,
+                               const std::vector<std::optional<double>>& residual) {
     std::size_t params = 0, units = 0;
     for (std::size_t l = 0; l < widths.size(); ++l) {
         if (widths[l] > kMaxValues - units)
@@ -55,7 +56,9 @@ Architecture make_architecture(std::vector<std::size_t> widths, const std::vecto
     std::vector<loggrad::Activation> a;
     a.reserve(acts.size());
     for (const auto& name : acts) a.push_back(loggrad::activation_from_name(name));
-    return Architecture(std::move(widths), std::move(a));
+    std::vector<double> scales;  // NaN: a plain layer
+    for (const auto& r : residual) scales.push_back(r ? *r : std::numeric_limits<double>::quiet_NaN());
+    return Architecture(std::move(widths), std::move(a), std::move(scales));
 }
 
 // Checks params and x against the architecture; returns the batch size.
@@ -276,7 +279,15 @@ void register_network(py::module_& m) {
     py::register_exception<loggrad::range_error>(m, "ExponentRangeError", PyExc_OverflowError);
 
     py::class_<Architecture>(m, "Architecture", "Widths and activations of a dense chain")
-        .def(py::init(&make_architecture), py::arg("widths"), py::arg("activations"))
+        .def(py::init(&make_architecture), py::arg("widths"), py::arg("activations"),
+             py::arg("residual") = std::vector<std::optional<double>>{})
+        .def_property_readonly("residual",
+                               [](const Architecture& a) {
+                                   std::vector<std::optional<double>> r(a.depth());
+                                   for (std::size_t l = 0; l < a.depth(); ++l)
+                                       if (a.residual(l)) r[l] = a.residual_scale(l);
+                                   return r;
+                               })
         .def_property_readonly("depth", &Architecture::depth)
         .def_property_readonly("widths", &Architecture::widths)
         .def_property_readonly("activations",

@@ -43,6 +43,31 @@ Architecture::Architecture(std::vector<std::size_t> widths, std::vector<Activati
         offsets_[l + 1] = offsets_[l] + widths_[l + 1] * (widths_[l] + 1);
 }
 
+Architecture::Architecture(std::vector<std::size_t> widths, std::vector<Activation> activations,
+                           std::vector<double> residual)
+    : Architecture(std::move(widths), std::move(activations)) {
+    bool any = false;
+    if (!residual.empty()) {
+        if (residual.size() != depth())
+            throw std::invalid_argument("got " + std::to_string(residual.size()) + " residual scales for " +
+                                        std::to_string(depth()) + " layers");
+        for (std::size_t l = 0; l < depth(); ++l) {
+            const double s = residual[l];
+            if (s != s) continue;  // NaN: a plain layer
+            if (!std::isfinite(s))
+                throw std::invalid_argument("layer " + std::to_string(l) + ": the residual scale must be finite, got " +
+                                            std::to_string(s));
+            if (widths_[l] != widths_[l + 1])
+                throw std::invalid_argument("layer " + std::to_string(l) + " (" + std::to_string(widths_[l]) + " -> " +
+                                            std::to_string(widths_[l + 1]) +
+                                            ") cannot be residual: a residual layer adds its input to its output, "
+                                            "so it needs as many outputs as inputs");
+            any = true;
+        }
+    }
+    if (any) residual_ = std::move(residual);
+}
+
 std::size_t Architecture::unit_count() const {
     std::size_t n = 0;
     for (std::size_t w : widths_) n += w;
@@ -244,7 +269,11 @@ void check_after_product(const Architecture& net, const double* params, std::siz
 }
 }  // namespace
 
-void forward_layer_ext(const Architecture& net, const double* params, std::size_t l, std::size_t batch,
+namespace {
+
+// out = f(in W_l^T + b_l) and der = f'(...) (when der.m is not null) of a
+// dense layer, extended; z is scratch. The body of forward_layer_ext.
+void dense_forward_ext(const Architecture& net, const double* params, std::size_t l, std::size_t batch,
                        ExtCMat in, ExtMat out, ExtMat der, ExtMat z, Workspace& ws, bool check) {
     const std::size_t n_in = net.width(l), n_out = net.width(l + 1);
     const double* W = params + net.weight_offset(l);
@@ -273,6 +302,38 @@ void forward_layer_ext(const Architecture& net, const double* params, std::size_
         for (std::size_t i = r0; i < r1; ++i) simd::add_n(n_out, z.m + i * n_out, z.e + i * n_out, bm, be);
         activate_checked(act, l, r0 * n_out, (r1 - r0) * n_out, z, out, der);
     });
+}
+
+// A residual layer's step on the dense layer's results: out = in + s out
+// (the branch scaled by s, added to the layer's input) and der = s der, the
+// factor the backward chain multiplies dL/da_{l+1} by on the branch. The
+// product by s is exact as float64's, the sum rounded once: what float64
+// gives, with an unbounded exponent.
+void residual_forward_ext(const Architecture& net, std::size_t l, std::size_t batch, ExtCMat in, ExtMat out,
+                          ExtMat der) {
+    const std::size_t n = net.width(l + 1);
+    const Ext s = from_double(net.residual_scale(l));
+    parallel_rows(batch, n, [&](std::size_t r0, std::size_t r1) {
+        for (std::size_t i = r0 * n; i < r1 * n; ++i) {
+            const Ext v = add(Ext{in.m[i], in.e[i]}, mul(s, Ext{out.m[i], out.e[i]}));
+            out.m[i] = v.m;
+            out.e[i] = v.e;
+            if (der.m) {
+                const Ext d = mul(s, Ext{der.m[i], der.e[i]});
+                der.m[i] = d.m;
+                der.e[i] = d.e;
+            }
+        }
+        check_range(out.m + r0 * n, out.e + r0 * n, (r1 - r0) * n, l, "activations");
+    });
+}
+
+}  // namespace
+
+void forward_layer_ext(const Architecture& net, const double* params, std::size_t l, std::size_t batch,
+                       ExtCMat in, ExtMat out, ExtMat der, ExtMat z, Workspace& ws, bool check) {
+    dense_forward_ext(net, params, l, batch, in, out, der, z, ws, check);
+    if (net.residual(l)) residual_forward_ext(net, l, batch, in, out, der);
 }
 
 namespace {
@@ -475,9 +536,18 @@ void forward_layer_f64(const Architecture& net, const double* params, std::size_
     gemm(false, true, batch, n_out, n_in, in, params + net.weight_offset(l), z);
     if (pc == ParamCheck::after) check_after_product(net, params, l, batch, z, b);
     const Activation act = net.activation(l);
+    const bool residual = net.residual(l);
+    const double scale = residual ? net.residual_scale(l) : 1.0;
     parallel_rows(batch, n_out, [&](std::size_t r0, std::size_t r1) {
         const std::size_t o0 = r0 * n_out;
         bias_activate_f64(act, r1 - r0, n_out, z + o0, b, out + o0, der ? der + o0 : nullptr);
+        if (!residual) return;
+        // a_{l+1} = a_l + s f(z); the chain's factor on the branch is s f'(z)
+        for (std::size_t i = o0; i < r1 * n_out; ++i) {
+            const double branch = scale * out[i];
+            out[i] = in[i] + branch;
+            if (der) der[i] *= scale;
+        }
     });
 }
 
@@ -628,6 +698,7 @@ void backward_segment_f64(const Architecture& net, const double* params, std::si
         for_each_block(batch, nb, [&](std::size_t r0, std::size_t r1) {
             const std::size_t rows = r1 - r0;
             double* gb = g.data() + r0 * maxw;  // this block's rows of dL/da
+            Buffer<double> branch;              // residual layers: dL/da_l through the branch
             for (std::size_t l = l1; l-- > l0;) {
                 check_interrupt();
                 const std::size_t n_in = net.width(l), n_out = net.width(l + 1);
@@ -636,7 +707,18 @@ void backward_segment_f64(const Architecture& net, const double* params, std::si
                     for (std::size_t o = q0 * n_out; o < q1 * n_out; ++o) delta[o] *= gb[o];
                 });
                 publish(l);
-                if (l > 0 || res.dx) gemm(false, false, rows, n_in, n_out, delta, params + net.weight_offset(l), gb);
+                if (l == 0 && !res.dx) continue;
+                const double* W = params + net.weight_offset(l);
+                if (!net.residual(l)) {
+                    gemm(false, false, rows, n_in, n_out, delta, W, gb);
+                    continue;
+                }
+                // dL/da_l = dL/da_{l+1} (the skip) + delta_l W_l (the branch)
+                branch.resize(rows * n_in);
+                gemm(false, false, rows, n_in, n_out, delta, W, branch.data());
+                parallel_rows(rows, n_in, [&](std::size_t q0, std::size_t q1) {
+                    for (std::size_t o = q0 * n_in; o < q1 * n_in; ++o) gb[o] += branch[o];
+                });
             }
         });
         return l0;
@@ -723,8 +805,11 @@ void backward_segment_ext(const Architecture& net, const double* params, std::si
             exp_t* geb = ge.data() + r0 * maxw;
             // relu's and identity's f' are 1 or 0: a select gives the product's bits.
             const auto unit_der = [&](std::size_t l) {
-                return net.activation(l) == Activation::relu || net.activation(l) == Activation::identity;
+                return (net.activation(l) == Activation::relu || net.activation(l) == Activation::identity) &&
+                       !net.residual(l);  // a residual layer's factor is s f'(z)
             };
+            Buffer<double> skm;  // residual layers: dL/da_{l+1}, kept for the skip
+            Buffer<exp_t> ske;
             bool made = false, exact = false;  // delta_l made, and scaled in w, by the step above
             for (std::size_t l = l1; l-- > l0;) {
                 check_interrupt();
@@ -744,14 +829,26 @@ void backward_segment_ext(const Architecture& net, const double* params, std::si
                 else exact = ext_gemm_xw_product(w, rows, n_in, n_out, ExtCMat{dm, de}, W, false);
                 std::uint64_t range = 0;
                 // Within the segment, delta_{l-1} straight from the product, without
-                // writing dL/da_l (ext_gemm_xw_chain); else dL/da_l as it is.
-                made = exact && l > l0;
+                // writing dL/da_l (ext_gemm_xw_chain); else dL/da_l as it is. Not
+                // through residual layers: their dL/da adds the skip.
+                made = exact && l > l0 && !net.residual(l) && !net.residual(l - 1);
+                const bool skip = net.residual(l);
+                if (skip) {
+                    skm.resize(rows * n_out);
+                    ske.resize(rows * n_out);
+                    std::copy(gmb, gmb + rows * n_out, skm.data());
+                    std::copy(geb, geb + rows * n_out, ske.data());
+                }
                 if (made) {
                     const std::size_t o1 = st.doff[l - 1 - l0] + r0 * n_in;
                     exact = ext_gemm_xw_chain(w, rows, n_in, n_out, ExtCMat{dm, de}, W, false, unit_der(l - 1),
                                               ExtMat{st.dm.data() + o1, st.de.data() + o1}, ExtMat{gmb, geb}, &range);
                 } else {
                     ext_gemm_xw_finish(w, rows, n_in, n_out, ExtCMat{dm, de}, W, false, ExtMat{gmb, geb}, &range);
+                }
+                if (skip) {  // dL/da_l = the branch's delta_l W_l + the skip's dL/da_{l+1}
+                    simd::add_n(rows * n_in, gmb, geb, skm.data(), ske.data());
+                    range |= simd::out_of_range(gmb, geb, rows * n_in);
                 }
                 try {
                     if (range >> 62) throw_out_of_range(l, "input gradients");

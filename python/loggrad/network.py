@@ -131,6 +131,40 @@ def _check_finite(a: np.ndarray, what: str) -> None:
         raise ValueError(f"{what} has a non-finite value ({a[tuple(bad)]}) at {list(map(int, bad))}")
 
 
+def _residual_scales(residual: Any, widths: Sequence[int]) -> list[float | None]:
+    """Per-layer residual scales (None: a plain layer) from Network's ``residual`` argument."""
+    depth = len(widths) - 1
+    if residual is None:
+        return []
+
+    def scale(v: Any, where: str) -> float:
+        if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, float, np.integer, np.floating)):
+            raise TypeError(f"{where} must be a real number (the branch scale s) or None, got {type(v).__name__}")
+        if not math.isfinite(float(v)):
+            raise ValueError(f"{where} must be finite, got {v}")
+        return float(v)
+
+    if isinstance(residual, (int, float, np.integer, np.floating)) and not isinstance(residual, (bool, np.bool_)):
+        s = scale(residual, "residual")
+        return [s if widths[l] == widths[l + 1] else None for l in range(depth)]
+    if isinstance(residual, (str, bytes, bool, np.bool_)) or not isinstance(residual, Iterable):
+        raise TypeError("residual must be None, a branch scale s for every square layer, or a list with one "
+                        f"scale (or None) per layer, got {type(residual).__name__}")
+    scales = list(residual)
+    if len(scales) != depth:
+        raise ValueError(f"got {len(scales)} residual scales for {depth} layers (give one number, or one per layer)")
+    out: list[float | None] = []
+    for l, v in enumerate(scales):
+        if v is None:
+            out.append(None)
+            continue
+        out.append(scale(v, f"residual[{l}]"))
+        if widths[l] != widths[l + 1]:
+            raise ValueError(f"layer {l} ({widths[l]} -> {widths[l + 1]}) cannot be residual: a residual layer "
+                             "adds its input to its output, so it needs as many outputs as inputs (use None)")
+    return out
+
+
 class LayerViews(Sequence[Any]):
     """Per-layer views into a flat parameter-layout array, made on access.
 
@@ -255,6 +289,13 @@ class Network:
         one name for every layer, or a list with one name per layer. Valid:
         identity (linear), sigmoid, tanh, relu, leaky_relu, elu, selu,
         softplus, gelu, silu.
+    residual:
+        residual connections, ``a_{l+1} = a_l + s * f_l(z_l)``: a branch scale
+        s for every square layer (n_out == n_in; the others stay plain), or a
+        list with one entry per layer, a scale or None for a plain layer. A
+        layer that is not square cannot be residual. Default: no residual
+        connections. s = 0 gives the identity at initialisation (ReZero/SkipInit);
+        s ~ 1/sqrt(depth) keeps the end-to-end gradient growth bounded.
     """
 
     def __init__(
@@ -262,6 +303,7 @@ class Network:
         weights: Sequence[npt.ArrayLike] | np.ndarray,
         biases: Sequence[npt.ArrayLike] | None = None,
         activations: str | Sequence[str] = "identity",
+        residual: float | Sequence[float | None] | None = None,
     ) -> None:
         if isinstance(weights, np.ndarray) and weights.ndim == 2:  # a single layer
             weights = [weights]
@@ -301,9 +343,10 @@ class Network:
             if len(acts) != depth:
                 raise ValueError(f"got {len(acts)} activations for {depth} layers (give one name or one per layer)")
         widths = [ws[0].shape[1]] + [w.shape[0] for w in ws]
+        scales = _residual_scales(residual, widths)
         # Layers that came without a bias (from_torch of Linear(bias=False)); to_torch keeps them so.
         self._bias_free: frozenset[int] = frozenset()
-        self._arch = _core.Architecture(widths, acts)
+        self._arch = _core.Architecture(widths, acts, scales)
         self._widths = np.asarray(widths, dtype=np.int64)
         # layer l's block: n_{l+1} * (n_l + 1) values (W then b), at offset _w_off[l]
         self._blocks = self._widths[1:] * (self._widths[:-1] + 1)
@@ -322,10 +365,12 @@ class Network:
 
     # -- construction helpers -----------------------------------------------
     @classmethod
-    def _from_block(cls, widths: Sequence[int], activations: Sequence[str], params: np.ndarray) -> Network:
+    def _from_block(cls, widths: Sequence[int], activations: Sequence[str], params: np.ndarray,
+                    residual: Sequence[float | None] | None = None) -> Network:
         w = np.asarray(widths, dtype=np.int64)
         w_off = np.concatenate([[0], np.cumsum(w[1:] * (w[:-1] + 1))])[:-1]
-        return cls(LayerViews(params, w_off, w, "weights"), LayerViews(params, w_off, w, "biases"), list(activations))
+        return cls(LayerViews(params, w_off, w, "weights"), LayerViews(params, w_off, w, "biases"), list(activations),
+                   residual=residual)
 
     @classmethod
     def build(
@@ -336,6 +381,7 @@ class Network:
         bias_init: Any = "zeros",
         seed: int | None = None,
         gain: float | None = None,
+        residual: float | Sequence[float | None] | None = None,
     ) -> Network:
         """A chain widths[0] -> ... -> widths[-1] with initialised parameters.
 
@@ -344,6 +390,7 @@ class Network:
         ``(shape, rng) -> array``, or a list with one per layer. seed: the
         draws are reproducible across runs and machines. gain: the gamma
         multiplying the initializer's standard deviation (or limit).
+        residual: residual connections, as for :class:`Network`.
         """
         from .init import _is_int, init_layers
 
@@ -358,8 +405,9 @@ class Network:
             raise ValueError(f"widths needs at least two entries (inputs and outputs), got {list(widths)}")
         if min(w) < 1:
             raise ValueError(f"every width must be at least 1, got {w}")
+        _residual_scales(residual, w)  # refused before any weight is drawn
         ws, bs = init_layers(w, init, bias_init=bias_init, seed=seed, gain=gain)
-        return cls(ws, bs, activation)
+        return cls(ws, bs, activation, residual=residual)
 
     @classmethod
     def from_torch(cls, model: Any) -> Network:
@@ -389,12 +437,13 @@ class Network:
 
     def copy(self) -> Network:
         """An independent network with the same parameters."""
-        return Network._restore(self.widths, self.activations, self._params.copy(), sorted(self._bias_free))
+        return Network._restore(self.widths, self.activations, self._params.copy(), sorted(self._bias_free),
+                                self.residual)
 
     @classmethod
     def _restore(cls, widths: Sequence[int], activations: Sequence[str], params: np.ndarray,
-                 bias_free: Sequence[int] = ()) -> Network:
-        net = cls._from_block(widths, activations, params)
+                 bias_free: Sequence[int] = (), residual: Sequence[float | None] | None = None) -> Network:
+        net = cls._from_block(widths, activations, params, residual)
         net._bias_free = frozenset(int(l) for l in bias_free)
         return net
 
@@ -402,7 +451,8 @@ class Network:
         # pickle, copy.deepcopy, multiprocessing: the architecture and the
         # parameter block, restored bitwise (through the same checks as a new
         # network).
-        return (Network._restore, (self.widths, self.activations, self._params, sorted(self._bias_free)))
+        return (Network._restore, (self.widths, self.activations, self._params, sorted(self._bias_free),
+                                   self.residual))
 
     # -- properties ---------------------------------------------------------
     @property
@@ -429,6 +479,16 @@ class Network:
     @property
     def activations(self) -> list[str]:
         return list(self._arch.activations)
+
+    @property
+    def residual(self) -> list[float | None]:
+        """Each layer's residual branch scale s (``a_{l+1} = a_l + s f(z_l)``), or None for a plain layer."""
+        return list(self._arch.residual)
+
+    @property
+    def is_residual(self) -> bool:
+        """Whether some layer has a residual connection."""
+        return any(s is not None for s in self._arch.residual)
 
     @property
     def weights(self) -> LayerViews:
@@ -458,7 +518,12 @@ class Network:
         act = next(iter(acts)) if len(acts) == 1 else "mixed"
         w = self.widths
         shown: list[int | str] = [*w] if len(w) <= 8 else [*w[:3], "...", *w[-3:]]
-        return f"Network(depth={self.depth}, widths={shown}, activation={act!r}, params={self.param_count})"
+        res = ""
+        if self.is_residual:
+            scales = {s for s in self.residual if s is not None}
+            n = sum(s is not None for s in self.residual)
+            res = f", residual={next(iter(scales)) if len(scales) == 1 else 'mixed'} ({n} layers)"
+        return f"Network(depth={self.depth}, widths={shown}, activation={act!r}{res}, params={self.param_count})"
 
     # -- passes ---------------------------------------------------------------
     def _inputs(self, x: npt.ArrayLike, precision: str = "extended", backward: bool = False,

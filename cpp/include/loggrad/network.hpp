@@ -26,6 +26,12 @@ public:
     // Throws std::invalid_argument for an empty network, a zero width or a
     // count mismatch.
     Architecture(std::vector<std::size_t> widths, std::vector<Activation> activations);
+    // With residual connections: residual[l] is layer l's branch scale s, so
+    // that a_{l+1} = a_l + s f(W_l a_l + b_l), or NaN for a plain layer
+    // a_{l+1} = f(W_l a_l + b_l). Empty: no residual layers. Throws
+    // std::invalid_argument for a residual layer that is not square
+    // (n_{l+1} != n_l), an infinite scale or a count mismatch.
+    Architecture(std::vector<std::size_t> widths, std::vector<Activation> activations, std::vector<double> residual);
 
     std::size_t depth() const { return activations_.size(); }
     std::size_t width(std::size_t i) const { return widths_[i]; }
@@ -33,6 +39,10 @@ public:
     std::size_t n_out() const { return widths_.back(); }
     const std::vector<std::size_t>& widths() const { return widths_; }
     Activation activation(std::size_t l) const { return activations_[l]; }
+    // Whether layer l adds its input back (a residual layer), and its branch scale.
+    bool residual(std::size_t l) const { return !residual_.empty() && residual_[l] == residual_[l]; }
+    double residual_scale(std::size_t l) const { return residual_[l]; }
+    const std::vector<double>& residual_scales() const { return residual_; }  // empty: none
     std::size_t weight_offset(std::size_t l) const { return offsets_[l]; }
     std::size_t bias_offset(std::size_t l) const { return offsets_[l] + widths_[l + 1] * widths_[l]; }
     std::size_t param_count() const { return offsets_.back(); }
@@ -50,6 +60,7 @@ private:
     std::vector<std::size_t> widths_;
     std::vector<Activation> activations_;
     std::vector<std::size_t> offsets_;  // depth + 1 entries
+    std::vector<double> residual_;      // empty, or depth entries (NaN: a plain layer)
 };
 
 // Throws std::invalid_argument naming the position of the first non-finite input.
