@@ -234,3 +234,30 @@ def test_extended_forward_is_the_float64_one_in_range(act):
     net = _net([6] * 30, act, 0.6, seed=11)
     x = np.random.default_rng(12).standard_normal((40, 6))
     assert np.array_equal(net.forward(x).to_numpy(), net.forward(x, precision="float64"))
+
+
+# -- to_torch / from_torch ----------------------------------------------------------------------
+def test_torch_round_trip():
+    torch = pytest.importorskip("torch")
+    from loggrad.torch import Residual
+
+    net = _net([4, 6, 6, 6, 2], "gelu", [None, 0.5, -2.0, None], seed=13)
+    model = net.to_torch()
+    assert sum(isinstance(m, Residual) for m in model) == 2
+    x = np.random.default_rng(14).standard_normal((5, 4))
+    with torch.no_grad():
+        np.testing.assert_allclose(model(torch.from_numpy(x)).numpy(), net.forward(x, precision="float64"),
+                                   rtol=1e-14, atol=1e-15)
+    back = lg.Network.from_torch(model)
+    assert back.residual == net.residual and back.activations == net.activations
+    assert np.array_equal(back.params, net.params)
+
+    class Wrapped(torch.nn.Module):  # traced with torch.fx: the Residual stays one layer
+        def __init__(self):
+            super().__init__()
+            self.body = model
+
+        def forward(self, x):
+            return self.body(x)
+
+    assert lg.Network.from_torch(Wrapped()).residual == net.residual

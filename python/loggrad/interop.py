@@ -77,8 +77,15 @@ def _traced_steps(model: Any) -> list[tuple[str, Any]]:
     import torch
     import torch.fx
 
+    from .torch import Residual
+
+    class _Tracer(torch.fx.Tracer):  # loggrad's residual layers stay whole
+        def is_leaf_module(self, m: Any, qualname: str) -> bool:
+            return isinstance(m, Residual) or bool(super().is_leaf_module(m, qualname))
+
     try:
-        gm = torch.fx.symbolic_trace(model)
+        graph = _Tracer().trace(model)
+        gm = torch.fx.GraphModule(model, graph)
     except Exception as e:  # data-dependent control flow and the like
         raise ValueError(f"from_torch: cannot trace {type(model).__name__}.forward with torch.fx ({e}); "
                          "give an nn.Sequential of Linear and activation modules") from None
@@ -157,7 +164,8 @@ def from_torch(model: Any) -> Network:
     ``Linear`` layers (with or without bias) each followed by at most one of
     Identity, Sigmoid, Tanh, ReLU, LeakyReLU(0.01), ELU(1), SELU,
     Softplus(beta=1), GELU (erf form), SiLU (as modules or as
-    ``torch.*``/``torch.nn.functional`` calls); ``Flatten`` and ``Dropout`` in
+    ``torch.*``/``torch.nn.functional`` calls), or a residual layer
+    :class:`loggrad.torch.Residual`; ``Flatten`` and ``Dropout`` in
     evaluation mode are skipped. Anything else (another layer type, a
     residual connection, a module called twice, ``Dropout`` in training mode)
     raises ValueError naming it — never a silently different network.
@@ -179,6 +187,7 @@ def from_torch(model: Any) -> Network:
     bs: list[np.ndarray] = []
     acts: list[str] = []
     bias_free: list[int] = []
+    scales: list[float | None] = []  # residual branch scales (loggrad.torch.Residual modules)
     after_linear = False  # the previous step was a Linear (an activation may follow)
     for i, (where, mod) in enumerate(steps):
         if isinstance(mod, str):  # a functional activation
@@ -187,6 +196,20 @@ def from_torch(model: Any) -> Network:
             cls = type(mod).__name__
             act = _TORCH_ACTS.get(cls, "")
         name = f"module {where} ({cls})" if not isinstance(mod, str) else f"{where}"
+        if _is_residual_module(mod):
+            lin, f = mod.linear, mod.activation
+            fcls = type(f).__name__
+            if fcls not in _TORCH_ACTS:
+                raise ValueError(f"{name}: activation {fcls} is not supported")
+            _check_settings(f, name)
+            ws.append(lin.weight.detach().cpu().double().numpy().copy())
+            if lin.bias is None:
+                bias_free.append(len(ws) - 1)
+            bs.append(np.zeros(ws[-1].shape[0]) if lin.bias is None else lin.bias.detach().cpu().double().numpy().copy())
+            acts.append(_TORCH_ACTS[fcls])
+            scales.append(float(mod.scale))
+            after_linear = False
+            continue
         if cls == "Linear":
             ws.append(mod.weight.detach().cpu().double().numpy().copy())
             b = mod.bias
@@ -194,6 +217,7 @@ def from_torch(model: Any) -> Network:
                 bias_free.append(len(ws) - 1)
             bs.append(np.zeros(ws[-1].shape[0]) if b is None else b.detach().cpu().double().numpy().copy())
             acts.append("identity")
+            scales.append(None)
             after_linear = True
         elif act:
             if not after_linear:
@@ -212,9 +236,18 @@ def from_torch(model: Any) -> Network:
             raise ValueError(f"{name}: not supported (Linear and the activations {', '.join(_TORCH_ACTS)})")
     if not ws:
         raise ValueError("the model has no Linear layer")
-    net = Network(ws, bs, acts)
+    net = Network(ws, bs, acts, residual=scales if any(v is not None for v in scales) else None)
     net._bias_free = frozenset(bias_free)
     return net
+
+
+def _is_residual_module(mod: Any) -> bool:
+    # loggrad.torch imports torch at its top: only look when torch is loaded anyway
+    if isinstance(mod, str):
+        return False
+    from .torch import Residual
+
+    return isinstance(mod, Residual)
 
 
 _TO_TORCH = {v: k for k, v in _TORCH_ACTS.items()}
@@ -223,6 +256,9 @@ _TO_TORCH = {v: k for k, v in _TORCH_ACTS.items()}
 def to_torch(net: Network) -> Any:
     """The network as a float64 torch ``nn.Sequential`` (parameters copied).
 
+    A residual layer becomes a :class:`loggrad.torch.Residual` module
+    (``x + s * f(linear(x))``).
+
     Layers that came without a bias (from :func:`from_torch`) are built
     without one while their biases are still zero, so that the state_dict of
     ``to_torch(from_torch(model))`` loads back into ``model``.
@@ -230,6 +266,7 @@ def to_torch(net: Network) -> Any:
     import torch
 
     layers: list[Any] = []
+    residual = net.residual
     for l, act in enumerate(net.activations):
         w = net.weights[l]
         b = np.array(net.biases[l])
@@ -239,13 +276,24 @@ def to_torch(net: Network) -> Any:
             lin.weight.copy_(torch.from_numpy(np.array(w)))
             if has_bias:
                 lin.bias.copy_(torch.from_numpy(b))
-        layers.append(lin)
+        f: Any
         if act == "leaky_relu":
-            layers.append(torch.nn.LeakyReLU(0.01))
+            f = torch.nn.LeakyReLU(0.01)
         elif act == "gelu":
-            layers.append(torch.nn.GELU(approximate="none"))
-        elif act != "identity":
-            layers.append(getattr(torch.nn, _TO_TORCH[act])())
+            f = torch.nn.GELU(approximate="none")
+        elif act == "identity":
+            f = torch.nn.Identity()
+        else:
+            f = getattr(torch.nn, _TO_TORCH[act])()
+        scale = residual[l]
+        if scale is not None:
+            from .torch import Residual
+
+            layers.append(Residual(lin, f, scale))
+        else:
+            layers.append(lin)
+            if act != "identity":
+                layers.append(f)
     return torch.nn.Sequential(*layers)
 
 
