@@ -41,6 +41,7 @@ def test_round_trip_and_path_without_suffix(tmp_path, net):
         back = lg.Network.load(p)
         assert back.widths == net.widths and back.activations == net.activations
         np.testing.assert_array_equal(back.params, net.params)
+        assert back.params.flags.writeable and back.params.dtype == np.float64
         x = np.random.default_rng(0).standard_normal((4, 3))
         np.testing.assert_array_equal(back.forward(x, precision="float64"), net.forward(x, precision="float64"))
 
@@ -73,7 +74,7 @@ def test_malformed_files_are_refused(tmp_path, change, message):
 def test_non_finite_params_refused(tmp_path, net):
     params = np.array(net.params)
     params[7] = np.nan
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="non-finite"):
         lg.Network.load(write(tmp_path, params=params))
 
 

@@ -158,8 +158,12 @@ def load(path: str | os.PathLike[str]) -> Network:
             raise ValueError(f"{name}: unreadable entry: {exc}") from None
     if fmt.shape != () or fmt.dtype.kind not in "US" or str(fmt) != _FORMAT:
         raise ValueError(f"{name}: format is {fmt!r}, expected {_FORMAT!r}")
-    return Network._from_block(_checked_widths(widths, name), _checked_activations(acts, len(widths) - 1, name),
-                               _checked_params(params, widths, name))
+    from .network import _ParamBlock
+
+    w = _checked_widths(widths, name)
+    names = _checked_activations(acts, len(w) - 1, name)
+    # the freshly read array becomes the network's block: no second copy
+    return Network(_ParamBlock(w, _checked_params(params, widths, name)), None, names)  # type: ignore[arg-type]
 
 
 def _checked_widths(widths: np.ndarray, name: str) -> list[int]:
@@ -191,4 +195,6 @@ def _checked_params(params: np.ndarray, widths: np.ndarray, name: str) -> np.nda
         raise ValueError(f"{name}: params must be a 1-D float array, got dtype {params.dtype}, shape {params.shape}")
     if params.size != need:
         raise ValueError(f"{name}: params holds {params.size:,} values; widths {w} need {need:,}")
+    if not np.isfinite(params).all():
+        raise ValueError(f"{name}: params holds non-finite values (nan or inf)")
     return np.ascontiguousarray(params, dtype=np.float64)
