@@ -429,7 +429,7 @@ _SWEEP_COLS = ("depth", "width", "activation", "init", "gain", "seed", "slope", 
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
-    from .sweep import sweep
+    from .sweep import check_grid, sweep
 
     depths = _csv(int, args.depths, "--depths")
     widths = _csv(int, args.widths, "--widths")
@@ -437,24 +437,12 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     inits = _csv(str, args.inits, "--inits")
     gains = _csv(float, args.gains, "--gains")
     seeds = _csv(int, args.seeds, "--seeds")
-    if min(depths) < 1 or min(widths) < 1:
-        raise UsageError("--depths and --widths must be positive integers")
-    if min(seeds) < 0:
-        raise UsageError("--seeds must be non-negative integers")
-    if not all(math.isfinite(g) and g > 0 for g in gains):
-        raise UsageError("--gains must be positive numbers")
-    if args.batch < 1:
-        raise UsageError(f"--batch must be a positive integer, got {args.batch}")
+    try:  # the same check as lg.sweep's
+        check_grid(depths, widths, acts, inits, gains, seeds, args.batch, args.loss)
+    except (ValueError, TypeError) as e:
+        raise UsageError(f"--{e}") from None
     if args.jobs is not None and args.jobs < 1:
         raise UsageError(f"--jobs must be a positive integer, got {args.jobs}")
-    for a in acts:
-        _check_activation(a)
-    _check_loss(args.loss)
-    for i in inits:  # a 1-layer build names an unknown initializer before any work
-        try:
-            _build([2, 2], "identity", i, 0, 1.0)
-        except (ValueError, TypeError, KeyError) as e:
-            raise UsageError(f"--inits: {str(e).strip(chr(39))}") from None
     _check_plot_path(args.plot)
     _require_matplotlib(args.plot)
     progress = not args.json and not args.no_progress and sys.stdout.isatty()
