@@ -14,8 +14,8 @@ A network comes from flags (--depth, --width or --widths, --activation,
 and the flag-built network are those of :mod:`loggrad.sweep` for the same
 configuration, so ``loggrad report`` shows in detail what a sweep row sums up.
 
-``--json`` prints machine-readable output (strict JSON: non-finite numbers as
-the strings "inf", "-inf", "nan"), ``--plot FILE`` writes a figure
+``--json`` prints machine-readable output (strict JSON: non-finite numbers,
+such as the log10 of an exact zero, as null), ``--plot FILE`` writes a figure
 (.png, .svg, .pdf; matplotlib), ``--plain`` gives plain-text tables even when
 rich is installed. These three go before or after the subcommand.
 
@@ -32,7 +32,6 @@ from __future__ import annotations
 import argparse
 import importlib
 import io
-import json
 import math
 import os
 import sys
@@ -44,7 +43,6 @@ import numpy as np
 from . import __version__
 from ._logarray import LogArray
 from .network import ACTIVATIONS, LOSSES, Network
-from .report import _enc
 
 __all__ = ["main", "sigmoid_chain_demo", "UsageError"]
 
@@ -67,7 +65,9 @@ class RunError(Exception):
 
 
 def _emit_json(obj: Any) -> None:
-    print(json.dumps(_enc(obj), indent=2, allow_nan=False))
+    from ._json import dumps
+
+    print(dumps(obj, indent=2))  # strict JSON: non-finite numbers as null
 
 
 def _use_rich(args: argparse.Namespace) -> bool:
