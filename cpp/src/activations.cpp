@@ -98,6 +98,149 @@ Ext gauss_ext(double z) {
     return mul(g, from_double(std::exp(-0.5 * l)));
 }
 
+// gelu for z in [kGeluTableLo, kGeluTableHi], to about an ulp.
+//
+// Phi(z) = erfc(-z/sqrt2)/2 from libm loses up to ~30 ulps there: the rounded
+// argument -z/sqrt2 is amplified by d ln erfc(u)/du ~ -2u, and erfc itself
+// is good to ~2 ulps only. Instead Phi and phi are taken from nodes
+// z0 = kGeluTableLo + k/16, stored as double-doubles:
+//   Phi(z0 + h) = Phi(z0) + phi(z0) sum_{n>=1} (-1)^{n-1} He_{n-1}(z0) h^n / n!
+//   phi(z0 + h) = phi(z0) e^{-h (z + z0)/2}
+// (He: probabilists' Hermite polynomials, Phi^{(n)} = (-1)^{n-1} He_{n-1} phi),
+// with |h| <= 1/32 and h = z - z0 exact. The corrections are below a fifth of
+// the node values, so their float64 rounding costs a fraction of an ulp.
+// Table rows: Phi(z0) hi, lo, phi(z0) hi, lo; from mpmath at 240 bits:
+//   for k in range(73): z0 = mpf(-5) + mpf(k)/16; v = ncdf(z0) (then npdf(z0));
+//   hi = float(v); lo = float(v - hi)
+constexpr double kGeluTableLo = -5.0;
+constexpr double kGeluTableHi = -0.5;
+constexpr double kGeluTable[73][4] = {
+    {0x1.33ca2f2133831p-22, -0x1.bdc39cdfb8c0dp-83, 0x1.8f16964c8fd3fp-20, 0x1.22449b40a3301p-75},
+    {0x1.a8d400adbd127p-22, -0x1.778e13f9c52c2p-77, 0x1.1036583a8f9c7p-19, -0x1.71a50a11fe7eap-75},
+    {0x1.241499db1b218p-21, -0x1.fc63ac721e447p-76, 0x1.71e57773b0b54p-19, -0x1.ccbc282cca914p-73},
+    {0x1.901d0a9b24853p-21, 0x1.f55ea60988f3fp-75, 0x1.f4accdbfbef3cp-19, 0x1.0e16b22f1f10ap-75},
+    {0x1.11056da03cb85p-20, 0x1.88f2145e04f0fp-79, 0x1.518646fbb0c6cp-18, -0x1.902850dffdfcap-75},
+    {0x1.7332387830fe3p-20, 0x1.2bc5958efc08bp-74, 0x1.c54d7b6ee038cp-18, -0x1.6c81bcb142b24p-72},
+    {0x1.f6c707d24b099p-20, 0x1.48b6253fa94c2p-75, 0x1.2f35fb1d3d065p-17, 0x1.fbc2925152f25p-72},
+    {0x1.5338f6af8ca46p-19, -0x1.aba667e5c6434p-73, 0x1.940cb83a6c93cp-17, 0x1.e0b995cc73eafp-71},
+    {0x1.c80728dd3b03ap-19, 0x1.6b3512e2aa930p-73, 0x1.0c29a533d0bc5p-16, -0x1.ad137974e0b1bp-73},
+    {0x1.3160c1826c206p-18, -0x1.53c847992190cp-73, 0x1.62908c5a5b68cp-16, -0x1.37c38e84a1f98p-70},
+    {0x1.9775b45c268bcp-18, -0x1.04623997669e1p-72, 0x1.d2fa44486e8e6p-16, -0x1.911b1bb909608p-70},
+    {0x1.0ed0e1d208db4p-17, -0x1.d7640f507d013p-71, 0x1.3250fe62bdfcdp-15, -0x1.95e7c27eaaac6p-73},
+    {0x1.66a5bcbf244eap-17, 0x1.0391b24f8941ap-74, 0x1.904afdde8cca3p-15, 0x1.0e020aeb4520ep-71},
+    {0x1.d930fc1054522p-17, -0x1.a268da89f4f2ep-73, 0x1.0487e65cfaa06p-14, -0x1.120bc1e860ba8p-68},
+    {0x1.36feaecd8d1e3p-16, -0x1.d052faeba8769p-71, 0x1.51cfa5ec5ce7dp-14, -0x1.ae8c5f4aa5d9fp-68},
+    {0x1.97443804f6995p-16, -0x1.e8686766c0573p-72, 0x1.b44e9cfce5be7p-14, -0x1.1647088e492bfp-69},
+    {0x1.09ad7954afff8p-15, -0x1.d0684d8e1b28fp-69, 0x1.18a98e2c0b4b4p-13, 0x1.a89982a93fe63p-67},
+    {0x1.595675c2cbdc0p-15, -0x1.b88fdf737123cp-70, 0x1.67aca46fc8a3ap-13, -0x1.bb755e11fa862p-67},
+    {0x1.bf37663a4a43bp-15, 0x1.251623c6726cep-70, 0x1.cb22072d20a39p-13, -0x1.29dd6e1e1270ap-69},
+    {0x1.20806177106fdp-14, -0x1.6044f0e7da116p-68, 0x1.23e792445b135p-12, -0x1.25d48bd5e8182p-68},
+    {0x1.72d9564b2dce0p-14, -0x1.23a94875b903bp-71, 0x1.71b92ecaaa791p-12, -0x1.352f768acfff3p-66},
+    {0x1.daf021c90dfc8p-14, 0x1.d7048db8dbed8p-69, 0x1.d27651aac5192p-12, -0x1.55bfe27f5ae28p-67},
+    {0x1.2eff7fc311e78p-13, 0x1.0516b08ad7ce0p-67, 0x1.251bf7a2b0faep-11, -0x1.c36737c2d6311p-65},
+    {0x1.812f0e4b6d184p-13, -0x1.bac248c067fcbp-69, 0x1.6eec8bfe11926p-11, -0x1.58e05850aa7f3p-67},
+    {0x1.e7dbc92b77dd5p-13, -0x1.1f5b3032df8cap-67, 0x1.c9897d147e61fp-11, 0x1.7b5302f958e98p-66},
+    {0x1.33d0aab71796cp-12, -0x1.78336d78ae6b1p-66, 0x1.1c26c98be9100p-10, 0x1.a4313e17fc3e0p-64},
+    {0x1.8301be4097ac0p-12, -0x1.981583c7086e5p-66, 0x1.5f90f6ce87b37p-10, 0x1.62b09146953c4p-64},
+    {0x1.e4c9eefc4f5d7p-12, -0x1.91e51bb0f6e94p-66, 0x1.b1478142a9f43p-10, 0x1.71f05fa087148p-66},
+    {0x1.2e86fd7d03406p-11, 0x1.8013f4d6a4513p-65, 0x1.09f38e18a2820p-9, 0x1.0e60af954930cp-63},
+    {0x1.7832e558d7053p-11, 0x1.b00c7ce7e87fcp-72, 0x1.4536f2fe0dbd2p-9, 0x1.b12c27eb9b145p-63},
+    {0x1.d21af4ae0dd6dp-11, 0x1.39965159e609ap-65, 0x1.8c2226d7ae536p-9, -0x1.0be5d59514c79p-65},
+    {0x1.1fb2cbad16b6ap-10, -0x1.7e81c10871333p-64, 0x1.e0a2d6b4bc0a2p-9, -0x1.4fd38332a5ec6p-64},
+    {0x1.61de1f985b5d7p-10, -0x1.dd537b698460ep-65, 0x1.227213fd77689p-8, -0x1.9f32adc08250fp-62},
+    {0x1.b1ad9b59f98dbp-10, -0x1.ed2dbd4168ab7p-65, 0x1.5da9231033525p-8, -0x1.05b68158e7c90p-62},
+    {0x1.08c890e7cdbf7p-9, -0x1.295beef348398p-65, 0x1.a34ea57d8ce36p-8, -0x1.5d760e023eaa8p-62},
+    {0x1.42297a541b29dp-9, -0x1.0a1794732d1eep-65, 0x1.f4dda60c385e1p-8, 0x1.c2a2ef73e2180p-63},
+    {0x1.86904349ec803p-9, -0x1.8ad775566a443p-64, 0x1.29fa54c6341e4p-7, -0x1.2352a0cbfcd48p-63},
+    {0x1.d7c9abffe731cp-9, -0x1.c1f3063e7a0b6p-64, 0x1.612ac0e9a7e92p-7, -0x1.93f42fb337bd8p-61},
+    {0x1.1bee6c07df146p-8, 0x1.ff937be022b1ep-63, 0x1.a0f22be9d3248p-7, -0x1.b7b72da713783p-61},
+    {0x1.5487bf0374d49p-8, 0x1.a654637af92f2p-63, 0x1.ea52e68465104p-7, 0x1.318b244a38ea6p-61},
+    {0x1.96f4e57e49ce4p-8, 0x1.655043385cde6p-62, 0x1.1f2f0557f5256p-6, 0x1.24a8e793d0774p-61},
+    {0x1.e49cebb53f987p-8, 0x1.2355cecddf8fep-62, 0x1.4f18bb3e12127p-6, 0x1.541e89dfe1aa2p-63},
+    {0x1.1f85a1c9b297ep-7, -0x1.81affd453edf5p-62, 0x1.857a94283500cp-6, -0x1.78051336509fdp-66},
+    {0x1.53f86ae1471edp-7, -0x1.fa87085e33849p-61, 0x1.c2ebf93dd894fp-6, 0x1.8e50f6a31000cp-60},
+    {0x1.90924f21d3612p-7, 0x1.3840438696074p-61, 0x1.0402dfd3dc1a2p-5, -0x1.3a21096d96450p-59},
+    {0x1.d651df344c7e8p-7, -0x1.9f72e2dcb840cp-61, 0x1.2aafe8c273f97p-5, 0x1.476b634ca10f3p-59},
+    {0x1.13243b7f38028p-6, -0x1.4959fba644d22p-60, 0x1.55c73f6773b10p-5, 0x1.b06dd43387216p-61},
+    {0x1.40cccd806626bp-6, -0x1.f47d3de156d95p-60, 0x1.858fbcf862336p-5, 0x1.96f51aade0ca2p-60},
+    {0x1.74bcf82c9d860p-6, -0x1.98c5d9f298e61p-60, 0x1.ba4b436e83ad4p-5, 0x1.b989df7227527p-59},
+    {0x1.af96e328c3cf8p-6, -0x1.13abfedf340a1p-62, 0x1.f434f3576babep-5, -0x1.6ad30d436558bp-59},
+    {0x1.f20394ecbf67bp-6, -0x1.3837b919fb386p-62, 0x1.19bfa3516daddp-4, -0x1.8572ba2307df7p-58},
+    {0x1.1e58df4c1099bp-5, -0x1.a43d875d76602p-59, 0x1.3c290c6d3675ep-4, -0x1.16c168adc9d12p-60},
+    {0x1.482a2414556ddp-5, -0x1.5d630c975826bp-59, 0x1.6164536bf162cp-4, -0x1.d7269a8bd03eap-59},
+    {0x1.76d04e5c4ac56p-5, 0x1.afb56caebd182p-59, 0x1.8977c8ccac971p-4, -0x1.70f92a908941dp-58},
+    {0x1.aaa65bfa4f82ep-5, 0x1.8682cb6877c7cp-62, 0x1.b46178964b20ep-4, 0x1.11e3f6256ef9dp-60},
+    {0x1.e4067bd5a15b0p-5, -0x1.75e819d7363b0p-62, 0x1.e21642e0b9f4dp-4, -0x1.d76e4165ac646p-61},
+    {0x1.11a46d89647efp-4, -0x1.8754956d31307p-58, 0x1.0940856d21e84p-3, 0x1.abdc4ee88d240p-57},
+    {0x1.34612cf6c4d10p-4, 0x1.3fc802c1c0eb1p-59, 0x1.22c101ef6f97cp-3, 0x1.1e6e7a0f8d164p-57},
+    {0x1.5a61963dc9206p-4, -0x1.df8df90e5f3edp-62, 0x1.3d771214fa58dp-3, 0x1.aad4df3323d5bp-58},
+    {0x1.83cab6400a0e6p-4, 0x1.3c31c66e1736ep-58, 0x1.5947622eab9e4p-3, 0x1.08cd21d360127p-58},
+    {0x1.b0bdd12ba9c29p-4, 0x1.13d184c6481edp-58, 0x1.7610b9431f0c8p-3, -0x1.6247f9bc7ebb0p-57},
+    {0x1.e157a5e4d23e0p-4, 0x1.60c7ed5681fadp-59, 0x1.93abff38d796dp-3, -0x1.aa591c75f0820p-57},
+    {0x1.0ad7da0f9b0b9p-3, -0x1.fbb0f6ee9275fp-57, 0x1.b1ec620324775p-3, 0x1.a633f53807977p-57},
+    {0x1.26ebc4925aa20p-3, 0x1.404e0ebb2f9ecp-58, 0x1.d09f9b7f00251p-3, 0x1.4a1d37eddb084p-57},
+    {0x1.44ed0bb7cb20bp-3, 0x1.6d0374584348cp-58, 0x1.ef8e58e331737p-3, 0x1.c30e33c93dc5ep-57},
+    {0x1.64dd8ea6a7372p-3, 0x1.ea039c6142673p-58, 0x1.073e61e2d62dfp-2, 0x1.bc631ed4d7030p-56},
+    {0x1.86bb4f580a4bap-3, -0x1.f0ebd79e9beeep-60, 0x1.169595e2ff286p-2, -0x1.490abb312ab0cp-56},
+    {0x1.aa803b13e3a6cp-3, -0x1.fa4e2f7f4e250p-60, 0x1.25ab6778819cap-2, -0x1.08e12624e8c3ap-57},
+    {0x1.d0220056b3a4ep-3, -0x1.2b4e17c3f97cfp-57, 0x1.345d5efad3415p-2, -0x1.c93a973fad7dap-56},
+    {0x1.f791f3bffb742p-3, 0x1.93f2309820007p-58, 0x1.42886c270d055p-2, 0x1.cf91a2f623185p-56},
+    {0x1.105e82b1e4ca0p-2, -0x1.6290fa64ad157p-57, 0x1.50096dcefd7c8p-2, 0x1.ee2214ab4beaep-57},
+    {0x1.25c5e3c3b41c1p-2, 0x1.6c25ee61f64c3p-57, 0x1.5cbdc05eb969fp-2, -0x1.73c5f2dd44d3ep-58},
+    {0x1.3bf143b9aa712p-2, 0x1.0cbf1c37bd636p-56, 0x1.6883d022086acp-2, 0x1.4a5c4ad498997p-57},
+};
+
+// a + b = s + err exactly (Knuth's two-sum).
+inline double two_sum(double a, double b, double& err) {
+    const double s = a + b;
+    const double bb = s - a;
+    err = (a - (s - bb)) + (b - bb);
+    return s;
+}
+
+void gelu_tabled(double z, Ext* a, Ext* d) {
+    const int k = static_cast<int>(std::nearbyint((z - kGeluTableLo) * 16.0));
+    const double* row = kGeluTable[std::clamp(k, 0, 72)];
+    const double z0 = kGeluTableLo + std::clamp(k, 0, 72) / 16.0;
+    const double h = z - z0;  // exact: z0 is a multiple of 1/16, |h| <= 1/32
+    // sum_{n=1}^{14} c_n h^n, c_n = (-1)^{n-1} He_{n-1}(z0) / n!, by Horner
+    constexpr int kTerms = 14;
+    double c[kTerms + 1];
+    double he_prev = 1.0, he = z0;  // He_0, He_1
+    c[1] = 1.0;
+    double fact = 1.0;
+    for (int n = 2; n <= kTerms; ++n) {
+        fact *= n;
+        c[n] = ((n % 2 == 0) ? -he : he) / fact;  // He_{n-1}
+        const double next = z0 * he - (n - 1) * he_prev;
+        he_prev = he;
+        he = next;
+    }
+    double sum = c[kTerms];
+    for (int n = kTerms - 1; n >= 1; --n) sum = std::fma(sum, h, c[n]);
+    const double integral = sum * h;
+    double cdf_err = 0.0;
+    const double cdf_hi = two_sum(row[0], std::fma(row[2], integral, row[1] + row[3] * integral), cdf_err);
+    const double cdf_lo = cdf_err;
+    if (a) {
+        const double p = z * cdf_hi;
+        *a = from_double(p + (std::fma(z, cdf_hi, -p) + z * cdf_lo));
+    }
+    if (d) {
+        // phi(z) = phi(z0) (1 + em), em = e^t - 1, t = -h (z + z0) / 2
+        const double em = std::expm1(-0.5 * h * (z + z0));
+        double pe = 0.0;
+        const double pdf_hi = two_sum(row[2], std::fma(row[2], em, row[3] * (1.0 + em)), pe);
+        const double pdf_lo = pe;
+        // gelu' = Phi + z phi, summed in double-double and rounded once
+        const double q = z * pdf_hi;
+        const double q_lo = std::fma(z, pdf_hi, -q) + z * pdf_lo;
+        double se = 0.0;
+        const double s = two_sum(cdf_hi, q, se);
+        *d = from_double(s + (se + cdf_lo + q_lo));
+    }
+}
+
 // Above this z, e^{-z} < 2^-70: softplus(z) = silu(z) = z, their derivatives
 // and sigmoid(z) are 1 to the last bit (z e^{-z} < 2^-64 too). Taking these
 // forms there avoids e^{-z}, which leaves the extended range for z > 2^60 ln 2
@@ -160,7 +303,9 @@ void activate_double_range(Activation act, Ext zx, double z, Ext* a, Ext* d) {
             }
             return;
         case Activation::gelu: {
-            if (z >= -5.0) {
+            if (z >= kGeluTableLo && z <= kGeluTableHi) {
+                gelu_tabled(z, a, d);
+            } else if (z >= -5.0) {
                 const double cdf = 0.5 * std::erfc(-z * kInvSqrt2);
                 set(a, from_double(z * cdf));
                 set(d, from_double(cdf + z * kInvSqrt2Pi * std::exp(-0.5 * z * z)));
