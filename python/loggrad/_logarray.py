@@ -389,11 +389,11 @@ class LogArray:
         out = np.where(s1 == s2, np.where(s1 == 0, 0.0, same_sign), np.sign(s1 - s2))
         return np.asarray(out, dtype=np.int8)
 
-    def __eq__(self, other: object) -> Any:  # type: ignore[override]
+    def __eq__(self, other: object) -> Any:
         o = self._try_coerce(other)
         return NotImplemented if o is None else self._compare(o) == 0
 
-    def __ne__(self, other: object) -> Any:  # type: ignore[override]
+    def __ne__(self, other: object) -> Any:
         o = self._try_coerce(other)
         return NotImplemented if o is None else self._compare(o) != 0
 

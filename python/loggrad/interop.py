@@ -135,8 +135,6 @@ def load(path: str | os.PathLike[str]) -> Network:
     what is wrong.
     """
     name = os.fspath(path)
-    if isinstance(name, bytes):
-        name = os.fsdecode(name)
     if not os.path.exists(name) and os.path.exists(name + ".npz"):
         name += ".npz"
     try:
