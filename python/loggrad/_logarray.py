@@ -330,18 +330,18 @@ class LogArray:
         """Sum rounded once, as float64 rounds it, with an unbounded exponent."""
         o = self._coerce(other)
         m1, e1, m2, e2 = np.broadcast_arrays(self._m, self._e, o._m, o._e)
-        e1 = np.where(m1 == 0, _ZERO_EXP, e1)
-        e2 = np.where(m2 == 0, _ZERO_EXP, e2)
+        # Zeros carry the zero exponent, below every other: emax is the exponent
+        # of the larger nonzero term (both zero: the sum is zero whatever emax is).
         emax = np.maximum(e1, e2)
-        emax = np.where(emax == _ZERO_EXP, 0, emax)
         # Both mantissas scaled to the larger exponent are exact float64 values
         # (a shift past 2000 bits leaves a term far below half an ulp of the
         # other, which float64 would drop as well), so one float64 addition
         # rounds the exact sum once.
-        d1 = np.clip(e1 - emax, -2000, 0).astype(np.int32)
-        d2 = np.clip(e2 - emax, -2000, 0).astype(np.int32)
+        d1 = np.maximum(e1 - emax, -2000).astype(np.int32)
+        d2 = np.maximum(e2 - emax, -2000).astype(np.int32)
         with np.errstate(under="ignore"):
-            s = np.ldexp(m1, d1) + np.ldexp(m2, d2)
+            s = np.ldexp(m1, d1)
+            s += np.ldexp(m2, d2)
         return LogArray._wrap(*_in_range(*_normalize(s, emax), "LogArray sum"))
 
     __radd__ = __add__
