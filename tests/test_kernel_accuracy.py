@@ -1,4 +1,4 @@
-"""Kernel accuracy against mpmath on dense grids: gelu on [-5, -0.5] and e^z up to the range edge.
+"""Kernel accuracy against mpmath on dense grids: gelu on [-10, 5] and e^z up to the range edge.
 
 Errors are in ulps of the exact value rounded to 53 bits with an unbounded
 exponent. The extended results come from one-unit networks (weight 1, bias 0):
@@ -33,8 +33,8 @@ def unit_pass(act: str, z: np.ndarray) -> tuple[lg.LogArray, lg.LogArray]:
 
 
 def gelu_grid(lo: float, hi: float, n: int) -> np.ndarray:
-    rng = np.random.default_rng(int(-lo * 1000))
-    nodes = np.arange(-5.0, -0.5 + 1e-9, 1 / 16)
+    rng = np.random.default_rng(int(abs(lo) * 1000))
+    nodes = np.arange(-10.0, 0.5 + 1e-9, 1 / 16)  # the engine's table nodes
     return np.unique(np.concatenate([
         np.linspace(lo, hi, n),
         rng.uniform(lo, hi, n // 4),
@@ -43,7 +43,7 @@ def gelu_grid(lo: float, hi: float, n: int) -> np.ndarray:
     ]))
 
 
-@pytest.mark.parametrize("lo, hi", [(-5.0, -2.0), (-2.0, -0.5)])
+@pytest.mark.parametrize("lo, hi", [(-10.0, -5.0), (-5.0, -2.0), (-2.0, 0.5), (0.5, 5.0)])
 def test_gelu_value_within_2_ulp(lo, hi):
     z = gelu_grid(lo, hi, 3000)
     a, _ = unit_pass("gelu", z)
@@ -52,8 +52,9 @@ def test_gelu_value_within_2_ulp(lo, hi):
     assert err.max() <= 2.0, (err.max(), z[err.argmax()])
 
 
-def test_gelu_derivative_within_2_ulp():
-    z = gelu_grid(-5.0, -0.5, 3000)
+@pytest.mark.parametrize("lo, hi", [(-10.0, -5.0), (-5.0, -2.0), (-2.0, 0.5), (0.5, 5.0)])
+def test_gelu_derivative_within_2_ulp(lo, hi):
+    z = gelu_grid(lo, hi, 3000)
     _, d = unit_pass("gelu", z)
     zm = [mpmath.mpf(float(v)) for v in z]
     ref = [mpmath.ncdf(v) + v * mpmath.npdf(v) for v in zm]
@@ -62,7 +63,7 @@ def test_gelu_derivative_within_2_ulp():
     # evaluation is unbounded; what stays bounded is the error relative to Phi(z)
     root = float(mpmath.findroot(lambda v: mpmath.ncdf(v) + v * mpmath.npdf(v), -0.75))
     near = np.abs(z - root) < 0.02
-    assert err[~near].max() <= 2.0, (err[~near].max(), z[~near][err[~near].argmax()])
+    assert err[~near].max(initial=0.0) <= 2.0, z[~near][err[~near].argmax()] if (~near).any() else None
     got = d.to_numpy().ravel()
     for i in np.flatnonzero(near):
         assert abs(mpmath.mpf(float(got[i])) - ref[i]) <= 2 * 2.0**-53 * mpmath.ncdf(zm[i])

@@ -98,7 +98,7 @@ Ext gauss_ext(double z) {
     return mul(g, from_double(std::exp(-0.5 * l)));
 }
 
-// gelu for z in [kGeluTableLo, kGeluTableHi], to about an ulp.
+// gelu for z in [kGeluTableLo, kGeluTableHi] = [-10, 0.5], to about an ulp.
 //
 // Phi(z) = erfc(-z/sqrt2)/2 from libm loses up to ~30 ulps there: the rounded
 // argument -z/sqrt2 is amplified by d ln erfc(u)/du ~ -2u, and erfc itself
@@ -107,14 +107,95 @@ Ext gauss_ext(double z) {
 //   Phi(z0 + h) = Phi(z0) + phi(z0) sum_{n>=1} (-1)^{n-1} He_{n-1}(z0) h^n / n!
 //   phi(z0 + h) = phi(z0) e^{-h (z + z0)/2}
 // (He: probabilists' Hermite polynomials, Phi^{(n)} = (-1)^{n-1} He_{n-1} phi),
-// with |h| <= 1/32 and h = z - z0 exact. The corrections are below a fifth of
+// with |h| <= 1/32 and h = z - z0 exact. The corrections are below 0.4 of
 // the node values, so their float64 rounding costs a fraction of an ulp.
 // Table rows: Phi(z0) hi, lo, phi(z0) hi, lo; from mpmath at 240 bits:
-//   for k in range(73): z0 = mpf(-5) + mpf(k)/16; v = ncdf(z0) (then npdf(z0));
+//   for k in range(169): z0 = mpf(-10) + mpf(k)/16; v = ncdf(z0) (then npdf(z0));
 //   hi = float(v); lo = float(v - hi)
-constexpr double kGeluTableLo = -5.0;
-constexpr double kGeluTableHi = -0.5;
-constexpr double kGeluTable[73][4] = {
+constexpr double kGeluTableLo = -10.0;
+constexpr double kGeluTableHi = 0.5;
+constexpr int kGeluTableLast = 168;  // (kGeluTableHi - kGeluTableLo) * 16
+constexpr double kGeluTable[169][4] = {
+    {0x1.26c75e84fb10dp-77, 0x1.ace508f1cc541p-131, 0x1.7416846b4d5d9p-74, 0x1.fcf209f297f8dp-128},
+    {0x1.14847d3a52160p-76, 0x1.59c906c78c583p-130, 0x1.5ae5d0a719564p-73, -0x1.9fd2e8a835a8ap-130},
+    {0x1.0262cd22e07dap-75, 0x1.a524c87be88ffp-135, 0x1.4226e7f24446cp-72, 0x1.9b5569fafdb17p-128},
+    {0x1.e105a84801ca1p-75, 0x1.9abbb698e81ffp-129, 0x1.2a014e57b0ba1p-71, -0x1.7a66d2f4edbf7p-125},
+    {0x1.be04543a446c6p-74, -0x1.0fe7df0bd7709p-128, 0x1.1297eab996abbp-70, -0x1.60d81b879793cp-124},
+    {0x1.9bf677e73efa3p-73, -0x1.b831465e921a9p-127, 0x1.f811b2a3ad25cp-70, 0x1.bfcbb4ab73e85p-124},
+    {0x1.7b0a441470d5dp-72, 0x1.5f76adf9eda66p-126, 0x1.ccdab14220a45p-69, -0x1.654e7cd69b733p-124},
+    {0x1.5b67134d2dd6ep-71, 0x1.ba9eda1c8485ep-127, 0x1.a3b39e4e898e3p-68, 0x1.3b487b40a8af9p-124},
+    {0x1.3d2d60a5c14aap-70, -0x1.69c724f395e0fp-124, 0x1.7cbbcf79d2a72p-67, 0x1.d5f8e395e6b41p-126},
+    {0x1.2076dfc9f4d10p-69, 0x1.4719b7dd36b2fp-128, 0x1.580983f57acbbp-66, -0x1.3487d99dee54cp-120},
+    {0x1.0556b305e7759p-68, -0x1.4a4459a1f1dc1p-122, 0x1.35aa67a533e01p-65, 0x1.8412a3cc7aca8p-119},
+    {0x1.d7b376f51f8c2p-68, 0x1.1f7f9eab8af39p-123, 0x1.15a43297cf691p-64, 0x1.bfe0bcbf28887p-119},
+    {0x1.a80dfeb2b1c64p-67, 0x1.b3da116d699c8p-121, 0x1.efeabd09a4928p-64, 0x1.67f187d4f82cdp-120},
+    {0x1.7bc043a6ae6bap-66, 0x1.74ee41e4d8631p-121, 0x1.b92bd82e814c6p-63, 0x1.25b3d92c83fbep-117},
+    {0x1.52c3d0bd10215p-65, -0x1.8cb50997aad8bp-119, 0x1.86f0640e7f659p-62, -0x1.de5d14fd4f331p-116},
+    {0x1.2d09921673b2ep-64, 0x1.eb3c3a0ed3a25p-120, 0x1.591360c9071cep-61, 0x1.764716ac5c50fp-115},
+    {0x1.0a7afbb1ee67cp-63, 0x1.c1c0610972008p-117, 0x1.2f67c5e7a9a39p-60, 0x1.a5830ea36d1b5p-116},
+    {0x1.d5f6652152293p-63, 0x1.a1e43381f8056p-117, 0x1.09ba1c352fd85p-59, -0x1.9e4abd704b33cp-117},
+    {0x1.9cd063226c868p-62, -0x1.1140aff61ccd6p-116, 0x1.cfa409f1a6a97p-59, -0x1.eee8a6054fb7dp-113},
+    {0x1.6937c8409fa23p-61, 0x1.ac1cc508b8adbp-115, 0x1.92e750847f723p-58, -0x1.b0d5ff2678628p-113},
+    {0x1.3ada639cabc7ap-60, -0x1.113e1513e7850p-115, 0x1.5cc20ab7773eap-57, -0x1.7735b370b5f31p-111},
+    {0x1.1161eda52cd13p-59, 0x1.626e73a3e8705p-115, 0x1.2cb643b119678p-56, 0x1.55eb3ab712de7p-110},
+    {0x1.d8eb99f7f7726p-59, 0x1.893b77c777067p-115, 0x1.02462a0797463p-55, 0x1.a32a836159a51p-110},
+    {0x1.97795639a458dp-58, -0x1.f234e34b64fbep-116, 0x1.b9ebba9ba1abbp-55, 0x1.2f3f70d5485d0p-110},
+    {0x1.5dbbaccf1a4e0p-57, 0x1.d3f69c97b7828p-111, 0x1.7899e4c2ad3a6p-54, -0x1.ff781a352804dp-110},
+    {0x1.2b04e18d608d8p-56, -0x1.813dd7fdbf1e6p-110, 0x1.3faf60c4c56e2p-53, 0x1.ec87dde1317e0p-107},
+    {0x1.fd59ae3f7142ep-56, -0x1.aace10f336c5cp-111, 0x1.0e50138b69fbap-52, -0x1.b4921638a0a72p-109},
+    {0x1.b02549ac155a2p-55, 0x1.9ffc8ab863eecp-109, 0x1.c759589606853p-52, -0x1.c4ce2ab71a08cp-106},
+    {0x1.6d3ba010ac799p-54, 0x1.557c23a3e9f1ep-108, 0x1.7e07497086507p-51, 0x1.0ed010f1016c3p-105},
+    {0x1.337e60292dbcap-53, 0x1.785aed2c99a10p-111, 0x1.3f43b435b5a7cp-50, -0x1.72a1c1f8224c1p-104},
+    {0x1.01e30a1d54c78p-52, -0x1.df0ae4e592f1bp-106, 0x1.09c5986479c5dp-49, -0x1.d01c1bfc58914p-103},
+    {0x1.aee7279e13603p-52, -0x1.efc174813217bp-106, 0x1.b8c23c49a4f74p-49, 0x1.faf26c2fb1416p-104},
+    {0x1.669d2c90d55cep-51, 0x1.02bdbdb0e6ba9p-105, 0x1.6c0df3a094834p-48, 0x1.bf07009b6d268p-102},
+    {0x1.294e2d05d7018p-50, -0x1.1bbb3bddbd04dp-104, 0x1.2b86d020828d3p-47, -0x1.ce04cd302451dp-102},
+    {0x1.eb0fed119b102p-50, -0x1.b0ab560c2c560p-104, 0x1.eaf366efc1181p-47, 0x1.c882eaa44d5a7p-101},
+    {0x1.93fd039c0ebc5p-49, -0x1.a255a64fc9ab2p-109, 0x1.90c9928499ba1p-46, 0x1.f0924666c9fa9p-101},
+    {0x1.4b13ea9a9f5c3p-48, 0x1.26e07982c56acp-104, 0x1.45e8308d25d84p-45, -0x1.4826727bd3b50p-100},
+    {0x1.0e48be68a86a2p-47, -0x1.a806c3e7c2e9dp-102, 0x1.07fbc8e673842p-44, -0x1.1f79a4cdeea2dp-98},
+    {0x1.b79cff2b8cab9p-47, 0x1.8ee1daf6bc670p-101, 0x1.a9fbf74f54cacp-44, -0x1.8a9354b7779cap-99},
+    {0x1.6423e83b1d801p-46, -0x1.2acfb3a7fb004p-102, 0x1.565c4fe54ad1ap-43, 0x1.5629aae80fc2ap-97},
+    {0x1.1f68f3dbb818ap-45, -0x1.892cac9677165p-100, 0x1.121483257eba0p-42, 0x1.c25e49e6bf7f3p-96},
+    {0x1.ce1ba487393fcp-45, -0x1.5ce73c1a2f084p-101, 0x1.b51fcbb39a147p-42, 0x1.a4c2aeb95d150p-96},
+    {0x1.721278ef40b1fp-44, -0x1.387b7c94fb57dp-98, 0x1.5b3884a6c1e7ap-41, 0x1.1e6419c08e3f7p-97},
+    {0x1.273afc26d1ea2p-43, 0x1.eed3ae3007f95p-97, 0x1.12bb872181042p-40, -0x1.3739d725e3c89p-96},
+    {0x1.d53e3e82da9c6p-43, -0x1.0c7f209b3a8d6p-98, 0x1.b10f57d25a805p-40, 0x1.6df9baa967153p-97},
+    {0x1.737b4f60f5d39p-42, 0x1.3289f0edd8d8ap-97, 0x1.53fc1a03139fcp-39, 0x1.d8c1a9ef7aa96p-93},
+    {0x1.24f60a258d235p-41, 0x1.f4ee40261cbd2p-95, 0x1.09df86034c0fdp-38, -0x1.e1bafc430c6ebp-92},
+    {0x1.cc4e2c3dd4d49p-41, -0x1.d3df75cbe1906p-95, 0x1.9e3659616cbb6p-38, 0x1.949c5a6f75e44p-92},
+    {0x1.683c36759a444p-40, 0x1.add0c63255d4ep-95, 0x1.41663f31db14bp-37, -0x1.7a840d11939f4p-92},
+    {0x1.18d757bdeaf38p-39, -0x1.f728d9abfe96ep-93, 0x1.f0d263530b40bp-37, 0x1.13aec4652601bp-92},
+    {0x1.b437009ea26ddp-39, 0x1.41ff3292db6acp-95, 0x1.7e7fa233a1a32p-36, 0x1.39f0449997cf1p-93},
+    {0x1.517a675e78d81p-38, -0x1.0476ec5c53cdep-100, 0x1.25558525007ddp-35, -0x1.7795db65b7a26p-90},
+    {0x1.041789eb749a0p-37, 0x1.f896fbb9a7758p-91, 0x1.c027cdafdb7eep-35, -0x1.5fe319e8ebfbbp-89},
+    {0x1.8f5e8ff569e4fp-37, 0x1.7387ffbfe9cbep-96, 0x1.5502d5272ef15p-34, 0x1.06ef8b988bb0fp-88},
+    {0x1.317156a77fb3bp-36, -0x1.c8ecdba34582fp-91, 0x1.0278913764ce1p-33, 0x1.a390d45f369b7p-87},
+    {0x1.d16d9327cb32ep-36, 0x1.0bac647b97fbbp-92, 0x1.864a824d3603ep-33, -0x1.641a16ccaf496p-87},
+    {0x1.61404b2da0191p-35, 0x1.a9b47f425349ap-93, 0x1.258556ae47e79p-32, -0x1.866cadf767be9p-93},
+    {0x1.0b1665032fb87p-34, -0x1.2dfb8a3d7563ap-89, 0x1.b7c4692f5b9f3p-32, -0x1.5c58c045cbfabp-86},
+    {0x1.9256fc30ef212p-34, 0x1.8b8d14802d444p-89, 0x1.4827ed8abcf99p-31, -0x1.40170991e65e5p-86},
+    {0x1.2de2be7f9538bp-33, 0x1.d68b4ec44fe83p-87, 0x1.e7d54776a7576p-31, 0x1.448f538801fdap-85},
+    {0x1.c34c28f35ea26p-33, 0x1.13e5f2cdb9773p-88, 0x1.6930a864fa47bp-30, 0x1.96d584341f3efp-84},
+    {0x1.500afb591eac5p-32, -0x1.382d39982f60fp-86, 0x1.0a61a1ca8cceap-29, 0x1.95c1130b52755p-84},
+    {0x1.f289d4870f466p-32, 0x1.9e18e8c08bfeep-87, 0x1.8762da2fe17bdp-29, 0x1.91dcf5cf38390p-83},
+    {0x1.706576a4a4920p-31, -0x1.94ebe54e1768fp-87, 0x1.1e67ad1f07c4ep-28, -0x1.5e75f838263a4p-83},
+    {0x1.0f30ef0092d48p-30, 0x1.f0faa93e340a9p-85, 0x1.a1880fbd087fcp-28, 0x1.18d15a785658cp-82},
+    {0x1.8dbff0d10530ep-30, 0x1.3a16f0581ec86p-84, 0x1.2f28e0bfab93dp-27, 0x1.e079f9b8172cap-83},
+    {0x1.2293637785101p-29, -0x1.13f066e474423p-84, 0x1.b6848b29cc3ddp-27, -0x1.42e438b7083b4p-81},
+    {0x1.a6f2123add778p-29, -0x1.d9228462a9755p-85, 0x1.3beb6550c2febp-26, -0x1.2a52fe618e3b8p-80},
+    {0x1.32a35e335e12bp-28, 0x1.01da174f2bf56p-82, 0x1.c56b24c535bf5p-26, 0x1.9afe7f18b58cep-80},
+    {0x1.baf0b99522398p-28, 0x1.c54c9dd73691fp-86, 0x1.441cc4c836277p-25, 0x1.c82405c7a5288p-79},
+    {0x1.3eb34524706c6p-27, -0x1.7075744a380bap-81, 0x1.cd8ea2b41efb9p-25, -0x1.14318c7b7c25ep-81},
+    {0x1.c8e057e966197p-27, -0x1.37d246f45e6d5p-83, 0x1.475ccccd7f7a4p-24, 0x1.6727c63b5c3bcp-79},
+    {0x1.463cfa9c7fce7p-26, 0x1.d319482f286c1p-80, 0x1.ce8ec39250975p-24, 0x1.b565716c2634ap-79},
+    {0x1.d024981172f2dp-26, -0x1.4a09a9ea6184ep-80, 0x1.4584df7a0b9f9p-23, -0x1.f743193e52d28p-79},
+    {0x1.48eb8caab7cc6p-25, 0x1.6302478c1cc1dp-79, 0x1.c85f9e060c0ddp-23, -0x1.77707dec493c8p-78},
+    {0x1.d06bc2cfad773p-25, -0x1.0897a483a6273p-79, 0x1.3eaaec1f3eea0p-22, -0x1.e15257b01df39p-76},
+    {0x1.46a16cd7b7555p-24, -0x1.919ad4f1831c8p-79, 0x1.bb4a8be266ce5p-22, -0x1.e7a79f791238bp-80},
+    {0x1.c9b4b6d0b61dcp-24, 0x1.663860edccec4p-79, 0x1.331fbe87470b3p-21, -0x1.1275ec74cfc4fp-75},
+    {0x1.3f7a8d8ed2701p-23, 0x1.50af2d2ecbf6ep-79, 0x1.a7e88797bf8dcp-21, 0x1.1e810f1e24e65p-76},
+    {0x1.bc4ed8bb089fdp-23, 0x1.2a8164db0f1d9p-77, 0x1.2368d323c1f19p-20, -0x1.6db01dd9c829cp-74},
     {0x1.33ca2f2133831p-22, -0x1.bdc39cdfb8c0dp-83, 0x1.8f16964c8fd3fp-20, 0x1.22449b40a3301p-75},
     {0x1.a8d400adbd127p-22, -0x1.778e13f9c52c2p-77, 0x1.1036583a8f9c7p-19, -0x1.71a50a11fe7eap-75},
     {0x1.241499db1b218p-21, -0x1.fc63ac721e447p-76, 0x1.71e57773b0b54p-19, -0x1.ccbc282cca914p-73},
@@ -188,6 +269,22 @@ constexpr double kGeluTable[73][4] = {
     {0x1.105e82b1e4ca0p-2, -0x1.6290fa64ad157p-57, 0x1.50096dcefd7c8p-2, 0x1.ee2214ab4beaep-57},
     {0x1.25c5e3c3b41c1p-2, 0x1.6c25ee61f64c3p-57, 0x1.5cbdc05eb969fp-2, -0x1.73c5f2dd44d3ep-58},
     {0x1.3bf143b9aa712p-2, 0x1.0cbf1c37bd636p-56, 0x1.6883d022086acp-2, 0x1.4a5c4ad498997p-57},
+    {0x1.52d0bc4ee0dc2p-2, -0x1.a137d192f94cfp-59, 0x1.733babf5ba2dep-2, 0x1.f157b8cb8566bp-56},
+    {0x1.6a527901e8243p-2, 0x1.94e9483262fe9p-58, 0x1.7cc794ec16300p-2, 0x1.48aebb928a35fp-56},
+    {0x1.8262de8bd8374p-2, -0x1.b5e4f606af72ep-56, 0x1.850c87617d80ap-2, 0x1.ded66310614ebp-56},
+    {0x1.9aecba9d22528p-2, -0x1.a8594ac18afbfp-56, 0x1.8bf2ba104beccp-2, 0x1.c8c9f84d27939p-56},
+    {0x1.b3d97b25b41bcp-2, -0x1.b55f39875fd3fp-56, 0x1.91660fe14c3f3p-2, 0x1.1542e2735e901p-56},
+    {0x1.cd116c3bf96a6p-2, 0x1.f9b54729840bep-56, 0x1.9556797fced53p-2, 0x1.374d306d0fa54p-56},
+    {0x1.e67bfb89b5133p-2, 0x1.da6ffe9ae42fdp-56, 0x1.97b8441bad798p-2, -0x1.d3a54adb84a4ep-61},
+    {0x1.0000000000000p-1, 0x0.0p+0, 0x1.9884533d43651p-2, -0x1.cbc0d30ebfd15p-56},
+    {0x1.0cc2023b25766p-1, 0x1.12c800b28de82p-55, 0x1.97b8441bad798p-2, -0x1.d3a54adb84a4ep-61},
+    {0x1.197749e2034adp-1, -0x1.f9b54729840bep-56, 0x1.9556797fced53p-2, 0x1.374d306d0fa54p-56},
+    {0x1.2613426d25f22p-1, 0x1.b55f39875fd3fp-56, 0x1.91660fe14c3f3p-2, 0x1.1542e2735e901p-56},
+    {0x1.3289a2b16ed6cp-1, 0x1.a8594ac18afbfp-56, 0x1.8bf2ba104beccp-2, 0x1.c8c9f84d27939p-56},
+    {0x1.3ece90ba13e46p-1, 0x1.b5e4f606af72ep-56, 0x1.850c87617d80ap-2, 0x1.ded66310614ebp-56},
+    {0x1.4ad6c37f0bedep-1, 0x1.cd62d6f9b3a03p-55, 0x1.7cc794ec16300p-2, 0x1.48aebb928a35fp-56},
+    {0x1.5697a1d88f91fp-1, 0x1.a137d192f94cfp-59, 0x1.733babf5ba2dep-2, 0x1.f157b8cb8566bp-56},
+    {0x1.62075e232ac77p-1, -0x1.0cbf1c37bd636p-56, 0x1.6883d022086acp-2, 0x1.4a5c4ad498997p-57},
 };
 
 // a + b = s + err exactly (Knuth's two-sum).
@@ -200,11 +297,11 @@ inline double two_sum(double a, double b, double& err) {
 
 void gelu_tabled(double z, Ext* a, Ext* d) {
     const int k = static_cast<int>(std::nearbyint((z - kGeluTableLo) * 16.0));
-    const double* row = kGeluTable[std::clamp(k, 0, 72)];
-    const double z0 = kGeluTableLo + std::clamp(k, 0, 72) / 16.0;
+    const double* row = kGeluTable[std::clamp(k, 0, kGeluTableLast)];
+    const double z0 = kGeluTableLo + std::clamp(k, 0, kGeluTableLast) / 16.0;
     const double h = z - z0;  // exact: z0 is a multiple of 1/16, |h| <= 1/32
-    // sum_{n=1}^{14} c_n h^n, c_n = (-1)^{n-1} He_{n-1}(z0) / n!, by Horner
-    constexpr int kTerms = 14;
+    // sum_{n=1}^{16} c_n h^n, c_n = (-1)^{n-1} He_{n-1}(z0) / n!, by Horner
+    constexpr int kTerms = 16;  // |z0 h| <= 10/32: the last term is below 2^-60 of the sum
     double c[kTerms + 1];
     double he_prev = 1.0, he = z0;  // He_0, He_1
     c[1] = 1.0;
@@ -305,7 +402,7 @@ void activate_double_range(Activation act, Ext zx, double z, Ext* a, Ext* d) {
         case Activation::gelu: {
             if (z >= kGeluTableLo && z <= kGeluTableHi) {
                 gelu_tabled(z, a, d);
-            } else if (z >= -5.0) {
+            } else if (z > kGeluTableHi) {
                 const double cdf = 0.5 * std::erfc(-z * kInvSqrt2);
                 set(a, from_double(z * cdf));
                 set(d, from_double(cdf + z * kInvSqrt2Pi * std::exp(-0.5 * z * z)));
