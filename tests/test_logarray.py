@@ -64,8 +64,8 @@ def test_repr_shows_magnitudes_beyond_float64():
     assert r.startswith("LogArray(")
     assert "1.2000e-503" in r and "-5.0300e+02" in r
     assert str(LogArray(0.0)) == "0."
-    big = LogArray(np.ones(1000))
-    assert "..." in repr(big)
+    assert "..." not in repr(LogArray(np.ones(1000)))  # numpy's threshold: summarised past 1000
+    assert "..." in repr(LogArray(np.ones(1001)))
 
 
 def test_products_are_exact_like_float64_with_unbounded_exponent():

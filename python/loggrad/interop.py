@@ -303,14 +303,84 @@ def from_arrays(weights: list[Any], biases: list[Any] | None = None, activations
 
 
 def save(net: Network, path: str | os.PathLike[str]) -> None:
-    """Save to a ``.npz`` file: widths, activations and the parameter block."""
+    """Save to a ``.npz`` file (numpy adds the suffix when path lacks it): widths,
+    activations and the parameter block, no pickled objects."""
     np.savez(path, widths=np.asarray(net.widths, dtype=np.int64), activations=np.asarray(net.activations),
-             params=net.params, format=np.asarray("loggrad-network-1"))
+             params=net.params, format=np.asarray(_FORMAT))
+
+
+_FORMAT = "loggrad-network-1"
+_KEYS = ("format", "widths", "activations", "params")
 
 
 def load(path: str | os.PathLike[str]) -> Network:
-    """Load a network saved with :func:`save`."""
-    with np.load(path, allow_pickle=False) as f:
-        if "format" not in f or str(f["format"]) != "loggrad-network-1":
-            raise ValueError(f"{path} is not a loggrad network file")
-        return Network._from_block(f["widths"].tolist(), [str(a) for a in f["activations"]], f["params"].copy())
+    """Load a network saved with :func:`save`.
+
+    ``load("x")`` finds ``x.npz`` as :func:`save` wrote it. Everything is
+    checked against the layout (widths, one activation per layer, a
+    parameter block of exactly the size the widths imply) and nothing is
+    unpickled; a file that is not a loggrad network raises ValueError saying
+    what is wrong.
+    """
+    name = os.fspath(path)
+    if not os.path.exists(name) and os.path.exists(name + ".npz"):
+        name += ".npz"
+    try:
+        f = np.load(name, allow_pickle=False)
+    except (FileNotFoundError, IsADirectoryError, PermissionError):
+        raise
+    except Exception as exc:  # a pickle, a text file, a damaged archive: none is a network
+        raise ValueError(f"{name} is not a loggrad network file (.npz written by Network.save): {exc}") from None
+    if not isinstance(f, np.lib.npyio.NpzFile):
+        raise ValueError(f"{name} holds a single array (.npy), not a loggrad network (.npz written by Network.save)")
+    with f:
+        missing = [k for k in _KEYS if k not in f.files]
+        if missing:
+            raise ValueError(f"{name} is not a loggrad network file: missing {', '.join(missing)} "
+                             f"(a network file holds {', '.join(_KEYS)})")
+        try:
+            fmt, widths, acts, params = (f[k] for k in _KEYS)
+        except Exception as exc:  # object arrays (pickles) and damaged members
+            raise ValueError(f"{name}: unreadable entry: {exc}") from None
+    if fmt.shape != () or fmt.dtype.kind not in "US" or str(fmt) != _FORMAT:
+        raise ValueError(f"{name}: format is {fmt!r}, expected {_FORMAT!r}")
+    from .network import _ParamBlock
+
+    w = _checked_widths(widths, name)
+    names = _checked_activations(acts, len(w) - 1, name)
+    # the freshly read array becomes the network's block: no second copy
+    return Network(_ParamBlock(w, _checked_params(params, widths, name)), None, names)  # type: ignore[arg-type]
+
+
+def _checked_widths(widths: np.ndarray, name: str) -> list[int]:
+    if widths.ndim != 1 or widths.size < 2:
+        raise ValueError(f"{name}: widths must be a 1-D list of at least two layer widths, got shape {widths.shape}")
+    if widths.dtype.kind not in "iu":
+        odd = [v for v in widths.ravel().tolist() if not (isinstance(v, (int, float)) and float(v).is_integer())]
+        what = f"{odd[0]!r}" if odd else f"dtype {widths.dtype}"
+        raise ValueError(f"{name}: widths must be integers, got {what}")
+    w = [int(v) for v in widths]
+    if min(w) < 1:
+        raise ValueError(f"{name}: every width must be at least 1, got {w}")
+    return w
+
+
+def _checked_activations(acts: np.ndarray, depth: int, name: str) -> list[str]:
+    if acts.dtype.kind not in "US" or acts.ndim != 1:
+        raise ValueError(f"{name}: activations must be a 1-D array of names, got dtype {acts.dtype}, shape {acts.shape}")
+    if acts.size != depth:
+        raise ValueError(f"{name}: {acts.size} activations for {depth} layers")
+    out = [a.decode() if isinstance(a, bytes) else str(a) for a in acts.tolist()]
+    return out  # names are checked by Network
+
+
+def _checked_params(params: np.ndarray, widths: np.ndarray, name: str) -> np.ndarray:
+    w = [int(v) for v in widths]
+    need = sum(w[l + 1] * (w[l] + 1) for l in range(len(w) - 1))
+    if params.ndim != 1 or params.dtype.kind != "f":
+        raise ValueError(f"{name}: params must be a 1-D float array, got dtype {params.dtype}, shape {params.shape}")
+    if params.size != need:
+        raise ValueError(f"{name}: params holds {params.size:,} values; widths {w} need {need:,}")
+    if not np.isfinite(params).all():
+        raise ValueError(f"{name}: params holds non-finite values (nan or inf)")
+    return np.ascontiguousarray(params, dtype=np.float64)

@@ -194,6 +194,23 @@ class History:
     grad_norm_log10: list[np.ndarray] = field(default_factory=list)
     fraction_unchanged: list[np.ndarray] = field(default_factory=list)
 
+    def __repr__(self) -> str:
+        """A summary of bounded size (the per-layer arrays of a deep network run to megabytes)."""
+
+        def seq(v: Any) -> str:
+            return np.array2string(np.asarray(v, dtype=np.float64), precision=4, threshold=6, edgeitems=3,
+                                   separator=", ", max_line_width=10**6)
+
+        parts = [f"epochs={len(self.loss)}", f"loss={seq(self.loss)}"]
+        if self.loss_log10:
+            parts.append(f"loss_log10={seq(self.loss_log10)}")
+        if self.grad_norm_log10:
+            last = np.asarray(self.grad_norm_log10[-1], dtype=np.float64)
+            parts.append(f"grad_norm_log10[-1]={seq(last)} ({last.size} layers)")
+        if self.fraction_unchanged:
+            parts.append(f"fraction_unchanged[-1]={seq(self.fraction_unchanged[-1])}")
+        return f"History({', '.join(parts)})"
+
     def as_dict(self) -> dict[str, Any]:
         return {
             "loss": list(self.loss),
