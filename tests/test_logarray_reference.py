@@ -293,3 +293,18 @@ def test_printed_arrays_beyond_float64() -> None:
     assert str(a) == "[3.1623e+400 -1.0000e+02 0.]"
     assert repr(a) == "LogArray([3.1623e+400, -1.0000e+02, 0.])"
     assert repr(lg.LogArray.from_log10([1], [-12345.25])) == "LogArray([5.6234e-12346])"
+
+
+def test_a_numpy_array_on_the_left_keeps_the_extended_range() -> None:
+    """ndarray * LogArray must defer to LogArray (no silent flush through float64)."""
+    x = lg.LogArray.from_log10([1, -1], [400.0, -400.0])
+    r = np.array([2.0, 4.0]) * x
+    assert isinstance(r, lg.LogArray)
+    want = [400 + math.log10(2.0), -400 + math.log10(4.0)]
+    assert all(abs(g - w) <= log10_tol(w, 2) for g, w in zip(r.log10(), want))
+    np.testing.assert_array_equal(r.sign(), [1, -1])
+
+
+def test_the_default_is_an_exact_zero() -> None:
+    z = lg.LogArray()
+    assert z.shape == () and z.sign() == 0 and z.log10() == -math.inf and float(z) == 0.0
