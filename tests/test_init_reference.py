@@ -160,3 +160,16 @@ def test_seeds_reproduce_and_differ() -> None:
     gen = np.random.default_rng(5)
     assert I.as_generator(gen) is gen
     np.testing.assert_array_equal(init((4, 4), np.random.SeedSequence(9)), init((4, 4), np.random.SeedSequence(9)))
+
+
+@pytest.mark.parametrize("shape,want", [(5, (5,)), ([2, 3], (2, 3)), ((np.int64(2), 3), (2, 3)),
+                                        (np.array([3, 1]), (3, 1)), ((4, 1), (4, 1))])
+def test_shapes_as_ints_lists_and_arrays(shape: object, want: tuple[int, ...]) -> None:
+    w = I.Normal()(shape, 0)
+    assert w.shape == want and w.dtype == np.float64
+
+
+@pytest.mark.parametrize("shape", ["3", b"3", 2.5, (2, 0), (-1,), (), None])
+def test_bad_shapes_are_refused(shape: object) -> None:
+    with pytest.raises((TypeError, ValueError)):
+        I.Normal()(shape, 0)

@@ -308,3 +308,23 @@ def test_a_numpy_array_on_the_left_keeps_the_extended_range() -> None:
 def test_the_default_is_an_exact_zero() -> None:
     z = lg.LogArray()
     assert z.shape == () and z.sign() == 0 and z.log10() == -math.inf and float(z) == 0.0
+
+
+def test_from_parts_exponent_arguments_within_two_to_the_62() -> None:
+    """Exponent arguments up to +-2^62 are taken (a zero mantissa gives an exact zero
+    whatever its exponent); beyond, where e + frexp's exponent could wrap around
+    int64, they are refused even for a zero mantissa."""
+    for e in (2**62, -(2**62)):
+        z = lg.LogArray.from_parts(np.array([0.0]), np.array([e]))
+        assert z.sign()[0] == 0 and z.log10()[0] == -math.inf
+    for e in (2**62 + 1, -(2**62) - 1, 2**63 - 1, -(2**63)):
+        with pytest.raises(lg.ExponentRangeError):
+            lg.LogArray.from_parts(np.array([0.0]), np.array([e]))
+    with pytest.raises(TypeError):
+        lg.LogArray.from_parts(np.array([0.5]), np.array([1.0]))  # exponents must be integers
+
+
+def test_from_float_is_exact() -> None:
+    vals = np.array([0.1, -3.0, 5e-324, 1.7976931348623157e308])
+    a = lg.LogArray.from_float(vals)
+    np.testing.assert_array_equal(a.to_numpy(), vals)
