@@ -9,7 +9,7 @@ set -eu
 cd "$(dirname "$0")/.."
 run() { echo "\$ loggrad $*"; python -m loggrad "$@"; }
 run --plain > docs/demo_example.txt
-run report --depth 1000 --width 64 --activation sigmoid --init lecun_normal --rows 12 --plain \
+run report --depth 1000 --width 64 --activation sigmoid --init lecun_normal --rows 6 --plain \
     --plot docs/report.png > docs/report_example.txt
 run report --depth 1000 --width 64 --activation relu --init he_normal --rows 6 --plain \
     > docs/report_relu_example.txt
