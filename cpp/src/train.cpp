@@ -27,6 +27,7 @@
 
 #include "loggrad/memory.hpp"
 #include "loggrad/parallel.hpp"
+#include "simd.hpp"
 
 namespace loggrad {
 
@@ -78,6 +79,21 @@ double combine_leaves(std::size_t n, const double* leaf, std::size_t& k) {
     return left + combine_leaves(n - n2, leaf, k);
 }
 
+// 2^k for k in [-1022, 1023], from bits (integer operations only: vectorises).
+inline double pow2e(exp_t k) {
+    return detail::from_bits(static_cast<std::uint64_t>(k + 1023) << 52);
+}
+
+// Selections by all-ones / all-zero masks: GCC vectorises loops over these
+// where it leaves the equivalent conditional expressions as branches.
+inline std::uint64_t mask(bool b) { return std::uint64_t(0) - static_cast<std::uint64_t>(b); }
+inline exp_t select(std::uint64_t k, exp_t a, exp_t b) {
+    return static_cast<exp_t>((static_cast<std::uint64_t>(a) & k) | (static_cast<std::uint64_t>(b) & ~k));
+}
+inline double select(std::uint64_t k, double a, double b) {
+    return detail::from_bits((detail::bits(a) & k) | (detail::bits(b) & ~k));
+}
+
 // (m * 2^min(e - emax, 0))^2 for |m| in [0.5, 1) or 0, bitwise as numpy's
 // np.ldexp and product give it. Below d = -537 the square is below half the
 // smallest subnormal, so exactly 0: selected without forming it, since
@@ -85,44 +101,123 @@ double combine_leaves(std::size_t n, const double* leaf, std::size_t& k) {
 // gradients make them the common case).
 inline double scaled_square(double m, exp_t e, exp_t emax) {
     const exp_t d = e - emax;
-    const bool zero = d < -537;
-    const exp_t dd = zero || d > 0 ? 0 : d;
-    const double s = m * pow2(static_cast<int>(dd));
-    return zero ? 0.0 : s * s;
+    const std::uint64_t keep = mask((d >= -537) & (d <= 0));
+    const double s = m * pow2e(select(keep, d, exp_t(0)));
+    const double sq = s * s;
+    return select(keep, sq, 0.0);
 }
 
-// np.add.reduceat over one block: the first term plus the pairwise sum of the rest.
-template <class F>
-double block_sum(std::size_t n, const F& f) {
-    if (n == 1) return f(0);
-    return f(0) + pairwise_sum(1, n - 1, f);
-}
-
-// m * 2^e rounded to float64 (0 or inf beyond its range) for |m| in
-// [0.5, 1) or 0, bitwise as np.ldexp gives it. In float64's normal range one
-// exact product; far below it the signed zero, without an underflowing
-// product (see scaled_square); in between two power-of-two factors, the
-// first exact, the second rounding once.
+// m * 2^e rounded to float64 (0 or inf beyond its range) for |m| in [0.5, 1)
+// or 0, bitwise as np.ldexp gives it: in float64's normal range one exact
+// product; far below it the signed zero, without an underflowing product (see
+// scaled_square); in between two power-of-two factors, the first exact, the
+// second rounding once. Branch-free, so that loops over it vectorise.
 inline double to_double(double m, exp_t e) {
-    if (e >= -1021 && e <= 1023) return m * pow2(static_cast<int>(e));
-    if (e < -1074) return 0.0 * m;  // below half the smallest subnormal
+    const std::uint64_t normal = mask((e >= -1021) & (e <= 1023));
+    const std::uint64_t tiny = mask(e < -1074);  // below half the smallest subnormal
     const exp_t c = e > 1100 ? 1100 : e;
-    const exp_t a = c / 2;  // |a|, |c - a| <= 550: both normal powers of two
-    return (m * pow2(static_cast<int>(a))) * pow2(static_cast<int>(c - a));
+    const exp_t h = c >> 1;  // |h|, |c - h| <= 550 where used
+    const std::uint64_t mid = ~normal & ~tiny;
+    const exp_t a = select(normal, e, select(mid, h, exp_t(0)));
+    const exp_t b = select(mid, c - h, exp_t(0));
+    const double r = (m * pow2e(a)) * pow2e(b);
+    return select(tiny, 0.0 * m, r);
 }
 
 // Brings a product of two normal-form mantissas (|p| in [0.25, 1) or 0) back
 // to normal form: one doubling at most, exact (an exponent-field increment).
-// Integer operations, so that loops over it have no branch to mispredict.
 inline void renormalize(double& p, exp_t& e) {
-    std::uint64_t b = detail::bits(p);
+    const std::uint64_t b = detail::bits(p);
     const std::uint64_t low = ((b >> 52) & 0x7ff) == 1021;  // |p| in [0.25, 0.5)
     p = detail::from_bits(b + (low << 52));
     e -= static_cast<exp_t>(low);
 }
 
 inline bool over(const Log2Threshold& t, double m, exp_t e) {
-    return m != 0.0 && (e > t.e_star || (e == t.e_star && std::fabs(m) >= t.m_star));
+    return (m != 0.0) & ((e > t.e_star) | ((e == t.e_star) & (std::fabs(m) >= t.m_star)));
+}
+
+// numpy's pairwise sum of a[0 .. n) for n <= 128 (one leaf of its tree).
+inline double leaf_sum(const double* a, std::size_t n) {
+    if (n < 8) {
+        double res = 0.0;
+        for (std::size_t i = 0; i < n; ++i) res += a[i];
+        return res;
+    }
+    double r[8];
+    for (std::size_t j = 0; j < 8; ++j) r[j] = a[j];
+    std::size_t i = 8;
+    for (; i < n - n % 8; i += 8)
+        for (std::size_t j = 0; j < 8; ++j) r[j] += a[i + j];
+    double res = ((r[0] + r[1]) + (r[2] + r[3])) + ((r[4] + r[5]) + (r[6] + r[7]));
+    for (; i < n; ++i) res += a[i];
+    return res;
+}
+
+// The elementwise loops, each built for AVX-512, AVX2 and the baseline (see
+// simd.hpp): the same IEEE operations on every element in every build.
+
+// sq[i] = scaled_square(m[i], e[i], emax), i < n.
+LOGGRAD_SIMD_KERNEL(void, squares, (std::size_t n, const double* m, const exp_t* e, exp_t emax, double* sq),
+                    (n, m, e, emax, sq), {
+    for (std::size_t i = 0; i < n; ++i) sq[i] = scaled_square(m[i], e[i], emax);
+})
+
+// Largest exponent (kZeroExp if none) and smallest exponent of the nonzero
+// entries of e[0 .. n); returns nonzero iff some |w[i]| >= 2^1022 (inf and
+// nan included: exponent field 2045 or more).
+LOGGRAD_SIMD_KERNEL(std::uint64_t, exp_range,
+                    (std::size_t n, const exp_t* e, const double* w, exp_t* hi, exp_t* lo), (n, e, w, hi, lo), {
+    exp_t h = kZeroExp, l = std::numeric_limits<exp_t>::max();
+    std::uint64_t big = 0;
+    for (std::size_t i = 0; i < n; ++i) {
+        const exp_t x = e[i];
+        const exp_t xl = select(mask(x == kZeroExp), std::numeric_limits<exp_t>::max(), x);
+        h = x > h ? x : h;
+        l = xl < l ? xl : l;
+        big |= static_cast<std::uint64_t>((detail::bits(w[i]) << 1) >= (std::uint64_t(2045) << 53));
+    }
+    *hi = h;
+    *lo = l;
+    return big;
+})
+
+// Largest |um[i]| among the entries with ue[i] == top and ue[i] == top - 1.
+// The maxima are taken on the bit patterns, which order non-negative doubles
+// as their values (an integer reduction: it vectorises).
+LOGGRAD_SIMD_KERNEL(void, top_mantissas,
+                    (std::size_t n, const double* um, const exp_t* ue, exp_t top, double* t0, double* t1),
+                    (n, um, ue, top, t0, t1), {
+    std::uint64_t a0 = 0, a1 = 0;
+    for (std::size_t i = 0; i < n; ++i) {
+        const std::uint64_t a = detail::bits(um[i]) & ~(std::uint64_t(1) << 63);
+        const std::uint64_t c0 = a & mask(ue[i] == top), c1 = a & mask(ue[i] == top - 1);
+        a0 = c0 > a0 ? c0 : a0;
+        a1 = c1 > a1 ? c1 : a1;
+    }
+    *t0 = detail::from_bits(a0);
+    *t1 = detail::from_bits(a1);
+})
+
+// numpy's pairwise sum of scaled_square over [0, n): the leaves' squares are
+// formed by the vectorised kernel, the sums in numpy's order.
+double sum_squares(const double* m, const exp_t* e, exp_t emax, std::size_t n) {
+    if (n <= 128) {
+        double sq[128];
+        squares(n, m, e, emax, sq);
+        return leaf_sum(sq, n);
+    }
+    std::size_t n2 = n / 2;
+    n2 -= n2 % 8;
+    const double left = sum_squares(m, e, emax, n2);
+    return left + sum_squares(m + n2, e + n2, emax, n - n2);
+}
+
+// np.add.reduceat's sum over one block: the first term plus the pairwise sum
+// of the rest.
+double block_sum_squares(const double* m, const exp_t* e, exp_t emax, std::size_t n) {
+    const double first = scaled_square(m[0], e[0], emax);
+    return n == 1 ? first : first + sum_squares(m + 1, e + 1, emax, n - 1);
 }
 
 // Room for one block's update. Taken by a task for its duration; all are
@@ -183,19 +278,39 @@ struct BlockUpdate {
     bool finite = true, clipped = false, range_scaled = false, range_update = false;
 };
 
-// One block of the step: um/ue get the update lr * clip(g) in normal form,
-// out the new parameters w - round(update). Specialised on the clipping in
-// use, so the common loop carries no test for it.
-template <bool kScale, bool kClipValue>
-BlockUpdate update_block(double* um, exp_t* ue, double* out, const double* w, const double* gm, const exp_t* ge,
-                         std::size_t len, const Ext& factor, const Ext& cv, const Log2Threshold& cv_over,
-                         const Ext& lr) {
-    BlockUpdate r;
+// One block of the step.
+struct UpdateArgs {
+    double* um;          // out: the update lr * clip(g) in normal form (len)
+    exp_t* ue;
+    double* out;         // out: the new parameters w - round(update) (may be w)
+    const double* w;     // the parameters
+    const double* gm;    // the gradient
+    const exp_t* ge;
+    std::size_t len;
+    Ext factor, cv, lr;  // clip_norm's factor, clip_value, lr in normal form
+    Log2Threshold cv_over;
+};
+
+// Specialised on the clipping in use, so the common loop carries no test for
+// it, and on whether out is w (then the compiler sees each weight read and
+// written in place, and vectorises without an overlap check).
+template <bool kScale, bool kClipValue, bool kInPlace>
+inline BlockUpdate update_block(const UpdateArgs& a) {
+    double* __restrict um = a.um;
+    exp_t* __restrict ue = a.ue;
+    const double* __restrict gm = a.gm;
+    const exp_t* __restrict ge = a.ge;
+    double* out = a.out;
+    const double* w = kInPlace ? a.out : a.w;
+    const std::size_t len = a.len;
     exp_t umax = kZeroExp;
     std::int64_t nonzero = 0, unchanged = 0;
-    bool finite = true, clipped = false, range_scaled = false, range_update = false;
-    const double fm = factor.m, lm = lr.m, cm = cv.m;
-    const exp_t fe = factor.e, le = lr.e, ce = cv.e;
+    // flags as integers, or-reduced: loops with bool reductions do not vectorise
+    std::uint64_t nonfinite = 0, clipped = 0, range_scaled = 0, range_update = 0;
+    const double fm = a.factor.m, lm = a.lr.m, cm = a.cv.m;
+    const exp_t fe = a.factor.e, le = a.lr.e, ce = a.cv.e;
+    const exp_t t_e = a.cv_over.e_star;
+    const double t_m = a.cv_over.m_star;
     for (std::size_t i = 0; i < len; ++i) {
         double p = gm[i];
         exp_t e = ge[i];
@@ -203,39 +318,56 @@ BlockUpdate update_block(double* um, exp_t* ue, double* out, const double* w, co
             p *= fm;
             e += fe;
             renormalize(p, e);
-            range_scaled |= (p != 0.0) & ((e > kMaxExp) | (e < -kMaxExp));
+            range_scaled |= static_cast<std::uint64_t>((p != 0.0) & ((e > kMaxExp) | (e < -kMaxExp)));
         }
         if (kClipValue) {
-            const bool o = over(cv_over, p, e);
+            const bool o = (p != 0.0) & ((e > t_e) | ((e == t_e) & (std::fabs(p) >= t_m)));
             const double c = std::copysign(cm, p);
-            clipped |= o & (c != p);
-            p = o ? c : p;
-            e = o ? ce : e;
+            clipped |= static_cast<std::uint64_t>(o & (c != p));
+            const std::uint64_t k = mask(o);
+            p = select(k, c, p);
+            e = select(k, ce, e);
         }
         p *= lm;
         e += le;
         renormalize(p, e);
         const bool nz = p != 0.0;
-        e = nz ? e : kZeroExp;
-        range_update |= nz & ((e > kMaxExp) | (e < -kMaxExp));
+        e = select(mask(nz), e, kZeroExp);
+        range_update |= static_cast<std::uint64_t>((e > kMaxExp) | ((e < -kMaxExp) & (e != kZeroExp)));
         um[i] = p;
         ue[i] = e;
         umax = e > umax ? e : umax;
         const double old = w[i];
         const double nw = old - to_double(p, e);
-        nonzero += nz;
-        unchanged += nz & (nw == old);
-        finite &= std::fabs(nw) <= std::numeric_limits<double>::max();
+        nonzero += static_cast<std::int64_t>(nz);
+        unchanged += static_cast<std::int64_t>(nz & (nw == old));
+        nonfinite |= static_cast<std::uint64_t>(!(std::fabs(nw) <= std::numeric_limits<double>::max()));
         out[i] = nw;
     }
+    BlockUpdate r;
     r.umax = umax;
     r.nonzero = nonzero;
     r.unchanged = unchanged;
-    r.finite = finite;
-    r.clipped = clipped;
-    r.range_scaled = range_scaled;
-    r.range_update = range_update;
+    r.finite = nonfinite == 0;
+    r.clipped = clipped != 0;
+    r.range_scaled = range_scaled != 0;
+    r.range_update = range_update != 0;
     return r;
+}
+
+LOGGRAD_SIMD_KERNEL(BlockUpdate, update_plain, (const UpdateArgs& a), (a),
+                    { return update_block<false, false, true>(a); })
+LOGGRAD_SIMD_KERNEL(BlockUpdate, update_scaled, (const UpdateArgs& a), (a),
+                    { return update_block<true, false, true>(a); })
+LOGGRAD_SIMD_KERNEL(BlockUpdate, update_clipped, (const UpdateArgs& a), (a),
+                    { return update_block<false, true, true>(a); })
+LOGGRAD_SIMD_KERNEL(BlockUpdate, update_scaled_clipped, (const UpdateArgs& a), (a),
+                    { return update_block<true, true, true>(a); })
+
+// Into a copy (the rare step near float64's limits): no need for speed.
+BlockUpdate update_copy(const UpdateArgs& a, bool scale, bool clip_value) {
+    return scale ? (clip_value ? update_block<true, true, false>(a) : update_block<true, false, false>(a))
+                 : (clip_value ? update_block<false, true, false>(a) : update_block<false, false, false>(a));
 }
 
 }  // namespace
@@ -260,15 +392,8 @@ void sgd_step(SgdBlockStats& st, SgdTotals& tot, double* params, const double* g
         std::uint64_t big = 0;
         for (std::size_t b = g.b0; b < g.b1; ++b) {
             const auto s = static_cast<std::size_t>(bounds[b]), e = static_cast<std::size_t>(bounds[b + 1]);
-            exp_t hi = kZeroExp, lo = std::numeric_limits<exp_t>::max();
-            for (std::size_t i = s; i < e; ++i) {
-                const exp_t x = ge[i];
-                hi = x > hi ? x : hi;
-                lo = (x < lo && x != kZeroExp) ? x : lo;
-                // |w| >= 2^1022, inf and nan alike: exponent field 2045 or more
-                big |= (detail::bits(params[i]) & ~(std::uint64_t(1) << 63)) >= (std::uint64_t(2045) << 52);
-            }
-            st.grad_emax[b] = hi;
+            exp_t lo = 0;
+            big |= exp_range(e - s, ge + s, params + s, &st.grad_emax[b], &lo);
             f.emin = std::min(f.emin, lo);
         }
         f.params_small = big == 0;
@@ -289,20 +414,19 @@ void sgd_step(SgdBlockStats& st, SgdTotals& tot, double* params, const double* g
     leaf_start.reserve(n / 64 + 2);
     collect_leaves(0, n, leaf_start);
     const std::size_t nleaves = leaf_start.size();
-    std::vector<double> leaf_sum(nleaves);
+    std::vector<double> leaf_sums(nleaves);
     auto leaf_end = [&](std::size_t k) { return k + 1 < nleaves ? leaf_start[k + 1] : n; };
     auto group_leaves = [&](const Group& g) {
         std::size_t k = static_cast<std::size_t>(std::lower_bound(leaf_start.begin(), leaf_start.end(), g.i0) -
                                                  leaf_start.begin());
         for (; k < nleaves && leaf_start[k] < g.i1; ++k) {
             const std::size_t s = leaf_start[k];
-            leaf_sum[k] = pairwise_sum(s, leaf_end(k) - s,
-                                       [&](std::size_t i) { return scaled_square(gm[i], ge[i], total_emax); });
+            leaf_sums[k] = sum_squares(gm + s, ge + s, total_emax, leaf_end(k) - s);
         }
     };
     auto total_norm = [&]() {
         std::size_t k = 0;
-        tot.grad_norm = std::sqrt(combine_leaves(n, leaf_sum.data(), k));
+        tot.grad_norm = std::sqrt(combine_leaves(n, leaf_sums.data(), k));
     };
 
     // B: with clip_norm, the global norm decides the factor before the update.
@@ -354,11 +478,10 @@ void sgd_step(SgdBlockStats& st, SgdTotals& tot, double* params, const double* g
             const double* bm = gm + s;
             const exp_t* be = ge + s;
             double* out = dst + s;
-            using Fn = BlockUpdate (*)(double*, exp_t*, double*, const double*, const double*, const exp_t*,
-                                       std::size_t, const Ext&, const Ext&, const Log2Threshold&, const Ext&);
-            const Fn fn = scale ? (cfg.clip_value ? update_block<true, true> : update_block<true, false>)
-                                : (cfg.clip_value ? update_block<false, true> : update_block<false, false>);
-            const BlockUpdate r = fn(um, ue, out, params + s, bm, be, len, factor, cv, cfg.value_over, lr);
+            const UpdateArgs args{um, ue, out, params + s, bm, be, len, factor, cv, lr, cfg.value_over};
+            const BlockUpdate r = !in_place ? update_copy(args, scale, cfg.clip_value)
+                                  : scale   ? (cfg.clip_value ? update_scaled_clipped(args) : update_scaled(args))
+                                            : (cfg.clip_value ? update_clipped(args) : update_plain(args));
             const exp_t umax = r.umax;
             const bool finite = r.finite;
             f.clipped |= r.clipped;
@@ -376,17 +499,11 @@ void sgd_step(SgdBlockStats& st, SgdTotals& tot, double* params, const double* g
 
             // Norms of the gradient and of the update, and the largest update.
             const exp_t gref = st.grad_emax[b] == kZeroExp ? 0 : st.grad_emax[b];
-            st.grad_norm[b] = std::sqrt(
-                block_sum(len, [&](std::size_t i) { return scaled_square(bm[i], be[i], gref); }));
+            st.grad_norm[b] = std::sqrt(block_sum_squares(bm, be, gref, len));
             const exp_t uref = umax == kZeroExp ? 0 : umax;
-            st.update_norm[b] = std::sqrt(
-                block_sum(len, [&](std::size_t i) { return scaled_square(um[i], ue[i], uref); }));
+            st.update_norm[b] = std::sqrt(block_sum_squares(um, ue, uref, len));
             double top0 = 0.0, top1 = 0.0;
-            for (std::size_t i = 0; i < len; ++i) {
-                const double a = std::fabs(um[i]);
-                top0 = (ue[i] == umax && a > top0) ? a : top0;
-                top1 = (ue[i] == umax - 1 && a > top1) ? a : top1;
-            }
+            top_mantissas(len, um, ue, umax, &top0, &top1);
             st.update_emax[b] = umax;
             st.update_top0[b] = umax == kZeroExp ? 0.0 : top0;
             st.update_top1[b] = umax == kZeroExp ? 0.0 : top1;
