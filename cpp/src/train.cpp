@@ -18,9 +18,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
-#include <deque>
 #include <limits>
-#include <mutex>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -182,23 +180,6 @@ LOGGRAD_SIMD_KERNEL(std::uint64_t, exp_range,
     return big;
 })
 
-// Largest |um[i]| among the entries with ue[i] == top and ue[i] == top - 1.
-// The maxima are taken on the bit patterns, which order non-negative doubles
-// as their values (an integer reduction: it vectorises).
-LOGGRAD_SIMD_KERNEL(void, top_mantissas,
-                    (std::size_t n, const double* um, const exp_t* ue, exp_t top, double* t0, double* t1),
-                    (n, um, ue, top, t0, t1), {
-    std::uint64_t a0 = 0, a1 = 0;
-    for (std::size_t i = 0; i < n; ++i) {
-        const std::uint64_t a = detail::bits(um[i]) & ~(std::uint64_t(1) << 63);
-        const std::uint64_t c0 = a & mask(ue[i] == top), c1 = a & mask(ue[i] == top - 1);
-        a0 = c0 > a0 ? c0 : a0;
-        a1 = c1 > a1 ? c1 : a1;
-    }
-    *t0 = detail::from_bits(a0);
-    *t1 = detail::from_bits(a1);
-})
-
 // numpy's pairwise sum of scaled_square over [0, n): the leaves' squares are
 // formed by the vectorised kernel, the sums in numpy's order.
 double sum_squares(const double* m, const exp_t* e, exp_t emax, std::size_t n) {
@@ -212,52 +193,6 @@ double sum_squares(const double* m, const exp_t* e, exp_t emax, std::size_t n) {
     const double left = sum_squares(m, e, emax, n2);
     return left + sum_squares(m + n2, e + n2, emax, n - n2);
 }
-
-// np.add.reduceat's sum over one block: the first term plus the pairwise sum
-// of the rest.
-double block_sum_squares(const double* m, const exp_t* e, exp_t emax, std::size_t n) {
-    const double first = scaled_square(m[0], e[0], emax);
-    return n == 1 ? first : first + sum_squares(m + 1, e + 1, emax, n - 1);
-}
-
-// Room for one block's update. Taken by a task for its duration; all are
-// allocated before the sweep that writes parameters, so that no allocation
-// can fail once the first parameter has changed.
-struct Scratch {
-    Buffer<double> m;
-    Buffer<exp_t> e;
-};
-
-class ScratchPool {
-public:
-    // parallel_for runs at most num_threads() tasks at once.
-    ScratchPool(std::size_t count, std::size_t len) : len_(len) {
-        for (std::size_t k = 0; k < count; ++k) add();
-    }
-    Scratch& take() {
-        std::lock_guard<std::mutex> lock(mu_);
-        if (free_.empty()) add();  // only if the thread count grew meanwhile
-        Scratch* s = free_.back();
-        free_.pop_back();
-        return *s;
-    }
-    void give(Scratch& s) {
-        std::lock_guard<std::mutex> lock(mu_);
-        free_.push_back(&s);
-    }
-
-private:
-    void add() {
-        all_.emplace_back();
-        all_.back().m.resize(len_);
-        all_.back().e.resize(len_);
-        free_.push_back(&all_.back());
-    }
-    std::size_t len_;
-    std::deque<Scratch> all_;  // stable addresses
-    std::vector<Scratch*> free_;
-    std::mutex mu_;
-};
 
 // What a group's tasks report besides the per-block arrays.
 struct GroupFlags {
@@ -278,64 +213,75 @@ struct BlockUpdate {
     bool finite = true, clipped = false, range_scaled = false, range_update = false;
 };
 
-// One block of the step.
+// The step's constants: clip_norm's factor, clip_value and its threshold, lr.
+struct StepConsts {
+    double fm;
+    exp_t fe;
+    double cm;
+    exp_t ce;
+    exp_t t_e;
+    double t_m;
+    double lm;
+    exp_t le;
+};
+
+// The update lr * clip(g) of one entry in normal form (kZeroExp for zero),
+// as the numpy formulation forms it: g * factor (rounded, renormalised),
+// clipped by value, times lr (rounded, renormalised). Or-s into the flags.
+template <bool kScale, bool kClipValue>
+inline void form_update(double& p, exp_t& e, const StepConsts& k, std::uint64_t& clipped,
+                        std::uint64_t& range_scaled) {
+    if (kScale) {
+        p *= k.fm;
+        e += k.fe;
+        renormalize(p, e);
+        range_scaled |= static_cast<std::uint64_t>((p != 0.0) & ((e > kMaxExp) | (e < -kMaxExp)));
+    }
+    if (kClipValue) {
+        const bool o = (p != 0.0) & ((e > k.t_e) | ((e == k.t_e) & (std::fabs(p) >= k.t_m)));
+        const double c = std::copysign(k.cm, p);
+        clipped |= static_cast<std::uint64_t>(o & (c != p));
+        const std::uint64_t sel = mask(o);
+        p = select(sel, c, p);
+        e = select(sel, k.ce, e);
+    }
+    p *= k.lm;
+    e += k.le;
+    renormalize(p, e);
+    e = select(mask(p != 0.0), e, kZeroExp);
+}
+
+// One block of the step: out = w - round(update), its counts and flags.
 struct UpdateArgs {
-    double* um;          // out: the update lr * clip(g) in normal form (len)
-    exp_t* ue;
-    double* out;         // out: the new parameters w - round(update) (may be w)
-    const double* w;     // the parameters
-    const double* gm;    // the gradient
+    double* out;  // the new parameters (may be w)
+    const double* w;
+    const double* gm;
     const exp_t* ge;
     std::size_t len;
-    Ext factor, cv, lr;  // clip_norm's factor, clip_value, lr in normal form
-    Log2Threshold cv_over;
+    StepConsts k;
 };
 
 // Specialised on the clipping in use, so the common loop carries no test for
 // it, and on whether out is w (then the compiler sees each weight read and
-// written in place, and vectorises without an overlap check).
+// written in place).
 template <bool kScale, bool kClipValue, bool kInPlace>
 inline BlockUpdate update_block(const UpdateArgs& a) {
-    double* __restrict um = a.um;
-    exp_t* __restrict ue = a.ue;
     const double* __restrict gm = a.gm;
     const exp_t* __restrict ge = a.ge;
     double* out = a.out;
     const double* w = kInPlace ? a.out : a.w;
     const std::size_t len = a.len;
+    const StepConsts k = a.k;
     exp_t umax = kZeroExp;
     std::int64_t nonzero = 0, unchanged = 0;
     // flags as integers, or-reduced: loops with bool reductions do not vectorise
     std::uint64_t nonfinite = 0, clipped = 0, range_scaled = 0, range_update = 0;
-    const double fm = a.factor.m, lm = a.lr.m, cm = a.cv.m;
-    const exp_t fe = a.factor.e, le = a.lr.e, ce = a.cv.e;
-    const exp_t t_e = a.cv_over.e_star;
-    const double t_m = a.cv_over.m_star;
     for (std::size_t i = 0; i < len; ++i) {
         double p = gm[i];
         exp_t e = ge[i];
-        if (kScale) {
-            p *= fm;
-            e += fe;
-            renormalize(p, e);
-            range_scaled |= static_cast<std::uint64_t>((p != 0.0) & ((e > kMaxExp) | (e < -kMaxExp)));
-        }
-        if (kClipValue) {
-            const bool o = (p != 0.0) & ((e > t_e) | ((e == t_e) & (std::fabs(p) >= t_m)));
-            const double c = std::copysign(cm, p);
-            clipped |= static_cast<std::uint64_t>(o & (c != p));
-            const std::uint64_t k = mask(o);
-            p = select(k, c, p);
-            e = select(k, ce, e);
-        }
-        p *= lm;
-        e += le;
-        renormalize(p, e);
+        form_update<kScale, kClipValue>(p, e, k, clipped, range_scaled);
         const bool nz = p != 0.0;
-        e = select(mask(nz), e, kZeroExp);
         range_update |= static_cast<std::uint64_t>((e > kMaxExp) | ((e < -kMaxExp) & (e != kZeroExp)));
-        um[i] = p;
-        ue[i] = e;
         umax = e > umax ? e : umax;
         const double old = w[i];
         const double nw = old - to_double(p, e);
@@ -368,6 +314,88 @@ LOGGRAD_SIMD_KERNEL(BlockUpdate, update_scaled_clipped, (const UpdateArgs& a), (
 BlockUpdate update_copy(const UpdateArgs& a, bool scale, bool clip_value) {
     return scale ? (clip_value ? update_block<true, true, false>(a) : update_block<true, false, false>(a))
                  : (clip_value ? update_block<false, true, false>(a) : update_block<false, false, false>(a));
+}
+
+// Up to 128 entries of a block (one leaf of numpy's tree): the scaled squares
+// of the gradient (gsq) and of the update (usq, re-formed from the gradient:
+// cheaper than storing it), and the largest |update mantissa| at the block's
+// top update exponent and the one below (bit patterns, which order
+// non-negative doubles as their values), max-ed into top[0], top[1].
+struct LeafArgs {
+    std::size_t n;
+    const double* gm;
+    const exp_t* ge;
+    exp_t gref, uref, umax;
+    StepConsts k;
+    double* gsq;
+    double* usq;
+    std::uint64_t* top;
+};
+
+template <bool kScale, bool kClipValue>
+inline void leaf_squares(const LeafArgs& a) {
+    const double* __restrict gm = a.gm;
+    const exp_t* __restrict ge = a.ge;
+    double* __restrict gsq = a.gsq;
+    double* __restrict usq = a.usq;
+    const std::size_t n = a.n;
+    const StepConsts k = a.k;
+    const exp_t gref = a.gref, uref = a.uref, umax = a.umax;
+    std::uint64_t t0 = a.top[0], t1 = a.top[1], unused = 0;
+    for (std::size_t i = 0; i < n; ++i) {
+        double p = gm[i];
+        exp_t e = ge[i];
+        gsq[i] = scaled_square(p, e, gref);
+        form_update<kScale, kClipValue>(p, e, k, unused, unused);
+        usq[i] = scaled_square(p, e, uref);
+        const std::uint64_t b = detail::bits(p) & ~(std::uint64_t(1) << 63);
+        const std::uint64_t c0 = b & mask(e == umax), c1 = b & mask(e == umax - 1);
+        t0 = c0 > t0 ? c0 : t0;
+        t1 = c1 > t1 ? c1 : t1;
+    }
+    a.top[0] = t0;
+    a.top[1] = t1;
+}
+
+LOGGRAD_SIMD_KERNEL(void, leaf_plain, (const LeafArgs& a), (a), { leaf_squares<false, false>(a); })
+LOGGRAD_SIMD_KERNEL(void, leaf_scaled, (const LeafArgs& a), (a), { leaf_squares<true, false>(a); })
+LOGGRAD_SIMD_KERNEL(void, leaf_clipped, (const LeafArgs& a), (a), { leaf_squares<false, true>(a); })
+LOGGRAD_SIMD_KERNEL(void, leaf_scaled_clipped, (const LeafArgs& a), (a), { leaf_squares<true, true>(a); })
+
+using LeafFn = void (*)(const LeafArgs&);
+
+struct TwoSums {
+    double g, u;
+};
+
+// numpy's pairwise sums over [0, n) of the gradient's and the update's squares.
+TwoSums pairwise_two(LeafFn leaf, LeafArgs a, std::size_t n) {
+    if (n <= 128) {
+        double gsq[128], usq[128];
+        a.n = n;
+        a.gsq = gsq;
+        a.usq = usq;
+        leaf(a);
+        return TwoSums{leaf_sum(gsq, n), leaf_sum(usq, n)};
+    }
+    std::size_t n2 = n / 2;
+    n2 -= n2 % 8;
+    const TwoSums left = pairwise_two(leaf, a, n2);
+    a.gm += n2;
+    a.ge += n2;
+    const TwoSums right = pairwise_two(leaf, a, n - n2);
+    return TwoSums{left.g + right.g, left.u + right.u};
+}
+
+// np.add.reduceat's sums over one block (the first term plus the pairwise sum
+// of the rest) of the gradient's and the update's squares.
+TwoSums block_sums(LeafFn leaf, LeafArgs a, std::size_t len) {
+    const TwoSums first = pairwise_two(leaf, a, 1);
+    if (len == 1) return first;
+    a.gm += 1;
+    a.ge += 1;
+    const TwoSums rest = pairwise_two(leaf, a, len - 1);
+    return TwoSums{first.g + rest.g, first.u + rest.u};
 }
 
 }  // namespace
@@ -459,37 +487,32 @@ void sgd_step(SgdBlockStats& st, SgdTotals& tot, double* params, const double* g
     }
     Buffer<double> copy;
     if (!in_place) copy.resize(n);
-    std::size_t max_len = 0;
-    for (std::size_t b = 0; b < nblocks; ++b)
-        max_len = std::max(max_len, static_cast<std::size_t>(bounds[b + 1] - bounds[b]));
-    ScratchPool pool(std::min(groups.size(), static_cast<std::size_t>(num_threads())), max_len);
     double* dst = in_place ? params : copy.data();
 
     // C: the update, block by block.
+    const StepConsts consts{factor.m, factor.e, cv.m, cv.e, cfg.value_over.e_star, cfg.value_over.m_star,
+                            lr.m, lr.e};
+    const LeafFn leaf = scale ? (cfg.clip_value ? leaf_scaled_clipped : leaf_scaled)
+                              : (cfg.clip_value ? leaf_clipped : leaf_plain);
     parallel_for(groups.size(), [&](std::size_t gi) {
         const Group& g = groups[gi];
         GroupFlags& f = flags[gi];
-        Scratch& sc = pool.take();
         for (std::size_t b = g.b0; b < g.b1; ++b) {
             const auto s = static_cast<std::size_t>(bounds[b]);
             const std::size_t len = static_cast<std::size_t>(bounds[b + 1]) - s;
-            double* um = sc.m.data();
-            exp_t* ue = sc.e.data();
             const double* bm = gm + s;
             const exp_t* be = ge + s;
             double* out = dst + s;
-            const UpdateArgs args{um, ue, out, params + s, bm, be, len, factor, cv, lr, cfg.value_over};
+            const UpdateArgs args{out, params + s, bm, be, len, consts};
             const BlockUpdate r = !in_place ? update_copy(args, scale, cfg.clip_value)
                                   : scale   ? (cfg.clip_value ? update_scaled_clipped(args) : update_scaled(args))
                                             : (cfg.clip_value ? update_clipped(args) : update_plain(args));
-            const exp_t umax = r.umax;
-            const bool finite = r.finite;
             f.clipped |= r.clipped;
             f.range_scaled |= r.range_scaled;
             f.range_update |= r.range_update;
             st.nonzero[b] = r.nonzero;
             st.unchanged[b] = r.unchanged;
-            if (!finite && f.bad < 0) {
+            if (!r.finite && f.bad < 0) {
                 for (std::size_t i = 0; i < len; ++i)
                     if (!(std::fabs(out[i]) <= std::numeric_limits<double>::max())) {
                         f.bad = static_cast<std::int64_t>(s + i);
@@ -497,18 +520,19 @@ void sgd_step(SgdBlockStats& st, SgdTotals& tot, double* params, const double* g
                     }
             }
 
-            // Norms of the gradient and of the update, and the largest update.
-            const exp_t gref = st.grad_emax[b] == kZeroExp ? 0 : st.grad_emax[b];
-            st.grad_norm[b] = std::sqrt(block_sum_squares(bm, be, gref, len));
-            const exp_t uref = umax == kZeroExp ? 0 : umax;
-            st.update_norm[b] = std::sqrt(block_sum_squares(um, ue, uref, len));
-            double top0 = 0.0, top1 = 0.0;
-            top_mantissas(len, um, ue, umax, &top0, &top1);
+            // Norms of the gradient and of the update, and the largest update,
+            // from the block while it is in cache.
+            const exp_t umax = r.umax;
+            std::uint64_t top[2] = {0, 0};
+            const LeafArgs la{0, bm, be, st.grad_emax[b] == kZeroExp ? 0 : st.grad_emax[b],
+                              umax == kZeroExp ? 0 : umax, umax, consts, nullptr, nullptr, top};
+            const TwoSums sums = block_sums(leaf, la, len);
+            st.grad_norm[b] = std::sqrt(sums.g);
+            st.update_norm[b] = std::sqrt(sums.u);
             st.update_emax[b] = umax;
-            st.update_top0[b] = umax == kZeroExp ? 0.0 : top0;
-            st.update_top1[b] = umax == kZeroExp ? 0.0 : top1;
+            st.update_top0[b] = umax == kZeroExp ? 0.0 : detail::from_bits(top[0]);
+            st.update_top1[b] = umax == kZeroExp ? 0.0 : detail::from_bits(top[1]);
         }
-        pool.give(sc);
         if (!cfg.clip_norm) group_leaves(g);
     });
     if (!cfg.clip_norm) total_norm();
@@ -534,15 +558,13 @@ void sgd_step(SgdBlockStats& st, SgdTotals& tot, double* params, const double* g
         const auto i = static_cast<std::size_t>(bad);
         double p = gm[i];
         exp_t e = ge[i];
-        if (scale) {
-            p *= factor.m;
-            e += factor.e;
-            renormalize(p, e);
-        }
-        if (cfg.clip_value && over(cfg.value_over, p, e)) p = std::copysign(cv.m, p), e = cv.e;
-        p *= lr.m;
-        e += lr.e;
-        renormalize(p, e);
+        std::uint64_t unused = 0;
+        if (scale)
+            cfg.clip_value ? form_update<true, true>(p, e, consts, unused, unused)
+                           : form_update<true, false>(p, e, consts, unused, unused);
+        else
+            cfg.clip_value ? form_update<false, true>(p, e, consts, unused, unused)
+                           : form_update<false, false>(p, e, consts, unused, unused);
         tot.bad_index = bad;
         tot.bad_update_m = p;
         tot.bad_update_e = e;
