@@ -7,6 +7,7 @@
 
 #include <vector>
 
+#include "loggrad/interrupt.hpp"
 #include "loggrad/memory.hpp"
 
 namespace py = pybind11;
@@ -24,6 +25,27 @@ py::array_t<T> result_array(const std::vector<py::ssize_t>& shape) {
     void* p = loggrad::allocate(n * sizeof(T));
     py::capsule owner(p, [](void* q) { loggrad::deallocate(q); });
     return py::array_t<T>(shape, static_cast<T*>(p), owner);
+}
+
+// Runs an engine call with the GIL released, stoppable by Ctrl-C: on the
+// main thread the engine asks, between layers (every 20 ms at most), whether a
+// signal is pending; Python's handler then runs (for SIGINT it sets
+// KeyboardInterrupt) and the engine stops with loggrad::interrupted, which the
+// module translates back into that Python exception. Other threads only
+// release the GIL: Python runs signal handlers on the main thread alone.
+// Safe to release: the engine touches only buffers that the caller keeps alive.
+bool python_signal_pending(void*);
+bool on_main_thread();
+template <class F>
+void engine_call(F&& f) {
+    const bool main = on_main_thread();
+    py::gil_scoped_release release;
+    if (main) {
+        loggrad::InterruptScope scope(&python_signal_pending, nullptr);
+        f();
+    } else {
+        f();
+    }
 }
 
 void register_network(py::module_& m);

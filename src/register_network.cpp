@@ -98,35 +98,63 @@ py::object forward(const Architecture& net, const array_d& params, const array_d
         py::array_t<double> m(shape);
         py::array_t<exp_t> e(shape);
         loggrad::ExtOut out{m.mutable_data(), e.mutable_data()};
-        {
-            // Safe: the engine only touches the buffers above, which this frame keeps alive.
-            py::gil_scoped_release release;
-            loggrad::forward_ext(net, params.data(), x.data(), batch, out);
-        }
+        engine_call([&] { loggrad::forward_ext(net, params.data(), x.data(), batch, out); });
         return py::make_tuple(m, e);
     }
     py::array_t<double> out(shape);
-    {
-        py::gil_scoped_release release;
-        loggrad::forward_f64(net, params.data(), x.data(), batch, out.mutable_data());
-    }
+    engine_call([&] { loggrad::forward_f64(net, params.data(), x.data(), batch, out.mutable_data()); });
     return std::move(out);
+}
+
+// An earlier result array handed back to be written again (backward(out=)):
+// exactly the dtype, shape and C order the pass would allocate, writeable.
+template <class T>
+py::array_t<T> reused_result(const py::object& a, const std::vector<py::ssize_t>& shape, const char* what) {
+    if (!py::isinstance<py::array_t<T>>(a))
+        throw std::invalid_argument(std::string("out: ") + what + " is not an array of the result's dtype");
+    auto arr = py::reinterpret_borrow<py::array_t<T>>(a);
+    const bool same_shape = arr.ndim() == static_cast<py::ssize_t>(shape.size()) &&
+                            std::equal(shape.begin(), shape.end(), arr.shape());
+    if (!same_shape || !(arr.flags() & py::array::c_style) || !arr.writeable())
+        throw std::invalid_argument(std::string("out: ") + what +
+                                    " does not match this pass's result (shape, C order, writeable)");
+    return arr;
+}
+
+template <class T>
+py::array_t<T> result_or_reused(const py::object& reuse, const std::vector<py::ssize_t>& shape, const char* what) {
+    return reuse.is_none() ? result_array<T>(shape) : reused_result<T>(reuse, shape, what);
 }
 
 py::tuple backward(const Architecture& net, const array_d& params, const array_d& x,
                    const std::string& loss, const std::optional<array_d>& y,
                    const std::optional<array_i64>& labels, const std::string& precision, bool want_dx,
-                   long long checkpoint, const std::optional<array_i64>& layers) {
+                   long long checkpoint, const std::optional<array_i64>& layers,
+                   const std::optional<array_d>& grad_output_m, const std::optional<array_i64>& grad_output_e,
+                   const py::object& out_grad_m, const py::object& out_grad_e) {
     if (checkpoint < -1) throw std::invalid_argument("checkpoint must be -1 (auto), 0 (off) or a segment length");
     const std::size_t cp = checkpoint == -1 ? loggrad::kCheckpointAuto : static_cast<std::size_t>(checkpoint);
     const std::size_t batch = check_call(net, params, x);
     loggrad::Target t;
-    t.loss = loggrad::loss_from_name(loss);
+    if (grad_output_m) {  // dL/d(output) given: no loss
+        const auto& g = *grad_output_m;
+        if (g.ndim() != 2 || static_cast<std::size_t>(g.shape(0)) != batch ||
+            static_cast<std::size_t>(g.shape(1)) != net.n_out())
+            throw std::invalid_argument("grad_output must have the output's shape (" + std::to_string(batch) + ", " +
+                                        std::to_string(net.n_out()) + ")");
+        if (grad_output_e && grad_output_e->size() != g.size())
+            throw std::invalid_argument("grad_output: the exponents do not match the mantissas");
+        t.loss = loggrad::Loss::upstream;
+        t.grad_m = g.data();
+        if (grad_output_e) t.grad_e = grad_output_e->data();
+    } else {
+        t.loss = loggrad::loss_from_name(loss);
+    }
     if (t.loss == loggrad::Loss::cross_entropy) {
         if (!labels || static_cast<std::size_t>(labels->size()) != batch)
             throw std::invalid_argument("cross_entropy needs integer labels of shape (" + std::to_string(batch) + ",)");
         t.labels = labels->data();
-    } else if (t.loss != loggrad::Loss::sum) {
+    } else if (t.loss == loggrad::Loss::mse || t.loss == loggrad::Loss::bce) {
         if (!y || y->ndim() != 2 || static_cast<std::size_t>(y->shape(0)) != batch ||
             static_cast<std::size_t>(y->shape(1)) != net.n_out())
             throw std::invalid_argument(loss + " needs y of shape (" + std::to_string(batch) + ", " +
@@ -154,34 +182,28 @@ py::tuple backward(const Architecture& net, const array_d& params, const array_d
     if (is_extended(precision)) {
         py::array_t<double> loss_m(std::vector<py::ssize_t>{}), out_m(out_shape), dx_m(dx_shape);
         py::array_t<exp_t> loss_e(std::vector<py::ssize_t>{}), out_e(out_shape), dx_e(dx_shape);
-        auto grad_m = result_array<double>(grad_shape);
-        auto grad_e = result_array<exp_t>(grad_shape);
+        auto grad_m = result_or_reused<double>(out_grad_m, grad_shape, "the gradient mantissas");
+        auto grad_e = result_or_reused<exp_t>(out_grad_e, grad_shape, "the gradient exponents");
         loggrad::GradExt r;
         r.loss = {loss_m.mutable_data(), loss_e.mutable_data()};
         r.out = {out_m.mutable_data(), out_e.mutable_data()};
         r.grad = {grad_m.mutable_data(), grad_e.mutable_data()};
         if (want_dx) r.dx = {dx_m.mutable_data(), dx_e.mutable_data()};
         r.grad_offset = go;
-        {
-            // Safe: only the arrays above (kept alive by this frame) are touched.
-            py::gil_scoped_release release;
-            loggrad::backward_ext(net, params.data(), x.data(), batch, t, r, cp);
-        }
+        engine_call([&] { loggrad::backward_ext(net, params.data(), x.data(), batch, t, r, cp); });
         return py::make_tuple(py::make_tuple(loss_m, loss_e), py::make_tuple(out_m, out_e),
                               py::make_tuple(grad_m, grad_e), py::make_tuple(dx_m, dx_e));
     }
+    if (!out_grad_e.is_none()) throw std::invalid_argument("out: a float64 pass has no gradient exponents");
     py::array_t<double> loss_v(std::vector<py::ssize_t>{}), out(out_shape), dx(dx_shape);
-    auto grad = result_array<double>(grad_shape);
+    auto grad = result_or_reused<double>(out_grad_m, grad_shape, "the gradients");
     loggrad::GradF64 r;
     r.loss = loss_v.mutable_data();
     r.out = out.mutable_data();
     r.grad = grad.mutable_data();
     if (want_dx) r.dx = dx.mutable_data();
     r.grad_offset = go;
-    {
-        py::gil_scoped_release release;
-        loggrad::backward_f64(net, params.data(), x.data(), batch, t, r, cp);
-    }
+    engine_call([&] { loggrad::backward_f64(net, params.data(), x.data(), batch, t, r, cp); });
     return py::make_tuple(loss_v, out, grad, dx);
 }
 
@@ -223,6 +245,10 @@ void register_network(py::module_& m) {
     m.def("backward", &backward, py::arg("arch"), py::arg("params"), py::arg("x"), py::arg("loss"),
           py::arg("y") = py::none(), py::arg("labels") = py::none(), py::arg("precision") = "extended",
           py::arg("want_dx") = true, py::arg("checkpoint") = 0, py::arg("layers") = py::none(),
+          py::arg("grad_output_m") = py::none(), py::arg("grad_output_e") = py::none(),
+          py::arg("out_grad_m") = py::none(), py::arg("out_grad_e") = py::none(),
           "Backward pass: (loss, out, grad, dx), each (mantissa, exponent) on the extended path; "
-          "layers (strictly increasing) limits grad to those layers' parameter gradients, packed in order");
+          "layers (strictly increasing) limits grad to those layers' parameter gradients, packed in order; "
+          "grad_output_m (and _e: extended) is dL/d(output) in place of a loss; out_grad_m/_e are earlier "
+          "gradient arrays to write into");
 }

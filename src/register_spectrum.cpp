@@ -18,12 +18,10 @@ py::tuple jacobian_log_growth(const loggrad::Architecture& net, const array_d& p
     py::array_t<double> total(static_cast<py::ssize_t>(k));
     py::array_t<double> layers(std::vector<py::ssize_t>{per_layer ? static_cast<py::ssize_t>(net.depth()) : 0,
                                                         static_cast<py::ssize_t>(k)});
-    {
-        // Safe: only the arrays above, kept alive by this frame, are touched.
-        py::gil_scoped_release release;
-        loggrad::jacobian_log_growth(net, params.data(), x.data(), V.data(), k, orthonormalize,
-                                     total.mutable_data(), per_layer ? layers.mutable_data() : nullptr);
-    }
+    engine_call([&] {
+        loggrad::jacobian_log_growth(net, params.data(), x.data(), V.data(), k, orthonormalize, total.mutable_data(),
+                                     per_layer ? layers.mutable_data() : nullptr);
+    });
     return py::make_tuple(total, layers);
 }
 

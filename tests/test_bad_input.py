@@ -162,7 +162,7 @@ def test_labels_of_any_integer_dtype_or_integral_floats_give_the_same_result(net
 
 @pytest.mark.parametrize("kw, exc, msg", [
     (dict(loss="l1"), ValueError, r"unknown loss 'l1'; valid: mse, sum, bce, cross_entropy"),
-    (dict(loss=None), ValueError, r"unknown loss None"),
+    (dict(loss=0), ValueError, r"unknown loss 0"),
     (dict(loss=["mse"]), ValueError, r"unknown loss \['mse'\]"),
     (dict(loss="MSE"), ValueError, r"unknown loss 'MSE'"),
     (dict(precision="float32"), ValueError, r"unknown precision 'float32'; valid: extended, float64"),

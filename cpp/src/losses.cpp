@@ -1,6 +1,7 @@
 // Losses and their gradients, extended and float64 (see loggrad/losses.hpp).
 #include "loggrad/losses.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <stdexcept>
 
@@ -13,7 +14,10 @@ const std::vector<std::string>& loss_names() {
     return names;
 }
 
-std::string loss_name(Loss l) { return loss_names().at(static_cast<std::size_t>(l)); }
+std::string loss_name(Loss l) {
+    if (l == Loss::upstream) return "grad_output";
+    return loss_names().at(static_cast<std::size_t>(l));
+}
 
 Loss loss_from_name(const std::string& name) {
     const auto& names = loss_names();
@@ -26,6 +30,22 @@ Loss loss_from_name(const std::string& name) {
 
 void check_target(const Target& t, std::size_t rows, std::size_t cols) {
     if (t.loss == Loss::sum) return;
+    if (t.loss == Loss::upstream) {
+        if (!t.grad_m) throw std::invalid_argument("grad_output is missing");
+        for (std::size_t i = 0; i < rows * cols; ++i) {
+            const double m = t.grad_m[i];
+            const bool bad = !std::isfinite(m) ||
+                             (t.grad_e && m != 0.0 &&
+                              (std::fabs(m) < 0.5 || std::fabs(m) >= 1.0 || t.grad_e[i] < -kMaxExp ||
+                               t.grad_e[i] > kMaxExp));
+            if (bad)
+                throw std::invalid_argument(
+                    std::string("grad_output has ") +
+                    (std::isfinite(m) ? "a value outside the extended range" : "a non-finite value (" + std::to_string(m) + ")") +
+                    " at [" + std::to_string(i / cols) + ", " + std::to_string(i % cols) + "]");
+        }
+        return;
+    }
     if (t.loss == Loss::cross_entropy) {
         if (!t.labels) throw std::invalid_argument("cross_entropy needs integer class labels");
         for (std::size_t i = 0; i < rows; ++i) {
@@ -96,6 +116,11 @@ Ext loss_ext(const Target& t, std::size_t rows, std::size_t cols, const double* 
                 put(i, kExtOne);
             }
             return total;
+        case Loss::upstream:
+            for (std::size_t i = 0; i < n; ++i)
+                put(i, t.grad_e ? (t.grad_m[i] == 0.0 ? kExtZero : Ext{t.grad_m[i], t.grad_e[i]})
+                                : from_double(t.grad_m[i]));
+            return kExtZero;
         case Loss::bce: {
             // L = y softplus(-x) + (1-y) softplus(x); dL/dx = (1-y) sigmoid(x) - y sigmoid(-x),
             // both terms exact where y is 0 or 1 (no 1 - 1 = 0 for sigmoid(1000) - 1).
@@ -172,6 +197,13 @@ double loss_f64(const Target& t, std::size_t rows, std::size_t cols, const doubl
                 g[i] = 1.0;
             }
             return total;
+        case Loss::upstream:
+            // Extended values rounded to float64 as IEEE would: 0 below its
+            // range, inf above it (the exponent clamped where that changes nothing).
+            for (std::size_t i = 0; i < n; ++i)
+                g[i] = t.grad_e ? std::ldexp(t.grad_m[i], static_cast<int>(std::clamp<exp_t>(t.grad_e[i], -4000, 4000)))
+                                : t.grad_m[i];
+            return 0.0;
         case Loss::bce:
             // torch's BCEWithLogits: (1-y) x + max(-x, 0) + log1p(e^{-|x|}); grad sigmoid(x) - y.
             for (std::size_t i = 0; i < n; ++i) {

@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "loggrad/gemm.hpp"
+#include "loggrad/interrupt.hpp"
 #include "loggrad/memory.hpp"
 #include "loggrad/parallel.hpp"
 #include "simd.hpp"
@@ -435,6 +436,7 @@ void forward_range_ext(const Architecture& net, const double* params, std::size_
             if (keep) der = ExtMat{st.dm.data() + st.doff[i] + o, st.de.data() + st.doff[i] + o};
             else if (own && i + 1 < n) out = ExtMat{bm.data() + (i % 2) * rows * maxw, be.data() + (i % 2) * rows * maxw};
             try {
+                check_interrupt();
                 forward_layer_ext(net, params, l, rows, a, out, der, z, w, check && nb == 1);
             } catch (...) {
                 failures[r0 / kBlockRows] = Failure{l, std::current_exception()};
@@ -504,6 +506,7 @@ void forward_range_f64(const Architecture& net, const double* params, std::size_
             double* out = st.acts.data() + st.aoff[i + 1] + o;
             if (own && i + 1 < n) out = buf.data() + (i % 2) * rows * maxw;
             try {
+                check_interrupt();
                 forward_layer_f64(net, params, l, rows, a, out, keep ? st.ders.data() + st.doff[i] + o : nullptr,
                                   z.data() + r0 * maxw, check && nb == 1);
             } catch (...) {
@@ -572,7 +575,10 @@ void chain_and_gradients(std::size_t l0, std::size_t l1, LayerSizes sizes, bool 
     if (!overlap) {
         const std::size_t lo = run_chain([](std::size_t) {});
         if (!small || std::min(l1 - lo, threads) < 2) {
-            for (std::size_t l = l1; l-- > lo;) grad(l, ws);
+            for (std::size_t l = l1; l-- > lo;) {
+                check_interrupt();
+                grad(l, ws);
+            }
             return;
         }
         made = l1 - lo;
@@ -599,6 +605,7 @@ void chain_and_gradients(std::size_t l0, std::size_t l1, LayerSizes sizes, bool 
                 std::this_thread::yield();
             }
             try {
+                check_interrupt();
                 grad(l1 - 1 - i, t == 0 ? ws : local);
             } catch (...) {
                 errors[i] = std::current_exception();
@@ -622,6 +629,7 @@ void backward_segment_f64(const Architecture& net, const double* params, std::si
             const std::size_t rows = r1 - r0;
             double* gb = g.data() + r0 * maxw;  // this block's rows of dL/da
             for (std::size_t l = l1; l-- > l0;) {
+                check_interrupt();
                 const std::size_t n_in = net.width(l), n_out = net.width(l + 1);
                 double* delta = st.ders.data() + st.doff[l - l0] + r0 * n_out;
                 parallel_rows(rows, n_out, [&](std::size_t q0, std::size_t q1) {
@@ -719,6 +727,7 @@ void backward_segment_ext(const Architecture& net, const double* params, std::si
             };
             bool made = false, exact = false;  // delta_l made, and scaled in w, by the step above
             for (std::size_t l = l1; l-- > l0;) {
+                check_interrupt();
                 const std::size_t n_in = net.width(l), n_out = net.width(l + 1), o = st.doff[l - l0] + r0 * n_out;
                 double* dm = st.dm.data() + o;
                 exp_t* de = st.de.data() + o;

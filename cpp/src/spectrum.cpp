@@ -1,4 +1,5 @@
 // Forward-mode growth of directions through the Jacobian (see loggrad/spectrum.hpp).
+#include "loggrad/interrupt.hpp"
 #include "loggrad/spectrum.hpp"
 
 #include <algorithm>
@@ -78,6 +79,7 @@ void jacobian_log_growth(const Architecture& net, const double* params, const do
     if (orthonormalize) renormalise(net.n_in(), Q.data(), logs.data());  // start orthonormal, no growth
 
     for (std::size_t l = 0; l < net.depth(); ++l) {
+        check_interrupt();
         const std::size_t n_in = net.width(l), n_out = net.width(l + 1);
         forward_layer_ext(net, params, l, 1, ExtCMat{am.data(), ae.data()}, ExtMat{am2.data(), ae2.data()},
                           ExtMat{dm.data(), de.data()}, ExtMat{zm.data(), ze.data()}, ws);

@@ -49,6 +49,8 @@ def forward(arch: Architecture, params: npt.ArrayLike, x: npt.ArrayLike, precisi
 
 # backward: (loss, out, grad, dx). loss is 0-d, out (batch, n_out), grad
 # (param_count,), dx (batch, n_in), or (0, n_in) when want_dx is False.
+# grad_output_m (with grad_output_e: extended values) replaces the loss by
+# dL/d(output); out_grad_m/_e are earlier gradient arrays written again.
 @overload
 def backward(
     arch: Architecture,
@@ -61,6 +63,10 @@ def backward(
     want_dx: bool = True,
     checkpoint: _Int = 0,
     layers: npt.ArrayLike | None = None,
+    grad_output_m: npt.ArrayLike | None = None,
+    grad_output_e: npt.ArrayLike | None = None,
+    out_grad_m: npt.NDArray[np.float64] | None = None,
+    out_grad_e: npt.NDArray[np.int64] | None = None,
 ) -> tuple[_Ext, _Ext, _Ext, _Ext]: ...
 @overload
 def backward(
@@ -74,6 +80,10 @@ def backward(
     want_dx: bool = True,
     checkpoint: _Int = 0,
     layers: npt.ArrayLike | None = None,
+    grad_output_m: npt.ArrayLike | None = None,
+    grad_output_e: npt.ArrayLike | None = None,
+    out_grad_m: npt.NDArray[np.float64] | None = None,
+    out_grad_e: npt.NDArray[np.int64] | None = None,
 ) -> tuple[_F64, _F64, _F64, _F64]: ...
 @overload
 def backward(
@@ -88,6 +98,10 @@ def backward(
     want_dx: bool = True,
     checkpoint: _Int = 0,
     layers: npt.ArrayLike | None = None,
+    grad_output_m: npt.ArrayLike | None = None,
+    grad_output_e: npt.ArrayLike | None = None,
+    out_grad_m: npt.NDArray[np.float64] | None = None,
+    out_grad_e: npt.NDArray[np.int64] | None = None,
 ) -> tuple[_F64, _F64, _F64, _F64]: ...
 @overload
 def backward(
@@ -101,6 +115,10 @@ def backward(
     want_dx: bool = True,
     checkpoint: _Int = 0,
     layers: npt.ArrayLike | None = None,
+    grad_output_m: npt.ArrayLike | None = None,
+    grad_output_e: npt.ArrayLike | None = None,
+    out_grad_m: npt.NDArray[np.float64] | None = None,
+    out_grad_e: npt.NDArray[np.int64] | None = None,
 ) -> tuple[_Ext, _Ext, _Ext, _Ext] | tuple[_F64, _F64, _F64, _F64]: ...
 
 # register_config.cpp

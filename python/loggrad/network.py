@@ -216,7 +216,7 @@ class Gradients:
     On the extended path every field is a :class:`LogArray`; on the float64
     path a numpy array (``loss`` a 0-d array).
 
-    loss:    the loss value
+    loss:    the loss value (None from ``backward(grad_output=...)``)
     output:  the network output (batch, n_out)
     weights: dL/dW per layer, shapes of the weights
     biases:  dL/db per layer
@@ -226,7 +226,7 @@ class Gradients:
     layers:  the layers whose gradients were computed (None: all)
     """
 
-    loss: Values
+    loss: Values | None
     output: Values
     weights: Sequence[Values]
     biases: Sequence[Values]
@@ -389,6 +389,12 @@ class Network:
         """An independent network with the same parameters."""
         return Network._from_block(self.widths, self.activations, self._params.copy())
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # pickle, copy.deepcopy, multiprocessing: the architecture and the
+        # parameter block, restored bitwise (through the same checks as a new
+        # network).
+        return (Network._from_block, (self.widths, self.activations, self._params))
+
     # -- properties ---------------------------------------------------------
     @property
     def depth(self) -> int:
@@ -533,8 +539,8 @@ class Network:
         if layers is None:
             return None
         depth = self.depth
-        if isinstance(layers, slice):
-            return np.arange(depth, dtype=np.int64)[layers]
+        if isinstance(layers, slice):  # any step, reversed ones too: the layers it names, in order
+            return np.unique(np.arange(depth, dtype=np.int64)[layers])
         if isinstance(layers, (bool, np.bool_)):
             raise TypeError("layers must be None, a layer index, a slice or a sequence of layer indices, got a bool")
         if isinstance(layers, (int, np.integer)):
@@ -568,13 +574,17 @@ class Network:
         Returns a LogArray on the extended path (values beyond float64 range
         are carried exactly), an ndarray on the float64 path.
         """
+        return self._forward(self._params, x, precision)
+
+    def _forward(self, params: np.ndarray, x: npt.ArrayLike, precision: str) -> Values:
+        """forward with the parameter block ``params`` (this architecture's layout) in place of the network's."""
         _check_precision(precision)
         xa, single = self._inputs(x, precision)
         out: Values
         if precision == "extended":
-            out = LogArray._wrap(*_core.forward(self._arch, self._params, xa, "extended"))
+            out = LogArray._wrap(*_core.forward(self._arch, params, xa, "extended"))
         else:
-            out = _core.forward(self._arch, self._params, xa, "float64")
+            out = _core.forward(self._arch, params, xa, "float64")
         return out[0] if single else out
 
     def sgd_step(self, x: npt.ArrayLike, y: npt.ArrayLike | None, lr: float, loss: str = "mse",
@@ -651,17 +661,26 @@ class Network:
         self,
         x: npt.ArrayLike,
         y: npt.ArrayLike | None = None,
-        loss: str = "mse",
+        loss: str | None = None,
         precision: str = "extended",
         checkpoint: int | str | None = None,
         layers: Any = None,
         input_grad: bool = True,
+        *,
+        grad_output: npt.ArrayLike | LogArray | None = None,
+        out: Gradients | None = None,
     ) -> Gradients:
         """Loss and gradients of every parameter (and of the input) in one engine call.
 
         x: (batch, n_in) or (n_in,). y: targets of the output's shape for mse
         and bce, integer labels (batch,) for cross_entropy, unused for sum.
-        loss: mse, sum, bce (on logits), cross_entropy (on logits).
+        loss: mse (the default), sum, bce (on logits), cross_entropy (on logits).
+        grad_output: instead of a loss, dL/d(output) from a larger computation
+        (shape of the output: (batch, n_out), or (n_out,) for a single x), a
+        float64 array or a LogArray; the pass carries it back through the
+        network (vector-Jacobian product) and ``g.loss`` is None. Give either
+        grad_output or y/loss, not both. On the float64 path a LogArray is
+        rounded to float64 first.
         precision: "extended" (LogArrays, unbounded exponent) or "float64"
         (plain IEEE arithmetic, which under- and overflows like other frameworks).
         checkpoint: None stores every layer's activations for the backward
@@ -679,10 +698,30 @@ class Network:
         input_grad: False skips dL/dx (``g.input`` is then None) and the first
         layer's input product with it, as a training step needs; the other
         results are bitwise those of a full pass.
+        out: the result of an earlier call with the same precision, layers and
+        network shape: its parameter-gradient arrays are written again instead
+        of allocating new ones (a training loop then reuses its memory). The
+        earlier result's ``params``, ``weights`` and ``biases`` then hold the
+        new values; if this call fails their contents are unspecified.
+
+        Ctrl-C stops a long pass within a fraction of a second with
+        KeyboardInterrupt; nothing the caller owns has been changed.
         """
+        return self._backward(self._params, x, y, loss, precision, checkpoint, layers, input_grad, grad_output, out)
+
+    def _backward(self, params: np.ndarray, x: npt.ArrayLike, y: Any, loss: str | None, precision: str,
+                  checkpoint: Any, layers: Any, input_grad: bool, grad_output: Any, out: Gradients | None) -> Gradients:
+        """backward with the parameter block ``params`` (this architecture's layout) in place of the network's."""
         _check_precision(precision)
         if not isinstance(input_grad, (bool, np.bool_)):
             raise TypeError(f"input_grad must be True or False, got {input_grad!r}")
+        if grad_output is not None:
+            if y is not None or loss is not None:
+                raise ValueError("backward: give either grad_output (dL/d(output)) or a loss with its targets y, "
+                                 "not both")
+            loss = "sum"  # not used: the engine takes grad_output in place of a loss
+        elif loss is None:
+            loss = "mse"
         if loss not in LOSSES:
             raise ValueError(f"unknown loss {loss!r}; valid: {', '.join(LOSSES)}")
         cp = self._checkpoint_arg(checkpoint)
@@ -693,23 +732,68 @@ class Network:
             off = np.full(self.depth, -1, dtype=np.int64)
             off[sel] = np.cumsum(sizes) - sizes
             grads = int(sizes.sum())
-        xa, single = self._inputs(x, precision, True, cp, grads, bool(input_grad))
-        ya, labels = self._targets(loss, y, xa.shape[0], single)
-        res = _core.backward(self._arch, self._params, xa, loss, ya, labels, precision, bool(input_grad), cp, sel)
-        loss_v: Values
-        out: Values
+        reuse_m, reuse_e = self._reused(out, precision, sel)
+        xa, single = self._inputs(x, precision, True, cp, 0 if reuse_m is not None else grads, bool(input_grad))
+        gm = ge = None
+        ya, labels = None, None
+        if grad_output is not None:
+            gm, ge = self._grad_output(grad_output, xa.shape[0], single, precision)
+        else:
+            ya, labels = self._targets(loss, y, xa.shape[0], single)
+        res = _core.backward(self._arch, params, xa, loss, ya, labels, precision, bool(input_grad), cp, sel,
+                             gm, ge, reuse_m, reuse_e)
+        loss_v: Values | None
+        out_v: Values
         grad: Values
         dx: Values | None
         if precision == "extended":
-            loss_v, out, grad, dx = (LogArray._wrap(*r) for r in res)
+            loss_v, out_v, grad, dx = (LogArray._wrap(*r) for r in res)
+            if out is not None:
+                grad = out.params  # the same arrays, written again
         else:
-            loss_v, out, grad, dx = res  # type: ignore[assignment]  # float64 overload: ndarrays
+            loss_v, out_v, grad, dx = res  # type: ignore[assignment]  # float64 overload: ndarrays
         ws = LayerViews(grad, off, self._widths, "weights", results=True)
         bs = LayerViews(grad, off, self._widths, "biases", results=True)
         if not input_grad:
             dx = None  # the engine returned an empty (0, n_in) array
+        if grad_output is not None:
+            loss_v = None
         if single:
-            out = out[0]
+            out_v = out_v[0]
             dx = None if dx is None else dx[0]
-        return Gradients(loss=loss_v, output=out, weights=ws, biases=bs, input=dx, params=grad, precision=precision,
+        return Gradients(loss=loss_v, output=out_v, weights=ws, biases=bs, input=dx, params=grad, precision=precision,
                          layers=None if sel is None else tuple(int(l) for l in sel))
+
+    def _reused(self, out: Any, precision: str, sel: np.ndarray | None) -> tuple[Any, Any]:
+        """The gradient arrays of an earlier result to write into (backward(out=)), or (None, None)."""
+        if out is None:
+            return None, None
+        if not isinstance(out, Gradients):
+            raise TypeError(f"out must be the Gradients of an earlier backward call, got {type(out).__name__}")
+        layers = None if sel is None else tuple(int(l) for l in sel)
+        if out.precision != precision or out.layers != layers:
+            raise ValueError(f"out was computed with precision={out.precision!r}, layers={out.layers}; "
+                             f"this call has precision={precision!r}, layers={layers}")
+        if isinstance(out.params, LogArray):
+            return out.params._m, out.params._e
+        return out.params, None
+
+    def _grad_output(self, g: Any, batch: int, single: bool,
+                     precision: str) -> tuple[np.ndarray, np.ndarray | None]:
+        """dL/d(output) as C-contiguous planes for the engine: float64 values, or mantissas and exponents."""
+        shape = (batch, self.n_out)
+        if isinstance(g, LogArray):
+            if single and g.shape == (self.n_out,):
+                g = g[None, :]
+            if g.shape != shape:
+                raise ValueError(f"grad_output has shape {g.shape}; expected {shape} (the output's shape)")
+            if precision == "float64":
+                return np.ascontiguousarray(g.to_numpy()), None
+            return np.ascontiguousarray(g.mantissa), np.ascontiguousarray(g.exponent, dtype=np.int64)
+        ga = _as_float_array(g, "grad_output")
+        if single and ga.shape == (self.n_out,):
+            ga = ga[None, :]
+        if ga.shape != shape:
+            raise ValueError(f"grad_output has shape {np.shape(g)}; expected {shape} (the output's shape)")
+        _check_finite(ga, "grad_output")
+        return np.ascontiguousarray(ga), None

@@ -6,6 +6,9 @@
 //      elements), in log space: log sigmoid(-1000) = -1000, never -inf.
 // cross_entropy: softmax cross-entropy on logits with integer labels (torch
 //      CrossEntropyLoss, mean over the batch).
+// upstream: no loss; dL/dyhat is given by the caller (the gradient flowing
+//      into the network from a larger computation), and the pass carries it
+//      back as it is. The loss value is 0.
 #pragma once
 
 #include <cstddef>
@@ -17,18 +20,24 @@
 
 namespace loggrad {
 
-enum class Loss : int { mse = 0, sum, bce, cross_entropy };
+// upstream is last and not among loss_names(): it is chosen by giving the
+// gradient, not by name.
+enum class Loss : int { mse = 0, sum, bce, cross_entropy, upstream };
 
 const std::vector<std::string>& loss_names();
 std::string loss_name(Loss l);
 Loss loss_from_name(const std::string& name);  // throws std::invalid_argument
 
 // What the loss compares the output with: y (rows x cols) for mse and bce,
-// labels (rows) for cross_entropy, nothing for sum.
+// labels (rows) for cross_entropy, nothing for sum; for upstream, dL/dyhat
+// itself (rows x cols): plain float64 values in grad_m, or, with grad_e,
+// extended values in normal form (mantissa and exponent planes).
 struct Target {
     Loss loss = Loss::mse;
     const double* y = nullptr;
     const std::int64_t* labels = nullptr;
+    const double* grad_m = nullptr;
+    const exp_t* grad_e = nullptr;
 };
 
 // Validates the target (finite y, labels in range); throws std::invalid_argument.
