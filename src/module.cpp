@@ -34,4 +34,5 @@ PYBIND11_MODULE(_core, m) {
     register_network(m);
     register_config(m);
     register_spectrum(m);
+    register_stats(m);
 }
