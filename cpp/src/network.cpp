@@ -714,10 +714,12 @@ void backward_segment_ext(const Architecture& net, const double* params, std::si
                           std::size_t batch, ExtStore& st, Buffer<double>& gm, Buffer<exp_t>& ge,
                           const GradExt& res, Workspace& ws) {
     const std::size_t maxw = max_width(net), nb = row_blocks(net, batch);
-    if (res.stats)  // f'(z_l), before the chain writes delta_l over it
-        for (std::size_t l = l0; l < l1; ++l)
-            derivative_stats_ext(st.dm.data() + st.doff[l - l0], st.de.data() + st.doff[l - l0],
-                                 batch * net.width(l + 1), res.stats[l].der);
+    if (res.stats)  // f'(z_l), before the chain writes delta_l over it; one task per run of layers
+        parallel_chunks(l1 - l0, 8, [&](std::size_t i0, std::size_t i1) {
+            for (std::size_t i = i0; i < i1; ++i)
+                derivative_stats_ext(st.dm.data() + st.doff[i], st.de.data() + st.doff[i],
+                                     batch * net.width(l0 + i + 1), res.stats[l0 + i].der);
+        });
     std::vector<Failure> failures(nb);
     const auto chain = [&](auto&& publish) {
         for_each_block(batch, nb, [&](std::size_t r0, std::size_t r1) {

@@ -30,6 +30,7 @@ constexpr Range kRanges[kFormats] = {
 };
 
 inline void classify(double am, exp_t e, TensorStats& st) {
+    if (e > kRanges[3].norm_k && e < kRanges[3].over_e) return;  // a normal float16, so in range for all
     for (int f = 0; f < kFormats; ++f) {
         const Range& r = kRanges[f];
         const bool flush = e < r.sub_k || (e == r.sub_k && am == 0.5);
@@ -37,6 +38,12 @@ inline void classify(double am, exp_t e, TensorStats& st) {
         st.subnormal[f] += !flush && e <= r.norm_k;
         st.overflow[f] += e > r.over_e || (e == r.over_e && am >= r.over_m);
     }
+}
+
+// The engine keeps values in normal form; anything else is brought there.
+inline Ext normal_form(double m, exp_t e) {
+    const double am = std::fabs(m);
+    return am >= 0.5 && am < 1.0 ? Ext{m, e} : normalize(m, e);
 }
 
 inline void track_extremes(double am, exp_t e, TensorStats& st) {
@@ -52,31 +59,53 @@ inline void track_extremes(double am, exp_t e, TensorStats& st) {
 
 }  // namespace
 
+namespace {
+
+// Adds a nonzero normal-form value to st: extremes, range counts, and the sum
+// of squares scaled by 2^-norm_e, rescaled when a larger exponent arrives (a
+// few times per tensor; terms more than 2^-1100 below the largest are below
+// the sum's rounding error, as in any float64 sum).
+inline void add_value(const Ext& x, TensorStats& st) {
+    const double am = std::fabs(x.m);
+    track_extremes(am, x.e, st);
+    classify(am, x.e, st);
+    if (x.e > st.norm_e) {
+        st.norm_s = st.norm_e == kZeroExp ? 0.0 : scale_down(scale_down(st.norm_s, st.norm_e - x.e), st.norm_e - x.e);
+        st.norm_e = x.e;
+    }
+    const double v = x.e == st.norm_e ? x.m : scale_down(x.m, x.e - st.norm_e);
+    st.norm_s += v * v;
+}
+
+// sum of log2 |x| over nonzero values, as the exponents' integer sum plus the
+// log2 of the mantissas' product (renormalised before it can underflow):
+// one log2 per 1000 values or so instead of one per value.
+struct Log2Sum {
+    double prod = 1.0;
+    std::int64_t exps = 0;
+    void add(double am, exp_t e) {
+        exps += e;
+        prod *= am;  // am in [0.5, 1): prod stays normal for a thousand factors
+        if (prod < 0x1p-900) {
+            int k = 0;
+            prod = std::frexp(prod, &k);
+            exps += k;
+        }
+    }
+    double value() const { return static_cast<double>(exps) + std::log2(prod); }
+};
+
+}  // namespace
+
 void tensor_stats_ext(const double* m, const exp_t* e, std::size_t n, TensorStats& st) {
-    // Pass 1: normal forms, extremes, range counts; the largest exponent.
     for (std::size_t i = 0; i < n; ++i) {
         if (m[i] == 0.0) {
             ++st.zeros;
             continue;
         }
-        const Ext x = normalize(m[i], e[i]);
-        const double am = std::fabs(x.m);
-        track_extremes(am, x.e, st);
-        classify(am, x.e, st);
+        add_value(normal_form(m[i], e[i]), st);
     }
     st.count += n;
-    st.norm_e = st.max_e;
-    if (st.max_m == 0.0) return;
-    // Pass 2: sum of squares scaled by 2^-norm_e (terms below 2^-1100 relative
-    // are below the sum's rounding error, as in any float64 sum).
-    double s = 0.0;
-    for (std::size_t i = 0; i < n; ++i) {
-        if (m[i] == 0.0) continue;
-        const Ext x = normalize(m[i], e[i]);
-        const double v = scale_down(x.m, x.e - st.norm_e);
-        s += v * v;
-    }
-    st.norm_s = s;
 }
 
 void tensor_stats_f64(const double* x, std::size_t n, TensorStats& st) {
@@ -86,60 +115,49 @@ void tensor_stats_f64(const double* x, std::size_t n, TensorStats& st) {
             continue;
         }
         int k = 0;
-        const double am = std::fabs(std::frexp(x[i], &k));
-        track_extremes(am, k, st);
-        classify(am, k, st);
+        const double mm = std::frexp(x[i], &k);
+        add_value(Ext{mm, static_cast<exp_t>(k)}, st);
     }
     st.count += n;
-    st.norm_e = st.max_e;
-    if (st.max_m == 0.0) return;
-    double s = 0.0;
-    for (std::size_t i = 0; i < n; ++i) {
-        if (x[i] == 0.0) continue;
-        int k = 0;
-        const double mm = std::frexp(x[i], &k);
-        const double v = scale_down(mm, static_cast<exp_t>(k) - st.norm_e);
-        s += v * v;
-    }
-    st.norm_s = s;
 }
 
 void derivative_stats_ext(const double* m, const exp_t* e, std::size_t n, DerivativeStats& st) {
-    double acc = 0.0;
+    Log2Sum acc;
     for (std::size_t i = 0; i < n; ++i) {
         if (m[i] == 0.0) {
             ++st.zeros;
             continue;
         }
-        const Ext x = normalize(m[i], e[i]);
+        const Ext x = normal_form(m[i], e[i]);
         // |f'| < 2^-10 iff e <= -10 (|f'| = |m| 2^e, |m| in [0.5, 1))
         st.saturated += x.e <= -10;
-        acc += static_cast<double>(x.e) + std::log2(std::fabs(x.m));
+        acc.add(std::fabs(x.m), x.e);
     }
     st.count += n;
-    st.sum_log2 += acc;
+    st.sum_log2 += acc.value();
 }
 
 void derivative_stats_f64(const double* d, std::size_t n, DerivativeStats& st) {
-    double acc = 0.0;
+    Log2Sum acc;
     for (std::size_t i = 0; i < n; ++i) {
         if (d[i] == 0.0) {
             ++st.zeros;
             continue;
         }
-        const double a = std::fabs(d[i]);
-        st.saturated += a < kSaturatedDerivative;
-        acc += std::log2(a);
+        int k = 0;
+        const double mm = std::frexp(std::fabs(d[i]), &k);
+        st.saturated += std::fabs(d[i]) < kSaturatedDerivative;
+        acc.add(mm, k);
     }
     st.count += n;
-    st.sum_log2 += acc;
+    st.sum_log2 += acc.value();
 }
 
 namespace {
 
 double* flatten_tensor(const TensorStats& t, double* o) {
     constexpr double kNegInf = -std::numeric_limits<double>::infinity();
-    const bool zero = t.max_m == 0.0;
+    const bool zero = t.max_m == 0.0 || t.norm_s == 0.0;
     *o++ = zero ? kNegInf : static_cast<double>(t.norm_e);
     *o++ = zero ? 0.0 : 0.5 * std::log2(t.norm_s);
     *o++ = zero ? kNegInf : static_cast<double>(t.max_e);

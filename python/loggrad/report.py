@@ -364,10 +364,19 @@ def _iid_sigmas(net: Network, lay: _Layout) -> tuple[float, float] | None:
     if len(set(net.activations)) != 1 or net.depth < 2:
         return None
     p = net.params
-    wsum = np.add.reduceat(p * p, lay.seg_starts)
-    wlin = np.add.reduceat(p, lay.seg_starts)[0::2]
-    sw2 = wsum[0::2] / lay.wsizes * lay.n_in
-    sb2 = wsum[1::2] / lay.n_out
+    if np.all(lay.sizes == lay.sizes[0]):  # equal layers: one (L, block) view, no temporaries of p's size
+        P = p.reshape(lay.sizes.size, int(lay.sizes[0]))
+        W, b = P[:, : int(lay.wsizes[0])], P[:, int(lay.wsizes[0]) :]
+        wsq, bsq = np.einsum("ij,ij->i", W, W), np.einsum("ij,ij->i", b, b)
+        wlin = W.sum(axis=1)
+        n_zero = int(W.size - np.count_nonzero(W))
+    else:
+        wsum = np.add.reduceat(p * p, lay.seg_starts)
+        wsq, bsq = wsum[0::2], wsum[1::2]
+        wlin = np.add.reduceat(p, lay.seg_starts)[0::2]
+        n_zero = int(np.add.reduceat((p == 0.0).astype(np.int64), lay.seg_starts)[0::2].sum())
+    sw2 = wsq / lay.wsizes * lay.n_in
+    sb2 = bsq / lay.n_out
     inner = slice(1, -1) if net.depth > 2 else slice(None)
     hidden = sw2[inner]
     mean_sw2 = float(np.mean(hidden))
@@ -376,11 +385,10 @@ def _iid_sigmas(net: Network, lay: _Layout) -> tuple[float, float] | None:
         return None
     if np.any(np.abs(np.log(hidden / mean_sw2)) > math.log(1.25) + 5.0 * np.sqrt(2.0 / k[inner])):
         return None
-    n_zero = int(np.add.reduceat((p == 0.0).astype(np.int64), lay.seg_starts)[0::2].sum())
     if n_zero > 0.01 * int(lay.wsizes.sum()):
         return None
     w_mean = wlin / lay.wsizes
-    w_std = np.sqrt(np.maximum(wsum[0::2] / lay.wsizes - w_mean**2, 0.0))
+    w_std = np.sqrt(np.maximum(wsq / lay.wsizes - w_mean**2, 0.0))
     if np.any(np.abs(w_mean) > (0.05 + 6.0 / np.sqrt(k)) * w_std):
         return None
     return math.sqrt(mean_sw2), math.sqrt(float(np.mean(sb2[inner])))

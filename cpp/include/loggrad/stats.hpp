@@ -6,7 +6,8 @@
 // Every figure is exact in the extended range: a norm is kept as the largest
 // binary exponent E and the float64 sum of squares of the values scaled by
 // 2^-E (||x||^2 = s * 4^E), so it never overflows or underflows; counts are
-// integer comparisons of normal-form exponents and mantissas. A layer's
+// integer comparisons of normal-form exponents and mantissas.
+// A sum of squares rescales when a larger exponent arrives. A layer's
 // figures are formed by one thread in a fixed order, so they do not depend
 // on the thread count.
 #pragma once
@@ -63,8 +64,7 @@ struct LayerStats {
     DerivativeStats der;  // f'(z_l) (batch x n_out)
 };
 
-// Adds n extended values (any mantissa form, zeros allowed) to st. st must be
-// fresh (default-constructed): the norm is formed in two passes over the data.
+// Adds n extended values (any mantissa form, zeros allowed) to st, in order.
 void tensor_stats_ext(const double* m, const exp_t* e, std::size_t n, TensorStats& st);
 // The same for n float64 values (non-finite values are not expected).
 void tensor_stats_f64(const double* x, std::size_t n, TensorStats& st);
