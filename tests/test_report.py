@@ -700,3 +700,11 @@ def test_plot_draws_signals_fit_theory_limits_and_residuals(theory_report, tmp_p
     res = {ln.get_label(): ln for ln in res_ax.get_lines()}
     np.testing.assert_allclose(res["delta: measured - theory"].get_ydata(), rep.delta_norm - rep.theory_line())
     np.testing.assert_allclose(res["rms a: measured - theory"].get_ydata(), rep.act_rms - rep.theory_act_line())
+
+
+def test_lost_fraction_of_zero_bias_layers_is_n_in_over_n_in_plus_1():
+    # every weight update far below half an ulp; the zero biases still move: 50/51 = 0.98
+    net = gaussian_net(4, 50, "tanh", scale=1.0, bias=0.0, seed=30)
+    rep = report(net, np.random.default_rng(31).standard_normal((2, 50)), lr=1e-30)
+    np.testing.assert_allclose(rep.lost_update, 50 / 51)
+    assert any("n_in/(n_in+1)" in n for n in rep.notes)
