@@ -952,9 +952,15 @@ class Report:
                 )
         if self.low_precision:
             for fmt, lp in self.low_precision.items():
-                fz = lp.get("first_zero_layer")
-                where = "no layer all zero" if fz is None else f"layer {fz} and below all zero"
-                lines.append(f"a real {fmt} backward pass: {where}; overflow: {lp.get('overflow')}")
+                fz, fn = lp.get("first_zero_layer"), lp.get("first_nonfinite_layer")
+                where = "no layer's dW all zero" if fz is None else f"dW all zero from layer {fz} toward the input"
+                sub = np.asarray(lp.get("subnormal_frac", [0.0]), dtype=np.float64)
+                what = [where]
+                if fn is not None or lp.get("forward_overflow"):
+                    what.append("inf/nan" + (f" from layer {fn}" if fn is not None else " in the forward pass"))
+                if np.any(sub > 0):
+                    what.append(f"subnormal (imprecise) entries in {int(np.sum(sub > 0))} layer(s)")
+                lines.append(f"a real {fmt} backward pass: " + "; ".join(what))
         if self.grad_digits is not None and np.any(self.grad_digits < 15.9):
             worst = int(np.argmin(self.grad_digits))
             lines.append(f"conditioning: a 2^-52 change of the inputs leaves {self.grad_digits[worst]:.1f} digits "
@@ -1356,6 +1362,18 @@ def report(
         notes=notes,
         **frac,
     )
+    if low_precision:
+        from .lowprec import low_precision_pass
+
+        ylp = None if loss == "sum" else y
+        if loss in ("mse", "sum"):
+            rep.low_precision = {"float32": low_precision_pass(net, xa, ylp, loss, "float32")}
+            try:
+                rep.low_precision["bfloat16"] = low_precision_pass(net, xa, ylp, loss, "bfloat16")
+            except ImportError:
+                pass
+        else:
+            notes.append(f"low_precision: simulated for mse and sum losses only, not {loss}")
     if th is not None:
         rep.theory_slope = th.slope
         rep.theory_slope_mean_field = th.slope_mean_field
