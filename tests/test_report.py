@@ -708,3 +708,35 @@ def test_lost_fraction_of_zero_bias_layers_is_n_in_over_n_in_plus_1():
     rep = report(net, np.random.default_rng(31).standard_normal((2, 50)), lr=1e-30)
     np.testing.assert_allclose(rep.lost_update, 50 / 51)
     assert any("n_in/(n_in+1)" in n for n in rep.notes)
+
+
+def test_conditioning_flags_chaotic_networks():
+    # tanh with N(0, 1) weights at width 16 (sigma_w = 4), 200 layers: the forward pass amplifies a
+    # rounding-level change of x until the exact gradient of this input is a different number
+    L = 200
+    rng = np.random.default_rng(40)
+    net = lg.Network([rng.standard_normal((16, 16)) for _ in range(L)], None, "tanh")
+    x = rng.standard_normal((2, 16))
+    rep = report(net, x, conditioning=True)
+    # the same perturbation, done directly: x (1 + 2^-52 u), u from default_rng(0)
+    u = np.random.default_rng(0).uniform(-1.0, 1.0, x.shape)
+    g0 = net.backward(x, np.zeros((2, 16)), input_grad=False)
+    g1 = net.backward(x * (1.0 + u * 2.0**-52), np.zeros((2, 16)), input_grad=False)
+    n0 = np.array([float(np.asarray(g0.weights[l].log10()).max()) for l in range(L)])
+    n1 = np.array([float(np.asarray(g1.weights[l].log10()).max()) for l in range(L)])
+    moved = np.abs(n1 - n0)
+    assert moved.max() > 1  # the largest entry moves by more than a factor 10 somewhere
+    assert rep.grad_digits.min() < 1 and np.argmin(rep.grad_digits) in np.flatnonzero(moved > 0.3)
+    assert any("ill-conditioned" in n for n in rep.notes)
+    assert "digits" in rep.table(rich=False).splitlines()[0]
+    # a well-conditioned network keeps nearly all of float64's digits
+    calm = report(gaussian_net(40, 16, "tanh", scale=1.0, bias=0.1, seed=41), x, conditioning=True)
+    assert calm.grad_digits.min() > 12 and "digits" not in calm.table(rich=False).splitlines()[0]
+
+
+def test_jacobian_condition_number_in_the_report():
+    # J = diag(2, 1)^L: condition number 2^L exactly
+    net = lg.Network([np.diag([2.0, 1.0])] * 30, None, "identity")
+    rep = report(net, np.ones((1, 2)), loss="sum", spectrum=True)
+    assert rep.jacobian_log10_cond == pytest.approx(30 * math.log10(2.0), rel=1e-9)
+    assert "condition number" in rep.table(rich=False)

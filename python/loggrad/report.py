@@ -624,7 +624,8 @@ class Report:
         whose weight updates are all lost this is n_in / (n_in + 1) -- 0.98
         for 50 inputs, 0.985 for 64 -- not 1
     grad_digits:         (with conditioning=True) decimal digits of ||dW_l|| that
-        survive a relative perturbation of the inputs by 2^-52 (15.95 = all of
+        survive a relative perturbation of the inputs by 2^-52, shown when
+        below CONDITIONING_DIGITS (12) somewhere (15.95 = all of
         float64's); None otherwise
 
     Network level:
@@ -897,7 +898,7 @@ class Report:
                 cols.append((attr, head, "{:.2f}"))
         if self.lost_update is not None:
             cols.append(("lost_update", "lost", "{:.2f}"))
-        if self.grad_digits is not None and np.any(self.grad_digits < 15.9):
+        if self.grad_digits is not None and np.any(self.grad_digits < CONDITIONING_DIGITS):
             cols.append(("grad_digits", "digits", "{:.1f}"))
         return cols
 
@@ -961,7 +962,7 @@ class Report:
                 if np.any(sub > 0):
                     what.append(f"subnormal (imprecise) entries in {int(np.sum(sub > 0))} layer(s)")
                 lines.append(f"a real {fmt} backward pass: " + "; ".join(what))
-        if self.grad_digits is not None and np.any(self.grad_digits < 15.9):
+        if self.grad_digits is not None and np.any(self.grad_digits < CONDITIONING_DIGITS):
             worst = int(np.argmin(self.grad_digits))
             lines.append(f"conditioning: a 2^-52 change of the inputs leaves {self.grad_digits[worst]:.1f} digits "
                          f"of |dW| at layer {worst}")
@@ -1222,6 +1223,33 @@ def _rms_log10(a: LogArray) -> float:
     return 0.5 * math.log10(s / m.size) + emax * _LOG10_2
 
 
+#: The report shows the conditioning column and a note when fewer than this many
+#: digits of some layer's ||dW|| survive a 2^-52 relative change of the inputs
+#: (float64 carries 15.95; rounding alone costs about one).
+CONDITIONING_DIGITS = 12.0
+
+
+def _surviving_digits(net: Network, xa: np.ndarray, y: Any, loss: str, single: bool,
+                      wn: np.ndarray) -> np.ndarray:
+    """Digits of log10 ||dW_l|| that survive x -> x (1 + 2^-52 u), u uniform in [-1, 1] (seed 0).
+
+    A second extended pass; per layer -log10 |Δ||dW|| / ||dW|||, at most
+    15.95 (float64's digits), 0 when the norm changes by a factor 2 or more,
+    and 15.95 where both are exactly zero.
+    """
+    u = np.random.default_rng(0).uniform(-1.0, 1.0, xa.shape)
+    xp = xa * (1.0 + u * 2.0**-52)
+    _, _, _, stats = _engine_pass(net, np.ascontiguousarray(xp), y, loss, single)
+    wp = _tensor(stats, "dW")["norm"]
+    with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
+        rel = np.abs(np.expm1((wp - wn) * _LN10))
+        digits = np.where(rel > 0, -np.log10(rel), 15.95)
+    both_zero = np.isneginf(wn) & np.isneginf(wp)
+    digits = np.where(both_zero, 15.95, np.where(np.isfinite(digits), digits, 0.0))
+    out: np.ndarray = np.clip(digits, 0.0, 15.95)
+    return out
+
+
 def report(
     net: Network,
     x: npt.ArrayLike,
@@ -1362,6 +1390,21 @@ def report(
         notes=notes,
         **frac,
     )
+    if conditioning:
+        rep.grad_digits = _surviving_digits(net, xa, y, loss, single, wn)
+        worst = float(np.min(rep.grad_digits))
+        if worst < CONDITIONING_DIGITS:
+            notes.append(
+                f"ill-conditioned: a relative change of 2^-52 in the inputs changes |dW| of layer "
+                f"{int(np.argmin(rep.grad_digits))} in its {worst:.1f}th digit; the exact gradient of this "
+                "input is not a stable property of the network (e.g. chaotic tanh)"
+            )
+    if spectrum:
+        from .spectrum import spectrum as _spectrum
+
+        s = _spectrum(net, xa[0])
+        v = s.log10_singular_values
+        rep.jacobian_log10_cond = float(v[0] - v[-1]) if np.isfinite(v[0]) else math.inf
     if low_precision:
         from .lowprec import low_precision_pass
 
