@@ -68,3 +68,9 @@ def test_report_plot_has_a_residual_panel(tmp_path, capsys):
     rc, _, err = run(capsys, "report", *NET, "--plot", str(path))
     assert rc == 0, err
     assert path.stat().st_size > 1000
+
+
+def test_report_optional_diagnostics(capsys):
+    rc, out, err = run(capsys, "report", *NET, "--conditioning", "--low-precision", "--spectrum", "--plain")
+    assert rc == 0, err
+    assert "a real float32 backward pass" in out and "condition number sigma_1/sigma_n" in out

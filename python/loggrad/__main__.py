@@ -359,7 +359,8 @@ def cmd_report(args: argparse.Namespace) -> int:
         raise UsageError(f"--decades must be a positive number, got {args.decades}")
     net, x, y = _prepare(args)
     try:
-        rep = report(net, x, y, loss=args.loss, lr=args.lr, decades=args.decades)
+        rep = report(net, x, y, loss=args.loss, lr=args.lr, decades=args.decades, conditioning=args.conditioning,
+                     low_precision=args.low_precision, spectrum=args.spectrum)
     except ValueError as e:
         if args.data is not None:  # shapes of a user's data file
             raise UsageError(f"--data {args.data}: {e}") from None
@@ -626,12 +627,20 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParse
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
 
     r = sub.add_parser("report", help="per-layer gradient report and verdict",
-                       description="Per-layer gradient-health report: log10 norms, float64/float32 range, "
-                                   "lost updates, growth rate with CI, theory and verdict.")
+                       description="Per-layer gradient-health report: forward signal (rms a), backward "
+                                   "signal (|delta|) and |dW| with their theory, f', what float64/float32/"
+                                   "bfloat16/float16 make of each gradient, lost updates, growth rate with its "
+                                   "interval over draws, and the verdict.")
     _network_flags(r)
     r.add_argument("--lr", type=float, default=1e-3, help="learning rate of the lost-update column (default 1e-3)")
-    r.add_argument("--decades", type=float, default=3.0, help="verdict threshold in decades (default 3)")
+    r.add_argument("--decades", type=float, default=3.0, help="verdict threshold in decades (> 0; default 3)")
     r.add_argument("--rows", type=int, default=16, help="layers shown in the table (0: all; default 16)")
+    r.add_argument("--conditioning", action="store_true",
+                   help="a second pass on x(1 + 2^-52 u): digits of each |dW| that survive")
+    r.add_argument("--low-precision", action="store_true",
+                   help="simulate the float32 (and bfloat16, with ml_dtypes) backward pass")
+    r.add_argument("--spectrum", action="store_true",
+                   help="condition number of the input-output Jacobian (n_in extra passes)")
     _output_flags(r, top=False)
     r.set_defaults(func=cmd_report)
 

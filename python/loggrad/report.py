@@ -416,7 +416,8 @@ def _theory_homogeneous(T: Any, act: str, sw: float, sb: float, q0: float, lay: 
     Their length map is linear, V(q) = a q + sigma_b^2 with a = chi1 =
     sigma_w^2 E[phi'^2] (the same constant as E[phi^2] / q), so q_l = a^l
     (q_0 - q*) + q* with q* = sigma_b^2 / (1 - a): taken in log10, vectorised
-    over layers, in any range. The per-layer growth of ||delta|| does not
+    over layers, in any range, with the finite-width drift of the typical
+    log-norm added (below). The per-layer growth of ||delta|| does not
     depend on q.
     """
     L = lay.n_in.size
@@ -433,10 +434,17 @@ def _theory_homogeneous(T: Any, act: str, sw: float, sb: float, q0: float, lay: 
             qs = sb * sb / (1.0 - a)
             lq = np.log10(a**ls * (q0 - qs) + qs)
     h = a / (sw * sw) if sw > 0 else 0.0  # E[phi^2] / q
+    n_units = lay.n_out.astype(np.int64)
+    # finite width, forward: given a_l, the n units of z_l are i.i.d. Gaussian, so ||a_{l+1}||^2 is n
+    # times a mean of phi(z)^2 with relative variance kappa_f / n, kappa_f = E[phi^4] / E[phi^2]^2 - 1
+    # (relu 5, identity 2); the delta method gives -kappa_f / (4 n) per layer in ln ||a||, and for these
+    # scale-free maps the layers' terms add up (with sigma_b = 0 exactly; approximately otherwise)
+    al = T.LEAKY_RELU_SLOPE
+    kappa_f = {"identity": 2.0, "relu": 5.0, "leaky_relu": 6.0 * (1 + al**4) / (1 + al**2) ** 2 - 1.0}[act]
+    drift = np.concatenate([[0.0], np.cumsum(-kappa_f / (4.0 * n_units[: L - 1]))]) / _LN10
     rms = np.empty(L)
     rms[0] = 0.5 * math.log10(float(np.mean(x * x))) if np.any(x != 0) else -math.inf
-    rms[1:] = 0.5 * (math.log10(h) + lq[:-1]) if h > 0 else -math.inf
-    n_units = lay.n_out.astype(np.int64)
+    rms[1:] = 0.5 * (math.log10(h) + lq[:-1]) + drift[1:] if h > 0 else -math.inf
     inc = np.empty(max(L - 1, 0))
     for u in np.unique(n_units[: L - 1]):
         inc[n_units[: L - 1] == u] = T.log_gradient_growth_finite_width(act, sw, sb, int(u))[0] / _LN10
