@@ -37,7 +37,8 @@ bool mul_within(std::size_t a, std::size_t b, std::size_t limit, std::size_t& ou
 // or its offset arithmetic would wrap and index out of bounds.
 constexpr std::size_t kMaxValues = std::numeric_limits<std::size_t>::max() / 64;
 
-Architecture make_architecture(std::vector<std::size_t> widths, const std::vector<std::string>& acts) {
+Architecture make_architecture(std::vector<std::size_t> widths, const std::vector<std::string>& acts,
+                               const std::vector<std::optional<double>>& residual) {
     std::size_t params = 0, units = 0;
     for (std::size_t l = 0; l < widths.size(); ++l) {
         if (widths[l] > kMaxValues - units)
@@ -55,7 +56,9 @@ Architecture make_architecture(std::vector<std::size_t> widths, const std::vecto
     std::vector<loggrad::Activation> a;
     a.reserve(acts.size());
     for (const auto& name : acts) a.push_back(loggrad::activation_from_name(name));
-    return Architecture(std::move(widths), std::move(a));
+    std::vector<double> scales;  // NaN: a plain layer
+    for (const auto& r : residual) scales.push_back(r ? *r : std::numeric_limits<double>::quiet_NaN());
+    return Architecture(std::move(widths), std::move(a), std::move(scales));
 }
 
 // Checks params and x against the architecture; returns the batch size.
@@ -126,15 +129,11 @@ py::array_t<T> result_or_reused(const py::object& reuse, const std::vector<py::s
     return reuse.is_none() ? result_array<T>(shape) : reused_result<T>(reuse, shape, what);
 }
 
-py::tuple backward(const Architecture& net, const array_d& params, const array_d& x,
-                   const std::string& loss, const std::optional<array_d>& y,
-                   const std::optional<array_i64>& labels, const std::string& precision, bool want_dx,
-                   long long checkpoint, const std::optional<array_i64>& layers,
-                   const std::optional<array_d>& grad_output_m, const std::optional<array_i64>& grad_output_e,
-                   const py::object& out_grad_m, const py::object& out_grad_e) {
-    if (checkpoint < -1) throw std::invalid_argument("checkpoint must be -1 (auto), 0 (off) or a segment length");
-    const std::size_t cp = checkpoint == -1 ? loggrad::kCheckpointAuto : static_cast<std::size_t>(checkpoint);
-    const std::size_t batch = check_call(net, params, x);
+// The target of a pass: a named loss with y or labels, or dL/d(output) itself.
+loggrad::Target make_target(const Architecture& net, std::size_t batch, const std::string& loss,
+                            const std::optional<array_d>& y, const std::optional<array_i64>& labels,
+                            const std::optional<array_d>& grad_output_m,
+                            const std::optional<array_i64>& grad_output_e) {
     loggrad::Target t;
     if (grad_output_m) {  // dL/d(output) given: no loss
         const auto& g = *grad_output_m;
@@ -147,9 +146,9 @@ py::tuple backward(const Architecture& net, const array_d& params, const array_d
         t.loss = loggrad::Loss::upstream;
         t.grad_m = g.data();
         if (grad_output_e) t.grad_e = grad_output_e->data();
-    } else {
-        t.loss = loggrad::loss_from_name(loss);
+        return t;
     }
+    t.loss = loggrad::loss_from_name(loss);
     if (t.loss == loggrad::Loss::cross_entropy) {
         if (!labels || static_cast<std::size_t>(labels->size()) != batch)
             throw std::invalid_argument("cross_entropy needs integer labels of shape (" + std::to_string(batch) + ",)");
@@ -161,10 +160,21 @@ py::tuple backward(const Architecture& net, const array_d& params, const array_d
                                         std::to_string(net.n_out()) + ")");
         t.y = y->data();
     }
+    return t;
+}
+
+// Allocates (or takes back, see reused_result) the result arrays of a backward
+// pass, runs `pass` on them and returns (loss, out, grad, dx): each a
+// (mantissa, exponent) pair on the extended path, an array on float64.
+// layers selects the layers whose parameter gradients are computed (all
+// when absent), packed in layer order.
+template <class Ext, class F64>
+py::tuple backward_results(const Architecture& net, std::size_t batch, bool extended, bool want_dx,
+                           const std::optional<array_i64>& layers, const py::object& out_grad_m,
+                           const py::object& out_grad_e, Ext&& pass_ext, F64&& pass_f64) {
     const auto b = static_cast<py::ssize_t>(batch);
     const std::vector<py::ssize_t> out_shape{b, static_cast<py::ssize_t>(net.n_out())};
     const std::vector<py::ssize_t> dx_shape{want_dx ? b : 0, static_cast<py::ssize_t>(net.n_in())};
-    // Which layers' parameter gradients to compute (all by default), packed in layer order.
     std::size_t grad_count = net.param_count();
     std::vector<std::size_t> grad_offset;
     if (layers) {
@@ -179,7 +189,7 @@ py::tuple backward(const Architecture& net, const array_d& params, const array_d
     }
     const std::size_t* go = layers ? grad_offset.data() : nullptr;
     const std::vector<py::ssize_t> grad_shape{static_cast<py::ssize_t>(grad_count)};
-    if (is_extended(precision)) {
+    if (extended) {
         py::array_t<double> loss_m(std::vector<py::ssize_t>{}), out_m(out_shape), dx_m(dx_shape);
         py::array_t<exp_t> loss_e(std::vector<py::ssize_t>{}), out_e(out_shape), dx_e(dx_shape);
         auto grad_m = result_or_reused<double>(out_grad_m, grad_shape, "the gradient mantissas");
@@ -190,7 +200,7 @@ py::tuple backward(const Architecture& net, const array_d& params, const array_d
         r.grad = {grad_m.mutable_data(), grad_e.mutable_data()};
         if (want_dx) r.dx = {dx_m.mutable_data(), dx_e.mutable_data()};
         r.grad_offset = go;
-        engine_call([&] { loggrad::backward_ext(net, params.data(), x.data(), batch, t, r, cp); });
+        engine_call([&] { pass_ext(r); });
         return py::make_tuple(py::make_tuple(loss_m, loss_e), py::make_tuple(out_m, out_e),
                               py::make_tuple(grad_m, grad_e), py::make_tuple(dx_m, dx_e));
     }
@@ -203,8 +213,64 @@ py::tuple backward(const Architecture& net, const array_d& params, const array_d
     r.grad = grad.mutable_data();
     if (want_dx) r.dx = dx.mutable_data();
     r.grad_offset = go;
-    engine_call([&] { loggrad::backward_f64(net, params.data(), x.data(), batch, t, r, cp); });
+    engine_call([&] { pass_f64(r); });
     return py::make_tuple(loss_v, out, grad, dx);
+}
+
+std::size_t checkpoint_arg(long long checkpoint) {
+    if (checkpoint < -1) throw std::invalid_argument("checkpoint must be -1 (auto), 0 (off) or a segment length");
+    return checkpoint == -1 ? loggrad::kCheckpointAuto : static_cast<std::size_t>(checkpoint);
+}
+
+py::tuple backward(const Architecture& net, const array_d& params, const array_d& x,
+                   const std::string& loss, const std::optional<array_d>& y,
+                   const std::optional<array_i64>& labels, const std::string& precision, bool want_dx,
+                   long long checkpoint, const std::optional<array_i64>& layers,
+                   const std::optional<array_d>& grad_output_m, const std::optional<array_i64>& grad_output_e,
+                   const py::object& out_grad_m, const py::object& out_grad_e) {
+    const std::size_t cp = checkpoint_arg(checkpoint);
+    const std::size_t batch = check_call(net, params, x);
+    const loggrad::Target t = make_target(net, batch, loss, y, labels, grad_output_m, grad_output_e);
+    return backward_results(
+        net, batch, is_extended(precision), want_dx, layers, out_grad_m, out_grad_e,
+        [&](const loggrad::GradExt& r) { loggrad::backward_ext(net, params.data(), x.data(), batch, t, r, cp); },
+        [&](const loggrad::GradF64& r) { loggrad::backward_f64(net, params.data(), x.data(), batch, t, r, cp); });
+}
+
+// The forward half of a backward pass: the output, and the tape keeping what
+// backward_tape needs.
+py::object forward_tape(const Architecture& net, const array_d& params, const array_d& x,
+                        const std::string& precision, long long checkpoint, loggrad::Tape& tape) {
+    const std::size_t cp = checkpoint_arg(checkpoint);
+    const std::size_t batch = check_call(net, params, x);
+    const std::vector<py::ssize_t> shape{static_cast<py::ssize_t>(batch), static_cast<py::ssize_t>(net.n_out())};
+    if (is_extended(precision)) {
+        py::array_t<double> m(shape);
+        py::array_t<exp_t> e(shape);
+        loggrad::ExtOut out{m.mutable_data(), e.mutable_data()};
+        engine_call([&] { loggrad::forward_tape_ext(net, params.data(), x.data(), batch, cp, tape, out); });
+        return py::make_tuple(m, e);
+    }
+    py::array_t<double> out(shape);
+    engine_call([&] { loggrad::forward_tape_f64(net, params.data(), x.data(), batch, cp, tape, out.mutable_data()); });
+    return std::move(out);
+}
+
+py::tuple backward_tape(const Architecture& net, const array_d& params, loggrad::Tape& tape,
+                        const std::string& precision, bool want_dx, const std::optional<array_i64>& layers,
+                        const array_d& grad_output_m, const std::optional<array_i64>& grad_output_e,
+                        const py::object& out_grad_m, const py::object& out_grad_e) {
+    if (static_cast<std::size_t>(params.size()) != net.param_count())
+        throw std::invalid_argument("parameter block has " + std::to_string(params.size()) +
+                                    " values, the architecture needs " + std::to_string(net.param_count()));
+    if (!tape.ready())
+        throw std::invalid_argument("the tape holds no forward pass (none was run, or a backward pass used it)");
+    const std::size_t batch = tape.batch();
+    const loggrad::Target t = make_target(net, batch, "", std::nullopt, std::nullopt, grad_output_m, grad_output_e);
+    return backward_results(
+        net, batch, is_extended(precision), want_dx, layers, out_grad_m, out_grad_e,
+        [&](const loggrad::GradExt& r) { loggrad::backward_tape_ext(net, params.data(), tape, t, r); },
+        [&](const loggrad::GradF64& r) { loggrad::backward_tape_f64(net, params.data(), tape, t, r); });
 }
 
 }  // namespace
@@ -213,7 +279,15 @@ void register_network(py::module_& m) {
     py::register_exception<loggrad::range_error>(m, "ExponentRangeError", PyExc_OverflowError);
 
     py::class_<Architecture>(m, "Architecture", "Widths and activations of a dense chain")
-        .def(py::init(&make_architecture), py::arg("widths"), py::arg("activations"))
+        .def(py::init(&make_architecture), py::arg("widths"), py::arg("activations"),
+             py::arg("residual") = std::vector<std::optional<double>>{})
+        .def_property_readonly("residual",
+                               [](const Architecture& a) {
+                                   std::vector<std::optional<double>> r(a.depth());
+                                   for (std::size_t l = 0; l < a.depth(); ++l)
+                                       if (a.residual(l)) r[l] = a.residual_scale(l);
+                                   return r;
+                               })
         .def_property_readonly("depth", &Architecture::depth)
         .def_property_readonly("widths", &Architecture::widths)
         .def_property_readonly("activations",
@@ -240,6 +314,20 @@ void register_network(py::module_& m) {
             },
             py::arg("batch"), py::arg("extended") = true);
 
+    py::class_<loggrad::Tape>(m, "Tape",
+                              "A forward pass kept for a later backward pass (forward_tape, then backward_tape)")
+        .def(py::init<>())
+        .def_property_readonly("ready", &loggrad::Tape::ready)
+        .def_property_readonly("batch", &loggrad::Tape::batch);
+    m.def("forward_tape", &forward_tape, py::arg("arch"), py::arg("params"), py::arg("x"),
+          py::arg("precision") = "extended", py::arg("checkpoint") = 0, py::arg("tape"),
+          "Forward pass that keeps what a backward pass needs in tape; returns the output as forward does");
+    m.def("backward_tape", &backward_tape, py::arg("arch"), py::arg("params"), py::arg("tape"),
+          py::arg("precision") = "extended", py::arg("want_dx") = true, py::arg("layers") = py::none(),
+          py::arg("grad_output_m"), py::arg("grad_output_e") = py::none(), py::arg("out_grad_m") = py::none(),
+          py::arg("out_grad_e") = py::none(),
+          "Backward pass of the tape's forward pass with dL/d(output) = grad_output; (loss, out, grad, dx) "
+          "as backward; consumes the tape");
     m.def("forward", &forward, py::arg("arch"), py::arg("params"), py::arg("x"), py::arg("precision") = "extended",
           "Forward pass: (mantissa, exponent) arrays on the extended path, an ndarray on float64");
     m.def("backward", &backward, py::arg("arch"), py::arg("params"), py::arg("x"), py::arg("loss"),

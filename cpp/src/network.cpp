@@ -44,6 +44,31 @@ Architecture::Architecture(std::vector<std::size_t> widths, std::vector<Activati
         offsets_[l + 1] = offsets_[l] + widths_[l + 1] * (widths_[l] + 1);
 }
 
+Architecture::Architecture(std::vector<std::size_t> widths, std::vector<Activation> activations,
+                           std::vector<double> residual)
+    : Architecture(std::move(widths), std::move(activations)) {
+    bool any = false;
+    if (!residual.empty()) {
+        if (residual.size() != depth())
+            throw std::invalid_argument("got " + std::to_string(residual.size()) + " residual scales for " +
+                                        std::to_string(depth()) + " layers");
+        for (std::size_t l = 0; l < depth(); ++l) {
+            const double s = residual[l];
+            if (s != s) continue;  // NaN: a plain layer
+            if (!std::isfinite(s))
+                throw std::invalid_argument("layer " + std::to_string(l) + ": the residual scale must be finite, got " +
+                                            std::to_string(s));
+            if (widths_[l] != widths_[l + 1])
+                throw std::invalid_argument("layer " + std::to_string(l) + " (" + std::to_string(widths_[l]) + " -> " +
+                                            std::to_string(widths_[l + 1]) +
+                                            ") cannot be residual: a residual layer adds its input to its output, "
+                                            "so it needs as many outputs as inputs");
+            any = true;
+        }
+    }
+    if (any) residual_ = std::move(residual);
+}
+
 std::size_t Architecture::unit_count() const {
     std::size_t n = 0;
     for (std::size_t w : widths_) n += w;
@@ -245,7 +270,11 @@ void check_after_product(const Architecture& net, const double* params, std::siz
 }
 }  // namespace
 
-void forward_layer_ext(const Architecture& net, const double* params, std::size_t l, std::size_t batch,
+namespace {
+
+// out = f(in W_l^T + b_l) and der = f'(...) (when der.m is not null) of a
+// dense layer, extended; z is scratch. The body of forward_layer_ext.
+void dense_forward_ext(const Architecture& net, const double* params, std::size_t l, std::size_t batch,
                        ExtCMat in, ExtMat out, ExtMat der, ExtMat z, Workspace& ws, bool check) {
     const std::size_t n_in = net.width(l), n_out = net.width(l + 1);
     const double* W = params + net.weight_offset(l);
@@ -274,6 +303,38 @@ void forward_layer_ext(const Architecture& net, const double* params, std::size_
         for (std::size_t i = r0; i < r1; ++i) simd::add_n(n_out, z.m + i * n_out, z.e + i * n_out, bm, be);
         activate_checked(act, l, r0 * n_out, (r1 - r0) * n_out, z, out, der);
     });
+}
+
+// A residual layer's step on the dense layer's results: out = in + s out
+// (the branch scaled by s, added to the layer's input) and der = s der, the
+// factor the backward chain multiplies dL/da_{l+1} by on the branch. The
+// product by s is exact as float64's, the sum rounded once: what float64
+// gives, with an unbounded exponent.
+void residual_forward_ext(const Architecture& net, std::size_t l, std::size_t batch, ExtCMat in, ExtMat out,
+                          ExtMat der) {
+    const std::size_t n = net.width(l + 1);
+    const Ext s = from_double(net.residual_scale(l));
+    parallel_rows(batch, n, [&](std::size_t r0, std::size_t r1) {
+        for (std::size_t i = r0 * n; i < r1 * n; ++i) {
+            const Ext v = add(Ext{in.m[i], in.e[i]}, mul(s, Ext{out.m[i], out.e[i]}));
+            out.m[i] = v.m;
+            out.e[i] = v.e;
+            if (der.m) {
+                const Ext d = mul(s, Ext{der.m[i], der.e[i]});
+                der.m[i] = d.m;
+                der.e[i] = d.e;
+            }
+        }
+        check_range(out.m + r0 * n, out.e + r0 * n, (r1 - r0) * n, l, "activations");
+    });
+}
+
+}  // namespace
+
+void forward_layer_ext(const Architecture& net, const double* params, std::size_t l, std::size_t batch,
+                       ExtCMat in, ExtMat out, ExtMat der, ExtMat z, Workspace& ws, bool check) {
+    dense_forward_ext(net, params, l, batch, in, out, der, z, ws, check);
+    if (net.residual(l)) residual_forward_ext(net, l, batch, in, out, der);
 }
 
 namespace {
@@ -476,9 +537,18 @@ void forward_layer_f64(const Architecture& net, const double* params, std::size_
     gemm(false, true, batch, n_out, n_in, in, params + net.weight_offset(l), z);
     if (pc == ParamCheck::after) check_after_product(net, params, l, batch, z, b);
     const Activation act = net.activation(l);
+    const bool residual = net.residual(l);
+    const double scale = residual ? net.residual_scale(l) : 1.0;
     parallel_rows(batch, n_out, [&](std::size_t r0, std::size_t r1) {
         const std::size_t o0 = r0 * n_out;
         bias_activate_f64(act, r1 - r0, n_out, z + o0, b, out + o0, der ? der + o0 : nullptr);
+        if (!residual) return;
+        // a_{l+1} = a_l + s f(z); the chain's factor on the branch is s f'(z)
+        for (std::size_t i = o0; i < r1 * n_out; ++i) {
+            const double branch = scale * out[i];
+            out[i] = in[i] + branch;
+            if (der) der[i] *= scale;
+        }
     });
 }
 
@@ -629,6 +699,7 @@ void backward_segment_f64(const Architecture& net, const double* params, std::si
         for_each_block(batch, nb, [&](std::size_t r0, std::size_t r1) {
             const std::size_t rows = r1 - r0;
             double* gb = g.data() + r0 * maxw;  // this block's rows of dL/da
+            Buffer<double> branch;              // residual layers: dL/da_l through the branch
             for (std::size_t l = l1; l-- > l0;) {
                 check_interrupt();
                 const std::size_t n_in = net.width(l), n_out = net.width(l + 1);
@@ -637,7 +708,18 @@ void backward_segment_f64(const Architecture& net, const double* params, std::si
                     for (std::size_t o = q0 * n_out; o < q1 * n_out; ++o) delta[o] *= gb[o];
                 });
                 publish(l);
-                if (l > 0 || res.dx) gemm(false, false, rows, n_in, n_out, delta, params + net.weight_offset(l), gb);
+                if (l == 0 && !res.dx) continue;
+                const double* W = params + net.weight_offset(l);
+                if (!net.residual(l)) {
+                    gemm(false, false, rows, n_in, n_out, delta, W, gb);
+                    continue;
+                }
+                // dL/da_l = dL/da_{l+1} (the skip) + delta_l W_l (the branch)
+                branch.resize(rows * n_in);
+                gemm(false, false, rows, n_in, n_out, delta, W, branch.data());
+                parallel_rows(rows, n_in, [&](std::size_t q0, std::size_t q1) {
+                    for (std::size_t o = q0 * n_in; o < q1 * n_in; ++o) gb[o] += branch[o];
+                });
             }
         });
         return l0;
@@ -730,8 +812,11 @@ void backward_segment_ext(const Architecture& net, const double* params, std::si
             exp_t* geb = ge.data() + r0 * maxw;
             // relu's and identity's f' are 1 or 0: a select gives the product's bits.
             const auto unit_der = [&](std::size_t l) {
-                return net.activation(l) == Activation::relu || net.activation(l) == Activation::identity;
+                return (net.activation(l) == Activation::relu || net.activation(l) == Activation::identity) &&
+                       !net.residual(l);  // a residual layer's factor is s f'(z)
             };
+            Buffer<double> skm;  // residual layers: dL/da_{l+1}, kept for the skip
+            Buffer<exp_t> ske;
             bool made = false, exact = false;  // delta_l made, and scaled in w, by the step above
             for (std::size_t l = l1; l-- > l0;) {
                 check_interrupt();
@@ -751,14 +836,26 @@ void backward_segment_ext(const Architecture& net, const double* params, std::si
                 else exact = ext_gemm_xw_product(w, rows, n_in, n_out, ExtCMat{dm, de}, W, false);
                 std::uint64_t range = 0;
                 // Within the segment, delta_{l-1} straight from the product, without
-                // writing dL/da_l (ext_gemm_xw_chain); else dL/da_l as it is.
-                made = exact && l > l0;
+                // writing dL/da_l (ext_gemm_xw_chain); else dL/da_l as it is. Not
+                // through residual layers: their dL/da adds the skip.
+                made = exact && l > l0 && !net.residual(l) && !net.residual(l - 1);
+                const bool skip = net.residual(l);
+                if (skip) {
+                    skm.resize(rows * n_out);
+                    ske.resize(rows * n_out);
+                    std::copy(gmb, gmb + rows * n_out, skm.data());
+                    std::copy(geb, geb + rows * n_out, ske.data());
+                }
                 if (made) {
                     const std::size_t o1 = st.doff[l - 1 - l0] + r0 * n_in;
                     exact = ext_gemm_xw_chain(w, rows, n_in, n_out, ExtCMat{dm, de}, W, false, unit_der(l - 1),
                                               ExtMat{st.dm.data() + o1, st.de.data() + o1}, ExtMat{gmb, geb}, &range);
                 } else {
                     ext_gemm_xw_finish(w, rows, n_in, n_out, ExtCMat{dm, de}, W, false, ExtMat{gmb, geb}, &range);
+                }
+                if (skip) {  // dL/da_l = the branch's delta_l W_l + the skip's dL/da_{l+1}
+                    simd::add_n(rows * n_in, gmb, geb, skm.data(), ske.data());
+                    range |= simd::out_of_range(gmb, geb, rows * n_in);
                 }
                 try {
                     if (range >> 62) throw_out_of_range(l, "input gradients");
@@ -807,47 +904,131 @@ std::size_t segment_length(std::size_t depth, std::size_t checkpoint) {
 
 }  // namespace
 
-void backward_ext(const Architecture& net, const double* params, const double* x,
-                  std::size_t batch, const Target& target, const GradExt& res, std::size_t checkpoint) {
-    check_inputs(x, batch, net.n_in());
-    check_target(target, batch, net.n_out());
+// What a backward pass keeps from its forward pass (see Tape in network.hpp).
+struct Tape::Impl {
+    enum class State { empty, extended, f64 } state = State::empty;
+    std::size_t batch = 0, seg = 0, nseg = 0;  // rows; segment length and count
+    std::vector<std::size_t> widths;           // of the network it ran (a store's layout depends on them)
+    ExtStore est;                               // extended: the last segment's store
+    F64Store fst;                               // float64: the same
+    Workspace ws;
+    Buffer<double> cpm, outm;  // a_{sC} of every segment s (when nseg > 1); the network output
+    Buffer<exp_t> cpe, oute;   // their exponents (extended)
+    std::atomic<bool> busy{false};
+};
+
+Tape::Tape() : impl_(std::make_unique<Impl>()) {}
+Tape::~Tape() = default;
+bool Tape::ready() const { return impl_->state != Impl::State::empty; }
+std::size_t Tape::batch() const { return impl_->batch; }
+
+namespace {
+
+// One call at a time on a tape: it is the caller's to share, and two passes
+// writing one store at once would corrupt it.
+class TapeUse {
+public:
+    explicit TapeUse(Tape::Impl& t) : t_(t) {
+        if (t_.busy.exchange(true)) throw std::invalid_argument("this tape is in use by another call");
+    }
+    ~TapeUse() { t_.busy.store(false); }
+    TapeUse(const TapeUse&) = delete;
+    TapeUse& operator=(const TapeUse&) = delete;
+
+private:
+    Tape::Impl& t_;
+};
+
+void forward_tape_ext_unchecked(const Architecture& net, const double* params, const double* x, std::size_t batch,
+                                std::size_t checkpoint, Tape::Impl& t) {
+    t.state = Tape::Impl::State::empty;
     const std::size_t L = net.depth(), C = segment_length(L, checkpoint), maxw = max_width(net);
     const std::size_t nseg = (L + C - 1) / C;
-    Workspace ws;
-    ExtStore st;
-    Buffer<double> xm, cpm;  // inputs; with checkpointing, a_{sC} of every segment s
-    Buffer<exp_t> xe, cpe;
+    t.widths = net.widths();
+    t.batch = batch;
+    t.seg = C;
+    t.nseg = nseg;
+    ExtStore& st = t.est;
+    Buffer<double> xm;  // inputs
+    Buffer<exp_t> xe;
     inputs_ext(x, batch * net.n_in(), xm, xe);
-    Buffer<double> outm;  // the current segment's output (at last, the network's)
-    Buffer<exp_t> oute;
-    outm.resize(batch * maxw);
-    oute.resize(batch * maxw);
+    t.outm.resize(batch * maxw);  // the current segment's output (at last, the network's)
+    t.oute.resize(batch * maxw);
     if (nseg == 1) {
-        forward_range_ext(net, params, 0, L, batch, ExtCMat{xm.data(), xe.data()}, true, st, ws, true);
-        std::copy(st.am.data() + st.aoff[L], st.am.data() + st.aoff[L] + batch * net.n_out(), outm.data());
-        std::copy(st.ae.data() + st.aoff[L], st.ae.data() + st.aoff[L] + batch * net.n_out(), oute.data());
+        forward_range_ext(net, params, 0, L, batch, ExtCMat{xm.data(), xe.data()}, true, st, t.ws, true);
+        std::copy(st.am.data() + st.aoff[L], st.am.data() + st.aoff[L] + batch * net.n_out(), t.outm.data());
+        std::copy(st.ae.data() + st.aoff[L], st.ae.data() + st.aoff[L] + batch * net.n_out(), t.oute.data());
     } else {
         reserve_check(nseg * batch * maxw * (sizeof(double) + sizeof(exp_t)), "the checkpoints of this pass");
-        cpm.resize(nseg * batch * maxw);
-        cpe.resize(nseg * batch * maxw);
+        t.cpm.resize(nseg * batch * maxw);
+        t.cpe.resize(nseg * batch * maxw);
         ExtCMat cur{xm.data(), xe.data()};
         for (std::size_t s = 0; s < nseg; ++s) {
             const std::size_t l0 = s * C, l1 = std::min(L, l0 + C), n0 = batch * net.width(l0);
-            std::copy(cur.m, cur.m + n0, cpm.data() + s * batch * maxw);
-            std::copy(cur.e, cur.e + n0, cpe.data() + s * batch * maxw);
-            forward_range_ext(net, params, l0, l1, batch, cur, false, st, ws, true);
+            std::copy(cur.m, cur.m + n0, t.cpm.data() + s * batch * maxw);
+            std::copy(cur.e, cur.e + n0, t.cpe.data() + s * batch * maxw);
+            forward_range_ext(net, params, l0, l1, batch, cur, false, st, t.ws, true);
             const std::size_t n1 = batch * net.width(l1), last = st.aoff[l1 - l0];
-            std::copy(st.am.data() + last, st.am.data() + last + n1, outm.data());  // a_{l1}
-            std::copy(st.ae.data() + last, st.ae.data() + last + n1, oute.data());
-            cur = ExtCMat{outm.data(), oute.data()};
+            std::copy(st.am.data() + last, st.am.data() + last + n1, t.outm.data());  // a_{l1}
+            std::copy(st.ae.data() + last, st.ae.data() + last + n1, t.oute.data());
+            cur = ExtCMat{t.outm.data(), t.oute.data()};
         }
     }
+    t.state = Tape::Impl::State::extended;
+}
 
+void forward_tape_f64_unchecked(const Architecture& net, const double* params, const double* x, std::size_t batch,
+                                std::size_t checkpoint, Tape::Impl& t) {
+    t.state = Tape::Impl::State::empty;
+    const std::size_t L = net.depth(), C = segment_length(L, checkpoint), maxw = max_width(net);
+    const std::size_t nseg = (L + C - 1) / C;
+    t.widths = net.widths();
+    t.batch = batch;
+    t.seg = C;
+    t.nseg = nseg;
+    F64Store& st = t.fst;
+    t.outm.resize(batch * maxw);  // the current segment's output (at last, the network's)
+    if (nseg == 1) {
+        forward_range_f64(net, params, 0, L, batch, x, true, st, true);
+        std::copy(st.acts.data() + st.aoff[L], st.acts.data() + st.aoff[L] + batch * net.n_out(), t.outm.data());
+    } else {
+        reserve_check(nseg * batch * maxw * sizeof(double), "the checkpoints of this pass");
+        t.cpm.resize(nseg * batch * maxw);
+        const double* cur = x;
+        for (std::size_t s = 0; s < nseg; ++s) {
+            const std::size_t l0 = s * C, l1 = std::min(L, l0 + C);
+            std::copy(cur, cur + batch * net.width(l0), t.cpm.data() + s * batch * maxw);
+            forward_range_f64(net, params, l0, l1, batch, cur, false, st, true);
+            const std::size_t last = st.aoff[l1 - l0];
+            std::copy(st.acts.data() + last, st.acts.data() + last + batch * net.width(l1), t.outm.data());
+            cur = t.outm.data();
+        }
+    }
+    t.state = Tape::Impl::State::f64;
+}
+
+// The tape's buffers go back to the engine's cache: a backward sweep consumes
+// the store (deltas overwrite the derivatives).
+void release(Tape::Impl& t) {
+    t.state = Tape::Impl::State::empty;
+    t.est = ExtStore{};
+    t.fst = F64Store{};
+    t.ws = Workspace{};
+    t.cpm = Buffer<double>{};
+    t.outm = Buffer<double>{};
+    t.cpe = Buffer<exp_t>{};
+    t.oute = Buffer<exp_t>{};
+}
+
+void backward_tape_ext_unchecked(const Architecture& net, const double* params, Tape::Impl& t, const Target& target,
+                                 const GradExt& res) {
+    const std::size_t L = net.depth(), C = t.seg, nseg = t.nseg, maxw = max_width(net), batch = t.batch;
+    ExtStore& st = t.est;
     Buffer<double> gm;  // dL/da of the layer reached
     Buffer<exp_t> ge;
     gm.resize(batch * maxw);
     ge.resize(batch * maxw);
-    const Ext loss = loss_ext(target, batch, net.n_out(), outm.data(), oute.data(), gm.data(), ge.data());
+    const Ext loss = loss_ext(target, batch, net.n_out(), t.outm.data(), t.oute.data(), gm.data(), ge.data());
     *res.loss.m = loss.m;
     *res.loss.e = loss.e;
     check_range(&loss.m, &loss.e, 1, kNoLayer, "the loss");
@@ -855,15 +1036,16 @@ void backward_ext(const Architecture& net, const double* params, const double* x
     to_block_layout(gm.data(), batch, net.n_out(), maxw, nb);
     to_block_layout(ge.data(), batch, net.n_out(), maxw, nb);
     if (res.out.m) {
-        std::copy(outm.data(), outm.data() + batch * net.n_out(), res.out.m);
-        std::copy(oute.data(), oute.data() + batch * net.n_out(), res.out.e);
+        std::copy(t.outm.data(), t.outm.data() + batch * net.n_out(), res.out.m);
+        std::copy(t.oute.data(), t.oute.data() + batch * net.n_out(), res.out.e);
     }
     for (std::size_t s = nseg; s-- > 0;) {
         const std::size_t l0 = s * C, l1 = std::min(L, l0 + C);
         if (nseg > 1)  // recompute the segment's activations and derivatives from its checkpoint
             forward_range_ext(net, params, l0, l1, batch,
-                              ExtCMat{cpm.data() + s * batch * maxw, cpe.data() + s * batch * maxw}, true, st, ws, false);
-        backward_segment_ext(net, params, l0, l1, batch, st, gm, ge, res, ws);
+                              ExtCMat{t.cpm.data() + s * batch * maxw, t.cpe.data() + s * batch * maxw}, true, st,
+                              t.ws, false);
+        backward_segment_ext(net, params, l0, l1, batch, st, gm, ge, res, t.ws);
     }
     if (res.dx.m) {
         from_block_layout(gm.data(), batch, net.n_in(), maxw, nb, res.dx.m);
@@ -871,43 +1053,107 @@ void backward_ext(const Architecture& net, const double* params, const double* x
     }
 }
 
+void backward_tape_f64_unchecked(const Architecture& net, const double* params, Tape::Impl& t, const Target& target,
+                                 const GradF64& res) {
+    const std::size_t L = net.depth(), C = t.seg, nseg = t.nseg, maxw = max_width(net), batch = t.batch;
+    F64Store& st = t.fst;
+    Buffer<double> g;  // dL/da of the layer reached
+    g.resize(batch * maxw);
+    *res.loss = loss_f64(target, batch, net.n_out(), t.outm.data(), g.data());
+    const std::size_t nb = row_blocks(net, batch);
+    to_block_layout(g.data(), batch, net.n_out(), maxw, nb);
+    if (res.out) std::copy(t.outm.data(), t.outm.data() + batch * net.n_out(), res.out);
+    for (std::size_t s = nseg; s-- > 0;) {
+        const std::size_t l0 = s * C, l1 = std::min(L, l0 + C);
+        if (nseg > 1) forward_range_f64(net, params, l0, l1, batch, t.cpm.data() + s * batch * maxw, true, st, false);
+        backward_segment_f64(net, params, l0, l1, batch, st, g, res);
+    }
+    if (res.dx) from_block_layout(g.data(), batch, net.n_in(), maxw, nb, res.dx);
+}
+
+// The tape must hold a forward pass of this precision and network.
+void check_tape(const Architecture& net, const Tape::Impl& t, Tape::Impl::State want) {
+    if (t.state == Tape::Impl::State::empty)
+        throw std::invalid_argument("the tape holds no forward pass (none was run, or a backward pass used it)");
+    if (t.state != want)
+        throw std::invalid_argument(std::string("the tape holds a ") +
+                                    (t.state == Tape::Impl::State::extended ? "extended" : "float64") +
+                                    " forward pass; this backward pass is " +
+                                    (want == Tape::Impl::State::extended ? "extended" : "float64"));
+    if (t.widths != net.widths()) throw std::invalid_argument("the tape holds a forward pass of another network");
+}
+
+}  // namespace
+
+void forward_tape_ext(const Architecture& net, const double* params, const double* x, std::size_t batch,
+                      std::size_t checkpoint, Tape& tape, ExtOut out) {
+    Tape::Impl& t = *tape.impl_;
+    const TapeUse use(t);
+    check_inputs(x, batch, net.n_in());
+    forward_tape_ext_unchecked(net, params, x, batch, checkpoint, t);
+    if (out.m) {
+        std::copy(t.outm.data(), t.outm.data() + batch * net.n_out(), out.m);
+        std::copy(t.oute.data(), t.oute.data() + batch * net.n_out(), out.e);
+    }
+}
+
+void forward_tape_f64(const Architecture& net, const double* params, const double* x, std::size_t batch,
+                      std::size_t checkpoint, Tape& tape, double* out) {
+    Tape::Impl& t = *tape.impl_;
+    const TapeUse use(t);
+    check_inputs(x, batch, net.n_in());
+    forward_tape_f64_unchecked(net, params, x, batch, checkpoint, t);
+    if (out) std::copy(t.outm.data(), t.outm.data() + batch * net.n_out(), out);
+}
+
+void backward_tape_ext(const Architecture& net, const double* params, Tape& tape, const Target& target,
+                       const GradExt& res) {
+    Tape::Impl& t = *tape.impl_;
+    const TapeUse use(t);
+    check_tape(net, t, Tape::Impl::State::extended);
+    check_target(target, t.batch, net.n_out());
+    t.state = Tape::Impl::State::empty;  // consumed, whatever happens below
+    try {
+        backward_tape_ext_unchecked(net, params, t, target, res);
+    } catch (...) {
+        release(t);
+        throw;
+    }
+    release(t);
+}
+
+void backward_tape_f64(const Architecture& net, const double* params, Tape& tape, const Target& target,
+                       const GradF64& res) {
+    Tape::Impl& t = *tape.impl_;
+    const TapeUse use(t);
+    check_tape(net, t, Tape::Impl::State::f64);
+    check_target(target, t.batch, net.n_out());
+    t.state = Tape::Impl::State::empty;
+    try {
+        backward_tape_f64_unchecked(net, params, t, target, res);
+    } catch (...) {
+        release(t);
+        throw;
+    }
+    release(t);
+}
+
+void backward_ext(const Architecture& net, const double* params, const double* x,
+                  std::size_t batch, const Target& target, const GradExt& res, std::size_t checkpoint) {
+    check_inputs(x, batch, net.n_in());
+    check_target(target, batch, net.n_out());
+    Tape::Impl t;
+    forward_tape_ext_unchecked(net, params, x, batch, checkpoint, t);
+    backward_tape_ext_unchecked(net, params, t, target, res);
+}
+
 void backward_f64(const Architecture& net, const double* params, const double* x,
                   std::size_t batch, const Target& target, const GradF64& res, std::size_t checkpoint) {
     check_inputs(x, batch, net.n_in());
     check_target(target, batch, net.n_out());
-    const std::size_t L = net.depth(), C = segment_length(L, checkpoint), maxw = max_width(net);
-    const std::size_t nseg = (L + C - 1) / C;
-    F64Store st;
-    Buffer<double> cp, out;  // out: the current segment's output (at last, the network's)
-    out.resize(batch * maxw);
-    if (nseg == 1) {
-        forward_range_f64(net, params, 0, L, batch, x, true, st, true);
-        std::copy(st.acts.data() + st.aoff[L], st.acts.data() + st.aoff[L] + batch * net.n_out(), out.data());
-    } else {
-        reserve_check(nseg * batch * maxw * sizeof(double), "the checkpoints of this pass");
-        cp.resize(nseg * batch * maxw);
-        const double* cur = x;
-        for (std::size_t s = 0; s < nseg; ++s) {
-            const std::size_t l0 = s * C, l1 = std::min(L, l0 + C);
-            std::copy(cur, cur + batch * net.width(l0), cp.data() + s * batch * maxw);
-            forward_range_f64(net, params, l0, l1, batch, cur, false, st, true);
-            const std::size_t last = st.aoff[l1 - l0];
-            std::copy(st.acts.data() + last, st.acts.data() + last + batch * net.width(l1), out.data());
-            cur = out.data();
-        }
-    }
-    Buffer<double> g;  // dL/da of the layer reached
-    g.resize(batch * maxw);
-    *res.loss = loss_f64(target, batch, net.n_out(), out.data(), g.data());
-    const std::size_t nb = row_blocks(net, batch);
-    to_block_layout(g.data(), batch, net.n_out(), maxw, nb);
-    if (res.out) std::copy(out.data(), out.data() + batch * net.n_out(), res.out);
-    for (std::size_t s = nseg; s-- > 0;) {
-        const std::size_t l0 = s * C, l1 = std::min(L, l0 + C);
-        if (nseg > 1) forward_range_f64(net, params, l0, l1, batch, cp.data() + s * batch * maxw, true, st, false);
-        backward_segment_f64(net, params, l0, l1, batch, st, g, res);
-    }
-    if (res.dx) from_block_layout(g.data(), batch, net.n_in(), maxw, nb, res.dx);
+    Tape::Impl t;
+    forward_tape_f64_unchecked(net, params, x, batch, checkpoint, t);
+    backward_tape_f64_unchecked(net, params, t, target, res);
 }
 
 }  // namespace loggrad

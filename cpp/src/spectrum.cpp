@@ -87,14 +87,27 @@ void jacobian_log_growth(const Architecture& net, const double* params, const do
         gemm(false, false, n_out, k, n_in, params + net.weight_offset(l), Q.data(), C.data());
         exp_t E = kZeroExp;
         for (std::size_t i = 0; i < n_out; ++i) E = std::max(E, de[i]);
-        const double shift = E == kZeroExp ? 0.0 : static_cast<double>(E) * kLn2;
+        double shift = E == kZeroExp ? 0.0 : static_cast<double>(E) * kLn2;
         for (std::size_t i = 0; i < n_out; ++i) {
             const double d = E == kZeroExp ? 0.0 : scale_down(dm[i], de[i] - E);
             for (std::size_t j = 0; j < k; ++j) C[i * k + j] *= d;
         }
+        if (net.residual(l)) {
+            // A residual layer's Jacobian is I + D_l W_l (D_l = s f'(z_l), as the
+            // forward pass leaves it): C = 2^E (scaled D W Q) + Q, formed at the
+            // scale 2^max(E, 0) so that neither term overflows.
+            if (E != kZeroExp && E > 0) {
+                for (std::size_t i = 0; i < n_out * k; ++i) C[i] += scale_down(Q[i], -E);
+            } else {
+                for (std::size_t i = 0; i < n_out * k; ++i)
+                    C[i] = Q[i] + (E == kZeroExp ? 0.0 : scale_down(C[i], E));
+                shift = 0.0;
+            }
+        }
         renormalise(n_out, C.data(), logs.data());
         for (std::size_t j = 0; j < k; ++j) {
-            const double g = E == kZeroExp ? -std::numeric_limits<double>::infinity() : logs[j] + shift;
+            const double g = E == kZeroExp && !net.residual(l) ? -std::numeric_limits<double>::infinity()
+                                                              : logs[j] + shift;
             total[j] += g;
             if (per_layer) per_layer[l * k + j] = g;
         }

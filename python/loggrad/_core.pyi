@@ -6,7 +6,7 @@
 # array-like of numbers); results are new arrays the caller owns.
 
 from collections.abc import Sequence
-from typing import Literal, SupportsIndex, SupportsInt, TypeAlias, overload
+from typing import Any, Literal, SupportsIndex, SupportsInt, TypeAlias, overload
 
 import numpy as np
 import numpy.typing as npt
@@ -25,9 +25,13 @@ class ExponentRangeError(OverflowError):
 class Architecture:
     """Widths and activations of a dense chain."""
 
-    def __init__(self, widths: Sequence[_Int], activations: Sequence[str]) -> None: ...
+    def __init__(
+        self, widths: Sequence[_Int], activations: Sequence[str], residual: Sequence[float | None] = ...
+    ) -> None: ...
     @property
     def depth(self) -> int: ...
+    @property
+    def residual(self) -> list[float | None]: ...
     @property
     def widths(self) -> list[int]: ...
     @property
@@ -120,6 +124,29 @@ def backward(
     out_grad_m: npt.NDArray[np.float64] | None = None,
     out_grad_e: npt.NDArray[np.int64] | None = None,
 ) -> tuple[_Ext, _Ext, _Ext, _Ext] | tuple[_F64, _F64, _F64, _F64]: ...
+
+class Tape:
+    def __init__(self) -> None: ...
+    @property
+    def ready(self) -> bool: ...
+    @property
+    def batch(self) -> int: ...
+
+def forward_tape(
+    arch: Architecture, params: npt.ArrayLike, x: npt.ArrayLike, precision: str, checkpoint: _Int, tape: Tape
+) -> Any: ...
+def backward_tape(
+    arch: Architecture,
+    params: npt.ArrayLike,
+    tape: Tape,
+    precision: str,
+    want_dx: bool,
+    layers: npt.ArrayLike | None,
+    grad_output_m: npt.ArrayLike,
+    grad_output_e: npt.ArrayLike | None = None,
+    out_grad_m: npt.NDArray[np.float64] | None = None,
+    out_grad_e: npt.NDArray[np.int64] | None = None,
+) -> Any: ...
 
 # register_config.cpp
 

@@ -1,9 +1,9 @@
-"""Interop: networks from and to PyTorch ``nn.Sequential`` and numpy arrays, and files.
+"""Interop: networks from and to PyTorch models and numpy arrays, and files.
 
-``from_torch(model)`` reads a ``Sequential`` of ``Linear`` layers each
-followed by at most one supported activation module (or none: identity);
-``to_torch(net)`` builds the same ``Sequential`` back in float64. torch is
-imported only inside these functions.
+``from_torch(model)`` reads a chain of ``Linear`` layers each followed by at
+most one supported activation (or none: identity), in the order the model
+runs them; ``to_torch(net)`` builds the same chain back as a float64
+``nn.Sequential``. torch is imported only inside these functions.
 """
 
 from __future__ import annotations
@@ -45,60 +45,200 @@ def _check_settings(mod: Any, name: str) -> None:
         raise ValueError(f"{name}: Softplus(beta={mod.beta}) is not supported (loggrad uses beta = 1)")
 
 
-def from_torch(model: Any) -> Network:
-    """A loggrad Network with the parameters of a torch ``nn.Sequential`` (copied, as float64).
+# torch.nn.functional / torch functions and tensor methods -> loggrad activation
+_FUNCTIONAL_ACTS: dict[str, str] = {
+    "tanh": "tanh", "sigmoid": "sigmoid", "relu": "relu", "gelu": "gelu", "silu": "silu", "elu": "elu",
+    "selu": "selu", "softplus": "softplus", "leaky_relu": "leaky_relu",
+}
 
-    Supported: ``Linear`` (with or without bias) each followed by at most one
-    of Identity, Sigmoid, Tanh, ReLU, LeakyReLU(0.01), ELU(1), SELU,
-    Softplus(beta=1), GELU (erf form), SiLU; ``Flatten`` and ``Dropout`` (a
-    no-op in evaluation) are skipped. Anything else raises ValueError naming
-    the module. Softplus's ``threshold`` shortcut is not reproduced: loggrad
-    computes log(1 + e^z) exactly.
+
+def _flatten_sequential(model: Any, prefix: str) -> list[tuple[str, Any]]:
+    """(name, module) of a Sequential's children in call order, nested Sequentials flattened."""
+    import torch
+
+    out: list[tuple[str, Any]] = []
+    for name, mod in model.named_children():
+        full = f"{prefix}{name}"
+        if isinstance(mod, torch.nn.Sequential):
+            out.extend(_flatten_sequential(mod, full + "."))
+        else:
+            out.append((full, mod))
+    return out
+
+
+def _traced_steps(model: Any) -> list[tuple[str, Any]]:
+    """The chain of operations a module's forward runs, from torch.fx tracing.
+
+    Each step is (name, module) for a submodule call or (name, activation
+    name) for a functional activation. Anything that is not one straight
+    chain from the input to the output is refused: the network built from it
+    would be a different function.
     """
-    import torch  # noqa: F401  (the model's own package)
+    import torch
+    import torch.fx
 
-    mods = list(model.children()) if hasattr(model, "children") else list(model)
-    if not mods and type(model).__name__ == "Linear":
-        mods = [model]
+    try:
+        gm = torch.fx.symbolic_trace(model)
+    except Exception as e:  # data-dependent control flow and the like
+        raise ValueError(f"from_torch: cannot trace {type(model).__name__}.forward with torch.fx ({e}); "
+                         "give an nn.Sequential of Linear and activation modules") from None
+    nodes = list(gm.graph.nodes)
+    inputs = [n for n in nodes if n.op == "placeholder"]
+    if len(inputs) != 1:
+        raise ValueError(f"from_torch: {type(model).__name__}.forward takes {len(inputs)} inputs; "
+                         "a dense chain takes one")
+    steps: list[tuple[str, Any]] = []
+    seen: set[str] = set()
+    cur = inputs[0]
+    for n in nodes:
+        if n.op == "placeholder":
+            continue
+        if n.op == "output":
+            if n.args[0] is not cur:
+                raise ValueError("from_torch: the output is not the end of one chain of layers "
+                                 f"({type(model).__name__}.forward combines values or returns several)")
+            break
+        others = [a for a in list(n.args[1:]) + list(n.kwargs.values()) if isinstance(a, torch.fx.Node)]
+        if not n.args or n.args[0] is not cur or others or len(cur.users) != 1:
+            raise ValueError(f"from_torch: {type(model).__name__}.forward is not one chain of layers: "
+                             f"operation {n.format_node()} takes other values than the previous layer's output "
+                             "(residual connections, concatenations and branches are not dense chains)")
+        if n.op == "call_module":
+            if n.target in seen:
+                raise ValueError(f"from_torch: module {n.target!r} is called twice (shared weights); "
+                                 "a loggrad network has its own parameters in every layer")
+            seen.add(str(n.target))
+            steps.append((str(n.target), gm.get_submodule(str(n.target))))
+        elif n.op in ("call_function", "call_method"):
+            name = n.target if isinstance(n.target, str) else getattr(n.target, "__name__", str(n.target))
+            act = _FUNCTIONAL_ACTS.get(str(name).rstrip("_"))
+            if act is None:
+                raise ValueError(f"from_torch: operation {n.format_node()} is not supported "
+                                 f"(Linear and the activations {', '.join(_TORCH_ACTS)})")
+            _check_functional(act, n)
+            steps.append((f"{name}()", act))
+        else:
+            raise ValueError(f"from_torch: operation {n.format_node()} is not supported")
+        cur = n
+    return steps
+
+
+def _check_functional(act: str, node: Any) -> None:
+    """Refuse functional activations whose settings differ from loggrad's definitions."""
+    kw = dict(node.kwargs)
+    extra = list(node.args[1:])
+    where = f"from_torch: {node.format_node()}"
+    if act == "leaky_relu":
+        slope = kw.get("negative_slope", extra[0] if extra else 0.01)
+        if float(slope) != 0.01:
+            raise ValueError(f"{where}: negative_slope={slope} is not supported (loggrad uses 0.01)")
+    elif act == "elu":
+        alpha = kw.get("alpha", extra[0] if extra else 1.0)
+        if float(alpha) != 1.0:
+            raise ValueError(f"{where}: alpha={alpha} is not supported (loggrad uses alpha = 1)")
+    elif act == "gelu":
+        approx = kw.get("approximate", extra[0] if extra else "none")
+        if approx != "none":
+            raise ValueError(f"{where}: approximate={approx!r} is not supported (loggrad uses the erf form)")
+    elif act == "softplus":
+        beta = kw.get("beta", extra[0] if extra else 1.0)
+        if float(beta) != 1.0:
+            raise ValueError(f"{where}: beta={beta} is not supported (loggrad uses beta = 1)")
+    elif extra or any(k != "inplace" for k in kw):
+        raise ValueError(f"{where}: arguments {extra or kw} are not supported")
+
+
+def from_torch(model: Any) -> Network:
+    """A loggrad Network with the parameters of a torch model (copied, as float64).
+
+    The layers are read in the order the model runs them: an ``nn.Sequential``
+    (nested ones flattened) in its order, any other module through its
+    ``forward``, traced with ``torch.fx``. The model must be one chain:
+    ``Linear`` layers (with or without bias) each followed by at most one of
+    Identity, Sigmoid, Tanh, ReLU, LeakyReLU(0.01), ELU(1), SELU,
+    Softplus(beta=1), GELU (erf form), SiLU (as modules or as
+    ``torch.*``/``torch.nn.functional`` calls); ``Flatten`` and ``Dropout`` in
+    evaluation mode are skipped. Anything else (another layer type, a
+    residual connection, a module called twice, ``Dropout`` in training mode)
+    raises ValueError naming it — never a silently different network.
+    Softplus's ``threshold`` shortcut is not reproduced: loggrad computes
+    log(1 + e^z) exactly. Layers without a bias are remembered, so that
+    :func:`to_torch` builds them without one.
+    """
+    import torch
+
+    if isinstance(model, torch.nn.Linear):
+        steps: list[tuple[str, Any]] = [("0", model)]
+    elif isinstance(model, torch.nn.Sequential):
+        steps = _flatten_sequential(model, "")
+    elif isinstance(model, torch.nn.Module):
+        steps = _traced_steps(model)
+    else:
+        raise TypeError(f"from_torch takes a torch.nn.Module, got {type(model).__name__}")
     ws: list[np.ndarray] = []
     bs: list[np.ndarray] = []
     acts: list[str] = []
-    for i, mod in enumerate(mods):
-        cls = type(mod).__name__
-        name = f"module {i} ({cls})"
+    bias_free: list[int] = []
+    after_linear = False  # the previous step was a Linear (an activation may follow)
+    for i, (where, mod) in enumerate(steps):
+        if isinstance(mod, str):  # a functional activation
+            cls, act = mod, mod
+        else:
+            cls = type(mod).__name__
+            act = _TORCH_ACTS.get(cls, "")
+        name = f"module {where} ({cls})" if not isinstance(mod, str) else f"{where}"
         if cls == "Linear":
             ws.append(mod.weight.detach().cpu().double().numpy().copy())
             b = mod.bias
+            if b is None:
+                bias_free.append(len(ws) - 1)
             bs.append(np.zeros(ws[-1].shape[0]) if b is None else b.detach().cpu().double().numpy().copy())
             acts.append("identity")
-        elif cls in _TORCH_ACTS:
-            if not ws or acts[-1] != "identity" or (i > 0 and type(mods[i - 1]).__name__ != "Linear"):
+            after_linear = True
+        elif act:
+            if not after_linear:
                 raise ValueError(f"{name}: an activation must directly follow a Linear layer")
-            _check_settings(mod, name)
-            acts[-1] = _TORCH_ACTS[cls]
-        elif cls in ("Flatten", "Dropout"):
+            if not isinstance(mod, str):
+                _check_settings(mod, name)
+            acts[-1] = act
+            after_linear = False
+        elif cls == "Dropout":
+            if mod.training and float(mod.p) > 0:
+                raise ValueError(f"{name}: Dropout in training mode changes the function at every call; "
+                                 "call model.eval() first")
+        elif cls == "Flatten":
             continue
         else:
             raise ValueError(f"{name}: not supported (Linear and the activations {', '.join(_TORCH_ACTS)})")
     if not ws:
         raise ValueError("the model has no Linear layer")
-    return Network(ws, bs, acts)
+    net = Network(ws, bs, acts)
+    net._bias_free = frozenset(bias_free)
+    return net
 
 
 _TO_TORCH = {v: k for k, v in _TORCH_ACTS.items()}
 
 
 def to_torch(net: Network) -> Any:
-    """The network as a float64 torch ``nn.Sequential`` (parameters copied)."""
+    """The network as a float64 torch ``nn.Sequential`` (parameters copied).
+
+    Layers that came without a bias (from :func:`from_torch`) are built
+    without one while their biases are still zero, so that the state_dict of
+    ``to_torch(from_torch(model))`` loads back into ``model``.
+    """
     import torch
 
     layers: list[Any] = []
     for l, act in enumerate(net.activations):
         w = net.weights[l]
-        lin = torch.nn.Linear(w.shape[1], w.shape[0]).double()
+        b = np.array(net.biases[l])
+        has_bias = l not in net._bias_free or bool(np.any(b != 0))
+        lin = torch.nn.Linear(w.shape[1], w.shape[0], bias=has_bias).double()
         with torch.no_grad():
             lin.weight.copy_(torch.from_numpy(np.array(w)))
-            lin.bias.copy_(torch.from_numpy(np.array(net.biases[l])))
+            if has_bias:
+                lin.bias.copy_(torch.from_numpy(b))
         layers.append(lin)
         if act == "leaky_relu":
             layers.append(torch.nn.LeakyReLU(0.01))

@@ -72,7 +72,7 @@ def function(net: Network, precision: str = "float64",
             raise ValueError(f"params has shape {jnp.shape(params)}; the network needs ({count},) (net.params)")
         if jnp.ndim(x) != 2 or jnp.shape(x)[1] != n_in:
             raise ValueError(f"x has shape {jnp.shape(x)}; expected (batch, {n_in})")
-        if not jax.config.jax_enable_x64 and not _warned_x64:
+        if not jax.config.read("jax_enable_x64") and not _warned_x64:  # type: ignore[no-untyped-call]
             _warned_x64 = True
             warnings.warn("jax_enable_x64 is off: loggrad's float64 results are rounded to float32 "
                           "(jax.config.update('jax_enable_x64', True) keeps them)", RuntimeWarning, stacklevel=3)
@@ -90,7 +90,7 @@ def function(net: Network, precision: str = "float64",
 
     def out_type(params: Any, x: Any) -> jax.ShapeDtypeStruct:
         dtype = jnp.result_type(params, x)
-        return jax.ShapeDtypeStruct((jnp.shape(x)[0], n_out), dtype)
+        return jax.ShapeDtypeStruct((jnp.shape(x)[0], n_out), dtype)  # type: ignore[no-untyped-call]
 
     @jax.custom_vjp
     def f(params: Any, x: Any) -> Any:
@@ -102,8 +102,8 @@ def function(net: Network, precision: str = "float64",
 
     def f_bwd(res: tuple[Any, Any], g: Any) -> tuple[Any, Any]:
         params, x = res
-        shapes = (jax.ShapeDtypeStruct(jnp.shape(params), jnp.result_type(params)),
-                  jax.ShapeDtypeStruct(jnp.shape(x), jnp.result_type(x)))
+        shapes = (jax.ShapeDtypeStruct(jnp.shape(params), jnp.result_type(params)),  # type: ignore[no-untyped-call]
+                  jax.ShapeDtypeStruct(jnp.shape(x), jnp.result_type(x)))  # type: ignore[no-untyped-call]
         dp, dx = jax.pure_callback(host_backward, shapes, params, x, g)
         return dp, dx
 

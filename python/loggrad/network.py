@@ -131,6 +131,40 @@ def _check_finite(a: np.ndarray, what: str) -> None:
         raise ValueError(f"{what} has a non-finite value ({a[tuple(bad)]}) at {list(map(int, bad))}")
 
 
+def _residual_scales(residual: Any, widths: Sequence[int]) -> list[float | None]:
+    """Per-layer residual scales (None: a plain layer) from Network's ``residual`` argument."""
+    depth = len(widths) - 1
+    if residual is None:
+        return []
+
+    def scale(v: Any, where: str) -> float:
+        if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, float, np.integer, np.floating)):
+            raise TypeError(f"{where} must be a real number (the branch scale s) or None, got {type(v).__name__}")
+        if not math.isfinite(float(v)):
+            raise ValueError(f"{where} must be finite, got {v}")
+        return float(v)
+
+    if isinstance(residual, (int, float, np.integer, np.floating)) and not isinstance(residual, (bool, np.bool_)):
+        s = scale(residual, "residual")
+        return [s if widths[l] == widths[l + 1] else None for l in range(depth)]
+    if isinstance(residual, (str, bytes, bool, np.bool_)) or not isinstance(residual, Iterable):
+        raise TypeError("residual must be None, a branch scale s for every square layer, or a list with one "
+                        f"scale (or None) per layer, got {type(residual).__name__}")
+    scales = list(residual)
+    if len(scales) != depth:
+        raise ValueError(f"got {len(scales)} residual scales for {depth} layers (give one number, or one per layer)")
+    out: list[float | None] = []
+    for l, v in enumerate(scales):
+        if v is None:
+            out.append(None)
+            continue
+        out.append(scale(v, f"residual[{l}]"))
+        if widths[l] != widths[l + 1]:
+            raise ValueError(f"layer {l} ({widths[l]} -> {widths[l + 1]}) cannot be residual: a residual layer "
+                             "adds its input to its output, so it needs as many outputs as inputs (use None)")
+    return out
+
+
 class LayerViews(Sequence[Any]):
     """Per-layer views into a flat parameter-layout array, made on access.
 
@@ -255,6 +289,13 @@ class Network:
         one name for every layer, or a list with one name per layer. Valid:
         identity (linear), sigmoid, tanh, relu, leaky_relu, elu, selu,
         softplus, gelu, silu.
+    residual:
+        residual connections, ``a_{l+1} = a_l + s * f_l(z_l)``: a branch scale
+        s for every square layer (n_out == n_in; the others stay plain), or a
+        list with one entry per layer, a scale or None for a plain layer. A
+        layer that is not square cannot be residual. Default: no residual
+        connections. s = 0 gives the identity at initialisation (ReZero/SkipInit);
+        s ~ 1/sqrt(depth) keeps the end-to-end gradient growth bounded.
     """
 
     def __init__(
@@ -262,6 +303,7 @@ class Network:
         weights: Sequence[npt.ArrayLike] | np.ndarray,
         biases: Sequence[npt.ArrayLike] | None = None,
         activations: str | Sequence[str] = "identity",
+        residual: float | Sequence[float | None] | None = None,
     ) -> None:
         if isinstance(weights, np.ndarray) and weights.ndim == 2:  # a single layer
             weights = [weights]
@@ -301,7 +343,10 @@ class Network:
             if len(acts) != depth:
                 raise ValueError(f"got {len(acts)} activations for {depth} layers (give one name or one per layer)")
         widths = [ws[0].shape[1]] + [w.shape[0] for w in ws]
-        self._arch = _core.Architecture(widths, acts)
+        scales = _residual_scales(residual, widths)
+        # Layers that came without a bias (from_torch of Linear(bias=False)); to_torch keeps them so.
+        self._bias_free: frozenset[int] = frozenset()
+        self._arch = _core.Architecture(widths, acts, scales)
         self._widths = np.asarray(widths, dtype=np.int64)
         # layer l's block: n_{l+1} * (n_l + 1) values (W then b), at offset _w_off[l]
         self._blocks = self._widths[1:] * (self._widths[:-1] + 1)
@@ -320,10 +365,12 @@ class Network:
 
     # -- construction helpers -----------------------------------------------
     @classmethod
-    def _from_block(cls, widths: Sequence[int], activations: Sequence[str], params: np.ndarray) -> Network:
+    def _from_block(cls, widths: Sequence[int], activations: Sequence[str], params: np.ndarray,
+                    residual: Sequence[float | None] | None = None) -> Network:
         w = np.asarray(widths, dtype=np.int64)
         w_off = np.concatenate([[0], np.cumsum(w[1:] * (w[:-1] + 1))])[:-1]
-        return cls(LayerViews(params, w_off, w, "weights"), LayerViews(params, w_off, w, "biases"), list(activations))
+        return cls(LayerViews(params, w_off, w, "weights"), LayerViews(params, w_off, w, "biases"), list(activations),
+                   residual=residual)
 
     @classmethod
     def build(
@@ -334,6 +381,7 @@ class Network:
         bias_init: Any = "zeros",
         seed: int | None = None,
         gain: float | None = None,
+        residual: float | Sequence[float | None] | None = None,
     ) -> Network:
         """A chain widths[0] -> ... -> widths[-1] with initialised parameters.
 
@@ -342,6 +390,7 @@ class Network:
         ``(shape, rng) -> array``, or a list with one per layer. seed: the
         draws are reproducible across runs and machines. gain: the gamma
         multiplying the initializer's standard deviation (or limit).
+        residual: residual connections, as for :class:`Network`.
         """
         from .init import _is_int, init_layers
 
@@ -356,8 +405,9 @@ class Network:
             raise ValueError(f"widths needs at least two entries (inputs and outputs), got {list(widths)}")
         if min(w) < 1:
             raise ValueError(f"every width must be at least 1, got {w}")
+        _residual_scales(residual, w)  # refused before any weight is drawn
         ws, bs = init_layers(w, init, bias_init=bias_init, seed=seed, gain=gain)
-        return cls(ws, bs, activation)
+        return cls(ws, bs, activation, residual=residual)
 
     @classmethod
     def from_torch(cls, model: Any) -> Network:
@@ -387,13 +437,22 @@ class Network:
 
     def copy(self) -> Network:
         """An independent network with the same parameters."""
-        return Network._from_block(self.widths, self.activations, self._params.copy())
+        return Network._restore(self.widths, self.activations, self._params.copy(), sorted(self._bias_free),
+                                self.residual)
+
+    @classmethod
+    def _restore(cls, widths: Sequence[int], activations: Sequence[str], params: np.ndarray,
+                 bias_free: Sequence[int] = (), residual: Sequence[float | None] | None = None) -> Network:
+        net = cls._from_block(widths, activations, params, residual)
+        net._bias_free = frozenset(int(l) for l in bias_free)
+        return net
 
     def __reduce__(self) -> tuple[Any, ...]:
         # pickle, copy.deepcopy, multiprocessing: the architecture and the
         # parameter block, restored bitwise (through the same checks as a new
         # network).
-        return (Network._from_block, (self.widths, self.activations, self._params))
+        return (Network._restore, (self.widths, self.activations, self._params, sorted(self._bias_free),
+                                   self.residual))
 
     # -- properties ---------------------------------------------------------
     @property
@@ -420,6 +479,16 @@ class Network:
     @property
     def activations(self) -> list[str]:
         return list(self._arch.activations)
+
+    @property
+    def residual(self) -> list[float | None]:
+        """Each layer's residual branch scale s (``a_{l+1} = a_l + s f(z_l)``), or None for a plain layer."""
+        return list(self._arch.residual)
+
+    @property
+    def is_residual(self) -> bool:
+        """Whether some layer has a residual connection."""
+        return any(s is not None for s in self._arch.residual)
 
     @property
     def weights(self) -> LayerViews:
@@ -449,7 +518,12 @@ class Network:
         act = next(iter(acts)) if len(acts) == 1 else "mixed"
         w = self.widths
         shown: list[int | str] = [*w] if len(w) <= 8 else [*w[:3], "...", *w[-3:]]
-        return f"Network(depth={self.depth}, widths={shown}, activation={act!r}, params={self.param_count})"
+        res = ""
+        if self.is_residual:
+            scales = {s for s in self.residual if s is not None}
+            n = sum(s is not None for s in self.residual)
+            res = f", residual={next(iter(scales)) if len(scales) == 1 else 'mixed'} ({n} layers)"
+        return f"Network(depth={self.depth}, widths={shown}, activation={act!r}{res}, params={self.param_count})"
 
     # -- passes ---------------------------------------------------------------
     def _inputs(self, x: npt.ArrayLike, precision: str = "extended", backward: bool = False,
@@ -726,12 +800,7 @@ class Network:
             raise ValueError(f"unknown loss {loss!r}; valid: {', '.join(LOSSES)}")
         cp = self._checkpoint_arg(checkpoint)
         sel = self._layer_selection(layers)
-        off, grads = self._w_off, None
-        if sel is not None:  # the engine packs the selected layers' blocks in layer order
-            sizes = self._blocks[sel]
-            off = np.full(self.depth, -1, dtype=np.int64)
-            off[sel] = np.cumsum(sizes) - sizes
-            grads = int(sizes.sum())
+        grads = None if sel is None else int(self._blocks[sel].sum())
         reuse_m, reuse_e = self._reused(out, precision, sel)
         xa, single = self._inputs(x, precision, True, cp, 0 if reuse_m is not None else grads, bool(input_grad))
         gm = ge = None
@@ -742,6 +811,16 @@ class Network:
             ya, labels = self._targets(loss, y, xa.shape[0], single)
         res = _core.backward(self._arch, params, xa, loss, ya, labels, precision, bool(input_grad), cp, sel,
                              gm, ge, reuse_m, reuse_e)
+        return self._gradients(res, precision, sel, bool(input_grad), grad_output is not None, single, out)
+
+    def _gradients(self, res: Any, precision: str, sel: np.ndarray | None, input_grad: bool, upstream: bool,
+                   single: bool, out: Gradients | None) -> Gradients:
+        """The Gradients of the engine's (loss, out, grad, dx) result."""
+        off = self._w_off
+        if sel is not None:  # the engine packs the selected layers' blocks in layer order
+            sizes = self._blocks[sel]
+            off = np.full(self.depth, -1, dtype=np.int64)
+            off[sel] = np.cumsum(sizes) - sizes
         loss_v: Values | None
         out_v: Values
         grad: Values
@@ -751,18 +830,41 @@ class Network:
             if out is not None:
                 grad = out.params  # the same arrays, written again
         else:
-            loss_v, out_v, grad, dx = res  # type: ignore[assignment]  # float64 overload: ndarrays
+            loss_v, out_v, grad, dx = res
         ws = LayerViews(grad, off, self._widths, "weights", results=True)
         bs = LayerViews(grad, off, self._widths, "biases", results=True)
         if not input_grad:
             dx = None  # the engine returned an empty (0, n_in) array
-        if grad_output is not None:
+        if upstream:
             loss_v = None
         if single:
             out_v = out_v[0]
             dx = None if dx is None else dx[0]
         return Gradients(loss=loss_v, output=out_v, weights=ws, biases=bs, input=dx, params=grad, precision=precision,
                          layers=None if sel is None else tuple(int(l) for l in sel))
+
+    def _forward_tape(self, params: np.ndarray, x: np.ndarray, precision: str,
+                      checkpoint: Any = None) -> tuple[Values, Any]:
+        """The forward half of a backward pass: (output, tape) for :meth:`_backward_tape`.
+
+        x: (batch, n_in). The tape keeps the stored activations (as much memory
+        as the backward pass's store) until the backward pass or its deletion.
+        """
+        _check_precision(precision)
+        cp = self._checkpoint_arg(checkpoint)
+        xa, _ = self._inputs(x, precision, True, cp)
+        tape = _core.Tape()
+        res = _core.forward_tape(self._arch, params, xa, precision, cp, tape)
+        out: Values = LogArray._wrap(*res) if precision == "extended" else res
+        return out, tape
+
+    def _backward_tape(self, params: np.ndarray, tape: Any, grad_output: Any, precision: str,
+                       layers: Any = None, input_grad: bool = True) -> Gradients:
+        """The backward pass of a :meth:`_forward_tape` pass (same params) with dL/d(output) = grad_output."""
+        sel = self._layer_selection(layers)
+        gm, ge = self._grad_output(grad_output, int(tape.batch), False, precision)
+        res = _core.backward_tape(self._arch, params, tape, precision, bool(input_grad), sel, gm, ge)
+        return self._gradients(res, precision, sel, bool(input_grad), True, False, None)
 
     def _reused(self, out: Any, precision: str, sel: np.ndarray | None) -> tuple[Any, Any]:
         """The gradient arrays of an earlier result to write into (backward(out=)), or (None, None)."""

@@ -52,13 +52,24 @@ def _as_numpy(t: torch.Tensor, what: str) -> np.ndarray:
 
 
 class _Pass(torch.autograd.Function):
-    """out = net(x) with the parameter block ``params``; backward by the engine."""
+    """out = net(x) with the parameter block ``params``; backward by the engine.
+
+    When a gradient will be wanted, the forward pass keeps what the backward
+    pass needs (a tape: the stored activations, or checkpoints), so forward
+    and backward together cost one engine pass. A second backward through the
+    same graph (``retain_graph=True``) runs the whole pass again.
+    """
 
     @staticmethod
-    def forward(ctx: Any, x: torch.Tensor, params: torch.Tensor, module: Module) -> torch.Tensor:  # type: ignore[override]
+    def forward(ctx: Any, x: torch.Tensor, params: torch.Tensor, module: Module) -> torch.Tensor:
         xa = _as_numpy(x, "the input")
         pa = _as_numpy(params, "params")
-        out = module.net._forward(pa, xa, module.precision)
+        net, precision = module.net, module.precision
+        ctx.tape = None
+        if any(ctx.needs_input_grad[:2]):
+            out, ctx.tape = net._forward_tape(pa, xa, precision, module.checkpoint)
+        else:
+            out = net._forward(pa, xa, precision)
         ctx.module = module
         ctx.x_dtype = x.dtype
         ctx.save_for_backward(x, params)
@@ -66,17 +77,22 @@ class _Pass(torch.autograd.Function):
         return torch.from_numpy(np.ascontiguousarray(values, dtype=np.float64))
 
     @staticmethod
-    def backward(ctx: Any, grad_out: torch.Tensor) -> tuple[Any, ...]:  # type: ignore[override]
+    def backward(ctx: Any, grad_out: torch.Tensor) -> tuple[Any, ...]:
         x, params = ctx.saved_tensors
         module: Module = ctx.module
         need_x, need_p = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
         if not (need_x or need_p):
             return None, None, None
-        xa = _as_numpy(x, "the input")
+        net, precision = module.net, module.precision
         pa = _as_numpy(params, "params")
-        g = module.net._backward(pa, xa, None, None, module.precision, module.checkpoint,
-                                 None if need_p else [], bool(need_x), _as_numpy(grad_out, "grad_output"), None)
-        if module.precision == "extended":
+        g_out = _as_numpy(grad_out, "grad_output")
+        layers: list[int] | None = None if need_p else []
+        if ctx.tape is not None and ctx.tape.ready:
+            g = net._backward_tape(pa, ctx.tape, g_out, precision, layers, bool(need_x))
+        else:
+            g = net._backward(pa, _as_numpy(x, "the input"), None, None, precision, module.checkpoint, layers,
+                              bool(need_x), g_out, None)
+        if precision == "extended":
             module.last_gradients = g
         dx = dp = None
         if need_x:
@@ -128,7 +144,7 @@ class Module(torch.nn.Module):
         if self.params.shape != (self.net.param_count,):
             raise ValueError(f"params has shape {tuple(self.params.shape)}; the network needs "
                              f"({self.net.param_count},)")
-        out = _Pass.apply(x, self.params, self)
+        out: torch.Tensor = _Pass.apply(x, self.params, self)  # type: ignore[no-untyped-call]
         return out[0] if single else out
 
     def extra_repr(self) -> str:

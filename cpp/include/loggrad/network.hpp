@@ -10,6 +10,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <vector>
 
 #include "loggrad/activations.hpp"
@@ -27,6 +28,12 @@ public:
     // Throws std::invalid_argument for an empty network, a zero width or a
     // count mismatch.
     Architecture(std::vector<std::size_t> widths, std::vector<Activation> activations);
+    // With residual connections: residual[l] is layer l's branch scale s, so
+    // that a_{l+1} = a_l + s f(W_l a_l + b_l), or NaN for a plain layer
+    // a_{l+1} = f(W_l a_l + b_l). Empty: no residual layers. Throws
+    // std::invalid_argument for a residual layer that is not square
+    // (n_{l+1} != n_l), an infinite scale or a count mismatch.
+    Architecture(std::vector<std::size_t> widths, std::vector<Activation> activations, std::vector<double> residual);
 
     std::size_t depth() const { return activations_.size(); }
     std::size_t width(std::size_t i) const { return widths_[i]; }
@@ -34,6 +41,10 @@ public:
     std::size_t n_out() const { return widths_.back(); }
     const std::vector<std::size_t>& widths() const { return widths_; }
     Activation activation(std::size_t l) const { return activations_[l]; }
+    // Whether layer l adds its input back (a residual layer), and its branch scale.
+    bool residual(std::size_t l) const { return !residual_.empty() && residual_[l] == residual_[l]; }
+    double residual_scale(std::size_t l) const { return residual_[l]; }
+    const std::vector<double>& residual_scales() const { return residual_; }  // empty: none
     std::size_t weight_offset(std::size_t l) const { return offsets_[l]; }
     std::size_t bias_offset(std::size_t l) const { return offsets_[l] + widths_[l + 1] * widths_[l]; }
     std::size_t param_count() const { return offsets_.back(); }
@@ -51,6 +62,7 @@ private:
     std::vector<std::size_t> widths_;
     std::vector<Activation> activations_;
     std::vector<std::size_t> offsets_;  // depth + 1 entries
+    std::vector<double> residual_;      // empty, or depth entries (NaN: a plain layer)
 };
 
 // Throws std::invalid_argument naming the position of the first non-finite input.
@@ -114,6 +126,45 @@ void backward_ext(const Architecture& net, const double* params, const double* x
 void backward_f64(const Architecture& net, const double* params, const double* x,
                   std::size_t batch, const Target& target, const GradF64& res,
                   std::size_t checkpoint = 0);
+
+// A forward pass kept for a backward pass that comes later: the stored
+// activations and derivatives (or, with checkpointing, the checkpoints) and the
+// output. forward_tape_* then backward_tape_* give bitwise the results of one
+// backward_* call, at the cost of one pass, as an autograd framework needs
+// (its forward runs before the gradient of the output is known). A backward
+// pass consumes the tape (and hands its memory back); the parameters must be
+// the same in both calls. One call at a time per tape.
+class Tape {
+public:
+    Tape();
+    ~Tape();
+    Tape(const Tape&) = delete;
+    Tape& operator=(const Tape&) = delete;
+    bool ready() const;         // holds a forward pass not yet used by a backward pass
+    std::size_t batch() const;  // its rows
+    struct Impl;
+
+private:
+    std::unique_ptr<Impl> impl_;
+    friend void forward_tape_ext(const Architecture&, const double*, const double*, std::size_t, std::size_t,
+                                 Tape&, ExtOut);
+    friend void forward_tape_f64(const Architecture&, const double*, const double*, std::size_t, std::size_t,
+                                 Tape&, double*);
+    friend void backward_tape_ext(const Architecture&, const double*, Tape&, const Target&, const GradExt&);
+    friend void backward_tape_f64(const Architecture&, const double*, Tape&, const Target&, const GradF64&);
+};
+
+// Forward pass of batch rows of x into the tape; out (batch x n_out) may be null.
+void forward_tape_ext(const Architecture& net, const double* params, const double* x, std::size_t batch,
+                      std::size_t checkpoint, Tape& tape, ExtOut out);
+void forward_tape_f64(const Architecture& net, const double* params, const double* x, std::size_t batch,
+                      std::size_t checkpoint, Tape& tape, double* out);
+// The backward pass of the tape's forward pass. Throws std::invalid_argument
+// when the tape holds no forward pass of this precision and network.
+void backward_tape_ext(const Architecture& net, const double* params, Tape& tape, const Target& target,
+                       const GradExt& res);
+void backward_tape_f64(const Architecture& net, const double* params, Tape& tape, const Target& target,
+                       const GradF64& res);
 
 // One layer of the extended forward pass: z = in W_l^T + b_l (written to z),
 // out = f(z), der = f'(z) when der.m is not null. in: batch x n_l, the others
