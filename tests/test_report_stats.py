@@ -149,3 +149,17 @@ def test_stats_field_count_and_bad_input():
         _core.backward_stats(net._arch, net._params, np.ones((2, 4)), "mse")
     with pytest.raises(ValueError, match="parameter block"):
         _core.backward_stats(net._arch, net._params[:-1], np.ones((2, 4)), "sum")
+
+
+def test_residual_layers_gradients_and_no_theory():
+    rng = np.random.default_rng(50)
+    net = lg.Network([rng.standard_normal((16, 16)) / 4 for _ in range(50)], None, "tanh", residual=0.5)
+    x = rng.standard_normal((3, 16))
+    rep = report(net, x, np.zeros((3, 16)))
+    g = net.backward(x, np.zeros((3, 16)))
+    want = [float(np.log10(np.linalg.norm(g.weights[l].to_numpy()))) for l in range(50)]
+    np.testing.assert_allclose(rep.grad_norm_w, want, rtol=0, atol=1e-12)
+    # delta_l = dL/dz_l: the bias gradient is its column sum
+    want_b = [float(np.log10(np.linalg.norm(g.biases[l].to_numpy()))) for l in range(50)]
+    np.testing.assert_allclose(rep.grad_norm_b, want_b, rtol=0, atol=1e-12)
+    assert rep.theory_slope is None and any("residual" in n for n in rep.notes)

@@ -363,6 +363,8 @@ def _iid_sigmas(net: Network, lay: _Layout) -> tuple[float, float] | None:
     """
     if len(set(net.activations)) != 1 or net.depth < 2:
         return None
+    if any(s is not None for s in getattr(net, "residual", [])):  # the mean-field maps here are those of plain layers
+        return None
     p = net.params
     if np.all(lay.sizes == lay.sizes[0]):  # equal layers: one (L, block) view, no temporaries of p's size
         P = p.reshape(lay.sizes.size, int(lay.sizes[0]))
@@ -1351,6 +1353,10 @@ def report(
                                 bool(np.isneginf(wn[0]) and np.isneginf(tb["norm"][0])), decades)
 
     notes = []
+    scales = [s for s in getattr(net, "residual", []) if s is not None]
+    if scales:
+        notes.append(f"{len(scales)} residual layer(s): their f' columns are those of s f'(z) (the branch scale s "
+                     "included), and delta_l is dL/dz_l of the branch; no mean-field theory is given")
     n_zero = int(np.sum(np.isneginf(delta)))
     if n_zero:
         notes.append(f"{n_zero} layer(s) pass back an exactly zero delta (the growth rate is measured above them)")
