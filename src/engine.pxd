@@ -18,7 +18,7 @@
 # Errors are C++ exceptions (`except +`): std::invalid_argument becomes
 # ValueError, loggrad::range_error (an std::overflow_error) OverflowError.
 
-from libc.stdint cimport int64_t
+from libc.stdint cimport int64_t, uint64_t
 from libcpp cimport bool
 from libcpp.string cimport string
 from libcpp.vector cimport vector
@@ -164,6 +164,44 @@ cdef extern from "loggrad/memory.hpp" namespace "loggrad" nogil:
     void deallocate(void* p)
 
 
+cdef extern from "loggrad/stats.hpp" namespace "loggrad" nogil:
+    # Per-layer statistics of a backward pass (GradExt.stats): norms kept as
+    # (largest exponent, scaled sum of squares), extremes, zero counts and, per
+    # format (float64, float32, bfloat16, float16), the values it would flush,
+    # leave subnormal or overflow.
+    const int kFormats
+    const double kSaturatedDerivative
+    const size_t kLayerStatsFields
+    cdef cppclass TensorStats:
+        double norm_s
+        exp_t norm_e
+        double max_m
+        exp_t max_e
+        double min_m
+        exp_t min_e
+        uint64_t count
+        uint64_t zeros
+        uint64_t flush[4]
+        uint64_t subnormal[4]
+        uint64_t overflow[4]
+    cdef cppclass DerivativeStats:
+        uint64_t count
+        uint64_t zeros
+        uint64_t saturated
+        double sum_log2
+    cdef cppclass LayerStats:
+        TensorStats dW
+        TensorStats db
+        TensorStats delta
+        TensorStats a
+        DerivativeStats der
+    # In the engine library.
+    void tensor_stats_ext(const double* m, const exp_t* e, size_t n, TensorStats& st)
+    void tensor_stats_f64(const double* x, size_t n, TensorStats& st)
+    void derivative_stats_ext(const double* m, const exp_t* e, size_t n, DerivativeStats& st)
+    void derivative_stats_f64(const double* d, size_t n, DerivativeStats& st)
+    void flatten_stats(const LayerStats& s, double* out)
+
 cdef extern from "loggrad/network.hpp" namespace "loggrad" nogil:
     # Widths n_0 .. n_L and one activation per layer. The accessors are
     # inline; the constructor and check_params are in the engine library.
@@ -196,6 +234,7 @@ cdef extern from "loggrad/network.hpp" namespace "loggrad" nogil:
         ExtOut grad   # param_count values, parameter layout
         ExtOut dx     # batch x n_in
         const size_t* grad_offset
+        LayerStats* stats  # NULL, or depth entries filled by the pass
 
     cdef cppclass GradF64:
         double* loss

@@ -37,4 +37,5 @@ PYBIND11_MODULE(_core, m) {
     register_config(m);
     register_spectrum(m);
     register_train(m);
+    register_stats(m);
 }

@@ -51,3 +51,4 @@ void engine_call(F&& f) {
 void register_network(py::module_& m);
 void register_config(py::module_& m);
 void register_spectrum(py::module_& m);
+void register_stats(py::module_& m);

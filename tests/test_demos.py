@@ -59,6 +59,11 @@ def test_exploding_factor():
         assert abs(got - expect) <= log10_tol(expect, 4 * L)
         if expect > 308.26:
             assert f64 == math.inf
+    # float64 overflows from L = 148, as the docstring says: 125^147 < the largest double < 125^148
+    by_depth = {L: f64 for L, _, _, f64 in r["chain"]}
+    assert math.isfinite(by_depth[147]) and by_depth[148] == math.inf
+    assert 147 * math.log10(125) < math.log10(np.finfo(np.float64).max) < 148 * math.log10(125)
+    assert "from L = 148" in demos.exploding_factor.__doc__
 
 
 def test_linear_chain():

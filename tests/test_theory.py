@@ -422,3 +422,43 @@ def test_bad_arguments_raise_clear_errors():
     with pytest.raises(ValueError, match="unknown method"):
         T.gaussian_expectation(np.tanh, 1.0, method="simpson")  # type: ignore[arg-type]
     assert T.chi1("linear", 0.9, 0.0) == pytest.approx(0.81)  # alias
+
+
+# ---------------------------------------------------------------------------
+# correlation map: against Monte Carlo of two correlated Gaussian inputs
+# ---------------------------------------------------------------------------
+
+def _mc_pair(act, q, c, n=400_000, seed=0):
+    rng = np.random.default_rng(seed)
+    z1, z2 = rng.standard_normal((2, n))
+    u1 = math.sqrt(q) * z1
+    u2 = math.sqrt(q) * (c * z1 + math.sqrt(1 - c * c) * z2)
+    return u1, u2
+
+
+@pytest.mark.parametrize("act,sw,sb", [("tanh", 2.5, 0.1), ("relu", math.sqrt(2.0), 0.2),
+                                       ("leaky_relu", 1.3, 0.0), ("sigmoid", 3.0, 0.5), ("elu", 1.5, 0.3)])
+def test_correlation_map_against_monte_carlo(act, sw, sb):
+    q = T.fixed_point(act, sw, sb) if act in ("tanh", "sigmoid") else 1.7
+    for c in (-0.5, 0.2, 0.9):
+        u1, u2 = _mc_pair(act, q, c)
+        mc = (sw * sw * np.mean(T.phi(act, u1) * T.phi(act, u2)) + sb * sb) / q
+        got = T.correlation_map(c, act, sw, sb, q=q)
+        # Monte Carlo error of a mean of 4e5 products: a few 1e-3 relative
+        assert got == pytest.approx(mc, rel=1e-2, abs=1e-2), (act, c)
+    assert T.correlation_map(1.0, act, sw, sb, q=q) == pytest.approx(
+        T.length_map(q, act, sw, sb) / q, rel=1e-3)  # the product rule at a kink (elu): ~1e-4
+
+
+def test_correlation_fixed_point_ordered_and_chaotic():
+    # ordered tanh: every pair of inputs converges, c* = 1 and chi_c = chi1 < 1
+    c, chi_c = T.correlation_fixed_point("tanh", 1.0, 0.3)
+    assert c == 1.0 and chi_c == pytest.approx(T.chi1("tanh", 1.0, 0.3)) and chi_c < 1
+    # chaotic tanh: c* < 1 is a fixed point of the map, and chi_c (Monte Carlo) < 1 < chi1
+    c, chi_c = T.correlation_fixed_point("tanh", 2.5, 0.1)
+    q = T.fixed_point("tanh", 2.5, 0.1)
+    assert 0 < c < 0.5 and T.correlation_map(c, "tanh", 2.5, 0.1) == pytest.approx(c, abs=1e-9)
+    u1, u2 = _mc_pair("tanh", q, c, seed=1)
+    mc = 2.5**2 * np.mean(T.phi_prime("tanh", u1) * T.phi_prime("tanh", u2))
+    assert chi_c == pytest.approx(mc, rel=2e-2)
+    assert chi_c < 1 < T.chi1("tanh", 2.5, 0.1)

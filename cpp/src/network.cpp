@@ -1,5 +1,6 @@
 // Forward and backward passes of the whole chain (see loggrad/network.hpp).
 #include "loggrad/network.hpp"
+#include "loggrad/stats.hpp"
 
 #include <algorithm>
 #include <atomic>
@@ -796,6 +797,12 @@ void backward_segment_ext(const Architecture& net, const double* params, std::si
                           std::size_t batch, ExtStore& st, Buffer<double>& gm, Buffer<exp_t>& ge,
                           const GradExt& res, Workspace& ws) {
     const std::size_t maxw = max_width(net), nb = row_blocks(net, batch);
+    if (res.stats)  // f'(z_l), before the chain writes delta_l over it; one task per run of layers
+        parallel_chunks(l1 - l0, 8, [&](std::size_t i0, std::size_t i1) {
+            for (std::size_t i = i0; i < i1; ++i)
+                derivative_stats_ext(st.dm.data() + st.doff[i], st.de.data() + st.doff[i],
+                                     batch * net.width(l0 + i + 1), res.stats[l0 + i].der);
+        });
     std::vector<Failure> failures(nb);
     const auto chain = [&](auto&& publish) {
         for_each_block(batch, nb, [&](std::size_t r0, std::size_t r1) {
@@ -875,6 +882,13 @@ void backward_segment_ext(const Architecture& net, const double* params, std::si
         ext_gemm_tn(w, batch, n_out, n_in, delta, a, ExtMat{res.grad.m + go, res.grad.e + go},
                     ExtMat{res.grad.m + bo, res.grad.e + bo}, bound_wanted(batch, n_out, n_in) ? &bound : nullptr);
         check_gradient_range(n_out, n_in, bound, res.grad.m + go, res.grad.e + go, l);
+        if (res.stats) {  // this layer's delta, input and gradients, on this thread
+            LayerStats& s = res.stats[l];
+            tensor_stats_ext(delta.m, delta.e, batch * n_out, s.delta);
+            tensor_stats_ext(a.m, a.e, batch * n_in, s.a);
+            tensor_stats_ext(res.grad.m + go, res.grad.e + go, n_out * n_in, s.dW);
+            tensor_stats_ext(res.grad.m + bo, res.grad.e + bo, n_out, s.db);
+        }
     });
     rethrow_first(failures, false);
 }

@@ -71,7 +71,13 @@ def _emit_json(obj: Any) -> None:
 
 
 def _use_rich(args: argparse.Namespace) -> bool:
+    """rich tables only on a terminal: box characters do not belong in pipes and files."""
     if getattr(args, "plain", False):
+        return False
+    try:
+        if not sys.stdout.isatty():
+            return False
+    except (AttributeError, ValueError):
         return False
     try:
         import rich  # noqa: F401
@@ -353,9 +359,12 @@ def cmd_report(args: argparse.Namespace) -> int:
         raise UsageError(f"--lr must be a positive number, got {args.lr}")
     if args.rows < 0:
         raise UsageError(f"--rows must be 0 (all) or positive, got {args.rows}")
+    if not (math.isfinite(args.decades) and args.decades > 0):
+        raise UsageError(f"--decades must be a positive number, got {args.decades}")
     net, x, y = _prepare(args)
     try:
-        rep = report(net, x, y, loss=args.loss, lr=args.lr, decades=args.decades)
+        rep = report(net, x, y, loss=args.loss, lr=args.lr, decades=args.decades, conditioning=args.conditioning,
+                     low_precision=args.low_precision, spectrum=args.spectrum)
     except ValueError as e:
         if args.data is not None:  # shapes of a user's data file
             raise UsageError(f"--data {args.data}: {e}") from None
@@ -365,8 +374,9 @@ def cmd_report(args: argparse.Namespace) -> int:
     else:
         print(rep.table(max_rows=args.rows, rich=_use_rich(args)))
     if args.plot:
-        fig = _figure()
-        rep.plot(ax=fig.add_subplot())
+        fig = _figure((8.0, 6.5))
+        top, bottom = fig.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [3, 1]})
+        rep.plot(ax=(top, bottom))
         _save(fig, args.plot)
     return 0
 
@@ -382,20 +392,26 @@ def cmd_spectrum(args: argparse.Namespace) -> int:
     acts = sorted(set(net.activations))
     act = acts[0] if len(acts) == 1 else "mixed"
     l10 = s.log10_singular_values
+    k = len(s.lyapunov)
+    full = k == min(net.widths)  # all singular values of J: sigma_1 / sigma_k is its condition number
     # sigma_1 / sigma_k; nan when J is exactly zero (every relu gate of some layer closed)
     cond = float(l10[0] - l10[-1]) if np.isfinite(l10[0]) else math.nan
     if args.json:
         _emit_json({"depth": s.depth, "widths": net.widths, "activation": act, "k": len(s.lyapunov),
                     "lyapunov": s.lyapunov, "log_singular_values": s.log_singular_values,
-                    "log10_singular_values": l10, "condition_log10": cond})
+                    "log10_singular_values": l10, "condition_log10": cond if full else None,
+                    "spread_log10": cond})
     else:
         print(f"Lyapunov spectrum of the input-output Jacobian: {net.depth} layers, {act}, "
               f"widths {net.widths[0]}..{net.widths[-1]}, at the first input of the batch")
         rows = [[str(i), f"{lam:.6f}", f"{l10:.3f}"]
                 for i, (lam, l10) in enumerate(zip(s.lyapunov, s.log10_singular_values), 1)]
         print(_table(["i", "lambda_i (ln per layer)", "log10 sigma_i(J)"], rows, _use_rich(args)))
-        if np.isfinite(l10[0]):
-            print(f"\nlog10 condition number of J: {cond:.3f}")
+        if np.isfinite(l10[0]) and full:
+            print(f"\nlog10 condition number of J (sigma_1 / sigma_{k}): {cond:.3f}")
+        elif np.isfinite(l10[0]):
+            print(f"\nlog10 sigma_1 / sigma_{k}: {cond:.3f} (the {k} largest singular values only: J's "
+                  f"condition number is sigma_1 / sigma_{min(net.widths)}, at least this; omit -k for it)")
         else:
             print("\nJ is exactly zero: in some layer every derivative f'(z) is 0 (e.g. all relu gates closed)")
     if args.plot:
@@ -603,12 +619,20 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParse
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
 
     r = sub.add_parser("report", help="per-layer gradient report and verdict",
-                       description="Per-layer gradient-health report: log10 norms, float64/float32 range, "
-                                   "lost updates, growth rate with CI, theory and verdict.")
+                       description="Per-layer gradient-health report: forward signal (rms a), backward "
+                                   "signal (|delta|) and |dW| with their theory, f', what float64/float32/"
+                                   "bfloat16/float16 make of each gradient, lost updates, growth rate with its "
+                                   "interval over draws, and the verdict.")
     _network_flags(r)
     r.add_argument("--lr", type=float, default=1e-3, help="learning rate of the lost-update column (default 1e-3)")
-    r.add_argument("--decades", type=float, default=3.0, help="verdict threshold in decades (default 3)")
+    r.add_argument("--decades", type=float, default=3.0, help="verdict threshold in decades (> 0; default 3)")
     r.add_argument("--rows", type=int, default=16, help="layers shown in the table (0: all; default 16)")
+    r.add_argument("--conditioning", action="store_true",
+                   help="a second pass on x(1 + 2^-52 u): digits of each |dW| that survive")
+    r.add_argument("--low-precision", action="store_true",
+                   help="simulate the float32 (and bfloat16, with ml_dtypes) backward pass")
+    r.add_argument("--spectrum", action="store_true",
+                   help="condition number of the input-output Jacobian (n_in extra passes)")
     _output_flags(r, top=False)
     r.set_defaults(func=cmd_report)
 
@@ -640,7 +664,11 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParse
 
     d = sub.add_parser("demo", help="the demos of the seed notes (no NAME: list them)")
     d.add_argument("names", nargs="*", metavar="NAME", help="demo names, or 'all' (none: list them)")
-    _output_flags(d, top=False)
+    # no --plot: the demos print their chains and draw no figures
+    d.add_argument("--json", action="store_true", default=argparse.SUPPRESS,
+                   help="machine-readable output (strict JSON)")
+    d.add_argument("--plain", action="store_true", default=argparse.SUPPRESS,
+                   help="plain-text tables even when rich is installed")
     d.set_defaults(func=cmd_demo)
 
     sub.add_parser("bench", help="the benchmark runner (loggrad bench --help for its options)", add_help=False)

@@ -194,3 +194,19 @@ def sgd_step(
     clip_norm: tuple[float, int, float] | None = None,
     clip_value: tuple[float, int, float] | None = None,
 ) -> dict[str, object]: ...
+
+# register_stats.cpp
+
+LAYER_STATS_FIELDS: int
+SATURATED_DERIVATIVE: float
+
+# backward_stats: (loss, out, grad, stats); stats is (depth, LAYER_STATS_FIELDS),
+# per layer the statistics of dW, db, delta, a and f' (loggrad/stats.hpp).
+def backward_stats(
+    arch: Architecture,
+    params: npt.ArrayLike,
+    x: npt.ArrayLike,
+    loss: str,
+    y: npt.ArrayLike | None = None,
+    labels: npt.ArrayLike | None = None,
+) -> tuple[_Ext, _Ext, _Ext, _F64]: ...

@@ -106,12 +106,13 @@ def sigmoid_bound(out: Callable[[str], None] | None = None,
 
 
 def exploding_factor(out: Callable[[str], None] | None = None, lr: float = 0.001,
-                     depths: Sequence[int] = (1, 10, 100, 147, 1000)) -> Result:
+                     depths: Sequence[int] = (1, 10, 100, 147, 148, 1000)) -> Result:
     """Note 1: σ'(z) = 0.25 with w = 500 gives a factor 125 per layer; 300·200·125·1001.
 
     The product of the note's example and the update that makes the weight
     jump sign, then width-1 sigmoid chains held at z = 0 with w = 500
-    (b = -250): dL/dx = 125^L, which float64 reports as inf from L = 147.
+    (b = -250): dL/dx = 125^L, which float64 reports as inf from L = 148
+    (125^147 = 1.76e308 is still below the largest double, 1.80e308).
     """
     f = LogArray(0.25) * LogArray(500.0)
     prod = LogArray(300.0) * LogArray(200.0) * f * LogArray(1001.0)

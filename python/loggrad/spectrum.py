@@ -53,7 +53,8 @@ class Spectrum:
 
     @property
     def condition_log10(self) -> float:
-        """log10 of the condition number sigma_1 / sigma_k of J."""
+        """log10 sigma_1 / sigma_k: J's condition number when k is the smallest width (every
+        singular value); with fewer exponents a lower bound of it."""
         v = self.log10_singular_values
         return float(v[0] - v[-1])
 

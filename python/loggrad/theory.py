@@ -92,6 +92,8 @@ __all__ = [
     "jacobian_spectrum_moments",
     "critical_sigma_w",
     "critical_line",
+    "correlation_map",
+    "correlation_fixed_point",
     "lyapunov_spectrum_gaussian",
     "linear_chain_log_norm_stats",
     "linear_chain_log10_norm_stats",
@@ -851,6 +853,124 @@ def critical_line(
     sbs = np.asarray(sigma_bs, dtype=np.float64)
     out = np.array([critical_sigma_w(activation, float(s), q0=q0, method=method) for s in sbs.ravel()])
     return out.reshape(sbs.shape)
+
+
+# ---------------------------------------------------------------------------
+# Correlation map: how two inputs' pre-activations converge or separate
+# ---------------------------------------------------------------------------
+
+_C_NODES = 96  # Gauss-Hermite nodes per dimension for the bivariate averages
+
+
+_C_RULE: list[tuple[FloatArray, FloatArray, FloatArray]] = []
+
+
+def _bivariate(f: Callable[[FloatArray, FloatArray], FloatArray], q: float, c: float) -> float:
+    """``E[f(u1, u2)]`` for ``(u1, u2)`` Gaussian with variances ``q`` and correlation ``c``."""
+    if not _C_RULE:
+        z, w = np.polynomial.hermite_e.hermegauss(_C_NODES)
+        w = w / math.sqrt(2.0 * math.pi)
+        z1, z2 = np.meshgrid(z, z, indexing="ij")
+        _C_RULE.append((z1, z2, np.outer(w, w)))
+    z1, z2, ww = _C_RULE[0]
+    s = math.sqrt(q)
+    cc = min(max(c, -1.0), 1.0)
+    u1 = s * z1
+    u2 = s * (cc * z1 + math.sqrt(max(1.0 - cc * cc, 0.0)) * z2)
+    with np.errstate(over="ignore", invalid="ignore"):
+        return float(np.sum(ww * f(u1, u2)))
+
+
+def correlation_map(
+    c: float,
+    activation: str,
+    sigma_w: float,
+    sigma_b: float,
+    q: float | None = None,
+    *,
+    q0: float = 1.0,
+) -> float:
+    """The correlation map ``C(c) = (sigma_w^2 E[phi(u1) phi(u2)] + sigma_b^2) / q*``.
+
+    ``(u1, u2)`` are the pre-activations of two inputs in one layer, Gaussian
+    with variance ``q*`` each and correlation ``c``; ``C(c)`` is their
+    correlation in the next layer. ``C(1) = 1``; its slope there is ``chi1``.
+    ``q=None`` uses :func:`fixed_point` from ``q0``.
+
+    Source: [Poole16] Sec. 3, eq. (5). Assumptions as :func:`length_map`.
+    Numerics: closed forms for identity, relu and leaky_relu; otherwise a
+    96 x 96 Gauss-Hermite product rule (about 1e-6 relative for smooth
+    activations, 1e-3 with a kink such as elu's or selu's).
+    """
+    act = _canonical(activation)
+    sw = _check_sigma("sigma_w", sigma_w)
+    sb = _check_sigma("sigma_b", sigma_b)
+    qq = _q_or_fixed(act, sw, sb, q, q0, "auto")
+    if not (math.isfinite(qq) and qq > 0):
+        raise ValueError(f"the correlation map needs a finite q* > 0, got {qq}")
+    cc = min(max(float(c), -1.0), 1.0)
+    if act in _HOMOGENEOUS:
+        e_pp = qq * _homogeneous_pair(act, cc)[0]
+    else:
+        f = _PHI[act]
+        e_pp = _bivariate(lambda a, b: f(a) * f(b), qq, cc)
+    return (sw * sw * e_pp + sb * sb) / qq
+
+
+def _homogeneous_pair(act: str, c: float) -> tuple[float, float]:
+    """(E[phi(u1) phi(u2)] / q, E[phi'(u1) phi'(u2)]) in closed form for identity, relu, leaky_relu.
+
+    relu: the arc-cosine kernel of Cho & Saul (2009), (sqrt(1 - c^2) + (pi -
+    arccos c) c) / (2 pi), and P(u1 > 0, u2 > 0) = (pi - arccos c) / (2 pi);
+    leaky_relu = (1 - a) relu + a identity, expanded (E[relu(u1) u2] = c q / 2).
+    """
+    if act == "identity":
+        return c, 1.0
+    k = (math.sqrt(max(1.0 - c * c, 0.0)) + (math.pi - math.acos(c)) * c) / (2.0 * math.pi)
+    p = (math.pi - math.acos(c)) / (2.0 * math.pi)
+    if act == "relu":
+        return k, p
+    a = LEAKY_RELU_SLOPE
+    return (1 - a) ** 2 * k + a * (1 - a) * c + a * a * c, (1 - a) ** 2 * p + a * (1 - a) + a * a
+
+
+def correlation_fixed_point(
+    activation: str,
+    sigma_w: float,
+    sigma_b: float,
+    q: float | None = None,
+    *,
+    q0: float = 1.0,
+    c0: float = 0.0,
+    max_iter: int = 10_000,
+) -> tuple[float, float]:
+    """``(c*, chi_c)``: the stable fixed point of :func:`correlation_map`
+    reached from ``c0``, and ``chi_c = sigma_w^2 E[phi'(u1) phi'(u2)]`` there.
+
+    In the ordered phase (``chi1 < 1``) ``c* = 1`` and ``chi_c = chi1``: two
+    inputs become the same; in the chaotic phase ``c* < 1`` and ``chi_c < 1``
+    says how fast pairs settle to it ([Poole16] Sec. 3, [Schoenholz17] Sec. 3:
+    ``xi_c = -1/ln(chi_c)``). The iteration stops when ``c`` moves by less
+    than 1e-12 or after ``max_iter`` steps (slow at the critical line, where
+    the convergence is algebraic). Assumptions as :func:`correlation_map`.
+    """
+    act = _canonical(activation)
+    sw = _check_sigma("sigma_w", sigma_w)
+    sb = _check_sigma("sigma_b", sigma_b)
+    qq = _q_or_fixed(act, sw, sb, q, q0, "auto")
+    c = float(c0)
+    for _ in range(int(max_iter)):
+        cn = min(correlation_map(c, act, sw, sb, qq), 1.0)
+        if abs(cn - c) < 1e-12:
+            c = cn
+            break
+        c = cn
+    if c >= 1.0 - 1e-9:
+        return 1.0, chi1(act, sw, sb, qq)
+    if act in _HOMOGENEOUS:
+        return c, sw * sw * _homogeneous_pair(act, c)[1]
+    d = _DPHI[act]
+    return c, sw * sw * _bivariate(lambda a, b: d(a) * d(b), qq, c)
 
 
 # ---------------------------------------------------------------------------

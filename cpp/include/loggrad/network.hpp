@@ -20,6 +20,8 @@
 
 namespace loggrad {
 
+struct LayerStats;  // loggrad/stats.hpp
+
 class Architecture {
 public:
     // widths: n_0 .. n_L (L >= 1, every width >= 1); activations: L entries.
@@ -93,6 +95,9 @@ struct GradExt {
     ExtOut grad;   // parameter gradients (param_count values unless grad_offset selects fewer)
     ExtOut dx;     // batch x n_in: dL/dx
     const std::size_t* grad_offset = nullptr;
+    // When not null, depth entries that the pass fills with each layer's
+    // statistics (loggrad/stats.hpp); they need every layer's gradient.
+    LayerStats* stats = nullptr;
 };
 struct GradF64 {
     double* loss = nullptr;
