@@ -157,6 +157,13 @@ cdef extern from "loggrad/parallel.hpp" namespace "loggrad" nogil:
     void set_num_threads(int n) except +
 
 
+cdef extern from "loggrad/interrupt.hpp" namespace "loggrad" nogil:
+    # Stopping a long pass from outside (Ctrl-C): the engine polls between
+    # layers, and a caller installs a poll function for the length of one
+    # call (InterruptScope, for C++ callers). In the engine library.
+    void check_interrupt() except +
+
+
 cdef extern from "loggrad/memory.hpp" namespace "loggrad" nogil:
     # Uninitialised memory (huge-page backed from 1 MiB on Linux); raises
     # MemoryError when none can be had. Free with deallocate.

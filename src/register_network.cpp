@@ -319,12 +319,11 @@ void register_network(py::module_& m) {
         .def(py::init<>())
         .def_property_readonly("ready", &loggrad::Tape::ready)
         .def_property_readonly("batch", &loggrad::Tape::batch);
-    m.def("forward_tape", &forward_tape, py::arg("arch"), py::arg("params"), py::arg("x"),
-          py::arg("precision") = "extended", py::arg("checkpoint") = 0, py::arg("tape"),
+    m.def("forward_tape", &forward_tape, py::arg("arch"), py::arg("params"), py::arg("x"), py::arg("precision"),
+          py::arg("checkpoint"), py::arg("tape"),
           "Forward pass that keeps what a backward pass needs in tape; returns the output as forward does");
-    m.def("backward_tape", &backward_tape, py::arg("arch"), py::arg("params"), py::arg("tape"),
-          py::arg("precision") = "extended", py::arg("want_dx") = true, py::arg("layers") = py::none(),
-          py::arg("grad_output_m"), py::arg("grad_output_e") = py::none(), py::arg("out_grad_m") = py::none(),
+    m.def("backward_tape", &backward_tape, py::arg("arch"), py::arg("params"), py::arg("tape"), py::arg("precision"),
+          py::arg("want_dx"), py::arg("layers"), py::arg("grad_output_m"), py::arg("grad_output_e") = py::none(), py::arg("out_grad_m") = py::none(),
           py::arg("out_grad_e") = py::none(),
           "Backward pass of the tape's forward pass with dL/d(output) = grad_output; (loss, out, grad, dx) "
           "as backward; consumes the tape");
