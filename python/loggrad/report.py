@@ -676,10 +676,10 @@ class Report:
         there, the growth per layer of a small difference between two inputs)
     jacobian_log10_cond: (with spectrum=True) log10 of the condition number
         sigma_1/sigma_n of the input-output Jacobian at the first sample
-    low_precision: (with low_precision=True) what a float32 (and, with
-        ml_dtypes, bfloat16) backward pass of the same network produces, per
-        format: first_zero_layer, zero_frac, subnormal_frac per layer (see
-        :func:`loggrad.report.low_precision_pass`)
+    low_precision: (with low_precision=True) what a float64 (the engine's),
+        float32 and (with ml_dtypes) bfloat16 backward pass of the same network
+        produces, per format: first_zero_layer, zero_frac, subnormal_frac per
+        layer (see :func:`loggrad.lowprec.low_precision_pass`)
     """
 
     depth: int
@@ -1233,6 +1233,29 @@ def _rms_log10(a: LogArray) -> float:
     return 0.5 * math.log10(s / m.size) + emax * _LOG10_2
 
 
+def _float64_pass(net: Network, xa: np.ndarray, y: Any, loss: str, single: bool) -> dict[str, Any]:
+    """The engine's real float64 pass, summarised as :func:`loggrad.lowprec.low_precision_pass` does."""
+    ya, labels = net._targets(loss, y, xa.shape[0], single)
+    stats = np.asarray(_core.backward_stats(net._arch, net._params, xa, loss, ya, labels, "float64")[3])
+    tw = _tensor(stats, "dW")
+    n = tw["count"]
+    zero = tw["zeros"] / n
+    nonfin = tw["overflow"][:, 0] / n
+    zl = np.flatnonzero(zero == 1.0)
+    nf = np.flatnonzero(nonfin > 0)
+    ta = _tensor(stats, "a")
+    return {
+        "format": "float64",
+        "zero_frac": zero,
+        "subnormal_frac": tw["subnormal"][:, 0] / n,
+        "nonfinite_frac": nonfin,
+        "log10_norm": np.where(nonfin > 0, np.nan, tw["norm"]),
+        "first_zero_layer": int(zl[-1]) if zl.size else None,
+        "first_nonfinite_layer": int(nf[-1]) if nf.size else None,
+        "forward_overflow": bool(np.any(ta["overflow"][:, 0] > 0)),
+    }
+
+
 #: The report shows the conditioning column and a note when fewer than this many
 #: digits of some layer's ||dW|| survive a 2^-52 relative change of the inputs
 #: (float64 carries 15.95; rounding alone costs about one).
@@ -1293,8 +1316,10 @@ def report(
     conditioning: a second pass on x (1 + 2^-52 u), u uniform in [-1, 1],
         gives how many digits of each layer's ||dW|| survive a rounding-level
         change of the inputs (see :attr:`Report.grad_digits`).
-    low_precision: simulate the float32 (and, with ml_dtypes, bfloat16)
-        backward pass of the same network (see :func:`low_precision_pass`).
+    low_precision: what real low-precision backward passes of the same
+        network produce: float64 (the engine's own float64 pass, with the same
+        statistics), float32 and, with ml_dtypes, bfloat16 (simulated, see
+        :func:`loggrad.lowprec.low_precision_pass`).
     spectrum: the condition number of the input-output Jacobian at the first
         sample (:func:`loggrad.spectrum.spectrum`, full spectrum: costs
         n_in backward passes).
@@ -1423,8 +1448,9 @@ def report(
         from .lowprec import low_precision_pass
 
         ylp = None if loss == "sum" else y
+        rep.low_precision = {"float64": _float64_pass(net, xa, y, loss, single)}
         if loss in ("mse", "sum"):
-            rep.low_precision = {"float32": low_precision_pass(net, xa, ylp, loss, "float32")}
+            rep.low_precision["float32"] = low_precision_pass(net, xa, ylp, loss, "float32")
             try:
                 rep.low_precision["bfloat16"] = low_precision_pass(net, xa, ylp, loss, "bfloat16")
             except ImportError:
