@@ -19,6 +19,8 @@ bool python_signal_pending(void*) {
     return stop;
 }
 
+void register_train(py::module_& m);
+
 PYBIND11_MODULE(_core, m) {
     m.doc() = "loggrad engine: dense-network passes in float64 with an unbounded exponent range";
     g_main_thread = py::module_::import("threading").attr("main_thread")().attr("ident").cast<unsigned long>();
@@ -34,5 +36,6 @@ PYBIND11_MODULE(_core, m) {
     register_network(m);
     register_config(m);
     register_spectrum(m);
+    register_train(m);
     register_stats(m);
 }

@@ -52,6 +52,10 @@ void register_config(py::module_& m) {
             loggrad::set_num_threads(static_cast<int>(n));
         },
         py::arg("n"), "Set the engine's thread count, 1..1024 (results do not depend on it)");
+    m.def("threads_used", &loggrad::threads_used,
+          "Distinct threads that ran tasks of the engine's parallel loops since reset_threads_used() "
+          "(each pool worker once, the calling threads together once)");
+    m.def("reset_threads_used", &loggrad::reset_threads_used, "Start a new threads_used() count");
     m.attr("max_exponent") = loggrad::kMaxExp;
     m.attr("zero_exponent") = loggrad::kZeroExp;
     m.attr("blas_min_work") = loggrad::kBlasMinWork;

@@ -25,6 +25,8 @@ import loggrad as lg
 from loggrad import __main__ as cli
 from loggrad.report import _dec, report  # the decoder of the strict JSON ("inf", "nan" strings)
 
+from contract import assert_log10_close, log10_tol
+
 
 
 def run_cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
@@ -74,13 +76,13 @@ def test_default_demo_json_matches_backward(capsys: pytest.CaptureFixture[str]) 
     f64 = np.asarray(d["max_abs_grad_float64"])
     assert ext.shape == f64.shape == (depth,)
     for l in (0, 1, 777, depth - 1):
-        assert ext[l] == pytest.approx(_max_log10(g, l), abs=1e-12)
+        assert ext[l] == _max_log10(g, l)  # the same pass and the same log10: the same bits
         assert f64[l] == np.abs(np.asarray(g64.weights[l])).max()
     assert ext[0] < -308  # the point of the demo: far below float64's range ...
     assert f64[0] == 0.0  # ... where float64 says 0.0
     zero = [l for l in range(depth) if not np.any(np.asarray(g64.weights[l]))]
     assert d["float64_zero_layers"] == len(zero) > 0
-    assert d["min_log10"] == pytest.approx(float(ext.min()))
+    assert d["min_log10"] == float(ext.min())
 
 
 def test_default_demo_text(capsys: pytest.CaptureFixture[str]) -> None:
@@ -123,7 +125,9 @@ def test_default_demo_against_mpmath(capsys: pytest.CaptureFixture[str]) -> None
         dw0 = max(abs(delta[i] * acts[0][j]) for i in range(2) for j in range(2))
         ref = float(mpmath.log10(dw0))
     assert ref < -308
-    assert d["max_abs_grad_log10"][0] == pytest.approx(ref, abs=1e-9)
+    # Per layer: a 2-term dot product (2 u) and sigmoid' evaluated in log space (4 u),
+    # times 2 for the forward pass's errors carried into f'(z): 12 u a layer.
+    assert abs(d["max_abs_grad_log10"][0] - ref) <= log10_tol(ref, 12 * depth)
     assert d["max_abs_grad_float64"][0] == 0.0
 
 
@@ -161,15 +165,18 @@ def test_report_json_from_files(capsys: pytest.CaptureFixture[str], tmp_path: Pa
     d = run_json(capsys, "report", "--network", str(tmp_path / "net.npz"), "--data", str(tmp_path / "data.npz"),
                  "--json", "--lr", "0.01")
     direct = report(net, x, y, loss="mse", lr=0.01)
-    np.testing.assert_allclose(d["layers"]["grad_norm_w"], direct.grad_norm_w, rtol=0, atol=1e-13)
-    np.testing.assert_allclose(d["layers"]["grad_max"], direct.grad_max, rtol=0, atol=1e-13)
-    assert d["slope"] == pytest.approx(direct.slope, abs=1e-12)
+    # the command line and the API run the same computation: the same bits
+    np.testing.assert_array_equal(d["layers"]["grad_norm_w"], direct.grad_norm_w)
+    np.testing.assert_array_equal(d["layers"]["grad_max"], direct.grad_max)
+    assert d["slope"] == direct.slope
     assert d["verdict"] == direct.verdict
     assert d["widths"] == widths and d["batch"] == 9 and d["lr"] == 0.01
     gw, gb = _numpy_tanh_mse(ws, bs, x, y)  # independent of loggrad altogether
-    np.testing.assert_allclose(d["layers"]["grad_norm_w"], [math.log10(np.linalg.norm(g)) for g in gw], atol=1e-12)
-    np.testing.assert_allclose(d["layers"]["grad_norm_b"], [math.log10(np.linalg.norm(g)) for g in gb], atol=1e-12)
-    np.testing.assert_allclose(d["layers"]["grad_max"], [math.log10(np.abs(g).max()) for g in gw], atol=1e-12)
+    # Two float64 backprops of a 5-layer tanh chain (width <= 7, batch 9), each with
+    # about (n + batch + 4) u a layer, and a norm over <= 49 terms: 200 u in all.
+    assert_log10_close(d["layers"]["grad_norm_w"], [math.log10(np.linalg.norm(g)) for g in gw], 200, "|dW|")
+    assert_log10_close(d["layers"]["grad_norm_b"], [math.log10(np.linalg.norm(g)) for g in gb], 200, "|db|")
+    assert_log10_close(d["layers"]["grad_max"], [math.log10(np.abs(g).max()) for g in gw], 200, "max|dw|")
 
 
 def test_report_flags_match_sweep_row(capsys: pytest.CaptureFixture[str]) -> None:
@@ -180,8 +187,8 @@ def test_report_flags_match_sweep_row(capsys: pytest.CaptureFixture[str]) -> Non
                  "lecun_normal", "--gain", "1.5", "--seed", "3", "--batch", "4", "--json")
     row = sweep(depths=12, widths=6, activations="tanh", inits="lecun_normal", gains=1.5, seeds=3, batch=4,
                 n_jobs=1, progress=False)[0]
-    assert d["slope"] == pytest.approx(row["slope"], abs=1e-12)
-    assert d["layers"]["grad_norm_w"][0] == pytest.approx(row["log10_grad_norm_first"], abs=1e-12)
+    assert d["slope"] == row["slope"]  # the same network and batch: the same bits
+    assert d["layers"]["grad_norm_w"][0] == row["log10_grad_norm_first"]
     assert d["verdict"] == row["verdict"]
 
 
@@ -220,8 +227,11 @@ def test_spectrum_of_scaled_orthogonal_chain(capsys: pytest.CaptureFixture[str],
     qs = [c * np.linalg.qr(rng.standard_normal((5, 5)))[0] for _ in range(300)]
     lg.Network(qs, None, "identity").save(tmp_path / "q.npz")
     d = run_json(capsys, "spectrum", "--network", str(tmp_path / "q.npz"), "--json")
-    np.testing.assert_allclose(d["lyapunov"], [math.log(c)] * 5, atol=1e-10)
-    np.testing.assert_allclose(d["log10_singular_values"], [300 * math.log10(c)] * 5, atol=1e-8)
+    # Q from numpy's QR is orthogonal to about width u; with the product and the
+    # re-orthonormalisation, (3 width + 4) u a layer = 19 u, over 300 layers.
+    want = float(300 * mpmath.log10(mpmath.mpf(c)))
+    assert_log10_close(d["log10_singular_values"], [want] * 5, 19 * 300, "log10 singular values")
+    np.testing.assert_allclose(d["lyapunov"], [math.log(c)] * 5, rtol=0, atol=19 * 2.0**-53 + 4 * math.ulp(math.log(c)))
     assert d["k"] == 5 and d["depth"] == 300
 
 
@@ -232,7 +242,7 @@ def test_spectrum_matches_api(capsys: pytest.CaptureFixture[str]) -> None:
     net = cli._build([6] * 41, "tanh", "lecun_normal", 2, None)
     x = np.random.default_rng([2, 1]).standard_normal((8, 6))[0]  # the first input of the random batch
     s = spectrum(net, x, k=3)
-    np.testing.assert_allclose(d["lyapunov"], s.lyapunov, rtol=1e-12)
+    np.testing.assert_array_equal(d["lyapunov"], s.lyapunov)  # the same computation: the same bits
 
 
 def test_sweep_json(capsys: pytest.CaptureFixture[str]) -> None:
@@ -244,7 +254,7 @@ def test_sweep_json(capsys: pytest.CaptureFixture[str]) -> None:
         rng = np.random.default_rng([0, 1])  # make_batch: x then y from one stream
         x = rng.standard_normal((8, 5))
         y = rng.standard_normal((8, 5))
-        assert r["log10_grad_norm_first"] == pytest.approx(float(report(net, x, y).grad_norm_w[0]), abs=1e-12)
+        assert r["log10_grad_norm_first"] == float(report(net, x, y).grad_norm_w[0])
 
 
 def test_demo_list_is_dynamic(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
@@ -266,8 +276,10 @@ def test_demo_list_is_dynamic(capsys: pytest.CaptureFixture[str], monkeypatch: p
 def test_demo_chain_rule_json(capsys: pytest.CaptureFixture[str]) -> None:
     d = run_json(capsys, "demo", "chain_rule", "--json")["chain_rule"]
     factors = [0.1, 0.001, 0.00025]
-    expected = sum(math.log10(factors[i % 3]) for i in range(150))  # the demo's 150-layer chain
-    assert d["result"]["grad"]["log10"] == pytest.approx(expected, abs=1e-10)
+    with mpmath.workprec(200):  # the demo's 150-layer chain of the float64 factors, exactly
+        expected = float(mpmath.log10(mpmath.fprod(mpmath.mpf(factors[i % 3]) for i in range(150))))
+    # one rounding per product: 150 u
+    assert abs(d["result"]["grad"]["log10"] - expected) <= log10_tol(expected, 150)
     assert d["result"]["grad_float64"] == 0.0
     assert any("chain rule" in line for line in d["output"])
 
@@ -482,7 +494,7 @@ def test_subprocess_version_and_report() -> None:
     rng = np.random.default_rng([0, 1])
     x = rng.standard_normal((8, 5))
     y = rng.standard_normal((8, 5))
-    np.testing.assert_allclose(d["layers"]["grad_norm_w"], report(net, x, y, lr=1e-3).grad_norm_w, atol=1e-12)
+    np.testing.assert_array_equal(d["layers"]["grad_norm_w"], report(net, x, y, lr=1e-3).grad_norm_w)
 
 
 def test_subprocess_bad_input() -> None:

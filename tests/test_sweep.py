@@ -110,11 +110,19 @@ def test_resume_skips_done_configurations(tmp_path, monkeypatch):
         json.loads(line, parse_constant=lambda c: pytest.fail(c))
 
 
-def test_errors_are_recorded_and_retried(tmp_path):
+def test_errors_are_recorded_and_retried(tmp_path, monkeypatch):
     path = tmp_path / "err.jsonl"
-    rows = sw.sweep(3, 4, "tanh", ["lecun_normal", "no_such_init"], n_jobs=1, progress=False, resume=path)
+    real = sw.run_config
+
+    def fails_for_orthogonal(config, *a, **k):
+        if config["init"] == "orthogonal":
+            raise RuntimeError("no_such_luck")
+        return real(config, *a, **k)
+
+    monkeypatch.setattr(sw, "run_config", fails_for_orthogonal)
+    rows = sw.sweep(3, 4, "tanh", ["lecun_normal", "orthogonal"], n_jobs=1, progress=False, resume=path)
     assert rows[0]["error"] is None
-    assert rows[1]["verdict"] == "error" and "no_such_init" in rows[1]["error"]
+    assert rows[1]["verdict"] == "error" and "no_such_luck" in rows[1]["error"]
     assert len(sw._read_resume(path)) == 1  # the failed one will run again
 
 
@@ -145,3 +153,39 @@ def test_dask_local_cluster_and_address(serial_rows):
             rows = sw.sweep(**dict(GRID, depths=[4]), scheduler=client, progress=False, lr=1e-3)
             assert_rows_equal(rows, serial_rows[: N_GRID // 2])
             assert client.status == "running"  # a Client passed in is left open
+
+
+@pytest.mark.parametrize(
+    "grid, message, cli_message",
+    [
+        (dict(activations=["foo"]), "activations: unknown activation 'foo'", "--activations: unknown activation 'foo'"),
+        (dict(activations=["tanh", 3]), "unknown activation 3", None),
+        (dict(inits=["nonsense"]), "inits: unknown initializer 'nonsense'", "--inits: unknown initializer 'nonsense'"),
+        (dict(depths=[3, 0]), "depths must be positive integers, got 0", "--depths must be positive integers, got 0"),
+        (dict(widths=[8.5]), "widths must be positive integers, got 8.5", None),
+        (dict(seeds=[-1]), "seeds must be non-negative integers", "--seeds must be non-negative integers"),
+        (dict(gains=[0.0]), "gains must be positive numbers", "--gains must be positive numbers"),
+        (dict(gains=[float("nan")]), "gains must be positive numbers", "--gains must be positive numbers"),
+        (dict(batch=0), "batch must be a positive integer", "--batch must be a positive integer"),
+        (dict(loss="hinge"), "loss: unknown loss 'hinge'", "--loss: unknown loss 'hinge'"),
+    ],
+)
+def test_bad_grids_refused_before_any_run_as_the_cli_refuses_them(grid, message, cli_message, monkeypatch, capsys):
+    from loggrad.__main__ import main
+
+    def never(*a, **k):
+        raise AssertionError("a configuration ran")
+
+    monkeypatch.setattr(sw, "run_config", never)
+    kw = dict(depths=[3], widths=[4], activations=["tanh"], inits=["lecun_normal"], gains=[1.0], seeds=[0],
+              batch=2, loss="mse")
+    kw.update(grid)
+    with pytest.raises(ValueError, match=message):
+        sw.sweep(**kw, n_jobs=1, progress=False)
+    if cli_message is None:  # not expressible on the command line
+        return
+    argv = ["sweep", "--json", "--jobs", "1", "--batch", str(kw["batch"]), "--loss", kw["loss"]]
+    for k in ("depths", "widths", "activations", "inits", "gains", "seeds"):
+        argv += [f"--{k}", ",".join(str(v) for v in kw[k])]
+    assert main(argv) == 2
+    assert cli_message in capsys.readouterr().err

@@ -4,6 +4,9 @@
   networks and on one shared network) give results bitwise equal to serial runs.
 - The engine releases the GIL: Python code runs while a pass is in progress,
   and passes in two threads overlap in time.
+- A pass at n engine threads runs tasks on n distinct threads (the engine
+  counts them: _core.threads_used), which holds on a loaded machine too,
+  where timing cannot show parallel work.
 - The same inputs give bitwise-identical results on every run and for every
   engine thread count (wide layers, where the engine calls BLAS).
 """
@@ -248,6 +251,70 @@ def test_engine_calls_in_two_threads_overlap_in_time(slow_pass):
     if load > (os.cpu_count() or 1) - 1:
         pytest.skip(f"machine busy (load {load:.1f}): could not show parallel execution; attempts {attempts}")
     pytest.fail(f"the two engine calls never computed in parallel: {attempts}")
+
+
+# -- the engine's threads share one pass ------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def wide_pass():
+    """A pass whose products are split into many tasks (blocks of 128 rows or columns)."""
+    rng = np.random.default_rng(21)
+    net = _chain(rng, [512] * 7, "tanh", 1.0)
+    x = rng.standard_normal((256, 512))
+    assert 256 * 512 * 512 >= _core.blas_min_work  # BLAS blocks spread over the pool
+    return net, x
+
+
+def _threads_of_one_pass(net, x, precision="extended"):
+    _core.reset_threads_used()
+    g = net.backward(x, loss="sum", precision=precision)
+    return _core.threads_used(), g
+
+
+def test_threads_used_counts_nothing_after_a_reset():
+    _core.reset_threads_used()
+    assert _core.threads_used() == 0
+
+
+@pytest.mark.parametrize("precision", ["extended", "float64"])
+def test_one_engine_thread_runs_a_pass_on_the_caller_alone(restore_threads, wide_pass, precision):
+    _core.set_num_threads(1)
+    used, _ = _threads_of_one_pass(*wide_pass, precision=precision)
+    assert used == 1
+
+
+@pytest.mark.parametrize("precision", ["extended", "float64"])
+@pytest.mark.parametrize("n", [2, 4])
+def test_a_pass_at_n_engine_threads_runs_tasks_on_n_threads(restore_threads, wide_pass, precision, n):
+    """Counted, not timed: each of the n threads (the caller and n - 1 pool workers)
+    ran at least one task of the pass. On a busy machine a worker may be scheduled
+    too late for one pass's tasks, so a few passes are tried; a pool that never
+    hands out work fails every one. The results stay bitwise those of one thread."""
+    net, x = wide_pass
+    _core.set_num_threads(1)
+    serial = _result_planes(net.backward(x, loss="sum", precision=precision))
+    _core.set_num_threads(n)
+    seen = []
+    for _ in range(20):
+        used, g = _threads_of_one_pass(net, x, precision)
+        _assert_bitwise_equal(_result_planes(g), serial, f"{n} engine threads")
+        assert 1 <= used <= n, f"{used} threads ran tasks of a pass at {n} engine threads"
+        seen.append(used)
+        if used == n:
+            return
+    pytest.fail(f"no pass at {n} engine threads ran tasks on {n} threads: {seen}")
+
+
+def test_concurrent_callers_fall_back_to_their_own_thread(restore_threads, wide_pass):
+    """While one Python thread's pass holds the pool, another's runs on its own
+    thread: every caller together counts as one thread, so the count stays <= n."""
+    net, x = wide_pass
+    _core.set_num_threads(2)
+    _core.reset_threads_used()
+    with ThreadPoolExecutor(max_workers=3) as ex:
+        list(ex.map(lambda _: net.backward(x, loss="sum"), range(3)))
+    assert 1 <= _core.threads_used() <= 2
 
 
 # -- determinism ----------------------------------------------------------------------

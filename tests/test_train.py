@@ -258,3 +258,375 @@ def test_network_report_and_spectrum_methods_equal_the_functions():
     np.testing.assert_array_equal(a.records()[0]["log10_grad_norm_w"], b.records()[0]["log10_grad_norm_w"])
     assert a.slope == b.slope and a.verdict == b.verdict
     np.testing.assert_array_equal(net.spectrum(x[0]).lyapunov, lg.spectrum(net, x[0]).lyapunov)
+
+
+# --- the engine's step against the numpy formulation, bit for bit ---------------------
+#
+# reference_step is sgd_step as it was written in numpy and LogArray products
+# before the engine took the step over: kept here, independent of the package's
+# code path, as the definition of the results (parameters and every report field).
+
+_REF_ZERO_EXP = int(lg._core.zero_exponent)
+
+
+def _ref_aligned_norm(m, e):
+    e = np.where(m == 0, _REF_ZERO_EXP, e)
+    emax = np.max(e)
+    emax = 0 if emax == _REF_ZERO_EXP else emax
+    d = np.clip(e - emax, -2000, 0).astype(np.int32)
+    with np.errstate(under="ignore"):
+        scaled = np.ldexp(m, d)
+    s = float(np.sqrt(np.sum(scaled * scaled)))
+    fm, fe = np.frexp(np.asarray(s))
+    return LogArray.from_parts(fm, np.int64(emax) + fe)
+
+
+def _ref_layer_norms(g, starts, sizes):
+    m = g.mantissa
+    e = np.where(m == 0, np.iinfo(np.int64).min // 4, g.exponent)
+    emax = np.maximum.reduceat(e, starts)
+    emax = np.where(emax < -(2**60), 0, emax)
+    d = np.clip(e - np.repeat(emax, sizes), -3000, 0).astype(np.int32)
+    with np.errstate(under="ignore"):
+        scaled = np.ldexp(m, d)
+    s = np.sqrt(np.add.reduceat(scaled * scaled, starts))
+    return LogArray.from_parts(s, emax)
+
+
+def _ref_clip_norm(g, max_norm):
+    norm = _ref_aligned_norm(g.mantissa, g.exponent)
+    if float(norm.log2()) <= np.log2(max_norm):
+        return g
+    return g * (LogArray(max_norm) / norm)
+
+
+def _ref_clip_value(g, clip_value):
+    over = g.log2() > np.log2(clip_value)
+    m = np.where(over, np.sign(g.mantissa) * clip_value, g.mantissa)
+    e = np.where(over, 0, g.exponent)
+    return LogArray.from_parts(m, e)
+
+
+def reference_step(params, gp, widths, lr, clip_norm=None, clip_value=None):
+    """(new parameters, report fields) of one step with gradient gp; raises as the step must."""
+    w = np.asarray(widths, dtype=np.int64)
+    sizes = w[1:] * (w[:-1] + 1)
+    starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+    grad = gp
+    norm = _ref_aligned_norm(gp.mantissa, gp.exponent)
+    clipped = False
+    if clip_norm is not None:
+        grad = _ref_clip_norm(grad, clip_norm)
+        clipped = grad is not gp
+    if clip_value is not None:
+        before = grad
+        grad = _ref_clip_value(grad, clip_value)
+        clipped = clipped or not np.array_equal(before.mantissa, grad.mantissa)
+    update = grad * lr
+    u = update.to_numpy()
+    with np.errstate(over="ignore", invalid="ignore"):
+        new = params - u
+    if not np.all(np.isfinite(new)):
+        raise FloatingPointError("overflows float64 weights; nothing was changed")
+    nonzero = update.mantissa != 0
+    unchanged = nonzero & (new == params)
+    return new, dict(
+        unchanged=np.add.reduceat(unchanged.astype(np.int64), starts),
+        nonzero_updates=np.add.reduceat(nonzero.astype(np.int64), starts),
+        update_log10_max=np.maximum.reduceat(update.log10(), starts),
+        update_norm=_ref_layer_norms(update, starts, sizes),
+        grad_layer_norm=_ref_layer_norms(gp, starts, sizes),
+        grad_norm=norm,
+        clipped=clipped,
+    )
+
+
+def _bits(a):
+    a = np.ascontiguousarray(np.asarray(a, dtype=np.float64))
+    return a.view(np.uint64)
+
+
+def assert_same_step(net_params, rep, ref_params, ref):
+    np.testing.assert_array_equal(_bits(net_params), _bits(ref_params))  # -0.0 and 0.0 apart too
+    for k in ("unchanged", "nonzero_updates"):
+        np.testing.assert_array_equal(getattr(rep, k), ref[k], err_msg=k)
+    np.testing.assert_array_equal(_bits(rep.update_log10_max), _bits(ref["update_log10_max"]))
+    for k in ("update_norm", "grad_layer_norm", "grad_norm"):
+        got, want = getattr(rep, k), ref[k]
+        np.testing.assert_array_equal(_bits(got.mantissa), _bits(want.mantissa), err_msg=k)
+        np.testing.assert_array_equal(got.exponent, want.exponent, err_msg=k)
+    assert rep.clipped == ref["clipped"]
+
+
+class _Grad:
+    """What the step takes from Network.backward's result: params and loss."""
+
+    def __init__(self, params):
+        self.params = params
+        self.loss = LogArray(0.0)
+
+
+def _engine_step(net, gp, lr, clip_norm=None, clip_value=None):
+    from loggrad import train
+
+    return train._apply(net, _Grad(gp), lr, train._clip_arg("max_norm", clip_norm, True),
+                        train._clip_arg("clip_value", clip_value, False), train._bounds(net))
+
+
+def _random_gradient(rng, n, lo, hi, zeros=0.1):
+    m = rng.uniform(0.5, 1.0, n) * rng.choice([-1.0, 1.0], n)
+    m[rng.random(n) < zeros] = 0.0
+    e = rng.integers(lo, hi, n)
+    return LogArray.from_parts(m, e)
+
+
+CLIPS = [(None, None), (1.0, None), (1e300, None), (None, 0.5), (None, 1e-320), (2.0**-1000, 1e-310), (3.0, 0.01)]
+
+
+@pytest.mark.parametrize("clip_norm,clip_value", CLIPS)
+@pytest.mark.parametrize("lo,hi", [(-40, 3), (-5000, 5000), (-1100, -1000), (1000, 1020)])
+def test_engine_step_equals_numpy_formulation_bitwise(clip_norm, clip_value, lo, hi):
+    # Exponents far beyond float64's range both ways, zeros, widths that make
+    # blocks of 1 to 21,000 entries (numpy's pairwise sums recurse) and enough
+    # entries for several engine tasks.
+    rng = np.random.default_rng(abs(lo) + hi)
+    widths = [3, 1, 140, 150, 2, 7]
+    net = lg.Network.build(widths, activation="tanh", seed=1)
+    gp = _random_gradient(rng, net.param_count, lo, hi)
+    before = net.params.copy()
+    try:
+        want_params, want = reference_step(before, gp, widths, 1e-3, clip_norm, clip_value)
+    except FloatingPointError:
+        with pytest.raises(FloatingPointError, match="nothing was changed"):
+            _engine_step(net, gp, 1e-3, clip_norm, clip_value)
+        np.testing.assert_array_equal(_bits(net.params), _bits(before))
+        return
+    rep = _engine_step(net, gp, 1e-3, clip_norm, clip_value)
+    assert_same_step(net.params, rep, want_params, want)
+
+
+def test_engine_step_large_layers_and_thread_counts():
+    # 66,000-entry layers span several engine tasks and numpy's multi-level
+    # pairwise tree; the results may not depend on the thread count.
+    rng = np.random.default_rng(5)
+    widths = [256, 256, 256, 3]
+    nets = [lg.Network.build(widths, activation="tanh", seed=2) for _ in range(2)]
+    gp = _random_gradient(rng, nets[0].param_count, -1200, 40)
+    want_params, want = reference_step(nets[0].params.copy(), gp, widths, 0.25, clip_norm=1e-5)
+    before = lg._core.num_threads()
+    try:
+        for net, threads in zip(nets, (1, max(2, before))):
+            lg._core.set_num_threads(threads)
+            rep = _engine_step(net, gp, 0.25, clip_norm=1e-5)
+            assert_same_step(net.params, rep, want_params, want)
+    finally:
+        lg._core.set_num_threads(before)
+
+
+@pytest.mark.parametrize("loss", ["mse", "sum"])
+@pytest.mark.parametrize("clip_norm,clip_value", [(None, None), (1e-3, None), (None, 1e-4), (0.5, 1e-3)])
+def test_sgd_step_on_a_deep_network_equals_numpy_formulation(loss, clip_norm, clip_value):
+    # Gradients from a real pass: vanishing through 900 sigmoid layers (far below
+    # float64 in the first layers), so most early updates are lost.
+    rng = np.random.default_rng(3)
+    widths = [6] * 901
+    net = lg.Network.build(widths, activation="sigmoid", init="normal", seed=4)
+    x, y = rng.standard_normal((5, 6)), rng.standard_normal((5, 6))
+    g = net.backward(x, y, loss=loss, input_grad=False)
+    assert float(g.params.log10().max()) > -10 and float(g.params[:36].log10().max()) < -308
+    want_params, want = reference_step(net.params.copy(), g.params, widths, 0.1, clip_norm, clip_value)
+    rep = net.sgd_step(x, y, 0.1, loss=loss, clip_norm=clip_norm, clip_value=clip_value)
+    assert_same_step(net.params, rep, want_params, want)
+    assert rep.unchanged.sum() > 0 and rep.loss.mantissa == g.loss.mantissa
+
+
+def test_lost_updates_counted_as_numpy_counts_them():
+    # Updates around half an ulp of their weights: about half are lost.
+    rng = np.random.default_rng(6)
+    widths = [20, 30, 10]
+    net = lg.Network.build(widths, activation="tanh", seed=0)
+    w = net.params
+    w[:] = rng.uniform(1.0, 2.0, w.size) * rng.choice([-1, 1], w.size)
+    w[::7] = 0.0
+    w[1::7] = -0.0
+    gp = LogArray.from_parts(rng.uniform(0.5, 1.0, w.size) * rng.choice([-1, 1], w.size),
+                             rng.integers(-55, -50, w.size))
+    want_params, want = reference_step(w.copy(), gp, widths, 1.0)
+    rep = _engine_step(net, gp, 1.0)
+    assert_same_step(net.params, rep, want_params, want)
+    assert 0 < rep.unchanged.sum() < rep.nonzero_updates.sum()
+
+
+def test_clipping_thresholds_exactly_as_numpy_decides():
+    # Entries at clip_value and one ulp around it, and a gradient whose norm is
+    # max_norm within an ulp: the engine clips exactly the entries numpy clips.
+    widths = [4, 5]
+    net = lg.Network.build(widths, activation="tanh", seed=0)
+    n = net.param_count
+    for cv in (0.1, 1.0, 3.0, 2.0**-1070, 1e300):
+        vals = np.array([cv, np.nextafter(cv, 0), np.nextafter(cv, np.inf), -cv, 2 * cv, cv / 2])
+        m, e = np.frexp(np.resize(vals, n))
+        gp = LogArray.from_parts(m, e.astype(np.int64))
+        before = net.params.copy()
+        want_params, want = reference_step(before, gp, widths, 1e-3, clip_value=cv)
+        rep = _engine_step(net, gp, 1e-3, clip_value=cv)
+        assert_same_step(net.params, rep, want_params, want)
+    gp = _random_gradient(np.random.default_rng(7), n, -3, 3, zeros=0.0)
+    norm = float(_ref_aligned_norm(gp.mantissa, gp.exponent).to_numpy())
+    for mn in (norm, np.nextafter(norm, 0), np.nextafter(norm, np.inf)):
+        before = net.params.copy()
+        want_params, want = reference_step(before, gp, widths, 1e-3, clip_norm=mn)
+        rep = _engine_step(net, gp, 1e-3, clip_norm=mn)
+        assert_same_step(net.params, rep, want_params, want)
+
+
+def test_log2_threshold_matches_numpy_around_it():
+    from loggrad import train
+
+    rng = np.random.default_rng(8)
+    for limit in np.concatenate([rng.uniform(0.01, 100, 20), [1.0, 0.5, 2.0**-1074, 1e308]]):
+        for scalar in (False, True):
+            _, e_star, m_star = train._log2_threshold(float(limit), scalar)
+            bits = int(np.array([m_star]).view(np.uint64)[0])
+            cand = np.array(np.arange(bits - 300, bits + 300), dtype=np.uint64).view(np.float64)
+            cand = cand[(cand >= 0.5) & (cand < 1.0)]
+            numpy_says = (np.int64(e_star) + np.log2(cand)) > np.log2(limit)
+            np.testing.assert_array_equal(numpy_says, cand >= m_star)
+
+
+@pytest.mark.parametrize("case", ["update", "weights", "nan"])
+def test_failed_engine_step_changes_nothing(case):
+    # An update beyond float64's range, weights near its limit or a nan weight:
+    # FloatingPointError, and not one parameter changed (whichever part of the
+    # block the bad value is in).
+    rng = np.random.default_rng(9)
+    widths = [50, 60, 70]
+    net = lg.Network.build(widths, activation="tanh", seed=0)
+    n = net.param_count
+    gp = _random_gradient(rng, n, -10, 0)
+    if case == "update":
+        m, e = gp.mantissa.copy(), gp.exponent.copy()
+        m[n - 5], e[n - 5] = 0.75, 1045
+        gp = LogArray.from_parts(m, e)
+    elif case == "weights":
+        net.params[n // 2] = 1.7e308
+        gp = LogArray.from_parts(np.full(n, -0.99), np.full(n, 1023 + 10, dtype=np.int64))
+    else:
+        net.params[n - 1] = np.nan
+    before = net.params.copy()
+    with pytest.raises(FloatingPointError):
+        reference_step(before.copy(), gp, widths, 1e-3 if case != "weights" else 2.0**-10)
+    with pytest.raises(FloatingPointError, match="nothing was changed"):
+        _engine_step(net, gp, 1e-3 if case != "weights" else 2.0**-10)
+    np.testing.assert_array_equal(_bits(net.params), _bits(before))
+
+
+def test_update_beyond_exponent_range_raises_and_changes_nothing():
+    widths = [3, 3]
+    net = lg.Network.build(widths, activation="tanh", seed=0)
+    n = net.param_count
+    gp = LogArray.from_parts(np.full(n, 0.75), np.full(n, 2**60 - 2, dtype=np.int64))
+    before = net.params.copy()
+    with pytest.raises(lg._core.ExponentRangeError):
+        gp * 16.0  # the numpy formulation's product raises too
+    with pytest.raises(lg._core.ExponentRangeError, match="nothing was changed"):
+        _engine_step(net, gp, 16.0)
+    np.testing.assert_array_equal(_bits(net.params), _bits(before))
+
+
+def test_failed_step_from_backward_changes_nothing_bitwise():
+    net = lg.Network([1.5 * np.eye(3)] * 2000, None, "identity")
+    before = net.params.copy()
+    g = net.backward(np.ones((1, 3)), np.zeros((1, 3)), input_grad=False)
+    with pytest.raises(FloatingPointError):
+        reference_step(before.copy(), g.params, net.widths, 0.01)
+    with pytest.raises(FloatingPointError, match=r"the update of parameter \d+ \(10\^\d+\.\d\) overflows"):
+        net.sgd_step(np.ones((1, 3)), np.zeros((1, 3)), 0.01)
+    np.testing.assert_array_equal(_bits(net.params), _bits(before))
+
+
+# --- fit: the same steps, and Ctrl-C -------------------------------------------------
+
+
+def _reference_fit(net, x, y, lr, epochs, bs, seed, clip_norm=None):
+    """fit's loop with reference_step; net's parameters take each step's result."""
+    rng = np.random.default_rng(seed)
+    n = x.shape[0]
+    grad_norms = []
+    for _ in range(epochs):
+        order = rng.permutation(n)
+        for start in range(0, n, bs):
+            idx = order[start:start + bs]
+            g = net.backward(x[idx], y[idx], input_grad=False)
+            new, rep = reference_step(net.params.copy(), g.params, net.widths, lr, clip_norm)
+            net.params[:] = new
+        grad_norms.append(rep["grad_layer_norm"].log10())
+    return net.params.copy(), grad_norms
+
+
+def test_fit_steps_equal_the_numpy_formulation_bitwise():
+    rng = np.random.default_rng(10)
+    x, y = rng.standard_normal((40, 5)), rng.standard_normal((40, 2))
+    widths = [5, 8, 8, 2]
+    ref_net = lg.Network.build(widths, activation="tanh", seed=3)
+    net = lg.Network.build(widths, activation="tanh", seed=3)
+    want_params, want_norms = _reference_fit(ref_net, x, y, 0.05, 3, 16, 0, clip_norm=0.5)
+    h = net.fit(x, y, lr=0.05, epochs=3, batch_size=16, seed=0, clip_norm=0.5)
+    np.testing.assert_array_equal(_bits(net.params), _bits(want_params))
+    for got, want in zip(h.grad_norm_log10, want_norms):
+        np.testing.assert_array_equal(_bits(got), _bits(want))
+
+
+@pytest.mark.parametrize("stop_at", [1, 4, 7])
+def test_fit_interrupted_leaves_the_last_completed_step(monkeypatch, stop_at):
+    from loggrad.train import FitInterrupted, fit
+
+    rng = np.random.default_rng(11)
+    x, y = rng.standard_normal((24, 4)), rng.standard_normal((24, 3))
+    widths = [4, 6, 3]
+    net = lg.Network.build(widths, activation="tanh", seed=5)
+    ref = lg.Network.build(widths, activation="tanh", seed=5)
+    # the same steps, uninterrupted: stop_at - 1 of them complete (3 per epoch)
+    done = stop_at - 1
+    full_epochs = done // 3
+    if full_epochs:
+        fit(ref, x, y, 0.1, epochs=full_epochs, batch_size=8, seed=0)
+    rng_ref = np.random.default_rng(0)
+    for _ in range(full_epochs):
+        rng_ref.permutation(24)
+    order = rng_ref.permutation(24)
+    for k in range(done % 3):
+        idx = order[8 * k:8 * k + 8]
+        ref.sgd_step(x[idx], y[idx], 0.1)
+
+    calls = {"n": 0}
+    real_backward = net.backward
+
+    def backward(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == stop_at:
+            raise KeyboardInterrupt
+        return real_backward(*args, **kwargs)
+
+    monkeypatch.setattr(net, "backward", backward)
+    with pytest.raises(FitInterrupted) as info:
+        fit(net, x, y, 0.1, epochs=5, batch_size=8, seed=0)
+    exc = info.value
+    assert isinstance(exc, KeyboardInterrupt)
+    assert exc.steps == done and len(exc.history.loss) == full_epochs
+    assert len(exc.epoch_losses) == done % 3
+    np.testing.assert_array_equal(_bits(net.params), _bits(ref.params))
+
+
+def test_step_near_float64_limit_succeeds_bitwise():
+    # A weight beyond 2^1022 sends the step through the engine's copy (the
+    # in-place bound no longer holds); it still succeeds when every value is finite.
+    rng = np.random.default_rng(12)
+    widths = [30, 40, 5]
+    net = lg.Network.build(widths, activation="tanh", seed=0)
+    net.params[7] = 1.7e308
+    net.params[8] = -1.7e308
+    gp = _random_gradient(rng, net.param_count, -60, 2)
+    want_params, want = reference_step(net.params.copy(), gp, widths, 0.5, clip_value=3.0)
+    rep = _engine_step(net, gp, 0.5, clip_value=3.0)
+    assert_same_step(net.params, rep, want_params, want)

@@ -98,6 +98,246 @@ Ext gauss_ext(double z) {
     return mul(g, from_double(std::exp(-0.5 * l)));
 }
 
+// gelu for z in [kGeluTableLo, kGeluTableHi] = [-10, 0.5], to about an ulp.
+//
+// Phi(z) = erfc(-z/sqrt2)/2 from libm loses up to ~30 ulps there: the rounded
+// argument -z/sqrt2 is amplified by d ln erfc(u)/du ~ -2u, and erfc itself
+// is good to ~2 ulps only. Instead Phi and phi are taken from nodes
+// z0 = kGeluTableLo + k/16, stored as double-doubles:
+//   Phi(z0 + h) = Phi(z0) + phi(z0) sum_{n>=1} (-1)^{n-1} He_{n-1}(z0) h^n / n!
+//   phi(z0 + h) = phi(z0) e^{-h (z + z0)/2}
+// (He: probabilists' Hermite polynomials, Phi^{(n)} = (-1)^{n-1} He_{n-1} phi),
+// with |h| <= 1/32 and h = z - z0 exact. The corrections are below 0.4 of
+// the node values, so their float64 rounding costs a fraction of an ulp.
+// Table rows: Phi(z0) hi, lo, phi(z0) hi, lo; from mpmath at 240 bits:
+//   for k in range(169): z0 = mpf(-10) + mpf(k)/16; v = ncdf(z0) (then npdf(z0));
+//   hi = float(v); lo = float(v - hi)
+constexpr double kGeluTableLo = -10.0;
+constexpr double kGeluTableHi = 0.5;
+constexpr int kGeluTableLast = 168;  // (kGeluTableHi - kGeluTableLo) * 16
+constexpr double kGeluTable[169][4] = {
+    {0x1.26c75e84fb10dp-77, 0x1.ace508f1cc541p-131, 0x1.7416846b4d5d9p-74, 0x1.fcf209f297f8dp-128},
+    {0x1.14847d3a52160p-76, 0x1.59c906c78c583p-130, 0x1.5ae5d0a719564p-73, -0x1.9fd2e8a835a8ap-130},
+    {0x1.0262cd22e07dap-75, 0x1.a524c87be88ffp-135, 0x1.4226e7f24446cp-72, 0x1.9b5569fafdb17p-128},
+    {0x1.e105a84801ca1p-75, 0x1.9abbb698e81ffp-129, 0x1.2a014e57b0ba1p-71, -0x1.7a66d2f4edbf7p-125},
+    {0x1.be04543a446c6p-74, -0x1.0fe7df0bd7709p-128, 0x1.1297eab996abbp-70, -0x1.60d81b879793cp-124},
+    {0x1.9bf677e73efa3p-73, -0x1.b831465e921a9p-127, 0x1.f811b2a3ad25cp-70, 0x1.bfcbb4ab73e85p-124},
+    {0x1.7b0a441470d5dp-72, 0x1.5f76adf9eda66p-126, 0x1.ccdab14220a45p-69, -0x1.654e7cd69b733p-124},
+    {0x1.5b67134d2dd6ep-71, 0x1.ba9eda1c8485ep-127, 0x1.a3b39e4e898e3p-68, 0x1.3b487b40a8af9p-124},
+    {0x1.3d2d60a5c14aap-70, -0x1.69c724f395e0fp-124, 0x1.7cbbcf79d2a72p-67, 0x1.d5f8e395e6b41p-126},
+    {0x1.2076dfc9f4d10p-69, 0x1.4719b7dd36b2fp-128, 0x1.580983f57acbbp-66, -0x1.3487d99dee54cp-120},
+    {0x1.0556b305e7759p-68, -0x1.4a4459a1f1dc1p-122, 0x1.35aa67a533e01p-65, 0x1.8412a3cc7aca8p-119},
+    {0x1.d7b376f51f8c2p-68, 0x1.1f7f9eab8af39p-123, 0x1.15a43297cf691p-64, 0x1.bfe0bcbf28887p-119},
+    {0x1.a80dfeb2b1c64p-67, 0x1.b3da116d699c8p-121, 0x1.efeabd09a4928p-64, 0x1.67f187d4f82cdp-120},
+    {0x1.7bc043a6ae6bap-66, 0x1.74ee41e4d8631p-121, 0x1.b92bd82e814c6p-63, 0x1.25b3d92c83fbep-117},
+    {0x1.52c3d0bd10215p-65, -0x1.8cb50997aad8bp-119, 0x1.86f0640e7f659p-62, -0x1.de5d14fd4f331p-116},
+    {0x1.2d09921673b2ep-64, 0x1.eb3c3a0ed3a25p-120, 0x1.591360c9071cep-61, 0x1.764716ac5c50fp-115},
+    {0x1.0a7afbb1ee67cp-63, 0x1.c1c0610972008p-117, 0x1.2f67c5e7a9a39p-60, 0x1.a5830ea36d1b5p-116},
+    {0x1.d5f6652152293p-63, 0x1.a1e43381f8056p-117, 0x1.09ba1c352fd85p-59, -0x1.9e4abd704b33cp-117},
+    {0x1.9cd063226c868p-62, -0x1.1140aff61ccd6p-116, 0x1.cfa409f1a6a97p-59, -0x1.eee8a6054fb7dp-113},
+    {0x1.6937c8409fa23p-61, 0x1.ac1cc508b8adbp-115, 0x1.92e750847f723p-58, -0x1.b0d5ff2678628p-113},
+    {0x1.3ada639cabc7ap-60, -0x1.113e1513e7850p-115, 0x1.5cc20ab7773eap-57, -0x1.7735b370b5f31p-111},
+    {0x1.1161eda52cd13p-59, 0x1.626e73a3e8705p-115, 0x1.2cb643b119678p-56, 0x1.55eb3ab712de7p-110},
+    {0x1.d8eb99f7f7726p-59, 0x1.893b77c777067p-115, 0x1.02462a0797463p-55, 0x1.a32a836159a51p-110},
+    {0x1.97795639a458dp-58, -0x1.f234e34b64fbep-116, 0x1.b9ebba9ba1abbp-55, 0x1.2f3f70d5485d0p-110},
+    {0x1.5dbbaccf1a4e0p-57, 0x1.d3f69c97b7828p-111, 0x1.7899e4c2ad3a6p-54, -0x1.ff781a352804dp-110},
+    {0x1.2b04e18d608d8p-56, -0x1.813dd7fdbf1e6p-110, 0x1.3faf60c4c56e2p-53, 0x1.ec87dde1317e0p-107},
+    {0x1.fd59ae3f7142ep-56, -0x1.aace10f336c5cp-111, 0x1.0e50138b69fbap-52, -0x1.b4921638a0a72p-109},
+    {0x1.b02549ac155a2p-55, 0x1.9ffc8ab863eecp-109, 0x1.c759589606853p-52, -0x1.c4ce2ab71a08cp-106},
+    {0x1.6d3ba010ac799p-54, 0x1.557c23a3e9f1ep-108, 0x1.7e07497086507p-51, 0x1.0ed010f1016c3p-105},
+    {0x1.337e60292dbcap-53, 0x1.785aed2c99a10p-111, 0x1.3f43b435b5a7cp-50, -0x1.72a1c1f8224c1p-104},
+    {0x1.01e30a1d54c78p-52, -0x1.df0ae4e592f1bp-106, 0x1.09c5986479c5dp-49, -0x1.d01c1bfc58914p-103},
+    {0x1.aee7279e13603p-52, -0x1.efc174813217bp-106, 0x1.b8c23c49a4f74p-49, 0x1.faf26c2fb1416p-104},
+    {0x1.669d2c90d55cep-51, 0x1.02bdbdb0e6ba9p-105, 0x1.6c0df3a094834p-48, 0x1.bf07009b6d268p-102},
+    {0x1.294e2d05d7018p-50, -0x1.1bbb3bddbd04dp-104, 0x1.2b86d020828d3p-47, -0x1.ce04cd302451dp-102},
+    {0x1.eb0fed119b102p-50, -0x1.b0ab560c2c560p-104, 0x1.eaf366efc1181p-47, 0x1.c882eaa44d5a7p-101},
+    {0x1.93fd039c0ebc5p-49, -0x1.a255a64fc9ab2p-109, 0x1.90c9928499ba1p-46, 0x1.f0924666c9fa9p-101},
+    {0x1.4b13ea9a9f5c3p-48, 0x1.26e07982c56acp-104, 0x1.45e8308d25d84p-45, -0x1.4826727bd3b50p-100},
+    {0x1.0e48be68a86a2p-47, -0x1.a806c3e7c2e9dp-102, 0x1.07fbc8e673842p-44, -0x1.1f79a4cdeea2dp-98},
+    {0x1.b79cff2b8cab9p-47, 0x1.8ee1daf6bc670p-101, 0x1.a9fbf74f54cacp-44, -0x1.8a9354b7779cap-99},
+    {0x1.6423e83b1d801p-46, -0x1.2acfb3a7fb004p-102, 0x1.565c4fe54ad1ap-43, 0x1.5629aae80fc2ap-97},
+    {0x1.1f68f3dbb818ap-45, -0x1.892cac9677165p-100, 0x1.121483257eba0p-42, 0x1.c25e49e6bf7f3p-96},
+    {0x1.ce1ba487393fcp-45, -0x1.5ce73c1a2f084p-101, 0x1.b51fcbb39a147p-42, 0x1.a4c2aeb95d150p-96},
+    {0x1.721278ef40b1fp-44, -0x1.387b7c94fb57dp-98, 0x1.5b3884a6c1e7ap-41, 0x1.1e6419c08e3f7p-97},
+    {0x1.273afc26d1ea2p-43, 0x1.eed3ae3007f95p-97, 0x1.12bb872181042p-40, -0x1.3739d725e3c89p-96},
+    {0x1.d53e3e82da9c6p-43, -0x1.0c7f209b3a8d6p-98, 0x1.b10f57d25a805p-40, 0x1.6df9baa967153p-97},
+    {0x1.737b4f60f5d39p-42, 0x1.3289f0edd8d8ap-97, 0x1.53fc1a03139fcp-39, 0x1.d8c1a9ef7aa96p-93},
+    {0x1.24f60a258d235p-41, 0x1.f4ee40261cbd2p-95, 0x1.09df86034c0fdp-38, -0x1.e1bafc430c6ebp-92},
+    {0x1.cc4e2c3dd4d49p-41, -0x1.d3df75cbe1906p-95, 0x1.9e3659616cbb6p-38, 0x1.949c5a6f75e44p-92},
+    {0x1.683c36759a444p-40, 0x1.add0c63255d4ep-95, 0x1.41663f31db14bp-37, -0x1.7a840d11939f4p-92},
+    {0x1.18d757bdeaf38p-39, -0x1.f728d9abfe96ep-93, 0x1.f0d263530b40bp-37, 0x1.13aec4652601bp-92},
+    {0x1.b437009ea26ddp-39, 0x1.41ff3292db6acp-95, 0x1.7e7fa233a1a32p-36, 0x1.39f0449997cf1p-93},
+    {0x1.517a675e78d81p-38, -0x1.0476ec5c53cdep-100, 0x1.25558525007ddp-35, -0x1.7795db65b7a26p-90},
+    {0x1.041789eb749a0p-37, 0x1.f896fbb9a7758p-91, 0x1.c027cdafdb7eep-35, -0x1.5fe319e8ebfbbp-89},
+    {0x1.8f5e8ff569e4fp-37, 0x1.7387ffbfe9cbep-96, 0x1.5502d5272ef15p-34, 0x1.06ef8b988bb0fp-88},
+    {0x1.317156a77fb3bp-36, -0x1.c8ecdba34582fp-91, 0x1.0278913764ce1p-33, 0x1.a390d45f369b7p-87},
+    {0x1.d16d9327cb32ep-36, 0x1.0bac647b97fbbp-92, 0x1.864a824d3603ep-33, -0x1.641a16ccaf496p-87},
+    {0x1.61404b2da0191p-35, 0x1.a9b47f425349ap-93, 0x1.258556ae47e79p-32, -0x1.866cadf767be9p-93},
+    {0x1.0b1665032fb87p-34, -0x1.2dfb8a3d7563ap-89, 0x1.b7c4692f5b9f3p-32, -0x1.5c58c045cbfabp-86},
+    {0x1.9256fc30ef212p-34, 0x1.8b8d14802d444p-89, 0x1.4827ed8abcf99p-31, -0x1.40170991e65e5p-86},
+    {0x1.2de2be7f9538bp-33, 0x1.d68b4ec44fe83p-87, 0x1.e7d54776a7576p-31, 0x1.448f538801fdap-85},
+    {0x1.c34c28f35ea26p-33, 0x1.13e5f2cdb9773p-88, 0x1.6930a864fa47bp-30, 0x1.96d584341f3efp-84},
+    {0x1.500afb591eac5p-32, -0x1.382d39982f60fp-86, 0x1.0a61a1ca8cceap-29, 0x1.95c1130b52755p-84},
+    {0x1.f289d4870f466p-32, 0x1.9e18e8c08bfeep-87, 0x1.8762da2fe17bdp-29, 0x1.91dcf5cf38390p-83},
+    {0x1.706576a4a4920p-31, -0x1.94ebe54e1768fp-87, 0x1.1e67ad1f07c4ep-28, -0x1.5e75f838263a4p-83},
+    {0x1.0f30ef0092d48p-30, 0x1.f0faa93e340a9p-85, 0x1.a1880fbd087fcp-28, 0x1.18d15a785658cp-82},
+    {0x1.8dbff0d10530ep-30, 0x1.3a16f0581ec86p-84, 0x1.2f28e0bfab93dp-27, 0x1.e079f9b8172cap-83},
+    {0x1.2293637785101p-29, -0x1.13f066e474423p-84, 0x1.b6848b29cc3ddp-27, -0x1.42e438b7083b4p-81},
+    {0x1.a6f2123add778p-29, -0x1.d9228462a9755p-85, 0x1.3beb6550c2febp-26, -0x1.2a52fe618e3b8p-80},
+    {0x1.32a35e335e12bp-28, 0x1.01da174f2bf56p-82, 0x1.c56b24c535bf5p-26, 0x1.9afe7f18b58cep-80},
+    {0x1.baf0b99522398p-28, 0x1.c54c9dd73691fp-86, 0x1.441cc4c836277p-25, 0x1.c82405c7a5288p-79},
+    {0x1.3eb34524706c6p-27, -0x1.7075744a380bap-81, 0x1.cd8ea2b41efb9p-25, -0x1.14318c7b7c25ep-81},
+    {0x1.c8e057e966197p-27, -0x1.37d246f45e6d5p-83, 0x1.475ccccd7f7a4p-24, 0x1.6727c63b5c3bcp-79},
+    {0x1.463cfa9c7fce7p-26, 0x1.d319482f286c1p-80, 0x1.ce8ec39250975p-24, 0x1.b565716c2634ap-79},
+    {0x1.d024981172f2dp-26, -0x1.4a09a9ea6184ep-80, 0x1.4584df7a0b9f9p-23, -0x1.f743193e52d28p-79},
+    {0x1.48eb8caab7cc6p-25, 0x1.6302478c1cc1dp-79, 0x1.c85f9e060c0ddp-23, -0x1.77707dec493c8p-78},
+    {0x1.d06bc2cfad773p-25, -0x1.0897a483a6273p-79, 0x1.3eaaec1f3eea0p-22, -0x1.e15257b01df39p-76},
+    {0x1.46a16cd7b7555p-24, -0x1.919ad4f1831c8p-79, 0x1.bb4a8be266ce5p-22, -0x1.e7a79f791238bp-80},
+    {0x1.c9b4b6d0b61dcp-24, 0x1.663860edccec4p-79, 0x1.331fbe87470b3p-21, -0x1.1275ec74cfc4fp-75},
+    {0x1.3f7a8d8ed2701p-23, 0x1.50af2d2ecbf6ep-79, 0x1.a7e88797bf8dcp-21, 0x1.1e810f1e24e65p-76},
+    {0x1.bc4ed8bb089fdp-23, 0x1.2a8164db0f1d9p-77, 0x1.2368d323c1f19p-20, -0x1.6db01dd9c829cp-74},
+    {0x1.33ca2f2133831p-22, -0x1.bdc39cdfb8c0dp-83, 0x1.8f16964c8fd3fp-20, 0x1.22449b40a3301p-75},
+    {0x1.a8d400adbd127p-22, -0x1.778e13f9c52c2p-77, 0x1.1036583a8f9c7p-19, -0x1.71a50a11fe7eap-75},
+    {0x1.241499db1b218p-21, -0x1.fc63ac721e447p-76, 0x1.71e57773b0b54p-19, -0x1.ccbc282cca914p-73},
+    {0x1.901d0a9b24853p-21, 0x1.f55ea60988f3fp-75, 0x1.f4accdbfbef3cp-19, 0x1.0e16b22f1f10ap-75},
+    {0x1.11056da03cb85p-20, 0x1.88f2145e04f0fp-79, 0x1.518646fbb0c6cp-18, -0x1.902850dffdfcap-75},
+    {0x1.7332387830fe3p-20, 0x1.2bc5958efc08bp-74, 0x1.c54d7b6ee038cp-18, -0x1.6c81bcb142b24p-72},
+    {0x1.f6c707d24b099p-20, 0x1.48b6253fa94c2p-75, 0x1.2f35fb1d3d065p-17, 0x1.fbc2925152f25p-72},
+    {0x1.5338f6af8ca46p-19, -0x1.aba667e5c6434p-73, 0x1.940cb83a6c93cp-17, 0x1.e0b995cc73eafp-71},
+    {0x1.c80728dd3b03ap-19, 0x1.6b3512e2aa930p-73, 0x1.0c29a533d0bc5p-16, -0x1.ad137974e0b1bp-73},
+    {0x1.3160c1826c206p-18, -0x1.53c847992190cp-73, 0x1.62908c5a5b68cp-16, -0x1.37c38e84a1f98p-70},
+    {0x1.9775b45c268bcp-18, -0x1.04623997669e1p-72, 0x1.d2fa44486e8e6p-16, -0x1.911b1bb909608p-70},
+    {0x1.0ed0e1d208db4p-17, -0x1.d7640f507d013p-71, 0x1.3250fe62bdfcdp-15, -0x1.95e7c27eaaac6p-73},
+    {0x1.66a5bcbf244eap-17, 0x1.0391b24f8941ap-74, 0x1.904afdde8cca3p-15, 0x1.0e020aeb4520ep-71},
+    {0x1.d930fc1054522p-17, -0x1.a268da89f4f2ep-73, 0x1.0487e65cfaa06p-14, -0x1.120bc1e860ba8p-68},
+    {0x1.36feaecd8d1e3p-16, -0x1.d052faeba8769p-71, 0x1.51cfa5ec5ce7dp-14, -0x1.ae8c5f4aa5d9fp-68},
+    {0x1.97443804f6995p-16, -0x1.e8686766c0573p-72, 0x1.b44e9cfce5be7p-14, -0x1.1647088e492bfp-69},
+    {0x1.09ad7954afff8p-15, -0x1.d0684d8e1b28fp-69, 0x1.18a98e2c0b4b4p-13, 0x1.a89982a93fe63p-67},
+    {0x1.595675c2cbdc0p-15, -0x1.b88fdf737123cp-70, 0x1.67aca46fc8a3ap-13, -0x1.bb755e11fa862p-67},
+    {0x1.bf37663a4a43bp-15, 0x1.251623c6726cep-70, 0x1.cb22072d20a39p-13, -0x1.29dd6e1e1270ap-69},
+    {0x1.20806177106fdp-14, -0x1.6044f0e7da116p-68, 0x1.23e792445b135p-12, -0x1.25d48bd5e8182p-68},
+    {0x1.72d9564b2dce0p-14, -0x1.23a94875b903bp-71, 0x1.71b92ecaaa791p-12, -0x1.352f768acfff3p-66},
+    {0x1.daf021c90dfc8p-14, 0x1.d7048db8dbed8p-69, 0x1.d27651aac5192p-12, -0x1.55bfe27f5ae28p-67},
+    {0x1.2eff7fc311e78p-13, 0x1.0516b08ad7ce0p-67, 0x1.251bf7a2b0faep-11, -0x1.c36737c2d6311p-65},
+    {0x1.812f0e4b6d184p-13, -0x1.bac248c067fcbp-69, 0x1.6eec8bfe11926p-11, -0x1.58e05850aa7f3p-67},
+    {0x1.e7dbc92b77dd5p-13, -0x1.1f5b3032df8cap-67, 0x1.c9897d147e61fp-11, 0x1.7b5302f958e98p-66},
+    {0x1.33d0aab71796cp-12, -0x1.78336d78ae6b1p-66, 0x1.1c26c98be9100p-10, 0x1.a4313e17fc3e0p-64},
+    {0x1.8301be4097ac0p-12, -0x1.981583c7086e5p-66, 0x1.5f90f6ce87b37p-10, 0x1.62b09146953c4p-64},
+    {0x1.e4c9eefc4f5d7p-12, -0x1.91e51bb0f6e94p-66, 0x1.b1478142a9f43p-10, 0x1.71f05fa087148p-66},
+    {0x1.2e86fd7d03406p-11, 0x1.8013f4d6a4513p-65, 0x1.09f38e18a2820p-9, 0x1.0e60af954930cp-63},
+    {0x1.7832e558d7053p-11, 0x1.b00c7ce7e87fcp-72, 0x1.4536f2fe0dbd2p-9, 0x1.b12c27eb9b145p-63},
+    {0x1.d21af4ae0dd6dp-11, 0x1.39965159e609ap-65, 0x1.8c2226d7ae536p-9, -0x1.0be5d59514c79p-65},
+    {0x1.1fb2cbad16b6ap-10, -0x1.7e81c10871333p-64, 0x1.e0a2d6b4bc0a2p-9, -0x1.4fd38332a5ec6p-64},
+    {0x1.61de1f985b5d7p-10, -0x1.dd537b698460ep-65, 0x1.227213fd77689p-8, -0x1.9f32adc08250fp-62},
+    {0x1.b1ad9b59f98dbp-10, -0x1.ed2dbd4168ab7p-65, 0x1.5da9231033525p-8, -0x1.05b68158e7c90p-62},
+    {0x1.08c890e7cdbf7p-9, -0x1.295beef348398p-65, 0x1.a34ea57d8ce36p-8, -0x1.5d760e023eaa8p-62},
+    {0x1.42297a541b29dp-9, -0x1.0a1794732d1eep-65, 0x1.f4dda60c385e1p-8, 0x1.c2a2ef73e2180p-63},
+    {0x1.86904349ec803p-9, -0x1.8ad775566a443p-64, 0x1.29fa54c6341e4p-7, -0x1.2352a0cbfcd48p-63},
+    {0x1.d7c9abffe731cp-9, -0x1.c1f3063e7a0b6p-64, 0x1.612ac0e9a7e92p-7, -0x1.93f42fb337bd8p-61},
+    {0x1.1bee6c07df146p-8, 0x1.ff937be022b1ep-63, 0x1.a0f22be9d3248p-7, -0x1.b7b72da713783p-61},
+    {0x1.5487bf0374d49p-8, 0x1.a654637af92f2p-63, 0x1.ea52e68465104p-7, 0x1.318b244a38ea6p-61},
+    {0x1.96f4e57e49ce4p-8, 0x1.655043385cde6p-62, 0x1.1f2f0557f5256p-6, 0x1.24a8e793d0774p-61},
+    {0x1.e49cebb53f987p-8, 0x1.2355cecddf8fep-62, 0x1.4f18bb3e12127p-6, 0x1.541e89dfe1aa2p-63},
+    {0x1.1f85a1c9b297ep-7, -0x1.81affd453edf5p-62, 0x1.857a94283500cp-6, -0x1.78051336509fdp-66},
+    {0x1.53f86ae1471edp-7, -0x1.fa87085e33849p-61, 0x1.c2ebf93dd894fp-6, 0x1.8e50f6a31000cp-60},
+    {0x1.90924f21d3612p-7, 0x1.3840438696074p-61, 0x1.0402dfd3dc1a2p-5, -0x1.3a21096d96450p-59},
+    {0x1.d651df344c7e8p-7, -0x1.9f72e2dcb840cp-61, 0x1.2aafe8c273f97p-5, 0x1.476b634ca10f3p-59},
+    {0x1.13243b7f38028p-6, -0x1.4959fba644d22p-60, 0x1.55c73f6773b10p-5, 0x1.b06dd43387216p-61},
+    {0x1.40cccd806626bp-6, -0x1.f47d3de156d95p-60, 0x1.858fbcf862336p-5, 0x1.96f51aade0ca2p-60},
+    {0x1.74bcf82c9d860p-6, -0x1.98c5d9f298e61p-60, 0x1.ba4b436e83ad4p-5, 0x1.b989df7227527p-59},
+    {0x1.af96e328c3cf8p-6, -0x1.13abfedf340a1p-62, 0x1.f434f3576babep-5, -0x1.6ad30d436558bp-59},
+    {0x1.f20394ecbf67bp-6, -0x1.3837b919fb386p-62, 0x1.19bfa3516daddp-4, -0x1.8572ba2307df7p-58},
+    {0x1.1e58df4c1099bp-5, -0x1.a43d875d76602p-59, 0x1.3c290c6d3675ep-4, -0x1.16c168adc9d12p-60},
+    {0x1.482a2414556ddp-5, -0x1.5d630c975826bp-59, 0x1.6164536bf162cp-4, -0x1.d7269a8bd03eap-59},
+    {0x1.76d04e5c4ac56p-5, 0x1.afb56caebd182p-59, 0x1.8977c8ccac971p-4, -0x1.70f92a908941dp-58},
+    {0x1.aaa65bfa4f82ep-5, 0x1.8682cb6877c7cp-62, 0x1.b46178964b20ep-4, 0x1.11e3f6256ef9dp-60},
+    {0x1.e4067bd5a15b0p-5, -0x1.75e819d7363b0p-62, 0x1.e21642e0b9f4dp-4, -0x1.d76e4165ac646p-61},
+    {0x1.11a46d89647efp-4, -0x1.8754956d31307p-58, 0x1.0940856d21e84p-3, 0x1.abdc4ee88d240p-57},
+    {0x1.34612cf6c4d10p-4, 0x1.3fc802c1c0eb1p-59, 0x1.22c101ef6f97cp-3, 0x1.1e6e7a0f8d164p-57},
+    {0x1.5a61963dc9206p-4, -0x1.df8df90e5f3edp-62, 0x1.3d771214fa58dp-3, 0x1.aad4df3323d5bp-58},
+    {0x1.83cab6400a0e6p-4, 0x1.3c31c66e1736ep-58, 0x1.5947622eab9e4p-3, 0x1.08cd21d360127p-58},
+    {0x1.b0bdd12ba9c29p-4, 0x1.13d184c6481edp-58, 0x1.7610b9431f0c8p-3, -0x1.6247f9bc7ebb0p-57},
+    {0x1.e157a5e4d23e0p-4, 0x1.60c7ed5681fadp-59, 0x1.93abff38d796dp-3, -0x1.aa591c75f0820p-57},
+    {0x1.0ad7da0f9b0b9p-3, -0x1.fbb0f6ee9275fp-57, 0x1.b1ec620324775p-3, 0x1.a633f53807977p-57},
+    {0x1.26ebc4925aa20p-3, 0x1.404e0ebb2f9ecp-58, 0x1.d09f9b7f00251p-3, 0x1.4a1d37eddb084p-57},
+    {0x1.44ed0bb7cb20bp-3, 0x1.6d0374584348cp-58, 0x1.ef8e58e331737p-3, 0x1.c30e33c93dc5ep-57},
+    {0x1.64dd8ea6a7372p-3, 0x1.ea039c6142673p-58, 0x1.073e61e2d62dfp-2, 0x1.bc631ed4d7030p-56},
+    {0x1.86bb4f580a4bap-3, -0x1.f0ebd79e9beeep-60, 0x1.169595e2ff286p-2, -0x1.490abb312ab0cp-56},
+    {0x1.aa803b13e3a6cp-3, -0x1.fa4e2f7f4e250p-60, 0x1.25ab6778819cap-2, -0x1.08e12624e8c3ap-57},
+    {0x1.d0220056b3a4ep-3, -0x1.2b4e17c3f97cfp-57, 0x1.345d5efad3415p-2, -0x1.c93a973fad7dap-56},
+    {0x1.f791f3bffb742p-3, 0x1.93f2309820007p-58, 0x1.42886c270d055p-2, 0x1.cf91a2f623185p-56},
+    {0x1.105e82b1e4ca0p-2, -0x1.6290fa64ad157p-57, 0x1.50096dcefd7c8p-2, 0x1.ee2214ab4beaep-57},
+    {0x1.25c5e3c3b41c1p-2, 0x1.6c25ee61f64c3p-57, 0x1.5cbdc05eb969fp-2, -0x1.73c5f2dd44d3ep-58},
+    {0x1.3bf143b9aa712p-2, 0x1.0cbf1c37bd636p-56, 0x1.6883d022086acp-2, 0x1.4a5c4ad498997p-57},
+    {0x1.52d0bc4ee0dc2p-2, -0x1.a137d192f94cfp-59, 0x1.733babf5ba2dep-2, 0x1.f157b8cb8566bp-56},
+    {0x1.6a527901e8243p-2, 0x1.94e9483262fe9p-58, 0x1.7cc794ec16300p-2, 0x1.48aebb928a35fp-56},
+    {0x1.8262de8bd8374p-2, -0x1.b5e4f606af72ep-56, 0x1.850c87617d80ap-2, 0x1.ded66310614ebp-56},
+    {0x1.9aecba9d22528p-2, -0x1.a8594ac18afbfp-56, 0x1.8bf2ba104beccp-2, 0x1.c8c9f84d27939p-56},
+    {0x1.b3d97b25b41bcp-2, -0x1.b55f39875fd3fp-56, 0x1.91660fe14c3f3p-2, 0x1.1542e2735e901p-56},
+    {0x1.cd116c3bf96a6p-2, 0x1.f9b54729840bep-56, 0x1.9556797fced53p-2, 0x1.374d306d0fa54p-56},
+    {0x1.e67bfb89b5133p-2, 0x1.da6ffe9ae42fdp-56, 0x1.97b8441bad798p-2, -0x1.d3a54adb84a4ep-61},
+    {0x1.0000000000000p-1, 0x0.0p+0, 0x1.9884533d43651p-2, -0x1.cbc0d30ebfd15p-56},
+    {0x1.0cc2023b25766p-1, 0x1.12c800b28de82p-55, 0x1.97b8441bad798p-2, -0x1.d3a54adb84a4ep-61},
+    {0x1.197749e2034adp-1, -0x1.f9b54729840bep-56, 0x1.9556797fced53p-2, 0x1.374d306d0fa54p-56},
+    {0x1.2613426d25f22p-1, 0x1.b55f39875fd3fp-56, 0x1.91660fe14c3f3p-2, 0x1.1542e2735e901p-56},
+    {0x1.3289a2b16ed6cp-1, 0x1.a8594ac18afbfp-56, 0x1.8bf2ba104beccp-2, 0x1.c8c9f84d27939p-56},
+    {0x1.3ece90ba13e46p-1, 0x1.b5e4f606af72ep-56, 0x1.850c87617d80ap-2, 0x1.ded66310614ebp-56},
+    {0x1.4ad6c37f0bedep-1, 0x1.cd62d6f9b3a03p-55, 0x1.7cc794ec16300p-2, 0x1.48aebb928a35fp-56},
+    {0x1.5697a1d88f91fp-1, 0x1.a137d192f94cfp-59, 0x1.733babf5ba2dep-2, 0x1.f157b8cb8566bp-56},
+    {0x1.62075e232ac77p-1, -0x1.0cbf1c37bd636p-56, 0x1.6883d022086acp-2, 0x1.4a5c4ad498997p-57},
+};
+
+// a + b = s + err exactly (Knuth's two-sum).
+inline double two_sum(double a, double b, double& err) {
+    const double s = a + b;
+    const double bb = s - a;
+    err = (a - (s - bb)) + (b - bb);
+    return s;
+}
+
+void gelu_tabled(double z, Ext* a, Ext* d) {
+    const int k = static_cast<int>(std::nearbyint((z - kGeluTableLo) * 16.0));
+    const double* row = kGeluTable[std::clamp(k, 0, kGeluTableLast)];
+    const double z0 = kGeluTableLo + std::clamp(k, 0, kGeluTableLast) / 16.0;
+    const double h = z - z0;  // exact: z0 is a multiple of 1/16, |h| <= 1/32
+    // sum_{n=1}^{16} c_n h^n, c_n = (-1)^{n-1} He_{n-1}(z0) / n!, by Horner
+    constexpr int kTerms = 16;  // |z0 h| <= 10/32: the last term is below 2^-60 of the sum
+    double c[kTerms + 1];
+    double he_prev = 1.0, he = z0;  // He_0, He_1
+    c[1] = 1.0;
+    double fact = 1.0;
+    for (int n = 2; n <= kTerms; ++n) {
+        fact *= n;
+        c[n] = ((n % 2 == 0) ? -he : he) / fact;  // He_{n-1}
+        const double next = z0 * he - (n - 1) * he_prev;
+        he_prev = he;
+        he = next;
+    }
+    double sum = c[kTerms];
+    for (int n = kTerms - 1; n >= 1; --n) sum = std::fma(sum, h, c[n]);
+    const double integral = sum * h;
+    double cdf_err = 0.0;
+    const double cdf_hi = two_sum(row[0], std::fma(row[2], integral, row[1] + row[3] * integral), cdf_err);
+    const double cdf_lo = cdf_err;
+    if (a) {
+        const double p = z * cdf_hi;
+        *a = from_double(p + (std::fma(z, cdf_hi, -p) + z * cdf_lo));
+    }
+    if (d) {
+        // phi(z) = phi(z0) (1 + em), em = e^t - 1, t = -h (z + z0) / 2
+        const double em = std::expm1(-0.5 * h * (z + z0));
+        double pe = 0.0;
+        const double pdf_hi = two_sum(row[2], std::fma(row[2], em, row[3] * (1.0 + em)), pe);
+        const double pdf_lo = pe;
+        // gelu' = Phi + z phi, summed in double-double and rounded once
+        const double q = z * pdf_hi;
+        const double q_lo = std::fma(z, pdf_hi, -q) + z * pdf_lo;
+        double se = 0.0;
+        const double s = two_sum(cdf_hi, q, se);
+        *d = from_double(s + (se + cdf_lo + q_lo));
+    }
+}
+
 // Above this z, e^{-z} < 2^-70: softplus(z) = silu(z) = z, their derivatives
 // and sigmoid(z) are 1 to the last bit (z e^{-z} < 2^-64 too). Taking these
 // forms there avoids e^{-z}, which leaves the extended range for z > 2^60 ln 2
@@ -160,7 +400,9 @@ void activate_double_range(Activation act, Ext zx, double z, Ext* a, Ext* d) {
             }
             return;
         case Activation::gelu: {
-            if (z >= -5.0) {
+            if (z >= kGeluTableLo && z <= kGeluTableHi) {
+                gelu_tabled(z, a, d);
+            } else if (z > kGeluTableHi) {
                 const double cdf = 0.5 * std::erfc(-z * kInvSqrt2);
                 set(a, from_double(z * cdf));
                 set(d, from_double(cdf + z * kInvSqrt2Pi * std::exp(-0.5 * z * z)));

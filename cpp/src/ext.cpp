@@ -8,9 +8,17 @@ namespace loggrad {
 
 namespace {
 constexpr double kLog2e = 1.44269504088896340735992468100189214;
-// ln 2 split so that k * kLn2Hi is exact inside fma and the remainder is tiny.
-constexpr double kLn2Hi = 6.93147180559945286227e-01;
-constexpr double kLn2Lo = 2.31904681384629955842e-17;
+// ln 2 = kLn2[0] + kLn2[1] + kLn2[2] to 160 bits: k ln 2 for |k| up to 2^60
+// then carries an error below 2^-90, far under an ulp of the reduced argument.
+constexpr double kLn2Parts[3] = {0x1.62e42fefa39efp-1, 0x1.abc9e3b39803fp-56, 0x1.7b57a079a1934p-111};
+
+// a + b = s + err exactly (Knuth's two-sum).
+inline double two_sum(double a, double b, double& err) {
+    const double s = a + b;
+    const double bb = s - a;
+    err = (a - (s - bb)) + (b - bb);
+    return s;
+}
 }  // namespace
 
 Ext exp_ext(double x) {
@@ -21,10 +29,25 @@ Ext exp_ext(double x) {
         throw range_error("exp(" + std::to_string(x) +
                           ") is beyond loggrad's exponent range (|log2| < 2^60)");
     }
-    // Cody-Waite reduction with fused multiply-adds: r = x - k ln2, |r| <= ln2/2.
-    double r = std::fma(-kd, kLn2Hi, x);
-    r = std::fma(-kd, kLn2Lo, r);
-    return normalize(std::exp(r), static_cast<exp_t>(kd));
+    // r = x - k ln 2 as a double-double rh + rl. k has up to 61 bits, so k ln 2
+    // needs ln 2 to ~115 bits plus the exact products k * part (fma): a two-part
+    // reduction leaves errors of 2^-48 in r at |x| ~ 2^59, i.e. tens of ulps.
+    // x - p1 is exact (Sterbenz: p1 is within a factor 2 of x); the other terms
+    // are summed in double-double.
+    const double p1 = kd * kLn2Parts[0];
+    const double e1 = std::fma(kd, kLn2Parts[0], -p1);
+    const double p2 = kd * kLn2Parts[1];
+    const double e2 = std::fma(kd, kLn2Parts[1], -p2);
+    const double p3 = kd * kLn2Parts[2];
+    double err1 = 0.0, err2 = 0.0;
+    double s = two_sum(x - p1, -e1, err1);
+    s = two_sum(s, -p2, err2);
+    const double lo = ((err1 + err2) - e2) - p3;
+    const double rh = s + lo;
+    const double rl = lo - (rh - s);
+    // e^(rh + rl) = e^rh (1 + rl) to well below an ulp (|rl| < 2^-40)
+    const double er = std::exp(rh);
+    return normalize(std::fma(er, rl, er), static_cast<exp_t>(kd));
 }
 
 Ext exp_ext(Ext x) {

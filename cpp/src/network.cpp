@@ -315,15 +315,16 @@ void residual_forward_ext(const Architecture& net, std::size_t l, std::size_t ba
     const std::size_t n = net.width(l + 1);
     const Ext s = from_double(net.residual_scale(l));
     parallel_rows(batch, n, [&](std::size_t r0, std::size_t r1) {
-        for (std::size_t i = r0 * n; i < r1 * n; ++i) {
-            const Ext v = add(Ext{in.m[i], in.e[i]}, mul(s, Ext{out.m[i], out.e[i]}));
-            out.m[i] = v.m;
-            out.e[i] = v.e;
-            if (der.m) {
-                const Ext d = mul(s, Ext{der.m[i], der.e[i]});
-                der.m[i] = d.m;
-                der.e[i] = d.e;
-            }
+        // s as a row of extended values, for the array operations (same bits as mul and add)
+        thread_local std::vector<double> sm;
+        thread_local std::vector<exp_t> se;
+        sm.assign(n, s.m);
+        se.assign(n, s.e);
+        for (std::size_t r = r0; r < r1; ++r) {
+            const std::size_t o = r * n;
+            simd::mul_n(n, sm.data(), se.data(), out.m + o, out.e + o);  // s f(z)
+            simd::add_n(n, out.m + o, out.e + o, in.m + o, in.e + o);    // + a_l
+            if (der.m) simd::mul_n(n, sm.data(), se.data(), der.m + o, der.e + o);
         }
         check_range(out.m + r0 * n, out.e + r0 * n, (r1 - r0) * n, l, "activations");
     });

@@ -72,6 +72,7 @@ public:
         std::unique_lock<std::mutex> busy;
         if (!in_task && ntasks >= 2) busy = std::unique_lock<std::mutex>(busy_, std::try_to_lock);
         if (!busy.owns_lock() || threads_ == 1) {  // nested, busy with another caller's job, or nothing to share
+            if (ntasks) mark_used();
             for (std::size_t i = 0; i < ntasks; ++i) fn(i);
             return;
         }
@@ -97,6 +98,16 @@ public:
         if (job->error) std::rethrow_exception(job->error);
     }
 
+    int used() const {
+        int n = 0;
+        for (const auto& u : used_) n += u.load(std::memory_order_relaxed) ? 1 : 0;
+        return n;
+    }
+
+    void reset_used() {
+        for (auto& u : used_) u.store(false, std::memory_order_relaxed);
+    }
+
     ~Pool() { stop_workers(); }
 
 private:
@@ -110,7 +121,15 @@ private:
     void start_workers() {
         stop_ = false;
         const std::size_t gen = generation_.load();  // a worker that starts late must not skip a job
-        for (int i = 1; i < threads_; ++i) workers_.emplace_back([this, gen] { loop(gen); });
+        for (int i = 1; i < threads_; ++i) workers_.emplace_back([this, gen, i] {
+            slot = static_cast<std::size_t>(i);
+            loop(gen);
+        });
+    }
+
+    // Flags the calling thread's slot: worker i has slot i, every other thread slot 0.
+    void mark_used() {
+        if (slot < kSlots) used_[slot].store(true, std::memory_order_relaxed);
     }
 
     void stop_workers() {
@@ -160,6 +179,7 @@ private:
             }
             ++mine;
         }
+        if (mine) mark_used();
         if (mine && job.done.fetch_add(mine, std::memory_order_acq_rel) + mine == job.ntasks) {
             std::lock_guard<std::mutex> lk(m_);  // the caller tests `done` under m_ before it sleeps
             finished_.notify_all();
@@ -167,6 +187,11 @@ private:
     }
 
     static thread_local bool in_task;  // this thread is running a task of a job
+    static thread_local std::size_t slot;  // index into used_ (0: not a pool worker)
+    // Which threads ran tasks since reset_used(); sized for set_num_threads' maximum,
+    // so resizing the pool never reallocates it under a running count.
+    static constexpr std::size_t kSlots = 1024;
+    std::atomic<bool> used_[kSlots] = {};
     std::mutex busy_;  // one job at a time
     std::mutex m_;
     std::condition_variable cv_, finished_;
@@ -179,11 +204,14 @@ private:
 };
 
 thread_local bool Pool::in_task = false;
+thread_local std::size_t Pool::slot = 0;
 
 }  // namespace
 
 int num_threads() { return Pool::instance().size(); }
 void set_num_threads(int n) { Pool::instance().resize(n); }
+int threads_used() { return Pool::instance().used(); }
+void reset_threads_used() { Pool::instance().reset_used(); }
 
 void parallel_for(std::size_t ntasks, const std::function<void(std::size_t)>& fn) {
     Pool::instance().run(ntasks, fn);

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from importlib import metadata as _metadata
 
-from . import _core
+from . import _config, _core
 from ._core import ExponentRangeError
 from ._logarray import LogArray
 from .network import ACTIVATIONS, LOSSES, PRECISIONS, Gradients, Network
@@ -23,6 +23,8 @@ from .report import Report, report
 from .spectrum import Spectrum, jvp_log_norm, spectrum
 from .sweep import sweep
 from .train import clip_grad_norm, clip_grad_value
+
+_config.check_environment()  # the engine reads these later, silently
 
 try:
     __version__ = _metadata.version("loggrad")

@@ -14,8 +14,8 @@ A network comes from flags (--depth, --width or --widths, --activation,
 and the flag-built network are those of :mod:`loggrad.sweep` for the same
 configuration, so ``loggrad report`` shows in detail what a sweep row sums up.
 
-``--json`` prints machine-readable output (strict JSON: non-finite numbers as
-the strings "inf", "-inf", "nan"), ``--plot FILE`` writes a figure
+``--json`` prints machine-readable output (strict JSON: non-finite numbers,
+such as the log10 of an exact zero, as null), ``--plot FILE`` writes a figure
 (.png, .svg, .pdf; matplotlib), ``--plain`` gives plain-text tables even when
 rich is installed. These three go before or after the subcommand.
 
@@ -32,7 +32,6 @@ from __future__ import annotations
 import argparse
 import importlib
 import io
-import json
 import math
 import os
 import sys
@@ -44,7 +43,6 @@ import numpy as np
 from . import __version__
 from ._logarray import LogArray
 from .network import ACTIVATIONS, LOSSES, Network
-from .report import _enc
 
 __all__ = ["main", "sigmoid_chain_demo", "UsageError"]
 
@@ -67,7 +65,9 @@ class RunError(Exception):
 
 
 def _emit_json(obj: Any) -> None:
-    print(json.dumps(_enc(obj), indent=2, allow_nan=False))
+    from ._json import dumps
+
+    print(dumps(obj, indent=2))  # strict JSON: non-finite numbers as null
 
 
 def _use_rich(args: argparse.Namespace) -> bool:
@@ -262,6 +262,8 @@ _NET_FLAGS = ("depth", "width", "widths", "activation", "init", "gain")
 
 
 def _network(args: argparse.Namespace) -> Network:
+    from .network import _check_params_fit
+
     if args.network is not None:
         given = [f"--{f}" for f in _NET_FLAGS if getattr(args, f) is not None]
         if given:
@@ -281,6 +283,7 @@ def _network(args: argparse.Namespace) -> Network:
             raise UsageError("--widths cannot be combined with --depth or --width")
         if len(widths) < 2 or min(widths) < 1:
             raise UsageError(f"--widths needs at least two positive integers (n_0,...,n_L), got {args.widths!r}")
+        _check_params_fit(sum(widths[l + 1] * (widths[l] + 1) for l in range(len(widths) - 1)))
     else:
         depth = 100 if args.depth is None else args.depth
         width = 32 if args.width is None else args.width
@@ -288,6 +291,7 @@ def _network(args: argparse.Namespace) -> Network:
             raise UsageError(f"--depth must be a positive integer, got {depth}")
         if width < 1:
             raise UsageError(f"--width must be a positive integer, got {width}")
+        _check_params_fit(depth * width * (width + 1))  # before a list of depth + 1 widths exists
         widths = [width] * (depth + 1)
     act = _check_activation("tanh" if args.activation is None else args.activation, len(widths) - 1)
     init = "lecun_normal" if args.init is None else args.init
@@ -441,7 +445,7 @@ _SWEEP_COLS = ("depth", "width", "activation", "init", "gain", "seed", "slope", 
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
-    from .sweep import sweep
+    from .sweep import check_grid, sweep
 
     depths = _csv(int, args.depths, "--depths")
     widths = _csv(int, args.widths, "--widths")
@@ -449,24 +453,12 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     inits = _csv(str, args.inits, "--inits")
     gains = _csv(float, args.gains, "--gains")
     seeds = _csv(int, args.seeds, "--seeds")
-    if min(depths) < 1 or min(widths) < 1:
-        raise UsageError("--depths and --widths must be positive integers")
-    if min(seeds) < 0:
-        raise UsageError("--seeds must be non-negative integers")
-    if not all(math.isfinite(g) and g > 0 for g in gains):
-        raise UsageError("--gains must be positive numbers")
-    if args.batch < 1:
-        raise UsageError(f"--batch must be a positive integer, got {args.batch}")
+    try:  # the same check as lg.sweep's
+        check_grid(depths, widths, acts, inits, gains, seeds, args.batch, args.loss)
+    except (ValueError, TypeError) as e:
+        raise UsageError(f"--{e}") from None
     if args.jobs is not None and args.jobs < 1:
         raise UsageError(f"--jobs must be a positive integer, got {args.jobs}")
-    for a in acts:
-        _check_activation(a)
-    _check_loss(args.loss)
-    for i in inits:  # a 1-layer build names an unknown initializer before any work
-        try:
-            _build([2, 2], "identity", i, 0, 1.0)
-        except (ValueError, TypeError, KeyError) as e:
-            raise UsageError(f"--inits: {str(e).strip(chr(39))}") from None
     _check_plot_path(args.plot)
     _require_matplotlib(args.plot)
     progress = not args.json and not args.no_progress and sys.stdout.isatty()

@@ -160,6 +160,8 @@ def gemm_fixed_order(a: npt.ArrayLike, b: npt.ArrayLike, trans_a: bool = False, 
 def blas_threads() -> int: ...
 def num_threads() -> int: ...
 def set_num_threads(n: _Int) -> None: ...
+def threads_used() -> int: ...
+def reset_threads_used() -> None: ...
 
 max_exponent: int
 zero_exponent: int
@@ -177,6 +179,21 @@ def jacobian_log_growth(
     orthonormalize: bool = True,
     per_layer: bool = False,
 ) -> tuple[_F64, _F64]: ...
+
+# register_train.cpp
+
+# Keys: nonzero, unchanged, update_emax, grad_emax (int64 per block); update_top0,
+# update_top1, update_norm, grad_norm (float64 per block); total_norm (float),
+# total_emax (int), clipped (bool), bad_index (int), bad_update (float, int).
+def sgd_step(
+    params: _F64,
+    grad_mantissa: npt.ArrayLike,
+    grad_exponent: npt.ArrayLike,
+    bounds: npt.ArrayLike,
+    lr: float,
+    clip_norm: tuple[float, int, float] | None = None,
+    clip_value: tuple[float, int, float] | None = None,
+) -> dict[str, object]: ...
 
 # register_stats.cpp
 

@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import math
 import numbers
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, Union
 
 import numpy as np
@@ -743,6 +743,38 @@ def init_layers(
     (see :func:`layer_generators`), so the same seed gives layer l the same
     weights in a chain of any depth.
     """
+    weights: list[np.ndarray] = []
+    biases: list[np.ndarray] = []
+    for wl, bl in _layer_draws(_checked_widths(widths), init, bias_init, seed, gain):
+        weights.append(wl)
+        biases.append(bl)
+    return weights, biases
+
+
+def _init_block(
+    widths: list[int], out: np.ndarray, init: Any = "lecun_normal", bias_init: Any = "zeros",
+    seed: Any = None, gain: float | None = None,
+) -> None:
+    """:func:`init_layers`'s draws, bit for bit, written layer by layer into ``out``.
+
+    ``out`` is a flat float64 parameter block (each layer's W row-major, then
+    its b). Only one layer's draw is alive besides the block, so building a
+    network needs its parameters plus one layer instead of twice its
+    parameters. widths must already be checked (:func:`_checked_widths`).
+    """
+    pos = 0
+    for l, (wl, bl) in enumerate(_layer_draws(widths, init, bias_init, seed, gain)):
+        if not (np.isfinite(wl).all() and np.isfinite(bl).all()):
+            raise ValueError(f"the initializer of layer {l} returned non-finite values")
+        out[pos : pos + wl.size] = wl.ravel()
+        pos += wl.size
+        out[pos : pos + bl.size] = bl
+        pos += bl.size
+    if pos != out.size:  # pragma: no cover - a caller's layout bug
+        raise RuntimeError(f"parameter block of {out.size} values for {pos} drawn")
+
+
+def _checked_widths(widths: Any) -> list[int]:
     if isinstance(widths, (str, bytes)) or not isinstance(widths, (Sequence, np.ndarray)):
         raise TypeError(f"widths must be a sequence of ints, got {type(widths).__name__}")
     w = []
@@ -754,6 +786,16 @@ def init_layers(
         raise ValueError(f"widths needs at least two entries (inputs and outputs), got {w}")
     if min(w) < 1:
         raise ValueError(f"every width must be at least 1, got {w}")
+    return w
+
+
+def _layer_draws(
+    w: list[int], init: Any, bias_init: Any, seed: Any, gain: float | None
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """(weights, biases) of each layer in turn, drawn only when asked for.
+
+    Everything is checked before the first draw.
+    """
     depth = len(w) - 1
     winits = _per_layer(init, depth, "init")
     if gain is not None:
@@ -763,14 +805,16 @@ def init_layers(
             winits = [cache.setdefault(id(i), i.with_gain(g)) for i in winits]
     binits = _per_layer(bias_init, depth, "bias_init")
     ss = _seed_sequence(seed)
-    weights: list[np.ndarray] = []
-    biases: list[np.ndarray] = []
-    for l in range(depth):
+    return _draw(w, winits, binits, ss)
+
+
+def _draw(
+    w: list[int], winits: list[Initializer], binits: list[Initializer], ss: np.random.SeedSequence
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    for l in range(len(w) - 1):
         n_in, n_out = w[l], w[l + 1]
         wi, bi = winits[l], binits[l]
         key = (*ss.spawn_key, l)
         gw = _stream(ss, (*key, 0)) if wi.random else None
         gb = _stream(ss, (*key, 1)) if bi.random else None
-        weights.append(wi._make((n_out, n_in), gw))
-        biases.append(bi._make((n_out,), gb))
-    return weights, biases
+        yield wi._make((n_out, n_in), gw), bi._make((n_out,), gb)

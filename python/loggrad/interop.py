@@ -77,8 +77,15 @@ def _traced_steps(model: Any) -> list[tuple[str, Any]]:
     import torch
     import torch.fx
 
+    from .torch import Residual
+
+    class _Tracer(torch.fx.Tracer):  # loggrad's residual layers stay whole
+        def is_leaf_module(self, m: Any, qualname: str) -> bool:
+            return isinstance(m, Residual) or bool(super().is_leaf_module(m, qualname))
+
     try:
-        gm = torch.fx.symbolic_trace(model)
+        graph = _Tracer().trace(model)
+        gm = torch.fx.GraphModule(model, graph)
     except Exception as e:  # data-dependent control flow and the like
         raise ValueError(f"from_torch: cannot trace {type(model).__name__}.forward with torch.fx ({e}); "
                          "give an nn.Sequential of Linear and activation modules") from None
@@ -157,7 +164,8 @@ def from_torch(model: Any) -> Network:
     ``Linear`` layers (with or without bias) each followed by at most one of
     Identity, Sigmoid, Tanh, ReLU, LeakyReLU(0.01), ELU(1), SELU,
     Softplus(beta=1), GELU (erf form), SiLU (as modules or as
-    ``torch.*``/``torch.nn.functional`` calls); ``Flatten`` and ``Dropout`` in
+    ``torch.*``/``torch.nn.functional`` calls), or a residual layer
+    :class:`loggrad.torch.Residual`; ``Flatten`` and ``Dropout`` in
     evaluation mode are skipped. Anything else (another layer type, a
     residual connection, a module called twice, ``Dropout`` in training mode)
     raises ValueError naming it — never a silently different network.
@@ -179,6 +187,7 @@ def from_torch(model: Any) -> Network:
     bs: list[np.ndarray] = []
     acts: list[str] = []
     bias_free: list[int] = []
+    scales: list[float | None] = []  # residual branch scales (loggrad.torch.Residual modules)
     after_linear = False  # the previous step was a Linear (an activation may follow)
     for i, (where, mod) in enumerate(steps):
         if isinstance(mod, str):  # a functional activation
@@ -187,6 +196,20 @@ def from_torch(model: Any) -> Network:
             cls = type(mod).__name__
             act = _TORCH_ACTS.get(cls, "")
         name = f"module {where} ({cls})" if not isinstance(mod, str) else f"{where}"
+        if _is_residual_module(mod):
+            lin, f = mod.linear, mod.activation
+            fcls = type(f).__name__
+            if fcls not in _TORCH_ACTS:
+                raise ValueError(f"{name}: activation {fcls} is not supported")
+            _check_settings(f, name)
+            ws.append(lin.weight.detach().cpu().double().numpy().copy())
+            if lin.bias is None:
+                bias_free.append(len(ws) - 1)
+            bs.append(np.zeros(ws[-1].shape[0]) if lin.bias is None else lin.bias.detach().cpu().double().numpy().copy())
+            acts.append(_TORCH_ACTS[fcls])
+            scales.append(float(mod.scale))
+            after_linear = False
+            continue
         if cls == "Linear":
             ws.append(mod.weight.detach().cpu().double().numpy().copy())
             b = mod.bias
@@ -194,6 +217,7 @@ def from_torch(model: Any) -> Network:
                 bias_free.append(len(ws) - 1)
             bs.append(np.zeros(ws[-1].shape[0]) if b is None else b.detach().cpu().double().numpy().copy())
             acts.append("identity")
+            scales.append(None)
             after_linear = True
         elif act:
             if not after_linear:
@@ -212,9 +236,18 @@ def from_torch(model: Any) -> Network:
             raise ValueError(f"{name}: not supported (Linear and the activations {', '.join(_TORCH_ACTS)})")
     if not ws:
         raise ValueError("the model has no Linear layer")
-    net = Network(ws, bs, acts)
+    net = Network(ws, bs, acts, residual=scales if any(v is not None for v in scales) else None)
     net._bias_free = frozenset(bias_free)
     return net
+
+
+def _is_residual_module(mod: Any) -> bool:
+    # loggrad.torch imports torch at its top: only look when torch is loaded anyway
+    if isinstance(mod, str):
+        return False
+    from .torch import Residual
+
+    return isinstance(mod, Residual)
 
 
 _TO_TORCH = {v: k for k, v in _TORCH_ACTS.items()}
@@ -223,6 +256,9 @@ _TO_TORCH = {v: k for k, v in _TORCH_ACTS.items()}
 def to_torch(net: Network) -> Any:
     """The network as a float64 torch ``nn.Sequential`` (parameters copied).
 
+    A residual layer becomes a :class:`loggrad.torch.Residual` module
+    (``x + s * f(linear(x))``).
+
     Layers that came without a bias (from :func:`from_torch`) are built
     without one while their biases are still zero, so that the state_dict of
     ``to_torch(from_torch(model))`` loads back into ``model``.
@@ -230,6 +266,7 @@ def to_torch(net: Network) -> Any:
     import torch
 
     layers: list[Any] = []
+    residual = net.residual
     for l, act in enumerate(net.activations):
         w = net.weights[l]
         b = np.array(net.biases[l])
@@ -239,13 +276,24 @@ def to_torch(net: Network) -> Any:
             lin.weight.copy_(torch.from_numpy(np.array(w)))
             if has_bias:
                 lin.bias.copy_(torch.from_numpy(b))
-        layers.append(lin)
+        f: Any
         if act == "leaky_relu":
-            layers.append(torch.nn.LeakyReLU(0.01))
+            f = torch.nn.LeakyReLU(0.01)
         elif act == "gelu":
-            layers.append(torch.nn.GELU(approximate="none"))
-        elif act != "identity":
-            layers.append(getattr(torch.nn, _TO_TORCH[act])())
+            f = torch.nn.GELU(approximate="none")
+        elif act == "identity":
+            f = torch.nn.Identity()
+        else:
+            f = getattr(torch.nn, _TO_TORCH[act])()
+        scale = residual[l]
+        if scale is not None:
+            from .torch import Residual
+
+            layers.append(Residual(lin, f, scale))
+        else:
+            layers.append(lin)
+            if act != "identity":
+                layers.append(f)
     return torch.nn.Sequential(*layers)
 
 
@@ -255,14 +303,84 @@ def from_arrays(weights: list[Any], biases: list[Any] | None = None, activations
 
 
 def save(net: Network, path: str | os.PathLike[str]) -> None:
-    """Save to a ``.npz`` file: widths, activations and the parameter block."""
+    """Save to a ``.npz`` file (numpy adds the suffix when path lacks it): widths,
+    activations and the parameter block, no pickled objects."""
     np.savez(path, widths=np.asarray(net.widths, dtype=np.int64), activations=np.asarray(net.activations),
-             params=net.params, format=np.asarray("loggrad-network-1"))
+             params=net.params, format=np.asarray(_FORMAT))
+
+
+_FORMAT = "loggrad-network-1"
+_KEYS = ("format", "widths", "activations", "params")
 
 
 def load(path: str | os.PathLike[str]) -> Network:
-    """Load a network saved with :func:`save`."""
-    with np.load(path, allow_pickle=False) as f:
-        if "format" not in f or str(f["format"]) != "loggrad-network-1":
-            raise ValueError(f"{path} is not a loggrad network file")
-        return Network._from_block(f["widths"].tolist(), [str(a) for a in f["activations"]], f["params"].copy())
+    """Load a network saved with :func:`save`.
+
+    ``load("x")`` finds ``x.npz`` as :func:`save` wrote it. Everything is
+    checked against the layout (widths, one activation per layer, a
+    parameter block of exactly the size the widths imply) and nothing is
+    unpickled; a file that is not a loggrad network raises ValueError saying
+    what is wrong.
+    """
+    name = os.fspath(path)
+    if not os.path.exists(name) and os.path.exists(name + ".npz"):
+        name += ".npz"
+    try:
+        f = np.load(name, allow_pickle=False)
+    except (FileNotFoundError, IsADirectoryError, PermissionError):
+        raise
+    except Exception as exc:  # a pickle, a text file, a damaged archive: none is a network
+        raise ValueError(f"{name} is not a loggrad network file (.npz written by Network.save): {exc}") from None
+    if not isinstance(f, np.lib.npyio.NpzFile):
+        raise ValueError(f"{name} holds a single array (.npy), not a loggrad network (.npz written by Network.save)")
+    with f:
+        missing = [k for k in _KEYS if k not in f.files]
+        if missing:
+            raise ValueError(f"{name} is not a loggrad network file: missing {', '.join(missing)} "
+                             f"(a network file holds {', '.join(_KEYS)})")
+        try:
+            fmt, widths, acts, params = (f[k] for k in _KEYS)
+        except Exception as exc:  # object arrays (pickles) and damaged members
+            raise ValueError(f"{name}: unreadable entry: {exc}") from None
+    if fmt.shape != () or fmt.dtype.kind not in "US" or str(fmt) != _FORMAT:
+        raise ValueError(f"{name}: format is {fmt!r}, expected {_FORMAT!r}")
+    from .network import _ParamBlock
+
+    w = _checked_widths(widths, name)
+    names = _checked_activations(acts, len(w) - 1, name)
+    # the freshly read array becomes the network's block: no second copy
+    return Network(_ParamBlock(w, _checked_params(params, widths, name)), None, names)  # type: ignore[arg-type]
+
+
+def _checked_widths(widths: np.ndarray, name: str) -> list[int]:
+    if widths.ndim != 1 or widths.size < 2:
+        raise ValueError(f"{name}: widths must be a 1-D list of at least two layer widths, got shape {widths.shape}")
+    if widths.dtype.kind not in "iu":
+        odd = [v for v in widths.ravel().tolist() if not (isinstance(v, (int, float)) and float(v).is_integer())]
+        what = f"{odd[0]!r}" if odd else f"dtype {widths.dtype}"
+        raise ValueError(f"{name}: widths must be integers, got {what}")
+    w = [int(v) for v in widths]
+    if min(w) < 1:
+        raise ValueError(f"{name}: every width must be at least 1, got {w}")
+    return w
+
+
+def _checked_activations(acts: np.ndarray, depth: int, name: str) -> list[str]:
+    if acts.dtype.kind not in "US" or acts.ndim != 1:
+        raise ValueError(f"{name}: activations must be a 1-D array of names, got dtype {acts.dtype}, shape {acts.shape}")
+    if acts.size != depth:
+        raise ValueError(f"{name}: {acts.size} activations for {depth} layers")
+    out = [a.decode() if isinstance(a, bytes) else str(a) for a in acts.tolist()]
+    return out  # names are checked by Network
+
+
+def _checked_params(params: np.ndarray, widths: np.ndarray, name: str) -> np.ndarray:
+    w = [int(v) for v in widths]
+    need = sum(w[l + 1] * (w[l] + 1) for l in range(len(w) - 1))
+    if params.ndim != 1 or params.dtype.kind != "f":
+        raise ValueError(f"{name}: params must be a 1-D float array, got dtype {params.dtype}, shape {params.shape}")
+    if params.size != need:
+        raise ValueError(f"{name}: params holds {params.size:,} values; widths {w} need {need:,}")
+    if not np.isfinite(params).all():
+        raise ValueError(f"{name}: params holds non-finite values (nan or inf)")
+    return np.ascontiguousarray(params, dtype=np.float64)

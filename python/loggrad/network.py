@@ -121,6 +121,41 @@ def _available_bytes() -> int | None:
     return avail
 
 
+class _ParamBlock:
+    """A finished parameter block (every layer's W row-major, then its b) and its widths."""
+
+    __slots__ = ("widths", "params")
+
+    def __init__(self, widths: list[int], params: np.ndarray) -> None:
+        self.widths, self.params = widths, params
+
+
+def _check_block_fits(widths: Sequence[int]) -> int:
+    """The number of parameters of a chain of these widths; MemoryError if their block cannot fit."""
+    return _check_params_fit(sum(int(widths[l + 1]) * (int(widths[l]) + 1) for l in range(len(widths) - 1)))
+
+
+def _check_params_fit(n: int) -> int:
+    """n; MemoryError if a block of n float64 parameters cannot fit in the available memory."""
+    avail = _available_bytes()
+    if avail is not None and 8 * n > avail:
+        raise MemoryError(f"the parameter block of this network needs {_gib(8 * n)} "
+                          f"({n:,} float64 values), but only {_gib(avail)} of memory is available")
+    return n
+
+
+def _activation_list(activations: Any, depth: int) -> list[str]:
+    """One canonical activation name per layer."""
+    if isinstance(activations, str):
+        return [_canonical_activation(activations, "activations")] * depth
+    if not isinstance(activations, Iterable):
+        raise TypeError(f"activations must be a name (str) or a list of names, got {type(activations).__name__}")
+    acts = [_canonical_activation(a, f"activations[{l}]") for l, a in enumerate(activations)]
+    if len(acts) != depth:
+        raise ValueError(f"got {len(acts)} activations for {depth} layers (give one name or one per layer)")
+    return acts
+
+
 def _gib(n: int) -> str:
     return f"{n / 2**30:,.1f} GiB" if n >= 2**28 else f"{n / 2**20:,.1f} MiB"
 
@@ -305,6 +340,11 @@ class Network:
         activations: str | Sequence[str] = "identity",
         residual: float | Sequence[float | None] | None = None,
     ) -> None:
+        if isinstance(weights, _ParamBlock):  # Network.build's draws: adopted, not copied
+            self._set_layout(weights.widths, _activation_list(activations, len(weights.widths) - 1),
+                             _residual_scales(residual, weights.widths))
+            self._params = weights.params
+            return
         if isinstance(weights, np.ndarray) and weights.ndim == 2:  # a single layer
             weights = [weights]
         if isinstance(weights, (str, bytes)) or not isinstance(weights, Iterable):
@@ -334,16 +374,18 @@ class Network:
             for l, b in enumerate(bs):
                 if b.shape != (ws[l].shape[0],):
                     raise ValueError(f"biases[{l}] has shape {b.shape}; expected ({ws[l].shape[0]},)")
-        if isinstance(activations, str):
-            acts = [_canonical_activation(activations, "activations")] * depth
-        elif not isinstance(activations, Iterable):
-            raise TypeError(f"activations must be a name (str) or a list of names, got {type(activations).__name__}")
-        else:
-            acts = [_canonical_activation(a, f"activations[{l}]") for l, a in enumerate(activations)]
-            if len(acts) != depth:
-                raise ValueError(f"got {len(acts)} activations for {depth} layers (give one name or one per layer)")
+        acts = _activation_list(activations, depth)
         widths = [ws[0].shape[1]] + [w.shape[0] for w in ws]
-        scales = _residual_scales(residual, widths)
+        self._set_layout(widths, acts, _residual_scales(residual, widths))
+        _check_block_fits(widths)
+        parts = [p for w, b in zip(ws, bs) for p in (w.ravel(), b)]
+        self._params = np.ascontiguousarray(np.concatenate(parts), dtype=np.float64)
+        if not np.isfinite(self._params).all():  # one pass over the block; name the first bad layer
+            for l, (w, b) in enumerate(zip(ws, bs)):
+                _check_finite(w, f"weights[{l}]")
+                _check_finite(b, f"biases[{l}]")
+
+    def _set_layout(self, widths: list[int], acts: list[str], scales: list[float | None]) -> None:
         # Layers that came without a bias (from_torch of Linear(bias=False)); to_torch keeps them so.
         self._bias_free: frozenset[int] = frozenset()
         self._arch = _core.Architecture(widths, acts, scales)
@@ -351,17 +393,6 @@ class Network:
         # layer l's block: n_{l+1} * (n_l + 1) values (W then b), at offset _w_off[l]
         self._blocks = self._widths[1:] * (self._widths[:-1] + 1)
         self._w_off = np.cumsum(self._blocks) - self._blocks
-        block = 8 * int(sum(int(w.size) + int(b.size) for w, b in zip(ws, bs)))
-        avail = _available_bytes()
-        if avail is not None and block > avail:
-            raise MemoryError(f"the parameter block of this network needs {_gib(block)} "
-                              f"(a float64 copy of the weights), but only {_gib(avail)} of memory is available")
-        parts = [p for w, b in zip(ws, bs) for p in (w.ravel(), b)]
-        self._params = np.ascontiguousarray(np.concatenate(parts), dtype=np.float64)
-        if not np.isfinite(self._params).all():  # one pass over the block; name the first bad layer
-            for l, (w, b) in enumerate(zip(ws, bs)):
-                _check_finite(w, f"weights[{l}]")
-                _check_finite(b, f"biases[{l}]")
 
     # -- construction helpers -----------------------------------------------
     @classmethod
@@ -392,7 +423,7 @@ class Network:
         multiplying the initializer's standard deviation (or limit).
         residual: residual connections, as for :class:`Network`.
         """
-        from .init import _is_int, init_layers
+        from .init import _init_block, _is_int
 
         if isinstance(widths, (str, bytes)) or not isinstance(widths, Iterable):
             raise TypeError(f"widths must be a sequence of ints, got {type(widths).__name__}")
@@ -405,9 +436,13 @@ class Network:
             raise ValueError(f"widths needs at least two entries (inputs and outputs), got {list(widths)}")
         if min(w) < 1:
             raise ValueError(f"every width must be at least 1, got {w}")
+        acts = _activation_list(activation, len(w) - 1)
         _residual_scales(residual, w)  # refused before any weight is drawn
-        ws, bs = init_layers(w, init, bias_init=bias_init, seed=seed, gain=gain)
-        return cls(ws, bs, activation, residual=residual)
+        # before any draw: a request that cannot fit fails at once, not after minutes of drawing
+        n_params = _check_block_fits(w)
+        params = np.empty(n_params, dtype=np.float64)
+        _init_block(w, params, init, bias_init=bias_init, seed=seed, gain=gain)
+        return cls(_ParamBlock(w, params), None, acts, residual=residual)  # type: ignore[arg-type]
 
     @classmethod
     def from_torch(cls, model: Any) -> Network:

@@ -868,8 +868,11 @@ class Report:
         return cls(**kw)
 
     def to_json(self, **kwargs: Any) -> str:
-        """Strict JSON (non-finite numbers as "inf", "-inf", "nan"); see :meth:`from_json`."""
-        return json.dumps(_enc(self.to_dict()), allow_nan=False, **kwargs)
+        """Strict JSON: non-finite numbers as null (see loggrad._json); :meth:`from_json`
+        reads a null in a per-layer array as nan."""
+        from ._json import dumps
+
+        return dumps(self.to_dict(), **kwargs)
 
     @classmethod
     def from_json(cls, s: str) -> Report:

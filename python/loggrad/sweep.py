@@ -142,6 +142,54 @@ def _layer_columns(rep: Report) -> dict[str, list[Any]]:
     return cols
 
 
+def _values(v: Any) -> list[Any]:
+    if isinstance(v, (str, bytes)) or not isinstance(v, Iterable):
+        return [v]
+    return list(v)
+
+
+def _is_whole(v: Any) -> bool:
+    return not isinstance(v, bool) and isinstance(v, (int, np.integer))
+
+
+def check_grid(depths: Any, widths: Any, activations: Any, inits: Any, gains: Any = (1.0,), seeds: Any = (0,),
+               batch: Any = 4, loss: Any = "mse") -> None:
+    """ValueError (or TypeError) naming the first bad value of a sweep grid, before any configuration runs.
+
+    The one check behind both :func:`sweep` and ``loggrad sweep``: each
+    message starts with the parameter's name (the command line puts ``--``
+    before it).
+    """
+    from .network import _ALIASES, ACTIVATIONS, LOSSES
+
+    for name, vals in (("depths", depths), ("widths", widths), ("seeds", seeds)):
+        lo = 0 if name == "seeds" else 1
+        for v in _values(vals):
+            if not _is_whole(v) or int(v) < lo:
+                kind = "non-negative integers" if lo == 0 else "positive integers"
+                raise ValueError(f"{name} must be {kind}, got {v!r}")
+    for g in _values(gains):
+        if isinstance(g, bool) or not isinstance(g, (int, float, np.integer, np.floating)) or not (
+            np.isfinite(g) and g > 0
+        ):
+            raise ValueError(f"gains must be positive numbers, got {g!r}")
+    names = sorted(set(ACTIVATIONS) | set(_ALIASES))
+    for a in _values(activations):
+        if not isinstance(a, str) or _ALIASES.get(a, a) not in ACTIVATIONS:
+            raise ValueError(f"activations: unknown activation {a!r}; choose from {', '.join(names)}")
+    if not _is_whole(batch) or int(batch) < 1:
+        raise ValueError(f"batch must be a positive integer, got {batch!r}")
+    if loss not in LOSSES:
+        raise ValueError(f"loss: unknown loss {loss!r}; choose from {', '.join(LOSSES)}")
+    from . import init as _init
+
+    for i in _values(inits):
+        try:
+            _init.get(i)
+        except (ValueError, TypeError, KeyError) as e:
+            raise ValueError(f"inits: {str(e).strip(chr(39))}") from None
+
+
 def configurations(depths: Any, widths: Any, activations: Any, inits: Any, gains: Any = (1.0,),
                    seeds: Any = (0,), batch: int = 4, loss: str = "mse", bias_init: Any = "zeros",
                    lr: float | None = None) -> list[dict[str, Any]]:
@@ -364,6 +412,7 @@ def sweep(
     verdict, loss_log10), ``seconds`` and ``error`` (None, or the exception
     text with verdict "error"). Rows come back in configuration order.
     """
+    check_grid(depths, widths, activations, inits, gains, seeds, batch, loss)
     configs = configurations(depths, widths, activations, inits, gains, seeds, batch, loss, bias_init, lr)
     results: list[dict[str, Any] | None] = [None] * len(configs)
     path = Path(resume) if resume is not None else None

@@ -9,24 +9,43 @@ problem made exact — and the exact log10 size of the update.
 Clipping works on extended gradients, so a gradient whose norm is 10^400
 is scaled to a finite update instead of turning into inf/nan (as
 ``torch.nn.utils.clip_grad_norm_`` does once the norm overflows).
+
+``sgd_step`` and ``fit`` hand the step to the engine (``_core.sgd_step``):
+clipping, the update and every figure of the report in a few sweeps over the
+parameters, bitwise what the numpy formulation (``clip_grad_norm``,
+``clip_grad_value``, ``layer_norms`` and LogArray products) gives.
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import math
-from collections.abc import Sequence
+import signal
+import threading
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
 
-from ._logarray import LogArray
+from . import _core
+from ._logarray import LogArray, _normalize
 
 if TYPE_CHECKING:
     from .network import Gradients, Network
 
-__all__ = ["StepReport", "History", "clip_grad_norm", "clip_grad_value", "layer_norms", "sgd_step", "fit"]
+__all__ = [
+    "StepReport",
+    "History",
+    "FitInterrupted",
+    "clip_grad_norm",
+    "clip_grad_value",
+    "layer_norms",
+    "sgd_step",
+    "fit",
+]
 
 _LOG10_2 = float(np.log10(2.0))
 
@@ -145,44 +164,103 @@ def sgd_step(
     network exactly as it was.
     """
     lr = _positive_real("lr", lr)
+    cn = _clip_arg("max_norm", clip_norm, True)
+    cv = _clip_arg("clip_value", clip_value, False)
     g = net.backward(x, y, loss=loss, input_grad=False)
+    return _apply(net, g, lr, cn, cv, _bounds(net))
+
+
+def _bounds(net: Network) -> np.ndarray:
+    """Offsets of the layers' blocks in the parameter layout, and the total: depth + 1 values."""
+    w = np.asarray(net.widths, dtype=np.int64)
+    return np.concatenate([[0], np.cumsum(w[1:] * (w[:-1] + 1))]).astype(np.int64)
+
+
+@functools.lru_cache(maxsize=64, typed=True)
+def _log2_threshold(limit: float, scalar: bool) -> tuple[float, int, float]:
+    """``limit`` with numpy's test ``log2|x| > log2(limit)`` as a threshold the engine applies.
+
+    The test is today's numpy formulation: on the float64 array ``e + log2|m|``
+    (clip_grad_value) or, with ``scalar``, on its element as a Python float
+    (clip_grad_norm's ``float(norm.log2()) <= np.log2(max_norm)``). For a
+    normal-form value (|m| in [0.5, 1)) it holds for every e above
+    e_star = floor(log2(limit)) + 1 and for none below it; at e_star it holds
+    from the smallest mantissa m_star on (1.0: never), found by bisection on
+    the float64 bit patterns with numpy's own log2. So the engine clips
+    exactly what the numpy formulation clips, rounding of log2 included.
+    """
+    lim2 = np.log2(limit)
+    e_star = int(np.floor(lim2)) + 1
+    ea = np.array([e_star], dtype=np.int64)
+
+    def over(bits: int) -> bool:
+        v = (ea + np.log2(np.array([bits], dtype=np.uint64).view(np.float64)))[0]
+        return not (float(v) <= lim2) if scalar else bool(v > lim2)
+
+    lo = int(np.array([0.5]).view(np.uint64)[0])  # log2|x| = e_star - 1 <= log2(limit): never over
+    hi = int(np.array([1.0]).view(np.uint64)[0])  # mantissas stay below 1
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if over(mid):
+            hi = mid
+        else:
+            lo = mid
+    m_star = float(np.array([hi], dtype=np.uint64).view(np.float64)[0])
+    return float(limit), e_star, m_star
+
+
+def _clip_arg(name: str, v: Any, scalar: bool) -> tuple[float, int, float] | None:
+    if v is None:
+        return None
+    if isinstance(v, np.ndarray) and v.ndim == 0:
+        v = v[()]  # a numpy scalar of the same type: hashable for the cache
+    if not (np.isfinite(v) and v > 0):
+        raise ValueError(f"{name} must be a positive finite number, got {v}")
+    return _log2_threshold(v, scalar)
+
+
+def _from_block_norms(s: np.ndarray, emax: np.ndarray) -> LogArray:
+    """Block norms as layer_norms forms them: an all-zero block has the reference exponent 0."""
+    return LogArray.from_parts(s, np.where(emax < -(2**60), 0, emax))
+
+
+def _apply(
+    net: Network,
+    g: Gradients,
+    lr: float,
+    clip_norm: tuple[float, int, float] | None,
+    clip_value: tuple[float, int, float] | None,
+    bounds: np.ndarray,
+) -> StepReport:
+    """The update of one step from its gradient, in one engine call; the report."""
     grad = g.params
-    assert isinstance(grad, LogArray)
-    norm = grad.norm()
-    clipped = False
-    if clip_norm is not None:
-        grad, _ = clip_grad_norm(grad, clip_norm)
-        clipped = grad is not g.params
-    if clip_value is not None:
-        before = grad
-        grad = clip_grad_value(grad, clip_value)
-        clipped = clipped or not np.array_equal(before.mantissa, grad.mantissa)
-    update = grad * lr  # exact product, extended
-    u = update.to_numpy()  # rounded to float64: 0 below float64 range
-    old = net.params
-    with np.errstate(over="ignore", invalid="ignore"):
-        new = old - u
-    if not np.all(np.isfinite(new)):
-        bad = int(np.argmax(~np.isfinite(new)))
+    assert isinstance(grad, LogArray)  # extended path
+    r: dict[str, Any] = _core.sgd_step(net.params, grad.mantissa, grad.exponent, bounds, lr, clip_norm, clip_value)
+    if r["bad_index"] >= 0:
+        bad = int(r["bad_index"])
+        um, ue = r["bad_update"]
+        l10 = float(LogArray._wrap(np.asarray(um), np.asarray(ue, dtype=np.int64)).log10())
         raise FloatingPointError(
-            f"the update of parameter {bad} (10^{float(update.log10()[bad]):.1f}) overflows float64 weights; "
+            f"the update of parameter {bad} (10^{l10:.1f}) overflows float64 weights; "
             "nothing was changed (use clip_norm= or clip_value=)"
         )
-    nonzero = update.mantissa != 0
-    unchanged = nonzero & (new == old)
-    starts, _ = _layer_bounds(net)
-    report = StepReport(
-        loss=g.loss if isinstance(g.loss, LogArray) else LogArray(g.loss),
-        unchanged=np.add.reduceat(unchanged.astype(np.int64), starts),
-        nonzero_updates=np.add.reduceat(nonzero.astype(np.int64), starts),
-        update_log10_max=np.maximum.reduceat(update.log10(), starts),
-        update_norm=layer_norms(update, net),
-        grad_layer_norm=layer_norms(g.params, net),  # type: ignore[arg-type]  # extended path
-        grad_norm=norm,
-        clipped=clipped,
+    top = r["update_emax"]
+    # The largest float64 log10 of a block's updates is that of its largest
+    # mantissa at the top exponent or, by rounding, at the one below.
+    log10_max = np.maximum(
+        LogArray._wrap(r["update_top0"], top).log10(), LogArray._wrap(r["update_top1"], top - 1).log10()
     )
-    old[...] = new
-    return report
+    norm = LogArray._wrap(*_normalize(np.asarray(r["total_norm"]), np.asarray(r["total_emax"], dtype=np.int64)))
+    return StepReport(
+        loss=g.loss if isinstance(g.loss, LogArray) else LogArray(g.loss),
+        unchanged=r["unchanged"],
+        nonzero_updates=r["nonzero"],
+        update_log10_max=log10_max,
+        update_norm=_from_block_norms(r["update_norm"], top),
+        grad_layer_norm=_from_block_norms(r["grad_norm"], r["grad_emax"]),
+        grad_norm=norm,
+        clipped=bool(r["clipped"]),
+    )
 
 
 @dataclass
@@ -194,6 +272,23 @@ class History:
     grad_norm_log10: list[np.ndarray] = field(default_factory=list)
     fraction_unchanged: list[np.ndarray] = field(default_factory=list)
 
+    def __repr__(self) -> str:
+        """A summary of bounded size (the per-layer arrays of a deep network run to megabytes)."""
+
+        def seq(v: Any) -> str:
+            return np.array2string(np.asarray(v, dtype=np.float64), precision=4, threshold=6, edgeitems=3,
+                                   separator=", ", max_line_width=10**6)
+
+        parts = [f"epochs={len(self.loss)}", f"loss={seq(self.loss)}"]
+        if self.loss_log10:
+            parts.append(f"loss_log10={seq(self.loss_log10)}")
+        if self.grad_norm_log10:
+            last = np.asarray(self.grad_norm_log10[-1], dtype=np.float64)
+            parts.append(f"grad_norm_log10[-1]={seq(last)} ({last.size} layers)")
+        if self.fraction_unchanged:
+            parts.append(f"fraction_unchanged[-1]={seq(self.fraction_unchanged[-1])}")
+        return f"History({', '.join(parts)})"
+
     def as_dict(self) -> dict[str, Any]:
         return {
             "loss": list(self.loss),
@@ -201,6 +296,48 @@ class History:
             "grad_norm_log10": [g.tolist() for g in self.grad_norm_log10],
             "fraction_unchanged": [f.tolist() for f in self.fraction_unchanged],
         }
+
+
+class FitInterrupted(KeyboardInterrupt):
+    """Ctrl-C (KeyboardInterrupt) during ``fit``.
+
+    The network is as after the last completed step, never half-updated.
+    ``history`` holds the completed epochs, ``steps`` the number of completed
+    steps, ``epoch_losses`` the losses of the steps of the unfinished epoch.
+    """
+
+    def __init__(self, history: History, steps: int, epoch_losses: list[float]) -> None:
+        super().__init__(
+            f"fit interrupted after {steps} steps ({len(history.loss)} complete epochs); "
+            "the network is as after the last completed step"
+        )
+        self.history = history
+        self.steps = steps
+        self.epoch_losses = epoch_losses
+
+
+@contextlib.contextmanager
+def _deferred_interrupt() -> Iterator[None]:
+    """Holds Ctrl-C back until the block is done, then raises it.
+
+    An update and its record must happen together: a KeyboardInterrupt raised
+    between the engine's return and the bookkeeping would leave a completed
+    step unrecorded. Only the main thread receives SIGINT, and only Python's
+    default handler is replaced, briefly.
+    """
+    if threading.current_thread() is not threading.main_thread() or (
+        signal.getsignal(signal.SIGINT) is not signal.default_int_handler
+    ):
+        yield
+        return
+    pending: list[Any] = []
+    signal.signal(signal.SIGINT, lambda signum, frame: pending.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    if pending:
+        raise KeyboardInterrupt
 
 
 def fit(
@@ -220,12 +357,17 @@ def fit(
 
     Each epoch records the mean loss over its batches and, from its last
     step, the per-layer gradient norms (log10, exact) and the fraction of
-    updates lost below half an ulp.
+    updates lost below half an ulp. Every step is ``sgd_step``'s, bitwise.
+
+    Ctrl-C raises :class:`FitInterrupted` (a KeyboardInterrupt) with the
+    history so far; the network is left as after the last completed step.
     """
     lr = _positive_real("lr", lr)
     epochs = _positive_int("epochs", epochs)
     if batch_size is not None:
         batch_size = _positive_int("batch_size", batch_size)
+    cn = _clip_arg("max_norm", clip_norm, True)
+    cv = _clip_arg("clip_value", clip_value, False)
     xa = np.asarray(x, dtype=np.float64)
     if xa.ndim != 2:
         raise ValueError(f"x must be 2-D (samples, n_in), got shape {xa.shape}")
@@ -234,22 +376,34 @@ def fit(
     if ya is not None and ya.shape[0] != n:
         raise ValueError(f"x has {n} samples but y has {ya.shape[0]}")
     bs = n if batch_size is None else batch_size
+    bounds = _bounds(net)
     rng = np.random.default_rng(seed)
     hist = History()
-    for _ in range(epochs):
-        order = rng.permutation(n) if shuffle else np.arange(n)
-        losses: list[LogArray] = []
-        rep = None
-        for start in range(0, n, bs):
-            idx = order[start : start + bs]
-            rep = sgd_step(net, xa[idx], None if ya is None else ya[idx], lr, loss, clip_norm, clip_value)
-            losses.append(rep.loss)
-        assert rep is not None
-        mean_loss = _mean(losses)
-        hist.loss.append(float(mean_loss.to_numpy()))
-        hist.loss_log10.append(float(mean_loss.log10()))
-        hist.grad_norm_log10.append(rep.grad_layer_norm.log10())
-        hist.fraction_unchanged.append(rep.fraction_unchanged)
+    steps = 0
+    losses: list[LogArray] = []
+    try:
+        for _ in range(epochs):
+            order = rng.permutation(n) if shuffle else np.arange(n)
+            losses = []
+            rep = None
+            for start in range(0, n, bs):
+                idx = order[start : start + bs]
+                g = net.backward(xa[idx], None if ya is None else ya[idx], loss=loss, input_grad=False)
+                with _deferred_interrupt():
+                    rep = _apply(net, g, lr, cn, cv, bounds)
+                    losses.append(rep.loss)
+                    steps += 1
+                del g  # its 16 bytes per parameter return to the engine's cache for the next step
+            assert rep is not None
+            mean_loss = _mean(losses)
+            with _deferred_interrupt():
+                hist.loss.append(float(mean_loss.to_numpy()))
+                hist.loss_log10.append(float(mean_loss.log10()))
+                hist.grad_norm_log10.append(rep.grad_layer_norm.log10())
+                hist.fraction_unchanged.append(rep.fraction_unchanged)
+                losses = []
+    except KeyboardInterrupt as exc:
+        raise FitInterrupted(hist, steps, [float(v.to_numpy()) for v in losses]) from exc
     return hist
 
 

@@ -17,6 +17,14 @@ namespace loggrad {
 int num_threads();
 void set_num_threads(int n);
 
+// Distinct threads that ran at least one task of a parallel_for since the
+// last reset_threads_used(): pool workers each count once, and every thread
+// outside the pool (the callers) counts as one. Lets a test check that a
+// pass really was shared among threads without timing it. Counting costs one
+// relaxed store per thread per parallel_for and changes no result.
+int threads_used();
+void reset_threads_used();
+
 // Runs fn(0) .. fn(ntasks - 1), spread over the pool; returns when all are
 // done. An exception thrown by a task is rethrown here: that of the
 // lowest-numbered task that threw, whatever the timing.
