@@ -862,7 +862,11 @@ class Report:
         d = _dec(d)
         layers = d["layers"]
         kw = {k: v for k, v in d.items() if k != "layers"}
-        kw["slope_ci"] = tuple(kw["slope_ci"])
+        # strict JSON writes nan as null: back to nan where the field is a number, not an optional one
+        for k in ("loss_log10", "slope", "slope_stderr", "total_change", "forward_change", "output_rms"):
+            if k in kw and kw[k] is None:
+                kw[k] = math.nan
+        kw["slope_ci"] = tuple(math.nan if v is None else v for v in kw["slope_ci"])
         for attr, v in layers.items():
             kw[attr] = None if v is None else np.asarray(v, dtype=np.float64)
         return cls(**kw)
