@@ -712,11 +712,15 @@ class Report:
     verdict:    "exploding" or "vanishing" when any of these holds (the
         larger in decades wins when both directions do): float64 or float32
         overflows a gradient entry; float64 flushes one to 0, or the input
-        layer's gradient is exactly zero; |total_change| >= decades (the
-        backward signal); |forward_change| >= decades (the forward signal);
-        else "healthy". verdict_reasons says which held. decades =
-        VERDICT_DECADES = 3 by default; the comparisons are >= (a change of
-        exactly `decades` counts).
+        layer's gradient is exactly zero; the backward signal's change
+        (total_change) or the forward signal's (forward_change) is at least
+        `decades` away from zero over its whole interval (the growth rate's
+        interval times the number of steps; >=, so a change of exactly
+        `decades` counts); else "healthy". verdict_reasons says which held.
+        decades = VERDICT_DECADES = 3 by default. Requiring the interval
+        keeps one lucky or unlucky draw from deciding: relu at He
+        initialisation, width 64, depth 300, moves |delta| and the forward
+        rms by -1 to -4 decades from finite width alone.
     theory_slope: predicted growth rate of log10 ||delta|| per layer at the
         fixed point q*, with the finite-width correction (the typical growth:
         0.5 log10 chi_1 - kappa / (4 n ln 10), see
