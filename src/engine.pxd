@@ -249,6 +249,7 @@ cdef extern from "loggrad/network.hpp" namespace "loggrad" nogil:
         double* grad
         double* dx
         const size_t* grad_offset
+        LayerStats* stats  # NULL, or depth entries filled by the pass
 
     const size_t kNoGradient
     vector[size_t] gradient_offsets(const Architecture& net, const vector[size_t]& layers,

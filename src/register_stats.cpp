@@ -16,7 +16,10 @@ using loggrad::Architecture;
 using loggrad::exp_t;
 
 py::tuple backward_stats(const Architecture& net, const array_d& params, const array_d& x, const std::string& loss,
-                         const std::optional<array_d>& y, const std::optional<array_i64>& labels) {
+                         const std::optional<array_d>& y, const std::optional<array_i64>& labels,
+                         const std::string& precision) {
+    if (precision != "extended" && precision != "float64")
+        throw std::invalid_argument("unknown precision '" + precision + "'; valid: extended, float64");
     if (static_cast<std::size_t>(params.size()) != net.param_count())
         throw std::invalid_argument("parameter block has " + std::to_string(params.size()) +
                                     " values, the architecture needs " + std::to_string(net.param_count()));
@@ -40,13 +43,30 @@ py::tuple backward_stats(const Architecture& net, const array_d& params, const a
     const auto b = static_cast<py::ssize_t>(batch);
     const std::vector<py::ssize_t> out_shape{b, static_cast<py::ssize_t>(net.n_out())};
     const std::vector<py::ssize_t> grad_shape{static_cast<py::ssize_t>(net.param_count())};
+    py::array_t<double> flat(std::vector<py::ssize_t>{static_cast<py::ssize_t>(net.depth()),
+                                                      static_cast<py::ssize_t>(loggrad::kLayerStatsFields)});
+    std::vector<loggrad::LayerStats> stats(net.depth());
+    if (precision == "float64") {
+        py::array_t<double> loss_v(std::vector<py::ssize_t>{}), out(out_shape);
+        auto grad = result_array<double>(grad_shape);
+        loggrad::GradF64 r;
+        r.loss = loss_v.mutable_data();
+        r.out = out.mutable_data();
+        r.grad = grad.mutable_data();
+        r.stats = stats.data();
+        {
+            // Safe: only the arrays and the vector above (kept alive by this frame) are touched.
+            py::gil_scoped_release release;
+            loggrad::backward_f64(net, params.data(), x.data(), batch, t, r, 0);
+            for (std::size_t l = 0; l < net.depth(); ++l)
+                loggrad::flatten_stats(stats[l], flat.mutable_data() + l * loggrad::kLayerStatsFields);
+        }
+        return py::make_tuple(loss_v, out, grad, flat);
+    }
     py::array_t<double> loss_m(std::vector<py::ssize_t>{}), out_m(out_shape);
     py::array_t<exp_t> loss_e(std::vector<py::ssize_t>{}), out_e(out_shape);
     auto grad_m = result_array<double>(grad_shape);
     auto grad_e = result_array<exp_t>(grad_shape);
-    py::array_t<double> flat(std::vector<py::ssize_t>{static_cast<py::ssize_t>(net.depth()),
-                                                      static_cast<py::ssize_t>(loggrad::kLayerStatsFields)});
-    std::vector<loggrad::LayerStats> stats(net.depth());
     loggrad::GradExt r;
     r.loss = {loss_m.mutable_data(), loss_e.mutable_data()};
     r.out = {out_m.mutable_data(), out_e.mutable_data()};
@@ -69,7 +89,8 @@ void register_stats(py::module_& m) {
     m.attr("LAYER_STATS_FIELDS") = loggrad::kLayerStatsFields;
     m.attr("SATURATED_DERIVATIVE") = loggrad::kSaturatedDerivative;
     m.def("backward_stats", &backward_stats, py::arg("arch"), py::arg("params"), py::arg("x"), py::arg("loss"),
-          py::arg("y") = py::none(), py::arg("labels") = py::none(),
-          "Extended backward pass with per-layer statistics: (loss, out, grad, stats (depth, LAYER_STATS_FIELDS)); "
-          "see loggrad/stats.hpp for the field order");
+          py::arg("y") = py::none(), py::arg("labels") = py::none(), py::arg("precision") = "extended",
+          "Backward pass with per-layer statistics: (loss, out, grad, stats (depth, LAYER_STATS_FIELDS)), "
+          "loss/out/grad (mantissa, exponent) on the extended path, ndarrays on float64 (a real float64 pass: "
+          "its own flushes); see loggrad/stats.hpp for the field order");
 }

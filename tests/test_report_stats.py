@@ -162,4 +162,54 @@ def test_residual_layers_gradients_and_no_theory():
     # delta_l = dL/dz_l: the bias gradient is its column sum
     want_b = [float(np.log10(np.linalg.norm(g.biases[l].to_numpy()))) for l in range(50)]
     np.testing.assert_allclose(rep.grad_norm_b, want_b, rtol=0, atol=1e-12)
-    assert rep.theory_slope is None and any("residual" in n for n in rep.notes)
+    assert any("residual layer(s)" in n for n in rep.notes)
+
+
+@pytest.mark.parametrize("act", ["tanh", "sigmoid"])
+def test_residual_theory_against_measurement(act):
+    # s = 1/sqrt(L): the mean-field profile of residual chains predicts the forward rms within a
+    # tenth of a decade and ||delta|| within half a decade over 300 layers of width 64
+    L, n = 300, 64
+    rng = np.random.default_rng(0)
+    ws = [rng.standard_normal((n, n)) * math.sqrt(2 / n) for _ in range(L)]
+    bs = [rng.standard_normal(n) * 0.1 for _ in range(L)]
+    net = lg.Network(ws, bs, act, residual=1 / math.sqrt(L))
+    x, y = rng.standard_normal((8, n)), rng.standard_normal((8, n))
+    rep = report(net, x, y)
+    assert np.max(np.abs(rep.act_rms - rep.theory_act_line())) < 0.1
+    assert np.max(np.abs(rep.delta_norm - rep.theory_line())) < 0.5
+    assert rep.theory_slope == pytest.approx(np.mean(rep.theory_delta_inc))
+    assert any("mean-field theory of residual chains" in nt for nt in rep.notes)
+    # relu: the backward weights correlate with the forward gates; no prediction is offered
+    relu = report(lg.Network(ws, bs, "relu", residual=1 / math.sqrt(L)), x, y)
+    assert relu.theory_slope is None and relu.theory_line() is None
+
+
+def test_float64_pass_statistics_against_its_own_gradients():
+    # deep sigmoid: a real float64 pass flushes the input side to 0 (the exact pass does not)
+    net = gaussian_net(700, 8, "sigmoid", scale=1.0, bias=0.0, seed=60)
+    rng = np.random.default_rng(61)
+    x, y = rng.standard_normal((3, 8)), rng.standard_normal((3, 8))
+    g = net.backward(x, y, precision="float64", input_grad=False)
+    stats = _core.backward_stats(net._arch, net._params, x, "mse", y, None, "float64")[3]
+    dW = _tensor_cols(stats, "dW")
+    tiny = np.finfo(np.float64).tiny
+    for l in (0, 300, 450, 500, 699):
+        w = np.asarray(g.weights[l])
+        assert dW["zeros"][l] == np.count_nonzero(w == 0), l
+        assert dW["subnormal"][l] == np.count_nonzero((w != 0) & (np.abs(w) < tiny)), l
+        if np.any(w):
+            m = np.abs(w).max()  # scaled: the squares of subnormal entries would underflow
+            assert dW["norm"][l] == pytest.approx(math.log10(m) + math.log10(np.linalg.norm(w / m)), abs=1e-9)
+    rep = report(net, x, y, low_precision=True)
+    lp = rep.low_precision["float64"]
+    zeros = np.array([np.mean(np.asarray(g.weights[l]) == 0) for l in range(700)])
+    np.testing.assert_array_equal(lp["zero_frac"], zeros)
+    assert lp["first_zero_layer"] == int(np.flatnonzero(zeros == 1.0)[-1])
+    assert np.all(np.isfinite(rep.grad_norm_w))  # the exact pass keeps every layer
+    assert "a real float64 backward pass" in rep.table(rich=False)
+
+
+def _tensor_cols(stats, name):
+    t = R._tensor(np.asarray(stats), name)
+    return {"zeros": t["zeros"], "subnormal": t["subnormal"][:, 0], "norm": t["norm"]}

@@ -696,6 +696,12 @@ void chain_and_gradients(std::size_t l0, std::size_t l1, LayerSizes sizes, bool 
 void backward_segment_f64(const Architecture& net, const double* params, std::size_t l0, std::size_t l1,
                           std::size_t batch, F64Store& st, Buffer<double>& g, const GradF64& res) {
     const std::size_t maxw = max_width(net), nb = row_blocks(net, batch);
+    if (res.stats)  // f'(z_l), before the chain writes delta_l over it; one task per run of layers
+        parallel_chunks(l1 - l0, 8, [&](std::size_t i0, std::size_t i1) {
+            for (std::size_t i = i0; i < i1; ++i)
+                derivative_stats_f64(st.ders.data() + st.doff[i], batch * net.width(l0 + i + 1),
+                                     res.stats[l0 + i].der);
+        });
     const auto chain = [&](auto&& publish) {
         for_each_block(batch, nb, [&](std::size_t r0, std::size_t r1) {
             const std::size_t rows = r1 - r0;
@@ -734,6 +740,13 @@ void backward_segment_f64(const Architecture& net, const double* params, std::si
         const double* delta = st.ders.data() + st.doff[i];
         gemm(true, false, n_out, n_in, batch, delta, st.acts.data() + st.aoff[i], res.grad + go);
         column_sums(batch, n_out, delta, res.grad + go + n_out * n_in);  // the bias gradient
+        if (res.stats) {  // this layer's delta, input and gradients, on this thread
+            LayerStats& s = res.stats[l];
+            tensor_stats_f64(delta, batch * n_out, s.delta);
+            tensor_stats_f64(st.acts.data() + st.aoff[i], batch * n_in, s.a);
+            tensor_stats_f64(res.grad + go, n_out * n_in, s.dW);
+            tensor_stats_f64(res.grad + go + n_out * n_in, n_out, s.db);
+        }
     });
 }
 

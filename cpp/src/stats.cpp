@@ -114,6 +114,10 @@ void tensor_stats_f64(const double* x, std::size_t n, TensorStats& st) {
             ++st.zeros;
             continue;
         }
+        if (!std::isfinite(x[i])) {  // a float64 pass that overflowed: counted as overflow in every format
+            for (int f = 0; f < kFormats; ++f) ++st.overflow[f];
+            continue;
+        }
         int k = 0;
         const double mm = std::frexp(x[i], &k);
         add_value(Ext{mm, static_cast<exp_t>(k)}, st);
@@ -144,6 +148,7 @@ void derivative_stats_f64(const double* d, std::size_t n, DerivativeStats& st) {
             ++st.zeros;
             continue;
         }
+        if (!std::isfinite(d[i])) continue;  // left out of the mean log2
         int k = 0;
         const double mm = std::frexp(std::fabs(d[i]), &k);
         st.saturated += std::fabs(d[i]) < kSaturatedDerivative;

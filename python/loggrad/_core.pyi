@@ -201,7 +201,8 @@ LAYER_STATS_FIELDS: int
 SATURATED_DERIVATIVE: float
 
 # backward_stats: (loss, out, grad, stats); stats is (depth, LAYER_STATS_FIELDS),
-# per layer the statistics of dW, db, delta, a and f' (loggrad/stats.hpp).
+# per layer the statistics of dW, db, delta, a and f' (loggrad/stats.hpp);
+# extended values as (mantissa, exponent), float64 ones as ndarrays.
 def backward_stats(
     arch: Architecture,
     params: npt.ArrayLike,
@@ -209,4 +210,5 @@ def backward_stats(
     loss: str,
     y: npt.ArrayLike | None = None,
     labels: npt.ArrayLike | None = None,
-) -> tuple[_Ext, _Ext, _Ext, _F64]: ...
+    precision: str = "extended",
+) -> tuple[_Ext, _Ext, _Ext, _F64] | tuple[_F64, _F64, _F64, _F64]: ...

@@ -105,6 +105,7 @@ struct GradF64 {
     double* grad = nullptr;
     double* dx = nullptr;
     const std::size_t* grad_offset = nullptr;
+    LayerStats* stats = nullptr;  // as GradExt::stats, of what this float64 pass computes
 };
 
 // Offsets for GradExt/GradF64::grad_offset that pack the gradients of the

@@ -66,7 +66,8 @@ struct LayerStats {
 
 // Adds n extended values (any mantissa form, zeros allowed) to st, in order.
 void tensor_stats_ext(const double* m, const exp_t* e, std::size_t n, TensorStats& st);
-// The same for n float64 values (non-finite values are not expected).
+// The same for n float64 values; inf and nan (a float64 pass that overflowed)
+// count as overflow in every format and stay out of the norm and extremes.
 void tensor_stats_f64(const double* x, std::size_t n, TensorStats& st);
 // Adds n extended derivatives to st.
 void derivative_stats_ext(const double* m, const exp_t* e, std::size_t n, DerivativeStats& st);
