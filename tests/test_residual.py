@@ -261,3 +261,21 @@ def test_torch_round_trip():
             return self.body(x)
 
     assert lg.Network.from_torch(Wrapped()).residual == net.residual
+
+
+def test_save_and_load_keep_scales_and_bias_free_layers(tmp_path):
+    net = _net([4, 6, 6, 6, 2], "tanh", [None, 0.5, -1.5, None], seed=15)
+    net._bias_free = frozenset({0})
+    net.biases[0] = np.zeros(6)
+    path = tmp_path / "res.npz"
+    net.save(path)
+    back = lg.Network.load(path)
+    assert back.residual == net.residual and back._bias_free == {0}
+    assert np.array_equal(back.params.view(np.uint64), net.params.view(np.uint64))
+    plain = _net([4, 6, 2], "tanh", None)
+    plain.save(tmp_path / "plain")
+    assert not lg.Network.load(tmp_path / "plain").is_residual
+    np.savez(tmp_path / "bad.npz", widths=np.array([4, 4]), activations=np.array(["tanh"]), params=np.zeros(20),
+             format=np.asarray("loggrad-network-1"), residual=np.array([np.inf]))
+    with pytest.raises(ValueError, match="infinite scale"):
+        lg.Network.load(tmp_path / "bad.npz")

@@ -182,7 +182,7 @@ def loggrad_runner(ws: Sequence[Array], bs: Sequence[Array], x: Array, y: Array,
         g = net.backward(x, y, loss="mse", precision=precision, input_grad=False)
         w0 = g.weights[0]
         dw0 = np.asarray(w0.to_numpy() if hasattr(w0, "to_numpy") else w0, dtype=np.float64)
-        loss = g.loss.to_numpy() if hasattr(g.loss, "to_numpy") else g.loss
+        loss = g.loss if isinstance(g.loss, np.ndarray) else g.loss.to_numpy() if g.loss is not None else math.nan
         return float(np.asarray(loss)), dw0
 
     return run

@@ -446,29 +446,68 @@ class Network:
 
     @classmethod
     def from_torch(cls, model: Any) -> Network:
-        """From a torch ``nn.Sequential`` of Linear and activation modules; see :mod:`loggrad.interop`."""
-        from .interop import from_torch
+        """A network with the parameters of a torch model (copied, as float64).
 
-        return from_torch(model)
+        The layers are read in the order the model runs them: an
+        ``nn.Sequential`` (nested ones flattened) in its order, any other
+        module through its ``forward``, traced with ``torch.fx``. The model
+        must be one chain: ``Linear`` layers (with or without bias) each
+        followed by at most one of Identity, Sigmoid, Tanh, ReLU,
+        LeakyReLU(0.01), ELU(1), SELU, Softplus(beta=1), GELU (erf form),
+        SiLU (as modules or as ``torch.*``/``torch.nn.functional`` calls), or
+        residual layers :class:`loggrad.torch.Residual`; ``Flatten`` and
+        ``Dropout`` in evaluation mode are skipped. Anything else (another
+        layer type, a residual addition written out, a module called twice,
+        ``Dropout`` in training mode) raises ValueError naming it — never a
+        silently different network. Layers without a bias are remembered, so
+        that :meth:`to_torch` builds them without one.
+        """
+        from ._formats import read_torch
+
+        parts = read_torch(model)
+        net = cls(parts.weights, parts.biases, parts.activations, residual=parts.residual)
+        net._bias_free = frozenset(parts.bias_free)
+        return net
 
     def to_torch(self) -> Any:
-        """As a float64 torch ``nn.Sequential``."""
-        from .interop import to_torch
+        """The network as a float64 torch ``nn.Sequential`` (parameters copied).
 
-        return to_torch(self)
+        A residual layer becomes a :class:`loggrad.torch.Residual` module
+        (``x + s * f(linear(x))``); layers that came without a bias (from
+        :meth:`from_torch`) are built without one while their biases are
+        zero, so that ``to_torch(from_torch(model))``'s state_dict loads back
+        into ``model``.
+        """
+        from ._formats import build_torch
+
+        return build_torch(self.weights, self.biases, self.activations, self.residual, self._bias_free)
 
     def save(self, path: Any) -> None:
-        """Save to a .npz file (widths, activations, parameters)."""
-        from .interop import save
+        """Save to a ``.npz`` file (numpy adds the suffix when path lacks it): widths,
+        activations, the parameter block, residual scales and bias-free layers;
+        no pickled objects."""
+        from ._formats import write_file
 
-        save(self, path)
+        write_file(path, self.widths, self.activations, self._params, self.residual, self._bias_free)
 
     @classmethod
     def load(cls, path: Any) -> Network:
-        """Load a network saved with :meth:`save`."""
-        from .interop import load
+        """Load a network saved with :meth:`save`.
 
-        return load(path)
+        ``load("x")`` finds ``x.npz`` as :meth:`save` wrote it. Everything is
+        checked against the layout (widths, one activation per layer, a
+        parameter block of exactly the size the widths imply, residual scales
+        and bias-free layers where present) and nothing is unpickled; a file
+        that is not a loggrad network raises ValueError saying what is wrong.
+        """
+        from ._formats import read_file
+
+        parts = read_file(path)
+        # the freshly read array becomes the network's block: no second copy
+        net = cls(_ParamBlock(parts.widths, parts.params), None, parts.activations,  # type: ignore[arg-type]
+                  residual=parts.residual)
+        net._bias_free = frozenset(parts.bias_free)
+        return net
 
     def copy(self) -> Network:
         """An independent network with the same parameters."""

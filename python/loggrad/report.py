@@ -1140,7 +1140,7 @@ class Report:
         want_resid = th is not None or tha is not None
         ax_res = None
         if ax is None:
-            kw = {"figsize": (8, 6.5 if want_resid else 4.5), "sharex": True}
+            kw: dict[str, Any] = {"figsize": (8, 6.5 if want_resid else 4.5), "sharex": True}
             if want_resid:
                 kw["gridspec_kw"] = {"height_ratios": [3, 1]}
             if path is not None:
@@ -1404,7 +1404,7 @@ def report(
     tw, tb, td, ta = (_tensor(stats, k) for k in _TENSORS)
     der = _derivatives(stats)
     n_entries = tw["count"] + tb["count"]
-    frac: dict[str, np.ndarray] = {}
+    frac: dict[str, Any] = {}
     for i, p in enumerate(_FMT_PREFIX):
         for kind, key in (("underflow", "flush"), ("subnormal", "subnormal"), ("overflow", "overflow")):
             frac[f"{p}_{kind}"] = (tw[key][:, i] + tb[key][:, i]) / n_entries

@@ -14,12 +14,15 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
 
 from . import _core
-from .network import Network
+
+if TYPE_CHECKING:
+    from .network import Network
 
 __all__ = ["Spectrum", "spectrum", "jvp_log_norm"]
 

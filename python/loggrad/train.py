@@ -252,7 +252,7 @@ def _apply(
     )
     norm = LogArray._wrap(*_normalize(np.asarray(r["total_norm"]), np.asarray(r["total_emax"], dtype=np.int64)))
     return StepReport(
-        loss=g.loss if isinstance(g.loss, LogArray) else LogArray(g.loss),
+        loss=g.loss if isinstance(g.loss, LogArray) else LogArray(np.asarray(g.loss)),
         unchanged=r["unchanged"],
         nonzero_updates=r["nonzero"],
         update_log10_max=log10_max,
