@@ -298,6 +298,37 @@ void register_network(py::module_& m) {
                                    return names;
                                })
         .def_property_readonly("param_count", &Architecture::param_count)
+        .def_property_readonly(
+            "offsets",
+            [](const Architecture& a) {
+                py::array_t<std::int64_t> out(static_cast<py::ssize_t>(a.offsets().size()));
+                std::copy(a.offsets().begin(), a.offsets().end(), out.mutable_data());
+                return out;
+            },
+            "start of every layer's block (W then b) in the parameter layout, and the total (depth + 1)")
+        .def(
+            "gradient_offsets",
+            [](const Architecture& a, const std::vector<std::size_t>& layers) {
+                std::size_t total = 0;
+                const auto off = loggrad::gradient_offsets(a, layers, &total);
+                py::array_t<std::int64_t> out(static_cast<py::ssize_t>(off.size()));
+                for (std::size_t l = 0; l < off.size(); ++l)
+                    out.mutable_data()[l] = off[l] == loggrad::kNoGradient ? -1 : static_cast<std::int64_t>(off[l]);
+                return py::make_tuple(out, total);
+            },
+            py::arg("layers"),
+            "where a pass computing only these layers' gradients (strictly increasing) writes each layer's "
+            "block (-1: not computed), and the gradient count")
+        .def(
+            "store_plan",
+            [](const Architecture& a, long long checkpoint) {
+                if (checkpoint < -1) throw std::invalid_argument("checkpoint must be -1 (auto), 0 (off) or a length");
+                const auto p = loggrad::store_plan(
+                    a, checkpoint == -1 ? loggrad::kCheckpointAuto : static_cast<std::size_t>(checkpoint));
+                return py::make_tuple(p.segment, p.segments, p.units);
+            },
+            py::arg("checkpoint"),
+            "(segment length, segments, stored values per row of the largest segment) of a backward pass")
         .def("weight_offset", [](const Architecture& a, std::size_t l) { return a.weight_offset(checked_layer(a, l)); },
              py::arg("layer"))
         .def("bias_offset", [](const Architecture& a, std::size_t l) { return a.bias_offset(checked_layer(a, l)); },

@@ -1152,6 +1152,20 @@ void backward_tape_f64(const Architecture& net, const double* params, Tape& tape
     release(t);
 }
 
+StorePlan store_plan(const Architecture& net, std::size_t checkpoint) {
+    StorePlan plan;
+    const std::size_t L = net.depth();
+    plan.segment = segment_length(L, checkpoint);
+    plan.segments = (L + plan.segment - 1) / plan.segment;
+    for (std::size_t l0 = 0; l0 < L; l0 += plan.segment) {  // as plan_store lays out a segment
+        const std::size_t l1 = std::min(L, l0 + plan.segment);
+        std::size_t units = 0;
+        for (std::size_t l = l0; l <= l1; ++l) units += net.width(l) * (l > l0 ? 2 : 1);
+        plan.units = std::max(plan.units, units);
+    }
+    return plan;
+}
+
 void backward_ext(const Architecture& net, const double* params, const double* x,
                   std::size_t batch, const Target& target, const GradExt& res, std::size_t checkpoint) {
     check_inputs(x, batch, net.n_in());

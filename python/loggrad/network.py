@@ -16,6 +16,7 @@ import numpy as np
 import numpy.typing as npt
 
 from . import _core
+from ._layout import Layout
 from ._logarray import LogArray
 
 __all__ = ["Network", "Gradients", "ACTIVATIONS", "LOSSES", "PRECISIONS"]
@@ -389,19 +390,30 @@ class Network:
         # Layers that came without a bias (from_torch of Linear(bias=False)); to_torch keeps them so.
         self._bias_free: frozenset[int] = frozenset()
         self._arch = _core.Architecture(widths, acts, scales)
-        self._widths = np.asarray(widths, dtype=np.int64)
-        # layer l's block: n_{l+1} * (n_l + 1) values (W then b), at offset _w_off[l]
-        self._blocks = self._widths[1:] * (self._widths[:-1] + 1)
-        self._w_off = np.cumsum(self._blocks) - self._blocks
+        self._layout = Layout(self._arch)
+        self._widths = self._layout.widths
+        self._blocks = self._layout.sizes  # layer l's block: n_{l+1} * (n_l + 1) values (W then b)
+        self._w_off = self._layout.starts  # at this offset
 
     # -- construction helpers -----------------------------------------------
     @classmethod
     def _from_block(cls, widths: Sequence[int], activations: Sequence[str], params: np.ndarray,
                     residual: Sequence[float | None] | None = None) -> Network:
-        w = np.asarray(widths, dtype=np.int64)
-        w_off = np.concatenate([[0], np.cumsum(w[1:] * (w[:-1] + 1))])[:-1]
-        return cls(LayerViews(params, w_off, w, "weights"), LayerViews(params, w_off, w, "biases"), list(activations),
-                   residual=residual)
+        """A network that adopts ``params`` (a parameter block of these widths) as its own."""
+        w = [int(v) for v in widths]
+        block = np.ascontiguousarray(params, dtype=np.float64)
+        need = sum(w[l + 1] * (w[l] + 1) for l in range(len(w) - 1))
+        if block.shape != (need,):
+            raise ValueError(f"a parameter block of shape {block.shape} for widths {w}, which need ({need},)")
+        if not np.isfinite(block).all():
+            bad = int(np.argmax(~np.isfinite(block)))
+            raise ValueError(f"the parameter block has a non-finite value ({block[bad]}) at {bad}")
+        return cls(_ParamBlock(w, block), None, list(activations), residual=residual)  # type: ignore[arg-type]
+
+    @property
+    def layout(self) -> Layout:
+        """Offsets and sizes of the parameter blocks (see :class:`loggrad._layout.Layout`)."""
+        return self._layout
 
     @classmethod
     def build(
@@ -634,26 +646,7 @@ class Network:
 
     def _pass_bytes(self, batch: int, precision: str, backward: bool, cp: int, grads: int | None = None,
                     dx: bool = True) -> int:
-        # Python ints: no overflow for any requested size. Mirrors the engine's buffers
-        # (cpp/src/network.cpp: stores, checkpoints, gradient buffers, gemm workspace).
-        v = 16 if precision == "extended" else 8
-        w = [int(n) for n in self._widths]
-        depth, maxw, n_in, n_out = len(w) - 1, max(w), w[0], w[-1]
-        scratch = 8 * (2 * batch * maxw + maxw * maxw + 4 * maxw) if precision == "extended" else 0
-        inputs = batch * n_in * v if precision == "extended" else 0
-        if not backward:
-            return batch * n_out * v + inputs + 3 * batch * maxw * v + scratch
-        seg = depth if cp == 0 else (math.isqrt(depth - 1) + 1 if cp == -1 else min(cp, depth))
-        nseg = -(-depth // seg)
-        cum = np.concatenate([[0], np.cumsum(np.asarray(w, dtype=np.float64))])  # float: no int64 overflow
-        starts = np.arange(nseg) * seg
-        ends = np.minimum(starts + seg, depth)
-        # activations a_l0..a_l1 and derivatives f'(z_l0)..f'(z_{l1-1}) of the largest segment
-        units = int((2 * (cum[ends + 1] - cum[starts]) - np.asarray(w, dtype=np.float64)[starts]).max())
-        store = batch * (units + maxw) * v
-        checkpoints = nseg * batch * maxw * v if nseg > 1 else 0
-        results = ((self.param_count if grads is None else grads) + batch * ((n_in if dx else 0) + n_out) + 1) * v
-        return results + inputs + store + checkpoints + 3 * batch * maxw * v + scratch
+        return self._layout.pass_bytes(batch, precision == "extended", backward, cp, grads, dx)
 
     def _check_memory(self, batch: int, precision: str, backward: bool, cp: int, extra: int = 0,
                       grads: int | None = None, dx: bool = True) -> None:
@@ -890,11 +883,7 @@ class Network:
     def _gradients(self, res: Any, precision: str, sel: np.ndarray | None, input_grad: bool, upstream: bool,
                    single: bool, out: Gradients | None) -> Gradients:
         """The Gradients of the engine's (loss, out, grad, dx) result."""
-        off = self._w_off
-        if sel is not None:  # the engine packs the selected layers' blocks in layer order
-            sizes = self._blocks[sel]
-            off = np.full(self.depth, -1, dtype=np.int64)
-            off[sel] = np.cumsum(sizes) - sizes
+        off, _ = self._layout.gradient_offsets(sel)  # as the engine packs the selected layers' blocks
         loss_v: Values | None
         out_v: Values
         grad: Values

@@ -261,14 +261,9 @@ class _Layout:
 
     @classmethod
     def of(cls, net: Network) -> _Layout:
-        w = np.asarray(net.widths, dtype=np.int64)
-        n_in, n_out = w[:-1], w[1:]
-        wsizes = n_in * n_out
-        sizes = wsizes + n_out
-        starts = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
-        seg_starts = np.stack([starts, starts + wsizes], axis=1).ravel()
-        seg_sizes = np.stack([wsizes, n_out], axis=1).ravel()
-        return cls(w, n_in, n_out, starts, sizes, wsizes, seg_starts, seg_sizes)
+        lay = net.layout  # the engine's offsets
+        seg_starts, seg_sizes = lay.segments
+        return cls(lay.widths, lay.n_in, lay.n_out, lay.starts, lay.sizes, lay.weight_sizes, seg_starts, seg_sizes)
 
 
 def _range_masks(m: np.ndarray, e: np.ndarray) -> dict[str, np.ndarray]:

@@ -48,6 +48,9 @@ public:
     std::size_t weight_offset(std::size_t l) const { return offsets_[l]; }
     std::size_t bias_offset(std::size_t l) const { return offsets_[l] + widths_[l + 1] * widths_[l]; }
     std::size_t param_count() const { return offsets_.back(); }
+    // Start of every layer's block (W_l then b_l) in the parameter layout, and
+    // the total: depth + 1 entries.
+    const std::vector<std::size_t>& offsets() const { return offsets_; }
     // Sum of the widths n_0..n_L: the activation storage of one sample.
     std::size_t unit_count() const;
 
@@ -174,6 +177,18 @@ void backward_tape_f64(const Architecture& net, const double* params, Tape& tape
 // would (see forward_layer_checks).
 void forward_layer_ext(const Architecture& net, const double* params, std::size_t l, std::size_t batch,
                        ExtCMat in, ExtMat out, ExtMat der, ExtMat z, Workspace& ws, bool check = false);
+
+// How a backward pass stores its forward pass: segments of `segment` layers
+// (the last may be shorter), and per row of the batch the values the largest
+// segment's store holds (its activations a_l0..a_l1 and derivatives
+// f'(z_l0)..f'(z_{l1-1})). With segments > 1 the pass also keeps one
+// checkpoint of max-width values per segment and row.
+struct StorePlan {
+    std::size_t segment = 0;
+    std::size_t segments = 0;
+    std::size_t units = 0;
+};
+StorePlan store_plan(const Architecture& net, std::size_t checkpoint);
 
 // Bytes a backward pass allocates for stored activations and scratch.
 std::size_t backward_workspace_bytes(const Architecture& net, std::size_t batch, bool extended);
