@@ -56,21 +56,18 @@ const bool kBlasSingleThreaded = [] {
 }();
 
 // A run of whole blocks may go to BLAS as one call, which packs the other
-// operand once instead of once per block: on one thread (AVX-512 kernel), a
-// 256 x 1024 x 1024 product runs 1.1-1.25x faster as one call than as eight
-// blocks, and its transposed-A form (a weight gradient) 1.5-1.6x. The bits
-// stay those of the block-by-block calls:
+// operand once instead of once per block (the gain is largest for the
+// transposed-A form of the weight gradients; benchmarks/test_bench_matmul.py
+// measures it). The bits stay those of the block-by-block calls:
 // - OpenBLAS cuts K by K alone, and in a run of whole blocks its micro-kernels
 //   see only whole tiles (kGemmBlock is a multiple of the tile sizes of its
 //   dgemm kernels), so each element is the same sequence of K-block sums in
 //   either split. The partial last block, whose tiles the library cuts by
-//   the call's size (measured: merged with the others it changes bits),
+//   the call's size (merged with the others it changes bits),
 //   stays a call of its own.
 // - Blocks of at least kMergeMinWork (2^21) multiply-adds: every
 //   small-matrix kernel OpenBLAS has for dgemm (another summation) is
-//   permitted only below half of it (M N K <= 10^6). At 100 x 256 x 64, one
-//   thread, the two blocks of each product as one call: float64 pass
-//   67.5 -> 62 ms.
+//   permitted only below half of it (M N K <= 10^6).
 // - A check, once per process, that this BLAS does give the same bits for
 //   every transpose form, splitting rows and columns, with a partial block,
 //   a partial tile and a K of several K blocks; where it does not, every

@@ -50,17 +50,17 @@ constexpr std::size_t kHugePage = std::size_t(1) << 21;
 constexpr std::size_t kHugeMin = std::size_t(1) << 20;
 // Blocks from here up to kHugeMin are kept too (page-aligned, 4 KiB pages):
 // malloc maps blocks of this size afresh, or trims the heap under them, on
-// every pass, and the page faults were 60% of a 1,000 x 8 x 1 extended pass
-// (one thread: 1.23 ms, 0.42 ms with the heap left alone). 128 KiB is glibc's
-// initial mmap threshold: smaller blocks stay in the heap.
+// every pass, and a narrow pass would spend most of its time faulting the
+// pages in again. 128 KiB is glibc's initial mmap threshold: smaller blocks
+// stay in the heap.
 constexpr std::size_t kKeepMin = std::size_t(1) << 17;
 constexpr std::size_t kPage = std::size_t(1) << 12;
 constexpr std::size_t kCacheBytes = std::size_t(512) << 20;
 constexpr std::size_t kCacheBlocks = 32;
 
 // Blocks of kKeepMin and more: their sizes while in use, and a few freed ones
-// kept for the next pass of the same shape, whose pages are then already mapped (a fresh
-// huge page is zeroed by the kernel on first touch: 15% of a narrow pass).
+// kept for the next pass of the same shape, whose pages are then already mapped (the
+// kernel zeroes a fresh page on first touch, a cost a repeated pass need not pay).
 struct Pool {
     std::mutex mu;
     std::unordered_map<void*, std::size_t> live;

@@ -599,18 +599,15 @@ std::size_t grad_offset(const Architecture& net, const std::size_t* offsets, std
 // Layers whose weight-gradient product has fewer multiply-adds than this run
 // one per task in the gradient phase (see chain_and_gradients); larger ones
 // in turn, each product split over the threads. Tasks beside the chain leave
-// no thread waiting at a product's end: on two threads, 100 layers of
-// 256 x 256 at batch 64 (2^22 multiply-adds) took 11-13% less time as tasks,
-// 30 of 512 x 512 at batch 128 2-7% less; at 1024 x 1024, batch 256 (2^28)
-// they measured the same, and a task's own Workspace then holds a whole
-// gradient product, so layers from 2^26 on stay split.
+// no thread waiting at a product's end; from about this size on a split
+// product keeps the threads as busy, and a task's own Workspace would hold a
+// whole gradient product.
 constexpr std::size_t kLayerTaskWork = std::size_t(1) << 26;
 
 // Below this many multiply-adds in every layer's weight-gradient product
 // (width 4 at batch 1: 16) the gradients are formed after the chain on the
 // calling thread: handing a layer to another thread costs more than forming
-// it. 1,000 x 4 x 1 on two threads, float64: 0.22-0.32 ms with the gradients
-// beside the chain, 0.16-0.19 ms after it.
+// it.
 constexpr std::size_t kLayerShareWork = 64;
 
 enum class LayerSizes { tiny, small, large };

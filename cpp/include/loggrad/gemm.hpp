@@ -58,10 +58,32 @@ struct ExtCMat {
 
 // Scratch buffers reused across layers of one pass: uninitialised, grown on
 // demand, from loggrad::allocate (a repeated pass reuses mapped pages).
+// Each kernel resizes what it uses; fields shared by two kernels carry one
+// kernel's result to the next, as said below.
 struct Workspace {
-    Buffer<double> xs, ys, cs, sums, bm, xs2;
-    Buffer<exp_t> ex, ey, be, ex2;
-    Buffer<unsigned char> flags, marks, flags2;
+    // ext_gemm_xw*: X's rows scaled to a common exponent per row (M x K), the
+    // float64 product of the scaled rows with W (M x N; ext_gemm_xw_product
+    // leaves it for ext_gemm_xw_finish or for the fused epilogue), each row's
+    // scale exponent (M), and the rows whose scaling flushed a term and need
+    // exact recomputation (M).
+    Buffer<double> xs, cs;
+    Buffer<exp_t> ex;
+    Buffer<unsigned char> flags;
+    // ext_gemm_xw_chain: the next layer's xs, ex and flags, formed while the
+    // current ones are read (swapped in at the end), and the rows it left to
+    // the step-by-step path (marks; the fused epilogue uses marks for rows
+    // beyond the fast tanh's range).
+    Buffer<double> xs2;
+    Buffer<exp_t> ex2;
+    Buffer<unsigned char> flags2, marks;
+    // ext_gemm_tn (dW = delta^T a): the scaled columns of a (ys, B x N2),
+    // their exponents (ey); xs and ex then hold delta's scaled columns and
+    // exponents. sums: the bias gradient's column sums (N1).
+    Buffer<double> ys, sums;
+    Buffer<exp_t> ey;
+    // forward_layer_ext: the bias as extended values (n_out).
+    Buffer<double> bm;
+    Buffer<exp_t> be;
 };
 
 // C (M x N) = X (M x K, extended) op(W), W float64: op(W) = W^T (W is N x K)
