@@ -381,6 +381,7 @@ def fit(
     hist = History()
     steps = 0
     losses: list[LogArray] = []
+    g: Gradients | None = None  # the previous step's gradient: its memory takes the next one
     try:
         for _ in range(epochs):
             order = rng.permutation(n) if shuffle else np.arange(n)
@@ -388,12 +389,11 @@ def fit(
             rep = None
             for start in range(0, n, bs):
                 idx = order[start : start + bs]
-                g = net.backward(xa[idx], None if ya is None else ya[idx], loss=loss, input_grad=False)
+                g = net.backward(xa[idx], None if ya is None else ya[idx], loss=loss, input_grad=False, out=g)
                 with _deferred_interrupt():
                     rep = _apply(net, g, lr, cn, cv, bounds)
                     losses.append(rep.loss)
                     steps += 1
-                del g  # its 16 bytes per parameter return to the engine's cache for the next step
             assert rep is not None
             mean_loss = _mean(losses)
             with _deferred_interrupt():
