@@ -279,3 +279,41 @@ cdef extern from "loggrad/spectrum.hpp" namespace "loggrad" nogil:
     void jacobian_log_growth(const Architecture& net, const double* params, const double* x,
                              const double* V, size_t k, bool orthonormalize, double* total,
                              double* per_layer) except +
+
+
+cdef extern from "loggrad/train.hpp" namespace "loggrad" nogil:
+    # In the engine library. One SGD step in place on a parameter block (see
+    # the header): per-block statistics into SgdBlockStats' arrays.
+    cdef cppclass Log2Threshold:
+        int64_t e_star
+        double m_star
+
+    cdef cppclass SgdConfig:
+        double lr
+        bool clip_norm
+        double max_norm
+        Log2Threshold norm_over
+        bool clip_value
+        double clip_value_limit
+        Log2Threshold value_over
+
+    cdef cppclass SgdBlockStats:
+        int64_t* nonzero
+        int64_t* unchanged
+        int64_t* update_emax
+        double* update_top0
+        double* update_top1
+        double* update_norm
+        int64_t* grad_emax
+        double* grad_norm
+
+    cdef cppclass SgdTotals:
+        double grad_norm
+        int64_t grad_emax
+        bool clipped
+        int64_t bad_index
+        double bad_update_m
+        int64_t bad_update_e
+
+    void sgd_step(SgdBlockStats& stats, SgdTotals& totals, double* params, const double* gm,
+                  const int64_t* ge, const int64_t* bounds, size_t nblocks, const SgdConfig& cfg) except +

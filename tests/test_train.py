@@ -480,18 +480,40 @@ def test_clipping_thresholds_exactly_as_numpy_decides():
         assert_same_step(net.params, rep, want_params, want)
 
 
-def test_log2_threshold_matches_numpy_around_it():
+def test_log2_threshold_matches_logarray_log2_around_it():
+    # The threshold reproduces the numpy formulation's test, LogArray.log2() >
+    # np.log2(limit), on an array and on a 0-d LogArray as a Python float, for
+    # the 600 mantissas around it.
     from loggrad import train
 
     rng = np.random.default_rng(8)
-    for limit in np.concatenate([rng.uniform(0.01, 100, 20), [1.0, 0.5, 2.0**-1074, 1e308]]):
+    for limit in np.concatenate([rng.uniform(0.01, 100, 20), [1.0, 0.5, 3.0, 2.0**-1074, 1e-310, 1e308]]):
         for scalar in (False, True):
             _, e_star, m_star = train._log2_threshold(float(limit), scalar)
             bits = int(np.array([m_star]).view(np.uint64)[0])
             cand = np.array(np.arange(bits - 300, bits + 300), dtype=np.uint64).view(np.float64)
             cand = cand[(cand >= 0.5) & (cand < 1.0)]
-            numpy_says = (np.int64(e_star) + np.log2(cand)) > np.log2(limit)
-            np.testing.assert_array_equal(numpy_says, cand >= m_star)
+            if scalar:
+                says = [not (float(LogArray.from_parts(np.asarray(c), np.asarray(e_star)).log2()) <= np.log2(limit))
+                        for c in cand]
+            else:
+                says = LogArray.from_parts(cand, np.full(cand.shape, e_star)).log2() > np.log2(limit)
+            np.testing.assert_array_equal(says, cand >= m_star)
+
+
+def test_clip_norm_equal_to_the_norm_decided_as_numpy_decides():
+    # 400 gradients whose norm is exactly max_norm, over 600 decades: the
+    # engine's clipped flag and update are those of the numpy formulation.
+    rng = np.random.default_rng(13)
+    widths = [2, 1]
+    net = lg.Network.build(widths, activation="tanh", seed=0)
+    for _ in range(400):
+        a = rng.standard_normal(3) * 10.0 ** rng.uniform(-300, 300)
+        gp = LogArray(a)
+        mn = float(_ref_aligned_norm(gp.mantissa, gp.exponent).to_numpy())
+        want_params, want = reference_step(net.params.copy(), gp, widths, 1e-3, clip_norm=mn)
+        rep = _engine_step(net, gp, 1e-3, clip_norm=mn)
+        assert_same_step(net.params, rep, want_params, want)
 
 
 @pytest.mark.parametrize("case", ["update", "weights", "nan"])

@@ -180,19 +180,18 @@ LOGGRAD_SIMD_KERNEL(std::uint64_t, exp_range,
     return big;
 })
 
-// numpy's pairwise sum of scaled_square over [0, n): the leaves' squares are
-// formed by the vectorised kernel, the sums in numpy's order.
-double sum_squares(const double* m, const exp_t* e, exp_t emax, std::size_t n) {
-    if (n <= 128) {
-        double sq[128];
-        squares(n, m, e, emax, sq);
-        return leaf_sum(sq, n);
-    }
+// numpy's pairwise sum of a[0 .. n), any n.
+double pairwise_array(const double* a, std::size_t n) {
+    if (n <= 128) return leaf_sum(a, n);
     std::size_t n2 = n / 2;
     n2 -= n2 % 8;
-    const double left = sum_squares(m, e, emax, n2);
-    return left + sum_squares(m + n2, e + n2, emax, n - n2);
+    const double left = pairwise_array(a, n2);
+    return left + pairwise_array(a + n2, n - n2);
 }
+
+// Entries whose squares one kernel call forms before they are summed: the
+// call's fixed cost is spread over several leaves, the squares stay in L1.
+constexpr std::size_t kSquaresRun = 1024;
 
 // What a group's tasks report besides the per-block arrays.
 struct GroupFlags {
@@ -316,7 +315,7 @@ BlockUpdate update_copy(const UpdateArgs& a, bool scale, bool clip_value) {
                  : (clip_value ? update_block<false, true, false>(a) : update_block<false, false, false>(a));
 }
 
-// Up to 128 entries of a block (one leaf of numpy's tree): the scaled squares
+// Up to kSquaresRun entries of a block: the scaled squares
 // of the gradient (gsq) and of the update (usq, re-formed from the gradient:
 // cheaper than storing it), and the largest |update mantissa| at the block's
 // top update exponent and the one below (bit patterns, which order
@@ -370,13 +369,13 @@ struct TwoSums {
 
 // numpy's pairwise sums over [0, n) of the gradient's and the update's squares.
 TwoSums pairwise_two(LeafFn leaf, LeafArgs a, std::size_t n) {
-    if (n <= 128) {
-        double gsq[128], usq[128];
+    if (n <= kSquaresRun) {  // the tree below is pairwise_array's on the squares
+        double gsq[kSquaresRun], usq[kSquaresRun];
         a.n = n;
         a.gsq = gsq;
         a.usq = usq;
         leaf(a);
-        return TwoSums{leaf_sum(gsq, n), leaf_sum(usq, n)};
+        return TwoSums{pairwise_array(gsq, n), pairwise_array(usq, n)};
     }
     std::size_t n2 = n / 2;
     n2 -= n2 % 8;
@@ -447,9 +446,14 @@ void sgd_step(SgdBlockStats& st, SgdTotals& tot, double* params, const double* g
     auto group_leaves = [&](const Group& g) {
         std::size_t k = static_cast<std::size_t>(std::lower_bound(leaf_start.begin(), leaf_start.end(), g.i0) -
                                                  leaf_start.begin());
-        for (; k < nleaves && leaf_start[k] < g.i1; ++k) {
-            const std::size_t s = leaf_start[k];
-            leaf_sums[k] = sum_squares(gm + s, ge + s, total_emax, leaf_end(k) - s);
+        double sq[kSquaresRun];
+        while (k < nleaves && leaf_start[k] < g.i1) {
+            // a run of whole leaves, at most kSquaresRun entries, squared by one call
+            const std::size_t s0 = leaf_start[k];
+            std::size_t k1 = k + 1;
+            while (k1 < nleaves && leaf_start[k1] < g.i1 && leaf_end(k1) - s0 <= kSquaresRun) ++k1;
+            squares(leaf_end(k1 - 1) - s0, gm + s0, ge + s0, total_emax, sq);
+            for (; k < k1; ++k) leaf_sums[k] = leaf_sum(sq + (leaf_start[k] - s0), leaf_end(k) - leaf_start[k]);
         }
     };
     auto total_norm = [&]() {

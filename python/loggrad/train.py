@@ -178,24 +178,26 @@ def _bounds(net: Network) -> np.ndarray:
 
 @functools.lru_cache(maxsize=64, typed=True)
 def _log2_threshold(limit: float, scalar: bool) -> tuple[float, int, float]:
-    """``limit`` with numpy's test ``log2|x| > log2(limit)`` as a threshold the engine applies.
+    """``limit`` with the test ``LogArray.log2() > np.log2(limit)`` as a threshold the engine applies.
 
-    The test is today's numpy formulation: on the float64 array ``e + log2|m|``
-    (clip_grad_value) or, with ``scalar``, on its element as a Python float
-    (clip_grad_norm's ``float(norm.log2()) <= np.log2(max_norm)``). For a
-    normal-form value (|m| in [0.5, 1)) it holds for every e above
-    e_star = floor(log2(limit)) + 1 and for none below it; at e_star it holds
-    from the smallest mantissa m_star on (1.0: never), found by bisection on
-    the float64 bit patterns with numpy's own log2. So the engine clips
-    exactly what the numpy formulation clips, rounding of log2 included.
+    The test is the numpy formulation's: on an array (clip_grad_value) or, with
+    ``scalar``, on a 0-d LogArray's log2 as a Python float (clip_grad_norm's
+    ``float(norm.log2()) <= np.log2(max_norm)``). For a normal-form value
+    (|m| in [0.5, 1)) it holds for every e above e_star = floor(log2(limit)) + 1
+    and for none below it (log2 is exact at powers of two and monotone); at
+    e_star it holds from the smallest mantissa m_star on (1.0: never), found by
+    bisection on the float64 bit patterns with LogArray.log2 itself. So the
+    engine clips exactly what the numpy formulation clips, rounding included.
     """
     lim2 = np.log2(limit)
     e_star = int(np.floor(lim2)) + 1
-    ea = np.array([e_star], dtype=np.int64)
 
     def over(bits: int) -> bool:
-        v = (ea + np.log2(np.array([bits], dtype=np.uint64).view(np.float64)))[0]
-        return not (float(v) <= lim2) if scalar else bool(v > lim2)
+        m = np.array([bits], dtype=np.uint64).view(np.float64)
+        if scalar:  # as clip_grad_norm: a 0-d LogArray's log2 as a Python float
+            v = LogArray._wrap(np.asarray(m[0]), np.asarray(e_star, dtype=np.int64)).log2()
+            return not (float(v) <= lim2)
+        return bool(LogArray._wrap(m, np.array([e_star], dtype=np.int64)).log2()[0] > lim2)
 
     lo = int(np.array([0.5]).view(np.uint64)[0])  # log2|x| = e_star - 1 <= log2(limit): never over
     hi = int(np.array([1.0]).view(np.uint64)[0])  # mantissas stay below 1
@@ -381,6 +383,7 @@ def fit(
     hist = History()
     steps = 0
     losses: list[LogArray] = []
+    g: Gradients | None = None  # the previous step's gradient: its memory takes the next one
     try:
         for _ in range(epochs):
             order = rng.permutation(n) if shuffle else np.arange(n)
@@ -388,12 +391,11 @@ def fit(
             rep = None
             for start in range(0, n, bs):
                 idx = order[start : start + bs]
-                g = net.backward(xa[idx], None if ya is None else ya[idx], loss=loss, input_grad=False)
+                g = net.backward(xa[idx], None if ya is None else ya[idx], loss=loss, input_grad=False, out=g)
                 with _deferred_interrupt():
                     rep = _apply(net, g, lr, cn, cv, bounds)
                     losses.append(rep.loss)
                     steps += 1
-                del g  # its 16 bytes per parameter return to the engine's cache for the next step
             assert rep is not None
             mean_loss = _mean(losses)
             with _deferred_interrupt():

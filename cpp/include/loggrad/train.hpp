@@ -73,30 +73,4 @@ struct SgdTotals {
 void sgd_step(SgdBlockStats& stats, SgdTotals& totals, double* params, const double* gm, const exp_t* ge,
               const std::int64_t* bounds, std::size_t nblocks, const SgdConfig& cfg);
 
-// numpy's pairwise sum (np.sum of a contiguous float64 array) of f(i0), ...,
-// f(i0 + n - 1); f is evaluated once per index, in an order that does not
-// matter. The reference against which the engine's sums are tested.
-template <class F>
-double pairwise_sum(std::size_t i0, std::size_t n, const F& f) {
-    if (n < 8) {
-        double res = 0.0;
-        for (std::size_t i = 0; i < n; ++i) res += f(i0 + i);
-        return res;
-    }
-    if (n <= 128) {
-        double r[8];
-        for (std::size_t j = 0; j < 8; ++j) r[j] = f(i0 + j);
-        std::size_t i = 8;
-        for (; i < n - n % 8; i += 8)
-            for (std::size_t j = 0; j < 8; ++j) r[j] += f(i0 + i + j);
-        double res = ((r[0] + r[1]) + (r[2] + r[3])) + ((r[4] + r[5]) + (r[6] + r[7]));
-        for (; i < n; ++i) res += f(i0 + i);
-        return res;
-    }
-    std::size_t n2 = n / 2;
-    n2 -= n2 % 8;
-    const double left = pairwise_sum(i0, n2, f);
-    return left + pairwise_sum(i0 + n2, n - n2, f);
-}
-
 }  // namespace loggrad
