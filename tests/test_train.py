@@ -370,7 +370,7 @@ def _engine_step(net, gp, lr, clip_norm=None, clip_value=None):
     from loggrad import train
 
     return train._apply(net, _Grad(gp), lr, train._clip_arg("max_norm", clip_norm, True),
-                        train._clip_arg("clip_value", clip_value, False), train._bounds(net))
+                        train._clip_arg("clip_value", clip_value, False), net.layout.offsets)
 
 
 def _random_gradient(rng, n, lo, hi, zeros=0.1):

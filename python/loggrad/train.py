@@ -50,20 +50,12 @@ __all__ = [
 _LOG10_2 = float(np.log10(2.0))
 
 
-def _layer_bounds(net: Network) -> tuple[np.ndarray, np.ndarray]:
-    """Start offset of each layer's block (W then b) and its size."""
-    w = np.asarray(net.widths, dtype=np.int64)
-    sizes = w[1:] * (w[:-1] + 1)
-    starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
-    return starts, sizes
-
-
 def layer_norms(g: LogArray, net: Network) -> LogArray:
     """Euclidean norm of each layer's gradient block (weights and bias), exact in range.
 
     Vectorised over layers: each block is scaled by its own largest exponent.
     """
-    starts, sizes = _layer_bounds(net)
+    starts, sizes = net.layout.starts, net.layout.sizes
     m = g.mantissa
     e = np.where(m == 0, np.iinfo(np.int64).min // 4, g.exponent)
     emax = np.maximum.reduceat(e, starts)
@@ -167,13 +159,7 @@ def sgd_step(
     cn = _clip_arg("max_norm", clip_norm, True)
     cv = _clip_arg("clip_value", clip_value, False)
     g = net.backward(x, y, loss=loss, input_grad=False)
-    return _apply(net, g, lr, cn, cv, _bounds(net))
-
-
-def _bounds(net: Network) -> np.ndarray:
-    """Offsets of the layers' blocks in the parameter layout, and the total: depth + 1 values."""
-    w = np.asarray(net.widths, dtype=np.int64)
-    return np.concatenate([[0], np.cumsum(w[1:] * (w[:-1] + 1))]).astype(np.int64)
+    return _apply(net, g, lr, cn, cv, net.layout.offsets)
 
 
 @functools.lru_cache(maxsize=64, typed=True)
@@ -378,7 +364,7 @@ def fit(
     if ya is not None and ya.shape[0] != n:
         raise ValueError(f"x has {n} samples but y has {ya.shape[0]}")
     bs = n if batch_size is None else batch_size
-    bounds = _bounds(net)
+    bounds = net.layout.offsets
     rng = np.random.default_rng(seed)
     hist = History()
     steps = 0
