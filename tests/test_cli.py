@@ -23,7 +23,8 @@ import pytest
 
 import loggrad as lg
 from loggrad import __main__ as cli
-from loggrad.report import _dec, report  # the decoder of the strict JSON ("inf", "nan" strings)
+from loggrad._json import from_lossless as _dec  # the decoder of the lossless JSON ("inf", "nan" strings)
+from loggrad.report import report
 
 from contract import assert_log10_close, log10_tol
 

@@ -527,7 +527,7 @@ def test_json_round_trip(deep_report):
     json.loads(s, parse_constant=lambda c: pytest.fail(f"non-standard JSON constant {c}"))
     back = Report.from_json(s)
     assert back.to_json() == s
-    for _, attr, _, _ in R._LAYER_FIELDS:
+    for _, attr, _, _ in R.LAYER_FIELDS:
         np.testing.assert_array_equal(getattr(back, attr), getattr(deep_report, attr))
     assert back.verdict == deep_report.verdict and back.slope_ci == deep_report.slope_ci
 

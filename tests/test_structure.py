@@ -67,3 +67,16 @@ def test_no_import_cycle():
 def test_the_checker_finds_a_cycle():
     assert _cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
     assert _cycle({"a": {"b"}, "b": set()}) is None
+
+
+def test_no_module_imports_another_modules_private_names():
+    # Helpers that several modules use live in internal modules (_json, _layout, _formats, ...);
+    # a feature module's own _names stay its own.
+    bad = []
+    for path in ROOT.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.level == 1 and node.module \
+                    and not node.module.startswith("_"):
+                bad += [f"{path.name}: from .{node.module} import {a.name}" for a in node.names
+                        if a.name.startswith("_")]
+    assert not bad, bad

@@ -262,7 +262,7 @@ _NET_FLAGS = ("depth", "width", "widths", "activation", "init", "gain")
 
 
 def _network(args: argparse.Namespace) -> Network:
-    from .network import _check_params_fit
+    from .network import check_params_fit
 
     if args.network is not None:
         given = [f"--{f}" for f in _NET_FLAGS if getattr(args, f) is not None]
@@ -283,7 +283,7 @@ def _network(args: argparse.Namespace) -> Network:
             raise UsageError("--widths cannot be combined with --depth or --width")
         if len(widths) < 2 or min(widths) < 1:
             raise UsageError(f"--widths needs at least two positive integers (n_0,...,n_L), got {args.widths!r}")
-        _check_params_fit(sum(widths[l + 1] * (widths[l] + 1) for l in range(len(widths) - 1)))
+        check_params_fit(sum(widths[l + 1] * (widths[l] + 1) for l in range(len(widths) - 1)))
     else:
         depth = 100 if args.depth is None else args.depth
         width = 32 if args.width is None else args.width
@@ -291,7 +291,7 @@ def _network(args: argparse.Namespace) -> Network:
             raise UsageError(f"--depth must be a positive integer, got {depth}")
         if width < 1:
             raise UsageError(f"--width must be a positive integer, got {width}")
-        _check_params_fit(depth * width * (width + 1))  # before a list of depth + 1 widths exists
+        check_params_fit(depth * width * (width + 1))  # before a list of depth + 1 widths exists
         widths = [width] * (depth + 1)
     act = _check_activation("tanh" if args.activation is None else args.activation, len(widths) - 1)
     init = "lecun_normal" if args.init is None else args.init

@@ -42,3 +42,43 @@ def strict(v: Any) -> Any:
 def dumps(obj: Any, **kwargs: Any) -> str:
     """``json.dumps`` of :func:`strict` (obj): never NaN or Infinity in the text."""
     return json.dumps(strict(obj), allow_nan=False, **kwargs)
+
+
+def lossless(v: Any) -> Any:
+    """Strict-JSON value that keeps every number (resume files, ``Report.to_dict``):
+    non-finite floats as the strings "inf", "-inf", "nan";
+    a LogArray as its sign and log10; numpy scalars and arrays as Python ones."""
+    if isinstance(v, LogArray):
+        return {"sign": lossless(np.asarray(v.sign())), "log10": lossless(np.asarray(v.log10()))}
+    if isinstance(v, (bool, np.bool_)):
+        return bool(v)
+    if isinstance(v, (float, np.floating)):
+        f = float(v)
+        if math.isnan(f):
+            return "nan"
+        if math.isinf(f):
+            return "inf" if f > 0 else "-inf"
+        return f
+    if isinstance(v, np.integer):
+        return int(v)
+    if isinstance(v, np.ndarray):
+        return lossless(v.tolist())
+    if isinstance(v, (list, tuple)):
+        return [lossless(u) for u in v]
+    if isinstance(v, dict):
+        return {str(k): lossless(u) for k, u in v.items()}
+    return v
+
+
+_NONFINITE = {"inf": math.inf, "-inf": -math.inf, "nan": math.nan}
+
+
+def from_lossless(v: Any) -> Any:
+    """The values :func:`lossless` wrote, non-finite floats restored."""
+    if isinstance(v, str) and v in _NONFINITE:
+        return _NONFINITE[v]
+    if isinstance(v, list):
+        return [from_lossless(u) for u in v]
+    if isinstance(v, dict):
+        return {k: from_lossless(u) for k, u in v.items()}
+    return v

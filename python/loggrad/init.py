@@ -62,7 +62,8 @@ ShapeLike = Union[int, Sequence[int]]
 # ---------------------------------------------------------------------------
 
 
-def _is_int(v: object) -> bool:
+def is_int(v: object) -> bool:
+    """An integer (numpy ones too), not a bool."""
     return not isinstance(v, bool) and isinstance(v, (numbers.Integral, np.integer))
 
 
@@ -86,13 +87,13 @@ def _gain(value: Any, what: str = "gain") -> float:
 def _shape(shape: Any) -> tuple[int, ...]:
     if type(shape) is tuple and shape and all(type(s) is int and s > 0 for s in shape):
         return shape  # the common case, fast
-    if _is_int(shape):
+    if is_int(shape):
         shape = (int(shape),)
     if isinstance(shape, (str, bytes)) or not isinstance(shape, (Sequence, np.ndarray)):
         raise TypeError(f"shape must be a tuple of ints, got {type(shape).__name__} {shape!r}")
     out = []
     for s in shape:
-        if not _is_int(s):
+        if not is_int(s):
             raise TypeError(f"shape must be a tuple of ints, got {tuple(shape)!r}")
         if int(s) < 1:
             raise ValueError(f"every dimension of shape must be at least 1, got {tuple(int(v) for v in shape)}")
@@ -122,7 +123,7 @@ def as_generator(rng: RngLike) -> np.random.Generator:
         return rng
     if rng is None or isinstance(rng, np.random.SeedSequence):
         return np.random.Generator(np.random.PCG64(rng))
-    if _is_int(rng):
+    if is_int(rng):
         seed = int(rng)
         if seed < 0:
             raise ValueError(f"a seed must be >= 0, got {seed}")
@@ -701,7 +702,7 @@ def _seed_sequence(seed: Any) -> np.random.SeedSequence:
         return seed
     if seed is None:
         return np.random.SeedSequence()
-    if _is_int(seed):
+    if is_int(seed):
         if int(seed) < 0:
             raise ValueError(f"seed must be >= 0, got {int(seed)}")
         return np.random.SeedSequence(int(seed))
@@ -715,7 +716,7 @@ def layer_generators(seed: Any, layer: Any) -> tuple[np.random.Generator, np.ran
     directly (O(1) in the layer index).
     """
     ss = _seed_sequence(seed)
-    if not _is_int(layer) or int(layer) < 0:
+    if not is_int(layer) or int(layer) < 0:
         raise ValueError(f"layer must be an int >= 0, got {layer!r}")
     key = (*ss.spawn_key, int(layer))
     return _stream(ss, (*key, 0)), _stream(ss, (*key, 1))
@@ -751,7 +752,7 @@ def init_layers(
     return weights, biases
 
 
-def _init_block(
+def fill_block(
     widths: list[int], out: np.ndarray, init: Any = "lecun_normal", bias_init: Any = "zeros",
     seed: Any = None, gain: float | None = None,
 ) -> None:
@@ -779,7 +780,7 @@ def _checked_widths(widths: Any) -> list[int]:
         raise TypeError(f"widths must be a sequence of ints, got {type(widths).__name__}")
     w = []
     for v in widths:
-        if not _is_int(v):
+        if not is_int(v):
             raise TypeError(f"widths must be ints, got {v!r} in {list(widths)}")
         w.append(int(v))
     if len(w) < 2:

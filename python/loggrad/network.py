@@ -24,7 +24,8 @@ __all__ = ["Network", "Gradients", "ACTIVATIONS", "LOSSES", "PRECISIONS"]
 ACTIVATIONS: tuple[str, ...] = tuple(_core.activation_names())
 LOSSES: tuple[str, ...] = tuple(_core.loss_names())
 PRECISIONS: tuple[str, ...] = ("extended", "float64")
-_ALIASES = {"linear": "identity"}
+#: Other names the activations go by: name -> the engine's name.
+ACTIVATION_ALIASES: dict[str, str] = {"linear": "identity"}
 
 Values = Union[LogArray, np.ndarray]
 
@@ -32,7 +33,7 @@ Values = Union[LogArray, np.ndarray]
 def _canonical_activation(name: Any, where: str) -> str:
     if not isinstance(name, str):
         raise TypeError(f"{where}: activation must be a name (str), got {type(name).__name__}")
-    canon: str = _ALIASES.get(name, name)
+    canon: str = ACTIVATION_ALIASES.get(name, name)
     if canon not in ACTIVATIONS:
         raise ValueError(
             f"{where}: unknown activation {canon!r}; valid: {', '.join(ACTIVATIONS)} (and 'linear' for identity)"
@@ -133,10 +134,10 @@ class _ParamBlock:
 
 def _check_block_fits(widths: Sequence[int]) -> int:
     """The number of parameters of a chain of these widths; MemoryError if their block cannot fit."""
-    return _check_params_fit(sum(int(widths[l + 1]) * (int(widths[l]) + 1) for l in range(len(widths) - 1)))
+    return check_params_fit(sum(int(widths[l + 1]) * (int(widths[l]) + 1) for l in range(len(widths) - 1)))
 
 
-def _check_params_fit(n: int) -> int:
+def check_params_fit(n: int) -> int:
     """n; MemoryError if a block of n float64 parameters cannot fit in the available memory."""
     avail = _available_bytes()
     if avail is not None and 8 * n > avail:
@@ -435,12 +436,12 @@ class Network:
         multiplying the initializer's standard deviation (or limit).
         residual: residual connections, as for :class:`Network`.
         """
-        from .init import _init_block, _is_int
+        from .init import fill_block, is_int
 
         if isinstance(widths, (str, bytes)) or not isinstance(widths, Iterable):
             raise TypeError(f"widths must be a sequence of ints, got {type(widths).__name__}")
         widths = list(widths)
-        bad = [v for v in widths if not _is_int(v)]
+        bad = [v for v in widths if not is_int(v)]
         if bad:
             raise TypeError(f"widths must be ints, got {bad[0]!r} in {widths}")
         w = [int(v) for v in widths]
@@ -453,7 +454,7 @@ class Network:
         # before any draw: a request that cannot fit fails at once, not after minutes of drawing
         n_params = _check_block_fits(w)
         params = np.empty(n_params, dtype=np.float64)
-        _init_block(w, params, init, bias_init=bias_init, seed=seed, gain=gain)
+        fill_block(w, params, init, bias_init=bias_init, seed=seed, gain=gain)
         return cls(_ParamBlock(w, params), None, acts, residual=residual)  # type: ignore[arg-type]
 
     @classmethod

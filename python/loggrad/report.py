@@ -48,6 +48,7 @@ import numpy as np
 import numpy.typing as npt
 
 from . import _core
+from ._json import from_lossless, lossless
 from ._logarray import LogArray
 
 if TYPE_CHECKING:
@@ -104,7 +105,7 @@ THEORY_RESIDUAL_DEPTH = 1000
 THEORY_TRANSIENT_LAYERS = 100
 
 # Per-layer fields: (record key, attribute, header, format).
-_LAYER_FIELDS: tuple[tuple[str, str, str, str], ...] = (
+LAYER_FIELDS: tuple[tuple[str, str, str, str], ...] = (
     ("log10_act_rms", "act_rms", "log10 rms a", "{:.3f}"),
     ("log10_act_norm", "act_norm", "log10|a|", "{:.3f}"),
     ("log10_delta_norm", "delta_norm", "log10|delta|", "{:.3f}"),
@@ -596,44 +597,6 @@ def _theory(net: Network, lay: _Layout, x: np.ndarray) -> _Theory | None:
 # ---------------------------------------------------------------------------
 
 
-def _enc(v: Any) -> Any:
-    """Strict-JSON value: non-finite floats as the strings "inf", "-inf", "nan";
-    a LogArray as its sign and log10; numpy scalars and arrays as Python ones."""
-    if isinstance(v, LogArray):
-        return {"sign": _enc(np.asarray(v.sign())), "log10": _enc(np.asarray(v.log10()))}
-    if isinstance(v, (bool, np.bool_)):
-        return bool(v)
-    if isinstance(v, (float, np.floating)):
-        f = float(v)
-        if math.isnan(f):
-            return "nan"
-        if math.isinf(f):
-            return "inf" if f > 0 else "-inf"
-        return f
-    if isinstance(v, np.integer):
-        return int(v)
-    if isinstance(v, np.ndarray):
-        return _enc(v.tolist())
-    if isinstance(v, (list, tuple)):
-        return [_enc(u) for u in v]
-    if isinstance(v, dict):
-        return {str(k): _enc(u) for k, u in v.items()}
-    return v
-
-
-_NONFINITE = {"inf": math.inf, "-inf": -math.inf, "nan": math.nan}
-
-
-def _dec(v: Any) -> Any:
-    if isinstance(v, str) and v in _NONFINITE:
-        return _NONFINITE[v]
-    if isinstance(v, list):
-        return [_dec(u) for u in v]
-    if isinstance(v, dict):
-        return {k: _dec(u) for k, u in v.items()}
-    return v
-
-
 def _fmt(v: Any, f: str) -> str:
     if v is None:
         return "-"
@@ -647,7 +610,7 @@ def _fmt(v: Any, f: str) -> str:
 
 
 
-_ARRAY_FIELDS = {attr for _, attr, _, _ in _LAYER_FIELDS} | {"theory_act_rms", "theory_delta_inc", "grad_digits"}
+_ARRAY_FIELDS = {attr for _, attr, _, _ in LAYER_FIELDS} | {"theory_act_rms", "theory_delta_inc", "grad_digits"}
 
 
 @dataclass
@@ -873,7 +836,7 @@ class Report:
 
     def records(self) -> list[dict[str, Any]]:
         """One dict per layer (``pandas.DataFrame(report.records())``)."""
-        cols = {key: getattr(self, attr) for key, attr, _, _ in _LAYER_FIELDS}
+        cols = {key: getattr(self, attr) for key, attr, _, _ in LAYER_FIELDS}
         cols = {k: (v.tolist() if v is not None else [None] * self.depth) for k, v in cols.items()}
         theory, theory_a = self.theory_line(), self.theory_act_line()
         digits = None if self.grad_digits is None else self.grad_digits.tolist()
@@ -912,7 +875,7 @@ class Report:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Report:
-        d = _dec(d)
+        d = from_lossless(d)
         layers = d["layers"]
         kw = {k: v for k, v in d.items() if k != "layers"}
         # strict JSON writes nan as null: back to nan where the field is a number, not an optional one
@@ -964,7 +927,7 @@ class Report:
                      "f32_underflow", "f32_subnormal", "f32_overflow", "bf16_underflow", "bf16_overflow"):
             v = getattr(self, attr)
             if attr in always or np.any(v):
-                head = next(h for _, a, h, _ in _LAYER_FIELDS if a == attr)
+                head = next(h for _, a, h, _ in LAYER_FIELDS if a == attr)
                 cols.append((attr, head, "{:.2f}"))
         if self.lost_update is not None:
             cols.append(("lost_update", "lost", "{:.2f}"))

@@ -45,7 +45,8 @@ from typing import Any
 import numpy as np
 
 from .network import Network
-from .report import _LAYER_FIELDS, Report, _dec, _enc, report
+from ._json import from_lossless, lossless
+from .report import LAYER_FIELDS, Report, report
 
 __all__ = ["sweep", "run_config", "build_network", "make_batch", "configurations", "CONFIG_KEYS"]
 
@@ -136,7 +137,7 @@ def _run_config_safe(config: dict[str, Any], per_layer: bool, derivatives: bool)
 
 def _layer_columns(rep: Report) -> dict[str, list[Any]]:
     cols: dict[str, list[Any]] = {}
-    for key, attr, _, _ in _LAYER_FIELDS:
+    for key, attr, _, _ in LAYER_FIELDS:
         v = getattr(rep, attr)
         cols[key] = [None] * rep.depth if v is None else v.tolist()
     return cols
@@ -160,7 +161,7 @@ def check_grid(depths: Any, widths: Any, activations: Any, inits: Any, gains: An
     message starts with the parameter's name (the command line puts ``--``
     before it).
     """
-    from .network import _ALIASES, ACTIVATIONS, LOSSES
+    from .network import ACTIVATION_ALIASES, ACTIVATIONS, LOSSES
 
     for name, vals in (("depths", depths), ("widths", widths), ("seeds", seeds)):
         lo = 0 if name == "seeds" else 1
@@ -173,9 +174,9 @@ def check_grid(depths: Any, widths: Any, activations: Any, inits: Any, gains: An
             np.isfinite(g) and g > 0
         ):
             raise ValueError(f"gains must be positive numbers, got {g!r}")
-    names = sorted(set(ACTIVATIONS) | set(_ALIASES))
+    names = sorted(set(ACTIVATIONS) | set(ACTIVATION_ALIASES))
     for a in _values(activations):
-        if not isinstance(a, str) or _ALIASES.get(a, a) not in ACTIVATIONS:
+        if not isinstance(a, str) or ACTIVATION_ALIASES.get(a, a) not in ACTIVATIONS:
             raise ValueError(f"activations: unknown activation {a!r}; choose from {', '.join(names)}")
     if not _is_whole(batch) or int(batch) < 1:
         raise ValueError(f"batch must be a positive integer, got {batch!r}")
@@ -269,7 +270,7 @@ def _read_resume(path: Path) -> dict[tuple[Any, ...], dict[str, Any]]:
             if not line:
                 continue
             try:
-                row = _dec(json.loads(line))
+                row = from_lossless(json.loads(line))
             except json.JSONDecodeError:  # a line cut short by an interrupted run
                 continue
             if row.get("error"):
@@ -442,7 +443,7 @@ def sweep(
             def on_done(j: int, row: dict[str, Any]) -> None:
                 results[todo[j]] = row
                 if fh is not None:
-                    fh.write(json.dumps(_enc(row), allow_nan=False) + "\n")
+                    fh.write(json.dumps(lossless(row), allow_nan=False) + "\n")
                     fh.flush()
                 tick()
 
