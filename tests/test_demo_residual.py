@@ -6,6 +6,7 @@ import mpmath
 import numpy as np
 import pytest
 
+import loggrad as lg
 from loggrad import demos
 from loggrad.init import init_layers
 
@@ -204,3 +205,28 @@ def test_short_case_against_mpmath(act):
             g = d * W[l] if s is None else g + d * W[l]
         np.testing.assert_allclose(case["log10"], want, rtol=0, atol=1e-13, err_msg=label)
         np.testing.assert_allclose(case["log10_weights"], want_w, rtol=0, atol=1e-13, err_msg=label)
+
+
+def test_layer_norms_equal_per_layer_norms():
+    """The vectorised per-layer norms against each layer's own norm, zero layers, inf and nan included."""
+    net = lg.Network.build([5, 7, 7, 3, 3], activation=["relu", "tanh", "sigmoid", "identity"], seed=2,
+                           residual=[None, 0.5, None, 2.0])
+    net.weights[2] = np.zeros((3, 7))  # nothing flows back past layer 2: dW_0 = dW_1 = 0 exactly
+    x, y = np.random.default_rng(0).standard_normal((3, 5)), np.ones((3, 3))
+    g = net.backward(x, y, loss="mse")
+    g64 = net.backward(x, y, loss="mse", precision="float64")
+    for what in ("weights", "biases"):
+        got = demos._layer_norms(g.params, net, what)
+        want = [float(v.norm().log10()) for v in getattr(g, what)]
+        np.testing.assert_allclose(got, want, rtol=0, atol=1e-15)
+        assert np.isneginf(got[0]) and np.isneginf(got[1]) and np.all(np.isfinite(got[2:]))
+        got64 = demos._layer_norms(g64.params, net, what)
+        np.testing.assert_allclose(got64, [np.linalg.norm(v) for v in getattr(g64, what)], rtol=1e-15, atol=0)
+    p = np.array(g64.params)
+    p[3] = np.inf  # in W_0
+    p[-1] = np.nan  # b_3's last entry
+    assert demos._layer_norms(p, net, "weights")[0] == np.inf
+    assert np.isnan(demos._layer_norms(p, net, "biases")[3])
+    tiny = np.zeros_like(p)
+    tiny[0] = 5e-324  # a norm of the smallest subnormal is not flushed by squaring it
+    assert demos._layer_norms(tiny, net, "weights")[0] == 5e-324

@@ -246,6 +246,7 @@ def _layer_norms(params: Any, net: Network, what: str) -> np.ndarray:
         e = np.asarray(params.exponent).ravel()[take]
         nz = m != 0
         emax = np.maximum.reduceat(np.where(nz, e, np.iinfo(np.int64).min), first)
+        emax[emax == np.iinfo(np.int64).min] = 0  # an all-zero layer: any scale (its norm is -inf)
         # terms 2^1100 below the layer's largest square are below its rounding: the clip loses nothing
         sh = np.clip(e - emax[seg], -1100, 0).astype(np.int32)
         with np.errstate(under="ignore"):
