@@ -51,7 +51,9 @@ def _scaled(v):
 
 
 def reference_log10_norms(weights, act, x, y, scale):
-    """log10 ||dL/dW_l|| and ||dL/db_l|| of a_{l+1} = a_l + s f(a_l W_l^T) (plain a_{l+1} = f(...) when s is None), mse, biases 0.
+    """log10 ||dL/dW_l|| and ||dL/db_l|| of a_{l+1} = a_l + s f(a_l W_l^T), mse, biases 0.
+
+    s = None: the plain chain a_{l+1} = f(a_l W_l^T).
 
     Written from the definitions in numpy float64. The gradient is carried as a
     mantissa array times a power of two, so it neither under- nor overflows at

@@ -22,9 +22,9 @@ with the same file skips the configurations already there.
 
 Networks: widths ``[width] * (depth + 1)`` (input and output of the same
 width as the hidden layers, so with a residual scale s every layer is
-residual: ``a_{l+1} = a_l + s f(W_l a_l + b_l)``; None is the plain chain), weights from ``loggrad.init.init_layers`` when
-that module exists; otherwise from the local Gaussian fallback described in
-:func:`build_network`. Inputs are standard normal, targets as in
+residual: ``a_{l+1} = a_l + s f(W_l a_l + b_l)``; None is the plain chain),
+weights from ``loggrad.init.init_layers`` when that module exists;
+otherwise from the local Gaussian fallback described in :func:`build_network`. Inputs are standard normal, targets as in
 :func:`make_batch`; both are fixed by the seed.
 """
 
@@ -99,7 +99,8 @@ def _key(row: dict[str, Any]) -> tuple[Any, ...]:
     out = []
     for k in CONFIG_KEYS:
         v = row.get(k)
-        out.append(float(v) if isinstance(v, (int, float)) and k in ("gain", "lr", "residual") and v is not None else v)
+        numeric = k in ("gain", "lr", "residual") and isinstance(v, (int, float)) and v is not None
+        out.append(float(v) if numeric else v)
     return tuple(out)
 
 
