@@ -543,3 +543,89 @@ def test_sweep_failed_configurations_exit_1(capsys: pytest.CaptureFixture[str], 
     assert rc == 1
     assert "error" in out.splitlines()[-1]
     assert err == "loggrad: error: 1 of 2 configurations failed; first: ExponentRangeError: beyond the range\n"
+
+
+# ---------------------------------------------------------------------------
+# Residual networks: --residual S (report, spectrum), --residuals (sweep)
+# ---------------------------------------------------------------------------
+
+
+def test_report_residual_flag_builds_the_residual_net(capsys: pytest.CaptureFixture[str]) -> None:
+    d = run_json(capsys, "report", "--depth", "30", "--width", "6", "--activation", "tanh", "--seed", "2",
+                 "--batch", "3", "--residual", "0.25", "--json")
+    net = lg.Network.build([6] * 31, "tanh", init="lecun_normal", seed=2, residual=0.25)
+    assert net.residual == [0.25] * 30
+    rng = np.random.default_rng([2, 1])
+    x, y = rng.standard_normal((3, 6)), rng.standard_normal((3, 6))
+    rep = report(net, x, y)
+    assert d["layers"]["grad_norm_w"] == rep.grad_norm_w.tolist()  # the same network and batch: the same bits
+    plain = run_json(capsys, "report", "--depth", "30", "--width", "6", "--activation", "tanh", "--seed", "2",
+                     "--batch", "3", "--json")
+    assert plain["layers"]["grad_norm_w"] != d["layers"]["grad_norm_w"]
+
+
+def test_spectrum_residual_flag(capsys: pytest.CaptureFixture[str]) -> None:
+    """--residual S gives the spectrum of the residual network (Jacobian I + s W^T diag(f')) built with
+    the same weights as without the flag."""
+    from loggrad.spectrum import spectrum
+
+    d = run_json(capsys, "spectrum", "--depth", "25", "--width", "5", "--seed", "1", "--residual", "0.5",
+                 "--activation", "tanh", "--json")
+    net = lg.Network.build([5] * 26, "tanh", init="lecun_normal", seed=1, residual=0.5)
+    x = np.random.default_rng([1, 1]).standard_normal((8, 5))[0]
+    s = spectrum(net, x)
+    np.testing.assert_array_equal(d["lyapunov"], s.lyapunov)
+    p = run_json(capsys, "spectrum", "--depth", "25", "--width", "5", "--seed", "1", "--activation", "tanh",
+                 "--json")
+    assert p["lyapunov"] != d["lyapunov"]
+
+
+@pytest.mark.parametrize("argv,fragment", [
+    (["report", "--depth", "3", "--residual", "nan"], "--residual must be a finite number"),
+    (["report", "--depth", "3", "--residual", "inf"], "--residual must be a finite number"),
+    (["spectrum", "--depth", "3", "--residual=-inf"], "--residual must be a finite number"),
+    (["sweep", "--depths", "3", "--residuals", "0.1,x"], "--residuals must be a comma-separated list"),
+    (["sweep", "--depths", "3", "--residuals", "nan"], "--residuals: residual must be finite"),
+])
+def test_bad_residual_exit_2_one_line(capsys: pytest.CaptureFixture[str], argv: list[str], fragment: str) -> None:
+    rc, _, err = run_cli(capsys, *argv)
+    assert rc == 2
+    assert err.startswith("loggrad: error: ") and err.count("\n") == 1, err
+    assert fragment in err
+
+
+def test_residual_flag_not_a_number_and_with_network_file(capsys: pytest.CaptureFixture[str],
+                                                          tmp_path: Path) -> None:
+    rc, _, err = run_cli(capsys, "report", "--residual", "abc")
+    assert rc == 2 and "usage: loggrad" in err and "--residual" in err and "Traceback" not in err
+    lg.Network([np.eye(3)], None, "tanh").save(tmp_path / "n.npz")
+    rc, _, err = run_cli(capsys, "report", "--network", str(tmp_path / "n.npz"), "--residual", "0.5")
+    assert rc == 2 and "--network FILE cannot be combined with --residual" in err
+
+
+def test_residual_flag_on_non_square_widths(capsys: pytest.CaptureFixture[str]) -> None:
+    """As Network.build(residual=s): the square layers are residual, the projections plain."""
+    d = run_json(capsys, "report", "--widths", "3,5,5,2", "--residual", "0.5", "--json")
+    net = lg.Network.build([3, 5, 5, 2], "tanh", init="lecun_normal", seed=0, residual=0.5)
+    assert net.residual == [None, 0.5, None]
+    rng = np.random.default_rng([0, 1])
+    x, y = rng.standard_normal((8, 3)), rng.standard_normal((8, 2))
+    assert d["layers"]["grad_norm_w"] == report(net, x, y).grad_norm_w.tolist()
+
+
+def test_sweep_residuals(capsys: pytest.CaptureFixture[str]) -> None:
+    from loggrad.sweep import sweep
+
+    rows = run_json(capsys, "sweep", "--depths", "6", "--widths", "4", "--activations", "tanh", "--inits",
+                    "lecun_normal", "--residuals", "none,0.5", "--jobs", "1", "--json")
+    assert [r["residual"] for r in rows] == [None, 0.5]
+    want = sweep(depths=6, widths=4, activations="tanh", inits="lecun_normal", residuals=[None, 0.5], batch=8,
+                 n_jobs=1, progress=False)
+    assert [r["log10_grad_norm_first"] for r in rows] == [r["log10_grad_norm_first"] for r in want]
+    assert rows[0]["log10_grad_norm_first"] != rows[1]["log10_grad_norm_first"]
+    rc, out, _ = run_cli(capsys, "sweep", "--depths", "6", "--widths", "4", "--activations", "tanh",
+                         "--inits", "lecun_normal", "--residual", "0.5", "--jobs", "1", "--plain")
+    assert rc == 0 and "residual" in out.splitlines()[0]
+    rc, out, _ = run_cli(capsys, "sweep", "--depths", "6", "--widths", "4", "--activations", "tanh",
+                         "--inits", "lecun_normal", "--jobs", "1", "--plain")
+    assert rc == 0 and "residual" not in out.splitlines()[0]

@@ -189,3 +189,47 @@ def test_bad_grids_refused_before_any_run_as_the_cli_refuses_them(grid, message,
         argv += [f"--{k}", ",".join(str(v) for v in kw[k])]
     assert main(argv) == 2
     assert cli_message in capsys.readouterr().err
+
+
+def test_residual_is_a_swept_parameter():
+    grid = dict(depths=[5], widths=[4], activations=["tanh", "relu"], inits=["lecun_normal"], seeds=[0, 1])
+    rows = sw.sweep(**grid, residuals=[None, 0.1, 1.0], n_jobs=1, progress=False)
+    assert len(rows) == 2 * 3 * 2
+    # seeds vary fastest, then residuals
+    assert [(r["activation"], r["residual"], r["seed"]) for r in rows[:6]] == [
+        ("tanh", None, 0), ("tanh", None, 1), ("tanh", 0.1, 0), ("tanh", 0.1, 1), ("tanh", 1.0, 0), ("tanh", 1.0, 1)]
+    for row in rows:
+        net = sw.build_network(row["depth"], row["width"], row["activation"], row["init"], row["gain"],
+                               row["seed"], row["bias_init"], row["residual"])
+        assert net.residual == [row["residual"]] * 5
+        summ = report(net, *sw.make_batch(4, row["batch"], row["loss"], row["seed"])).summary()
+        for k in SUMMARY_KEYS:
+            assert same(row[k], summ[k]), k
+    # the same weights with and without the skip connections: different gradients
+    assert rows[0]["log10_grad_norm_first"] != rows[2]["log10_grad_norm_first"]
+    # the default is the plain chain, and a scalar is swept like a list of one
+    assert sw.sweep(**grid, n_jobs=1, progress=False)[0]["residual"] is None
+    one = sw.sweep(**grid, residuals=0.1, n_jobs=1, progress=False)
+    assert_rows_equal(one, [r for r in rows if r["residual"] == 0.1])
+
+
+@pytest.mark.parametrize("bad,fragment", [
+    (float("nan"), "residual must be finite"), (float("inf"), "residual must be finite"),
+    ("0.5", "residuals must be real numbers"), (True, "residuals must be real numbers"),
+    ([0.5], "residuals must be real numbers"),
+])
+def test_bad_residuals_refused_before_running(bad, fragment, monkeypatch):
+    monkeypatch.setattr(sw, "run_config", lambda *a, **k: pytest.fail("ran"))
+    with pytest.raises(ValueError, match=fragment):
+        sw.sweep(depths=3, widths=3, activations="tanh", inits="lecun_normal", residuals=[None, bad],
+                 n_jobs=1, progress=False)
+
+
+def test_resume_tells_residual_configurations_apart(tmp_path):
+    path = tmp_path / "r.jsonl"
+    grid = dict(depths=[5], widths=[4], activations=["tanh"], inits=["lecun_normal"])
+    plain = sw.sweep(**grid, n_jobs=1, progress=False, resume=path)
+    both = sw.sweep(**grid, residuals=[None, 0.5], n_jobs=1, progress=False, resume=path)
+    assert [r["residual"] for r in both] == [None, 0.5]
+    assert both[0]["seconds"] == plain[0]["seconds"]  # read back, not recomputed
+    assert len(path.read_text().splitlines()) == 2

@@ -254,11 +254,19 @@ def _check_loss(loss: str) -> str:
     return loss
 
 
-def _build(widths: list[int], activation: Any, init: str, seed: int, gain: float | None) -> Network:
-    return Network.build(widths, activation, init=init, seed=seed, gain=gain)
+def _build(widths: list[int], activation: Any, init: str, seed: int, gain: float | None,
+           residual: float | None = None) -> Network:
+    return Network.build(widths, activation, init=init, seed=seed, gain=gain, residual=residual)
 
 
-_NET_FLAGS = ("depth", "width", "widths", "activation", "init", "gain")
+_NET_FLAGS = ("depth", "width", "widths", "activation", "init", "gain", "residual")
+
+
+def _residual_item(text: str) -> float | None:
+    """One entry of --residuals: 'none' (a plain chain) or a branch scale."""
+    if text.lower() in ("none", "plain"):
+        return None
+    return float(text)
 
 
 def _network(args: argparse.Namespace) -> Network:
@@ -297,8 +305,10 @@ def _network(args: argparse.Namespace) -> Network:
     init = "lecun_normal" if args.init is None else args.init
     if args.gain is not None and not (math.isfinite(args.gain) and args.gain > 0):
         raise UsageError(f"--gain must be a positive number, got {args.gain}")
+    if args.residual is not None and not math.isfinite(args.residual):
+        raise UsageError(f"--residual must be a finite number (the branch scale s), got {args.residual}")
     try:
-        return _build(widths, act, init, args.seed, args.gain)
+        return _build(widths, act, init, args.seed, args.gain, args.residual)
     except (ValueError, TypeError, KeyError) as e:
         raise UsageError(str(e).strip("'\"")) from None
 
@@ -453,8 +463,9 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     inits = _csv(str, args.inits, "--inits")
     gains = _csv(float, args.gains, "--gains")
     seeds = _csv(int, args.seeds, "--seeds")
+    residuals = _csv(_residual_item, args.residuals, "--residuals")
     try:  # the same check as lg.sweep's
-        check_grid(depths, widths, acts, inits, gains, seeds, args.batch, args.loss)
+        check_grid(depths, widths, acts, inits, gains, seeds, args.batch, args.loss, residuals)
     except (ValueError, TypeError) as e:
         raise UsageError(f"--{e}") from None
     if args.jobs is not None and args.jobs < 1:
@@ -464,11 +475,13 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     progress = not args.json and not args.no_progress and sys.stdout.isatty()
     rows = sweep(depths=depths, widths=widths, activations=acts, inits=inits, gains=gains, seeds=seeds,
                  batch=args.batch, loss=args.loss, n_jobs=args.jobs, scheduler=args.scheduler,
-                 resume=args.resume, progress=progress)
+                 resume=args.resume, progress=progress, residuals=residuals)
     if args.json:
         _emit_json(rows)
     else:
         keys = [k for k in _SWEEP_COLS if rows and k in rows[0]]
+        if any(r is not None for r in residuals):
+            keys.insert(keys.index("gain") + 1 if "gain" in keys else len(keys), "residual")
 
         def cell(v: Any) -> str:
             if v is None:
@@ -493,11 +506,12 @@ def _plot_sweep(rows: list[dict[str, Any]], path: str) -> None:
         v = r.get("log10_grad_norm_first")
         if r.get("error") or not isinstance(v, float) or not math.isfinite(v):
             continue
-        key = (r["width"], r["activation"], r["init"], r["gain"])
+        key = (r["width"], r["activation"], r["init"], r["gain"], r.get("residual"))
         groups.setdefault(key, {}).setdefault(int(r["depth"]), []).append(v)
-    for (w, a, i, g), by_depth in groups.items():
+    for (w, a, i, g, res), by_depth in groups.items():
         d = sorted(by_depth)
-        ax.plot(d, [float(np.mean(by_depth[k])) for k in d], "o-", ms=3, label=f"{a}, {i}, gain {g:g}, width {w}")
+        label = f"{a}, {i}, gain {g:g}, width {w}" + ("" if res is None else f", residual s = {res:g}")
+        ax.plot(d, [float(np.mean(by_depth[k])) for k in d], "o-", ms=3, label=label)
     ax.axhline(_FLOAT64_TINY_LOG10, color="C3", lw=1, ls=":", label="float64 smallest normal")
     ax.axhline(_FLOAT32_TINY_LOG10, color="C1", lw=1, ls=":", label="float32 smallest normal")
     ax.set_xlabel("depth")
@@ -593,6 +607,9 @@ def _network_flags(p: argparse.ArgumentParser) -> None:
                    "list with one per layer (default tanh)")
     g.add_argument("--init", metavar="NAME", help="weight initializer (default lecun_normal)")
     g.add_argument("--gain", type=float, help="gain on the initializer's scale")
+    g.add_argument("--residual", type=float, metavar="S",
+                   help="residual connections a_{l+1} = a_l + S f(W a_l + b) in every square layer "
+                        "(default: none)")
     g.add_argument("--seed", type=int, default=0, help="seed of the weights and of the random batch (default 0)")
     d = p.add_argument_group("data")
     d.add_argument("--data", metavar="FILE", help=".npz file with arrays x (batch, n_in) and optionally y")
@@ -645,7 +662,8 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParse
     s.set_defaults(func=cmd_spectrum)
 
     w = sub.add_parser("sweep", help="report summaries over a grid of configurations",
-                       description="Gradient-health summaries over depth x width x activation x init x gain x seed "
+                       description="Gradient-health summaries over depth x width x activation x init x gain x "
+                                   "residual x seed "
                                    "(comma-separated lists).")
     w.add_argument("--depths", default="10,100")
     w.add_argument("--widths", default="32")
@@ -653,6 +671,8 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParse
     w.add_argument("--inits", default="lecun_normal,he_normal")
     w.add_argument("--gains", default="1.0")
     w.add_argument("--seeds", default="0")
+    w.add_argument("--residuals", "--residual", default="none", metavar="S,...",
+                   help="residual branch scales s, 'none' for the plain chain (default none)")
     w.add_argument("--batch", type=int, default=8)
     w.add_argument("--loss", default="mse", metavar="NAME", help=f"one of {', '.join(LOSSES)} (default mse)")
     w.add_argument("--jobs", type=int, default=None, help="parallel configurations (default: cores)")

@@ -168,7 +168,7 @@ def _check_finite(a: np.ndarray, what: str) -> None:
         raise ValueError(f"{what} has a non-finite value ({a[tuple(bad)]}) at {list(map(int, bad))}")
 
 
-def _residual_scales(residual: Any, widths: Sequence[int]) -> list[float | None]:
+def residual_scales(residual: Any, widths: Sequence[int]) -> list[float | None]:
     """Per-layer residual scales (None: a plain layer) from Network's ``residual`` argument."""
     depth = len(widths) - 1
     if residual is None:
@@ -344,7 +344,7 @@ class Network:
     ) -> None:
         if isinstance(weights, _ParamBlock):  # Network.build's draws: adopted, not copied
             self._set_layout(weights.widths, _activation_list(activations, len(weights.widths) - 1),
-                             _residual_scales(residual, weights.widths))
+                             residual_scales(residual, weights.widths))
             self._params = weights.params
             return
         if isinstance(weights, np.ndarray) and weights.ndim == 2:  # a single layer
@@ -378,7 +378,7 @@ class Network:
                     raise ValueError(f"biases[{l}] has shape {b.shape}; expected ({ws[l].shape[0]},)")
         acts = _activation_list(activations, depth)
         widths = [ws[0].shape[1]] + [w.shape[0] for w in ws]
-        self._set_layout(widths, acts, _residual_scales(residual, widths))
+        self._set_layout(widths, acts, residual_scales(residual, widths))
         _check_block_fits(widths)
         parts = [p for w, b in zip(ws, bs) for p in (w.ravel(), b)]
         self._params = np.ascontiguousarray(np.concatenate(parts), dtype=np.float64)
@@ -450,7 +450,7 @@ class Network:
         if min(w) < 1:
             raise ValueError(f"every width must be at least 1, got {w}")
         acts = _activation_list(activation, len(w) - 1)
-        _residual_scales(residual, w)  # refused before any weight is drawn
+        residual_scales(residual, w)  # refused before any weight is drawn
         # before any draw: a request that cannot fit fails at once, not after minutes of drawing
         n_params = _check_block_fits(w)
         params = np.empty(n_params, dtype=np.float64)

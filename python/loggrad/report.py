@@ -955,7 +955,12 @@ class Report:
             f"backward: log10|delta| grows {_fmt(self.slope, '{:+.5f}')} decades per layer toward the input "
             f"(95% interval over draws {_fmt(lo, '{:+.5f}')} .. {_fmt(hi, '{:+.5f}')})"
         )
-        if self.theory_slope is not None:
+        # residual chains have no fixed point (q* nan; None once read back from strict JSON) and no
+        # finite-width correction: one theory figure
+        no_fixed_point = self.chi1 is not None and (self.q_star is None or math.isnan(self.q_star))
+        if self.theory_slope is not None and no_fixed_point:
+            s += f"; theory (mean field, residual layers) {self.theory_slope:+.5f}"
+        elif self.theory_slope is not None:
             s += (f"; theory (finite width) {self.theory_slope:+.5f}, "
                   f"mean field 0.5 log10 chi1 {self.theory_slope_mean_field:+.5f}")
         lines.append(s)
@@ -969,7 +974,10 @@ class Report:
             f"from {_fmt(self.grad_norm_w[-1], '{:.2f}')} (layer {L - 1}) to {_fmt(self.grad_norm_w[0], '{:.2f}')} "
             f"(layer 0), largest {_fmt(np.max(self.grad_norm_w), '{:.2f}')}"
         )
-        if self.chi1 is not None:
+        if self.chi1 is not None and no_fixed_point:
+            lines.append(f"mean field: sigma_w {self.sigma_w:.4f}, sigma_b {self.sigma_b:.4f}, no fixed point, "
+                         f"mean chi over the layers {self.chi1:.4f}")
+        elif self.chi1 is not None:
             extra = ""
             if self.c_star is not None and self.chi_c is not None:
                 extra = f", c* {self.c_star:.4f}, chi_c {self.chi_c:.4f}"
@@ -1405,6 +1413,10 @@ def report(
     if scales:
         notes.append(f"{len(scales)} residual layer(s): their f' columns are those of s f'(z) (the branch scale s "
                      "included), and delta_l is dL/dz_l of the branch")
+    n_rezero = sum(s == 0 for s in scales)
+    if n_rezero:
+        notes.append(f"{n_rezero} residual layer(s) with s = 0: their branch gradients (delta, dW, db) are exactly "
+                     "zero by construction, not vanished (the layer is the identity; ReZero/SkipInit learn s first)")
     n_zero = int(np.sum(np.isneginf(delta)))
     if n_zero:
         notes.append(f"{n_zero} layer(s) pass back an exactly zero delta (the growth rate is measured above them)")

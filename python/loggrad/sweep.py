@@ -1,4 +1,4 @@
-"""Parameter sweeps of gradient-health reports: depth x width x activation x init x gain x seed.
+"""Parameter sweeps of gradient-health reports: depth x width x activation x init x gain x residual x seed.
 
 ``sweep(...)`` builds one network per configuration, runs
 :func:`loggrad.report.report` on a random batch and returns tidy rows (one
@@ -8,7 +8,7 @@ dict per configuration, or one per configuration and layer), ready for
     rows = loggrad.sweep.sweep(depths=[10, 100, 1000], widths=[8, 64],
                                activations=["tanh", "relu"], inits=["he_normal"],
                                gains=[0.5, 1.0, 2.0], seeds=range(3),
-                               resume="sweep.jsonl")
+                               residuals=[None, 0.1], resume="sweep.jsonl")
 
 Execution: threads by default (the engine releases the GIL), processes with
 ``executor="process"``, or a Dask cluster with ``scheduler="dask"`` (a
@@ -21,9 +21,10 @@ appended to the file as one JSON line as soon as it is done, and a later call
 with the same file skips the configurations already there.
 
 Networks: widths ``[width] * (depth + 1)`` (input and output of the same
-width as the hidden layers), weights from ``loggrad.init.init_layers`` when
-that module exists; otherwise from the local Gaussian fallback described in
-:func:`build_network`. Inputs are standard normal, targets as in
+width as the hidden layers, so with a residual scale s every layer is
+residual: ``a_{l+1} = a_l + s f(W_l a_l + b_l)``; None is the plain chain),
+weights from ``loggrad.init.init_layers`` when that module exists;
+otherwise from the local Gaussian fallback described in :func:`build_network`. Inputs are standard normal, targets as in
 :func:`make_batch`; both are fixed by the seed.
 """
 
@@ -52,7 +53,7 @@ __all__ = ["sweep", "run_config", "build_network", "make_batch", "configurations
 
 #: The fields that identify a configuration (and a line of a resume file).
 CONFIG_KEYS: tuple[str, ...] = (
-    "depth", "width", "activation", "init", "gain", "seed", "batch", "loss", "bias_init", "lr",
+    "depth", "width", "activation", "init", "gain", "seed", "batch", "loss", "bias_init", "lr", "residual",
 )
 
 # ---------------------------------------------------------------------------
@@ -61,17 +62,18 @@ CONFIG_KEYS: tuple[str, ...] = (
 
 
 def build_network(depth: int, width: int, activation: str, init: Any, gain: float = 1.0, seed: int = 0,
-                  bias_init: Any = "zeros") -> Network:
+                  bias_init: Any = "zeros", residual: float | None = None) -> Network:
     """The network of one sweep configuration: ``depth`` layers of ``width`` units.
 
     ``Network.build([width] * (depth + 1), activation, init=init,
-    bias_init=bias_init, seed=seed, gain=gain)``: the initializers of
+    bias_init=bias_init, seed=seed, gain=gain, residual=residual)``: the
+    same weights with and without residual connections; the initializers of
     :mod:`loggrad.init` by name or object. A number as ``bias_init`` is a
     constant bias (the Keras/PyTorch meaning); Gaussian biases of standard
     deviation s are ``{"name": "normal", "std": s}``.
     """
     return Network.build([int(width)] * (int(depth) + 1), activation, init=init, bias_init=bias_init,
-                         seed=seed, gain=gain)
+                         seed=seed, gain=gain, residual=residual)
 
 
 def make_batch(width: int, batch: int, loss: str, seed: int = 0) -> tuple[np.ndarray, np.ndarray | None]:
@@ -98,7 +100,8 @@ def _key(row: dict[str, Any]) -> tuple[Any, ...]:
     out = []
     for k in CONFIG_KEYS:
         v = row.get(k)
-        out.append(float(v) if isinstance(v, (int, float)) and k in ("gain", "lr") and v is not None else v)
+        numeric = k in ("gain", "lr", "residual") and isinstance(v, (int, float)) and v is not None
+        out.append(float(v) if numeric else v)
     return tuple(out)
 
 
@@ -110,7 +113,7 @@ def run_config(config: dict[str, Any], per_layer: bool = False, derivatives: boo
     """
     t0 = time.perf_counter()
     net = build_network(config["depth"], config["width"], config["activation"], config["init"],
-                        config["gain"], config["seed"], config["bias_init"])
+                        config["gain"], config["seed"], config["bias_init"], config.get("residual"))
     x, y = make_batch(config["width"], config["batch"], config["loss"], config["seed"])
     rep = report(net, x, y, loss=config["loss"], lr=config["lr"], derivatives=derivatives)
     row = dict(config)
@@ -154,7 +157,7 @@ def _is_whole(v: Any) -> bool:
 
 
 def check_grid(depths: Any, widths: Any, activations: Any, inits: Any, gains: Any = (1.0,), seeds: Any = (0,),
-               batch: Any = 4, loss: Any = "mse") -> None:
+               batch: Any = 4, loss: Any = "mse", residuals: Any = (None,)) -> None:
     """ValueError (or TypeError) naming the first bad value of a sweep grid, before any configuration runs.
 
     The one check behind both :func:`sweep` and ``loggrad sweep``: each
@@ -174,6 +177,17 @@ def check_grid(depths: Any, widths: Any, activations: Any, inits: Any, gains: An
             np.isfinite(g) and g > 0
         ):
             raise ValueError(f"gains must be positive numbers, got {g!r}")
+    from .network import residual_scales
+
+    for r in _values(residuals):
+        if r is None:
+            continue
+        if isinstance(r, (bool, np.bool_)) or not isinstance(r, (int, float, np.integer, np.floating)):
+            raise ValueError(f"residuals must be real numbers (the branch scale s) or None, got {r!r}")
+        try:  # Network.build's own check of a branch scale
+            residual_scales(r, [1, 1])
+        except (ValueError, TypeError) as e:
+            raise ValueError(f"residuals: {e}") from None
     names = sorted(set(ACTIVATIONS) | set(ACTIVATION_ALIASES))
     for a in _values(activations):
         if not isinstance(a, str) or ACTIVATION_ALIASES.get(a, a) not in ACTIVATIONS:
@@ -193,20 +207,20 @@ def check_grid(depths: Any, widths: Any, activations: Any, inits: Any, gains: An
 
 def configurations(depths: Any, widths: Any, activations: Any, inits: Any, gains: Any = (1.0,),
                    seeds: Any = (0,), batch: int = 4, loss: str = "mse", bias_init: Any = "zeros",
-                   lr: float | None = None) -> list[dict[str, Any]]:
-    """The cartesian product as configuration dicts, in sweep order (seeds vary fastest)."""
+                   lr: float | None = None, residuals: Any = (None,)) -> list[dict[str, Any]]:
+    """The cartesian product as configuration dicts, in sweep order (seeds vary fastest, then residuals)."""
     def seq(v: Any) -> list[Any]:
         if isinstance(v, (str, bytes)) or not isinstance(v, Iterable):
             return [v]
         return list(v)
 
     out = []
-    for d, w, a, i, g, s in itertools.product(seq(depths), seq(widths), seq(activations), seq(inits),
-                                              seq(gains), seq(seeds)):
+    for d, w, a, i, g, r, s in itertools.product(seq(depths), seq(widths), seq(activations), seq(inits),
+                                                 seq(gains), seq(residuals), seq(seeds)):
         out.append({
             "depth": int(d), "width": int(w), "activation": str(a), "init": str(i), "gain": float(g),
             "seed": int(s), "batch": int(batch), "loss": str(loss), "bias_init": bias_init,
-            "lr": None if lr is None else float(lr),
+            "lr": None if lr is None else float(lr), "residual": None if r is None else float(r),
         })
     return out
 
@@ -383,6 +397,7 @@ def sweep(
     derivatives: bool = True,
     executor: str = "thread",
     dask_kwargs: dict[str, Any] | None = None,
+    residuals: Any = (None,),
 ) -> list[dict[str, Any]]:
     """Gradient-health reports over a grid of configurations, as tidy rows.
 
@@ -406,6 +421,9 @@ def sweep(
         figures (see :class:`loggrad.report.Report`) next to the summary.
     derivatives: compute the mean log10 f' column (one extra batch-1
         backward pass per sample).
+    residuals: a value or a sequence of residual branch scales s, swept like
+        gains: None is the plain chain, a number s makes every layer
+        ``a_{l+1} = a_l + s f(W_l a_l + b_l)`` (the same weights otherwise).
 
     Each configuration row holds the CONFIG_KEYS, the report summary (slope,
     slope_ci_low/high, slope_stderr, total_change, theory_slope,
@@ -413,8 +431,8 @@ def sweep(
     verdict, loss_log10), ``seconds`` and ``error`` (None, or the exception
     text with verdict "error"). Rows come back in configuration order.
     """
-    check_grid(depths, widths, activations, inits, gains, seeds, batch, loss)
-    configs = configurations(depths, widths, activations, inits, gains, seeds, batch, loss, bias_init, lr)
+    check_grid(depths, widths, activations, inits, gains, seeds, batch, loss, residuals)
+    configs = configurations(depths, widths, activations, inits, gains, seeds, batch, loss, bias_init, lr, residuals)
     results: list[dict[str, Any] | None] = [None] * len(configs)
     path = Path(resume) if resume is not None else None
     todo: list[int] = []
