@@ -45,8 +45,8 @@ from typing import Any
 
 import numpy as np
 
-from .network import Network
 from ._json import from_lossless, lossless
+from .network import Network
 from .report import LAYER_FIELDS, Report, report
 
 __all__ = ["sweep", "run_config", "build_network", "make_batch", "configurations", "CONFIG_KEYS"]
@@ -100,8 +100,8 @@ def _key(row: dict[str, Any]) -> tuple[Any, ...]:
     out = []
     for k in CONFIG_KEYS:
         v = row.get(k)
-        numeric = k in ("gain", "lr", "residual") and isinstance(v, (int, float)) and v is not None
-        out.append(float(v) if numeric else v)
+        numeric = k in ("gain", "lr", "residual") and isinstance(v, (int, float))
+        out.append(float(v) if numeric and v is not None else v)
     return tuple(out)
 
 
