@@ -11,7 +11,7 @@ import math
 import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Union
+from typing import Any, Literal, Union, overload
 
 import numpy as np
 import numpy.typing as npt
@@ -707,8 +707,15 @@ class Network:
             return min(int(checkpoint), 2**62)  # longer than the network = no checkpointing
         raise ValueError(f"checkpoint must be None, 'auto' or a positive segment length, got {checkpoint!r}")
 
+    @overload
     def forward(self, x: npt.ArrayLike, precision: str = "extended", *, on_underflow: str = "flush",
-                return_flushed: bool = False) -> Any:
+                return_flushed: Literal[False] = False) -> Values: ...
+    @overload
+    def forward(self, x: npt.ArrayLike, precision: str = "extended", *, on_underflow: str = "flush",
+                return_flushed: Literal[True]) -> tuple[Values, int]: ...
+
+    def forward(self, x: npt.ArrayLike, precision: str = "extended", *, on_underflow: str = "flush",
+                return_flushed: bool = False) -> Values | tuple[Values, int]:
         """Network output for x of shape (batch, n_in) or (n_in,).
 
         Returns a LogArray on the extended path (values beyond float64 range
@@ -723,8 +730,9 @@ class Network:
         return_flushed: True returns ``(output, flushed)``, flushed being the
         number of values made zero (always 0 on the float64 path).
         """
-        return self._forward(self._params, x, precision, on_underflow=on_underflow, return_flushed=return_flushed,
-                             stacklevel=2)
+        res: Values | tuple[Values, int] = self._forward(self._params, x, precision, on_underflow=on_underflow,
+                                                         return_flushed=return_flushed, stacklevel=2)
+        return res
 
     def _forward(self, params: np.ndarray, x: npt.ArrayLike, precision: str, *, on_underflow: str = "flush",
                  return_flushed: bool = False, stacklevel: int = 1) -> Any:
@@ -735,10 +743,12 @@ class Network:
         out: Values
         flushed = 0
         if precision == "extended":
-            res = _core.forward(self._arch, params, xa, "extended", on_underflow)
             if on_underflow == "flush":
-                flushed = _warn_flushed(res[2], stacklevel + 1)
-            out = LogArray._wrap(res[0], res[1])
+                m, e, info = _core.forward(self._arch, params, xa, "extended", "flush")
+                flushed = _warn_flushed(info, stacklevel + 1)
+            else:
+                m, e = _core.forward(self._arch, params, xa, "extended", "raise")
+            out = LogArray._wrap(m, e)
         else:
             out = _core.forward(self._arch, params, xa, "float64")
         out = out[0] if single else out
