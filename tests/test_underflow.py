@@ -95,6 +95,20 @@ def test_gelu_backward_flushes_value_and_derivative():
     assert g64.flushed == 0
 
 
+@pytest.mark.parametrize("checkpoint", [1, "auto"])
+def test_gelu_counts_with_checkpointing(checkpoint):
+    # with checkpointing the forward pass stores no derivatives: gelu(-2e9) is counted
+    # there, gelu'(-2e9) when the segment is recomputed, each once
+    net = gelu_net()
+    x = np.ones((1, 1))
+    g0, w0 = quiet(net.backward, x, loss="sum")
+    g, w = quiet(net.backward, x, loss="sum", checkpoint=checkpoint)
+    assert g.flushed == g0.flushed == 2
+    assert [str(m.message) for m in w] == [str(m.message) for m in w0]
+    np.testing.assert_array_equal(g.params.mantissa, g0.params.mantissa)
+    np.testing.assert_array_equal(g.params.exponent, g0.params.exponent)
+
+
 def test_gelu_raise_keeps_the_old_error():
     net = gelu_net()
     x = np.ones((1, 1))
