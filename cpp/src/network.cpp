@@ -299,20 +299,26 @@ void check_gradient_range(std::size_t n_out, std::size_t n_in, std::uint64_t bou
 // checks; errors name the layer.
 void activate_checked(Activation act, std::size_t l, std::size_t o, std::size_t n, ExtMat z, ExtMat out,
                       ExtMat der) {
-    PassFlush* pass = tl_pass;
-    UnderflowSink sink;  // this call's flushes, to name them by layer
-    try {
-        const UnderflowScope scope(pass ? &sink : underflow_sink());
+    const auto run = [&] {
         activate_ext_n(act, n, z.m + o, z.e + o, out.m + o, out.e + o, der.m ? der.m + o : nullptr,
                        der.e ? der.e + o : nullptr);
+    };
+    try {
+        run();  // no sink on this thread: an underflow throws, and the rare path below takes it
     } catch (const underflow_error& e) {
-        throw_out_of_range(l, e.derivative() ? Quantity::derivatives : Quantity::activations, true, e.detail());
-    } catch (const range_error& e) {
-        throw range_error(layer_tag(l) + ": " + e.what());
-    }
-    if (pass) {
+        PassFlush* pass = tl_pass;
+        if (!pass)
+            throw_out_of_range(l, e.derivative() ? Quantity::derivatives : Quantity::activations, true, e.detail());
+        // Again with a sink, flushing: elementwise, so every other value comes out the same.
+        UnderflowSink sink;
+        {
+            const UnderflowScope scope(&sink);
+            run();
+        }
         pass->record(l, Quantity::activations, sink.values.load());
         pass->record(l, Quantity::derivatives, sink.derivatives.load());
+    } catch (const range_error& e) {
+        throw range_error(layer_tag(l) + ": " + e.what());
     }
     check_range(out.m + o, out.e + o, n, l, Quantity::activations);
     if (der.m) check_range(der.m + o, der.e + o, n, l, Quantity::derivatives);
