@@ -93,15 +93,33 @@ bool is_extended(const std::string& precision) {
     throw std::invalid_argument("unknown precision '" + precision + "'; valid: extended, float64");
 }
 
+// on_underflow: "raise" (an underflow past the exponent range throws, as an
+// overflow does) or "flush" (it becomes zero; the result then ends with
+// flushed_info's tuple).
+bool flushes(const std::string& on_underflow) {
+    if (on_underflow == "flush") return true;
+    if (on_underflow == "raise") return false;
+    throw std::invalid_argument("unknown on_underflow '" + on_underflow + "'; valid: flush, raise");
+}
+
+// (count, layer or None, quantity) of the values a pass flushed.
+py::tuple flushed_info(const loggrad::Underflow& u) {
+    const py::object layer = u.layer == loggrad::kNoUnderflowLayer ? py::object(py::none()) : py::int_(u.layer);
+    return py::make_tuple(py::int_(u.count), layer, u.quantity);
+}
+
 py::object forward(const Architecture& net, const array_d& params, const array_d& x,
-                   const std::string& precision) {
+                   const std::string& precision, const std::string& on_underflow) {
+    const bool flush = flushes(on_underflow);
     const std::size_t batch = check_call(net, params, x);
     const std::vector<py::ssize_t> shape{static_cast<py::ssize_t>(batch), static_cast<py::ssize_t>(net.n_out())};
     if (is_extended(precision)) {
         py::array_t<double> m(shape);
         py::array_t<exp_t> e(shape);
         loggrad::ExtOut out{m.mutable_data(), e.mutable_data()};
-        engine_call([&] { loggrad::forward_ext(net, params.data(), x.data(), batch, out); });
+        loggrad::Underflow u;
+        engine_call([&] { loggrad::forward_ext(net, params.data(), x.data(), batch, out, flush ? &u : nullptr); });
+        if (flush) return py::make_tuple(m, e, flushed_info(u));
         return py::make_tuple(m, e);
     }
     py::array_t<double> out(shape);
@@ -171,7 +189,7 @@ loggrad::Target make_target(const Architecture& net, std::size_t batch, const st
 template <class Ext, class F64>
 py::tuple backward_results(const Architecture& net, std::size_t batch, bool extended, bool want_dx,
                            const std::optional<array_i64>& layers, const py::object& out_grad_m,
-                           const py::object& out_grad_e, Ext&& pass_ext, F64&& pass_f64) {
+                           const py::object& out_grad_e, bool flush, Ext&& pass_ext, F64&& pass_f64) {
     const auto b = static_cast<py::ssize_t>(batch);
     const std::vector<py::ssize_t> out_shape{b, static_cast<py::ssize_t>(net.n_out())};
     const std::vector<py::ssize_t> dx_shape{want_dx ? b : 0, static_cast<py::ssize_t>(net.n_in())};
@@ -200,7 +218,12 @@ py::tuple backward_results(const Architecture& net, std::size_t batch, bool exte
         r.grad = {grad_m.mutable_data(), grad_e.mutable_data()};
         if (want_dx) r.dx = {dx_m.mutable_data(), dx_e.mutable_data()};
         r.grad_offset = go;
+        loggrad::Underflow u;
+        if (flush) r.underflow = &u;
         engine_call([&] { pass_ext(r); });
+        if (flush)
+            return py::make_tuple(py::make_tuple(loss_m, loss_e), py::make_tuple(out_m, out_e),
+                                  py::make_tuple(grad_m, grad_e), py::make_tuple(dx_m, dx_e), flushed_info(u));
         return py::make_tuple(py::make_tuple(loss_m, loss_e), py::make_tuple(out_m, out_e),
                               py::make_tuple(grad_m, grad_e), py::make_tuple(dx_m, dx_e));
     }
@@ -227,12 +250,14 @@ py::tuple backward(const Architecture& net, const array_d& params, const array_d
                    const std::optional<array_i64>& labels, const std::string& precision, bool want_dx,
                    long long checkpoint, const std::optional<array_i64>& layers,
                    const std::optional<array_d>& grad_output_m, const std::optional<array_i64>& grad_output_e,
-                   const py::object& out_grad_m, const py::object& out_grad_e) {
+                   const py::object& out_grad_m, const py::object& out_grad_e, const std::string& on_underflow) {
+    const bool flush = flushes(on_underflow);
     const std::size_t cp = checkpoint_arg(checkpoint);
     const std::size_t batch = check_call(net, params, x);
     const loggrad::Target t = make_target(net, batch, loss, y, labels, grad_output_m, grad_output_e);
+    const bool extended = is_extended(precision);
     return backward_results(
-        net, batch, is_extended(precision), want_dx, layers, out_grad_m, out_grad_e,
+        net, batch, extended, want_dx, layers, out_grad_m, out_grad_e, flush && extended,
         [&](const loggrad::GradExt& r) { loggrad::backward_ext(net, params.data(), x.data(), batch, t, r, cp); },
         [&](const loggrad::GradF64& r) { loggrad::backward_f64(net, params.data(), x.data(), batch, t, r, cp); });
 }
@@ -268,7 +293,7 @@ py::tuple backward_tape(const Architecture& net, const array_d& params, loggrad:
     const std::size_t batch = tape.batch();
     const loggrad::Target t = make_target(net, batch, "", std::nullopt, std::nullopt, grad_output_m, grad_output_e);
     return backward_results(
-        net, batch, is_extended(precision), want_dx, layers, out_grad_m, out_grad_e,
+        net, batch, is_extended(precision), want_dx, layers, out_grad_m, out_grad_e, false,
         [&](const loggrad::GradExt& r) { loggrad::backward_tape_ext(net, params.data(), tape, t, r); },
         [&](const loggrad::GradF64& r) { loggrad::backward_tape_f64(net, params.data(), tape, t, r); });
 }
@@ -359,13 +384,18 @@ void register_network(py::module_& m) {
           "Backward pass of the tape's forward pass with dL/d(output) = grad_output; (loss, out, grad, dx) "
           "as backward; consumes the tape");
     m.def("forward", &forward, py::arg("arch"), py::arg("params"), py::arg("x"), py::arg("precision") = "extended",
-          "Forward pass: (mantissa, exponent) arrays on the extended path, an ndarray on float64");
+          py::arg("on_underflow") = "raise",
+          "Forward pass: (mantissa, exponent) arrays on the extended path, an ndarray on float64; with "
+          "on_underflow='flush' (extended) values below the exponent range become zero and a third item "
+          "(count, first layer or None, first quantity) says how many");
     m.def("backward", &backward, py::arg("arch"), py::arg("params"), py::arg("x"), py::arg("loss"),
           py::arg("y") = py::none(), py::arg("labels") = py::none(), py::arg("precision") = "extended",
           py::arg("want_dx") = true, py::arg("checkpoint") = 0, py::arg("layers") = py::none(),
           py::arg("grad_output_m") = py::none(), py::arg("grad_output_e") = py::none(),
-          py::arg("out_grad_m") = py::none(), py::arg("out_grad_e") = py::none(),
-          "Backward pass: (loss, out, grad, dx), each (mantissa, exponent) on the extended path; "
+          py::arg("out_grad_m") = py::none(), py::arg("out_grad_e") = py::none(), py::arg("on_underflow") = "raise",
+          "Backward pass: (loss, out, grad, dx), each (mantissa, exponent) on the extended path, and with "
+          "on_underflow='flush' (extended) a fifth item (count, first layer or None, first quantity) of the "
+          "values below the exponent range that became zero; "
           "layers (strictly increasing) limits grad to those layers' parameter gradients, packed in order; "
           "grad_output_m (and _e: extended) is dL/d(output) in place of a loss; out_grad_m/_e are earlier "
           "gradient arrays to write into");

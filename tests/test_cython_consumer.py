@@ -343,7 +343,7 @@ def test_errors_become_python_exceptions(consumers: Any) -> None:
     # exception class as the Python API raises
     big = lg.Network([np.full((1, 1), 1e18)], None, "sigmoid")
     with pytest.raises(lg.ExponentRangeError):
-        big.backward(np.ones((1, 1)), loss="sum")
+        big.backward(np.ones((1, 1)), loss="sum", on_underflow="raise")
     with pytest.raises(lg.ExponentRangeError):
         c.backward(big.widths, [1], big.params, np.ones((1, 1)), 1, None, None, True)
 

@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <cstdint>
 #include <stdexcept>
 #include <type_traits>
@@ -48,10 +49,41 @@ constexpr double kInvSqrtPi = 0.564189583547756286948079451560772586;
 constexpr exp_t kTinyExp = -900;
 constexpr exp_t kHugeExp = 1000;
 
-[[noreturn]] void derivative_out_of_range(Activation act, Ext z) {
-    throw range_error(activation_name(act) + " at a pre-activation of " +
-                      (sign(z) < 0 ? "-" : "+") + "10^" + std::to_string(log10abs(z)) +
-                      " has a value or derivative beyond loggrad's exponent range (|log2| < 2^60)");
+// A short decimal form of x for messages ("600", "-2e+09", "3.5e+17").
+std::string short_number(double x) {
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "%.6g", x);
+    return buf;
+}
+
+// e^x for x <= 0 as exp_ext gives it, or an exact zero (and under set) where
+// exp_ext would find it below the extended range: the same test as exp_ext's.
+Ext exp_under(double x, bool& under) {
+    if (exp_underflows(x)) {
+        under = true;
+        return kExtZero;
+    }
+    return exp_ext(x);
+}
+
+// After an activation in which some e^x fell below the range (under): the
+// outputs that became zero are flushed values (a true zero never needs an
+// e^x), counted in the thread's sink; without one, underflow_error.
+void settle_underflow(Activation act, Ext z, Ext* a, Ext* d) {
+    const bool fa = a && a->m == 0.0, fd = d && d->m == 0.0;
+    if (!fa && !fd) return;  // only intermediates fell below the range: the results are exact
+    UnderflowSink* sink = underflow_sink();
+    if (!sink)
+        throw underflow_error(!fa, activation_name(act) + " at a pre-activation of " + (sign(z) < 0 ? "-" : "+") +
+                                       "10^" + short_number(log10abs(z)));
+    if (fa) {
+        *a = kExtZero;
+        sink->values.fetch_add(1, std::memory_order_relaxed);
+    }
+    if (fd) {
+        *d = kExtZero;
+        sink->derivatives.fetch_add(1, std::memory_order_relaxed);
+    }
 }
 
 void set(Ext* p, Ext v) {
@@ -91,10 +123,10 @@ double erfcx_large(double x) {
 }
 
 // e^{-z^2/2} for double z, extended, with z^2 split exactly.
-Ext gauss_ext(double z) {
+Ext gauss_ext(double z, bool& under) {
     const double h = z * z;
     const double l = std::fma(z, z, -h);
-    Ext g = exp_ext(-0.5 * h);
+    Ext g = exp_under(-0.5 * h, under);
     return mul(g, from_double(std::exp(-0.5 * l)));
 }
 
@@ -344,7 +376,7 @@ void gelu_tabled(double z, Ext* a, Ext* d) {
 // although the results do not.
 constexpr double kSaturated = 50.0;
 
-void activate_double_range(Activation act, Ext zx, double z, Ext* a, Ext* d) {
+void activate_double_range(Activation act, Ext zx, double z, Ext* a, Ext* d, bool& under) {
     if (z > kSaturated && (act == Activation::softplus || act == Activation::silu)) {
         set(a, zx);
         set(d, kExtOne);
@@ -356,12 +388,12 @@ void activate_double_range(Activation act, Ext zx, double z, Ext* a, Ext* d) {
                 set(a, kExtOne);
                 return;
             }
-            sigmoid_from_t(z >= 0, exp_ext(-std::fabs(z)), a, d);
+            sigmoid_from_t(z >= 0, exp_under(-std::fabs(z), under), a, d);
             return;
         case Activation::tanh: {
             set(a, from_double(std::tanh(z)));
             if (d) {
-                const Ext t = exp_ext(-2.0 * std::fabs(z));  // 1 - tanh^2 = 4t/(1+t)^2
+                const Ext t = exp_under(-2.0 * std::fabs(z), under);  // 1 - tanh^2 = 4t/(1+t)^2
                 if (t.e < -60) {
                     *d = Ext{t.m, t.e + 2};
                 } else {
@@ -377,7 +409,7 @@ void activate_double_range(Activation act, Ext zx, double z, Ext* a, Ext* d) {
                 set(d, kExtOne);
             } else {
                 set(a, from_double(kEluAlpha * std::expm1(z)));
-                if (d) *d = mul(exp_ext(z), from_double(kEluAlpha));
+                if (d) *d = mul(exp_under(z, under), from_double(kEluAlpha));
             }
             return;
         case Activation::selu:
@@ -386,15 +418,15 @@ void activate_double_range(Activation act, Ext zx, double z, Ext* a, Ext* d) {
                 set(d, from_double(kSeluLambda));
             } else {
                 set(a, from_double(kSeluLambda * kSeluAlpha * std::expm1(z)));
-                if (d) *d = mul(exp_ext(z), from_double(kSeluLambda * kSeluAlpha));
+                if (d) *d = mul(exp_under(z, under), from_double(kSeluLambda * kSeluAlpha));
             }
             return;
         case Activation::softplus:
             if (z > 0) {
                 set(a, from_double(z + std::log1p(std::exp(-z))));
-                if (d) sigmoid_from_t(true, exp_ext(-z), d, nullptr);  // softplus' = sigmoid
+                if (d) sigmoid_from_t(true, exp_under(-z, under), d, nullptr);  // softplus' = sigmoid
             } else {
-                const Ext t = exp_ext(z);
+                const Ext t = exp_under(z, under);
                 set(a, log1p_ext(t));
                 if (d) sigmoid_from_t(false, t, d, nullptr);
             }
@@ -409,7 +441,7 @@ void activate_double_range(Activation act, Ext zx, double z, Ext* a, Ext* d) {
             } else {
                 // Phi(z) = phi(z) R with R = sqrt(pi/2) erfcx(-z/sqrt2) (Mills ratio):
                 // a = z phi R, a' = phi (R + z); phi in extended range.
-                const Ext phi = mul(gauss_ext(z), from_double(kInvSqrt2Pi));
+                const Ext phi = mul(gauss_ext(z, under), from_double(kInvSqrt2Pi));
                 const double r = kSqrtPiOver2 * erfcx_large(-z * kInvSqrt2);
                 set(a, mul(phi, from_double(z * r)));
                 set(d, mul(phi, from_double(r + z)));
@@ -417,7 +449,7 @@ void activate_double_range(Activation act, Ext zx, double z, Ext* a, Ext* d) {
             return;
         }
         case Activation::silu: {
-            const Ext t = exp_ext(-std::fabs(z));
+            const Ext t = exp_under(-std::fabs(z), under);
             Ext s;  // sigmoid(z)
             sigmoid_from_t(z >= 0, t, &s, nullptr);
             set(a, mul(s, from_double(z)));
@@ -485,41 +517,43 @@ void activate_ext(Activation act, Ext z, Ext* a, Ext* d) {
                 break;
         }
     }
+    bool under = false;  // some e^x fell below the extended range (flushed to zero)
     if (z.e > kHugeExp) {
         // |z| > 2^1000: the saturated side is exact; the other side's value or
-        // derivative is e^{-|z|}, beyond the extended range.
+        // derivative is e^{-|z|} (times at most |z|), below the extended range:
+        // zero, as settle_underflow then treats it.
+        under = !pos || ((act == Activation::sigmoid || act == Activation::tanh) && d);
         switch (act) {
             case Activation::sigmoid:
-                if (!pos) derivative_out_of_range(act, z);
-                set(a, kExtOne);
+                set(a, pos ? kExtOne : kExtZero);
+                set(d, kExtZero);
                 break;
             case Activation::tanh:
                 set(a, from_double(pos ? 1.0 : -1.0));
+                set(d, kExtZero);
                 break;
             case Activation::elu:
                 set(a, pos ? z : from_double(-kEluAlpha));
-                if (pos) set(d, kExtOne);
+                set(d, pos ? kExtOne : kExtZero);
                 break;
             case Activation::selu:
                 set(a, pos ? mul(z, from_double(kSeluLambda))
                            : from_double(-kSeluLambda * kSeluAlpha));
-                if (pos) set(d, from_double(kSeluLambda));
+                set(d, pos ? from_double(kSeluLambda) : kExtZero);
                 break;
             case Activation::softplus:
             case Activation::gelu:
             case Activation::silu:
-                if (!pos) derivative_out_of_range(act, z);
-                set(a, z);
-                set(d, kExtOne);
-                return;
+                set(a, pos ? z : kExtZero);
+                set(d, pos ? kExtOne : kExtZero);
+                break;
             default:
                 break;
         }
-        if (d && (!pos || act == Activation::sigmoid || act == Activation::tanh))
-            derivative_out_of_range(act, z);
-        return;
+    } else {
+        activate_double_range(act, z, to_double(z), a, d, under);
     }
-    activate_double_range(act, z, to_double(z), a, d);
+    if (under) settle_underflow(act, z, a, d);
 }
 
 namespace {
@@ -720,7 +754,11 @@ void activate_ext_n(Activation act, std::size_t n, const double* zm, const exp_t
         body(0, n);
         return;
     }
-    parallel_chunks(n, kGrain, body);
+    UnderflowSink* sink = underflow_sink();  // the caller's, for the pool's threads too
+    parallel_chunks(n, kGrain, [&](std::size_t b, std::size_t e) {
+        const UnderflowScope scope(sink);
+        body(b, e);
+    });
 }
 
 

@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <stdexcept>
 
 #include "loggrad/activations.hpp"
@@ -82,6 +83,20 @@ Ext sigmoid_ext(Ext x) {
     return a;
 }
 
+// e^x for x <= 0, or an exact zero where it falls below the extended range,
+// counted in the thread's UnderflowSink (without one: underflow_error).
+Ext exp_nonpositive(Ext x) {
+    if (x.e <= 1000 && !exp_underflows(to_double(x))) return exp_ext(x);
+    UnderflowSink* sink = underflow_sink();
+    if (!sink) {
+        char buf[32];
+        std::snprintf(buf, sizeof buf, "%.6g", log10abs(x));
+        throw underflow_error(false, std::string("e^x at x = -10^") + buf);
+    }
+    sink->values.fetch_add(1, std::memory_order_relaxed);
+    return kExtZero;
+}
+
 bool ext_less(Ext a, Ext b) {  // a < b for extended values
     const int sa = sign(a), sb = sign(b);
     if (sa != sb) return sa < sb;
@@ -154,7 +169,7 @@ Ext loss_ext(const Target& t, std::size_t rows, std::size_t cols, const double* 
                 // u_j = e^{x_j - max} in (0, 1]; rest = sum_{j != c} u_j, z = u_c + rest.
                 Ext rest = kExtZero;
                 for (std::size_t j = 0; j < cols; ++j) {
-                    const Ext u = exp_ext(sub(Ext{m[j], e[j]}, mx));
+                    const Ext u = exp_nonpositive(sub(Ext{m[j], e[j]}, mx));
                     put(r * cols + j, u);
                     if (j != c) rest = add(rest, u);
                 }

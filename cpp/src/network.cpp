@@ -146,18 +146,127 @@ void reserve_check(std::size_t bytes, const char* what) {
 #endif
 }
 
-// Throws range_error ("layer <l> <what> left ...", or "<what> left ..." when l
-// is kNoLayer) when an extended value left the representable range. The test
-// is branch-free so that it vectorises; the message is built only on failure.
-constexpr std::size_t kNoLayer = static_cast<std::size_t>(-1);
+// Values past the exponent range. Above it a pass throws range_error; below
+// it (an underflow) the value becomes an exact zero and is counted, as IEEE
+// float64 does at its own range, unless the pass raises (on_underflow="raise"),
+// which is what a thread without a PassFlush (tl_pass null) does. The message
+// names the layer and the quantity, the same whichever path found the value.
+constexpr std::size_t kNoLayer = kNoUnderflowLayer;
 
-[[noreturn]] void throw_out_of_range(std::size_t l, const char* what) {
-    throw range_error((l == kNoLayer ? std::string() : "layer " + std::to_string(l) + " ") + what +
-                      " left loggrad's exponent range (|log2| < 2^60)");
+enum class Quantity : unsigned { activations, derivatives, loss, gradients, input_gradients };
+
+const char* quantity_name(Quantity q) {
+    switch (q) {
+        case Quantity::activations: return "activations";
+        case Quantity::derivatives: return "activation derivatives";
+        case Quantity::loss: return "the loss";
+        case Quantity::gradients: return "gradients";
+        case Quantity::input_gradients: return "input gradients";
+    }
+    return "values";
 }
 
-void check_range(const double* m, const exp_t* e, std::size_t n, std::size_t l, const char* what) {
-    if (simd::out_of_range(m, e, n) >> 62) throw_out_of_range(l, what);
+[[noreturn]] void throw_out_of_range(std::size_t l, Quantity q, bool below, const std::string& detail = "") {
+    throw range_error((l == kNoLayer ? std::string() : "layer " + std::to_string(l) + " ") + quantity_name(q) +
+                      (below ? ": a value below" : ": a value above") +
+                      " loggrad's exponent range (|log2| < 2^60)" + (detail.empty() ? "" : "; " + detail));
+}
+
+// The flushes of one pass: their count and where the first was, in the order
+// of a layer-by-layer sweep (forward layers up, the loss, backward layers
+// down; within a backward layer the weight gradients before the input
+// gradients, as the sweep meets them). Any thread may record; the smallest
+// key wins, so the first does not depend on the thread count.
+struct PassFlush {
+    std::atomic<std::uint64_t> count{0};
+    std::atomic<std::uint64_t> first{~std::uint64_t(0)};
+    // Off while a checkpointed segment is recomputed: its activations were
+    // counted by the forward pass (which, not storing derivatives, counted no
+    // derivatives: the recomputation counts those).
+    bool count_activations = true;
+
+    static std::uint64_t key(std::size_t l, Quantity q) {
+        const auto ql = static_cast<std::uint64_t>(q);
+        if (q == Quantity::loss) return (std::uint64_t(1) << 60) | ql;
+        const std::uint64_t ll = static_cast<std::uint64_t>(l) & ((std::uint64_t(1) << 40) - 1);
+        if (q == Quantity::activations || q == Quantity::derivatives) return (ll << 8) | ql;
+        return (std::uint64_t(2) << 60) | ((((std::uint64_t(1) << 40) - 1 - ll)) << 8) | ql;
+    }
+    void record(std::size_t l, Quantity q, std::uint64_t n) {
+        if (n == 0 || (q == Quantity::activations && !count_activations)) return;
+        count.fetch_add(n, std::memory_order_relaxed);
+        const std::uint64_t k = key(l, q);
+        std::uint64_t cur = first.load(std::memory_order_relaxed);
+        while (k < cur && !first.compare_exchange_weak(cur, k, std::memory_order_relaxed)) {
+        }
+    }
+    void report(Underflow& u) const {
+        u.count = count.load();
+        u.layer = kNoLayer;
+        u.quantity.clear();
+        if (u.count == 0) return;
+        const std::uint64_t k = first.load();
+        const auto q = static_cast<Quantity>(k & 0xff);
+        const std::uint64_t ll = (k >> 8) & ((std::uint64_t(1) << 40) - 1);
+        u.quantity = quantity_name(q);
+        if (q == Quantity::loss) return;
+        u.layer = static_cast<std::size_t>(k >> 60 == 2 ? ((std::uint64_t(1) << 40) - 1 - ll) : ll);
+    }
+};
+
+// The pass this thread works for (null: underflow throws). Set by the entry
+// points on the calling thread, and by every task this file hands to the pool.
+thread_local PassFlush* tl_pass = nullptr;
+
+class PassScope {
+public:
+    explicit PassScope(PassFlush* p) : saved_(tl_pass) { tl_pass = p; }
+    ~PassScope() { tl_pass = saved_; }
+    PassScope(const PassScope&) = delete;
+    PassScope& operator=(const PassScope&) = delete;
+
+private:
+    PassFlush* saved_;
+};
+
+// After a range test found bits (as simd::out_of_range's): throws for a value
+// above the range, or below it where the pass raises; else flushes the values
+// below it to exact zeros and counts them. The rare path: the test itself is
+// branch-free and vectorises.
+void settle_range(double* m, exp_t* e, std::size_t n, std::size_t l, Quantity q, std::uint64_t bits) {
+    if ((bits >> 62) & 1) throw_out_of_range(l, q, false);
+    PassFlush* pass = tl_pass;
+    if (!pass) throw_out_of_range(l, q, true);
+    std::uint64_t flushed = 0;
+    for (std::size_t i = 0; i < n; ++i)
+        if (m[i] != 0.0 && e[i] < -kMaxExp) {
+            m[i] = 0.0;
+            e[i] = kZeroExp;
+            ++flushed;
+        }
+    pass->record(l, q, flushed);
+}
+
+void check_range(double* m, exp_t* e, std::size_t n, std::size_t l, Quantity q) {
+    const std::uint64_t bits = simd::out_of_range(m, e, n);
+    if (bits >> 62) settle_range(m, e, n, l, q, bits);
+}
+
+// parallel_rows for work that may meet a range check: the pool's threads
+// work for the caller's pass. Small arrays run on the calling thread, as
+// parallel_rows runs them, without touching the thread-local state.
+template <class F>
+void pass_rows(std::size_t rows, std::size_t row_len, F&& fn) {
+    const std::size_t per = std::max<std::size_t>(1, kElemGrain / std::max<std::size_t>(1, row_len));
+    if (rows < 2 * per) {
+        if (rows) fn(std::size_t(0), rows);
+        return;
+    }
+    PassFlush* pass = tl_pass;
+    parallel_chunks(rows, per, [&](std::size_t r0, std::size_t r1) {
+        const PassScope scope(pass);
+        fn(r0, r1);
+    });
 }
 
 std::string layer_tag(std::size_t l) { return "layer " + std::to_string(l); }
@@ -178,11 +287,11 @@ bool bound_wanted(std::size_t batch, std::size_t n_out, std::size_t n_in) {
     return batch * (n_out + n_in) < n_out * (n_in + 1);
 }
 
-void check_gradient_range(std::size_t n_out, std::size_t n_in, std::uint64_t bound, const double* gm,
-                          const exp_t* ge, std::size_t l) {
+void check_gradient_range(std::size_t n_out, std::size_t n_in, std::uint64_t bound, double* gm, exp_t* ge,
+                          std::size_t l) {
     constexpr std::uint64_t kMargin = 4096;
     if (bound != kNoBound && bound + kMargin <= static_cast<std::uint64_t>(kMaxExp)) return;
-    check_range(gm, ge, n_out * (n_in + 1), l, "gradients");
+    check_range(gm, ge, n_out * (n_in + 1), l, Quantity::gradients);
 }
 
 // out, der = the activation of layer l (and its derivative, when der.m is
@@ -190,14 +299,29 @@ void check_gradient_range(std::size_t n_out, std::size_t n_in, std::uint64_t bou
 // checks; errors name the layer.
 void activate_checked(Activation act, std::size_t l, std::size_t o, std::size_t n, ExtMat z, ExtMat out,
                       ExtMat der) {
-    try {
+    const auto run = [&] {
         activate_ext_n(act, n, z.m + o, z.e + o, out.m + o, out.e + o, der.m ? der.m + o : nullptr,
                        der.e ? der.e + o : nullptr);
+    };
+    try {
+        run();  // no sink on this thread: an underflow throws, and the rare path below takes it
+    } catch (const underflow_error& e) {
+        PassFlush* pass = tl_pass;
+        if (!pass)
+            throw_out_of_range(l, e.derivative() ? Quantity::derivatives : Quantity::activations, true, e.detail());
+        // Again with a sink, flushing: elementwise, so every other value comes out the same.
+        UnderflowSink sink;
+        {
+            const UnderflowScope scope(&sink);
+            run();
+        }
+        pass->record(l, Quantity::activations, sink.values.load());
+        pass->record(l, Quantity::derivatives, sink.derivatives.load());
     } catch (const range_error& e) {
         throw range_error(layer_tag(l) + ": " + e.what());
     }
-    check_range(out.m + o, out.e + o, n, l, "activations");
-    if (der.m) check_range(der.m + o, der.e + o, n, l, "activation derivatives");
+    check_range(out.m + o, out.e + o, n, l, Quantity::activations);
+    if (der.m) check_range(der.m + o, der.e + o, n, l, Quantity::derivatives);
 }
 
 // The bias, activation and range checks of an identity, relu or tanh layer
@@ -233,10 +357,10 @@ bool fused_epilogue(Activation act, std::size_t l, std::size_t batch, std::size_
         range.fetch_or(bad, std::memory_order_relaxed);
     });
     if (suspect.load() >> 63) return false;
-    if (range.load() >> 62) throw_out_of_range(l, "activations");
+    if (range.load() >> 62) check_range(out.m, out.e, batch * n_out, l, Quantity::activations);
     if (kind != simd::Epilogue::tanh) return true;
     // Rows beyond the fast tanh's range (saturated ones), rows in parallel.
-    parallel_rows(batch, n_out, [&](std::size_t r0, std::size_t r1) {
+    pass_rows(batch, n_out, [&](std::size_t r0, std::size_t r1) {
         for (std::size_t i = r0; i < r1; ++i)
             if (general[i]) activate_checked(act, l, i * n_out, n_out, z, out, der);
     });
@@ -299,7 +423,7 @@ void dense_forward_ext(const Architecture& net, const double* params, std::size_
     ext_gemm_xw_finish(ws, batch, n_out, n_in, in, W, true, z);
     // z += b, activation and range checks, rows in parallel (elementwise:
     // the same results for any split).
-    parallel_rows(batch, n_out, [&](std::size_t r0, std::size_t r1) {
+    pass_rows(batch, n_out, [&](std::size_t r0, std::size_t r1) {
         for (std::size_t i = r0; i < r1; ++i) simd::add_n(n_out, z.m + i * n_out, z.e + i * n_out, bm, be);
         activate_checked(act, l, r0 * n_out, (r1 - r0) * n_out, z, out, der);
     });
@@ -314,7 +438,7 @@ void residual_forward_ext(const Architecture& net, std::size_t l, std::size_t ba
                           ExtMat der) {
     const std::size_t n = net.width(l + 1);
     const Ext s = from_double(net.residual_scale(l));
-    parallel_rows(batch, n, [&](std::size_t r0, std::size_t r1) {
+    pass_rows(batch, n, [&](std::size_t r0, std::size_t r1) {
         // s as a row of extended values, for the array operations (same bits as mul and add)
         thread_local std::vector<double> sm;
         thread_local std::vector<exp_t> se;
@@ -326,7 +450,7 @@ void residual_forward_ext(const Architecture& net, std::size_t l, std::size_t ba
             simd::add_n(n, out.m + o, out.e + o, in.m + o, in.e + o);    // + a_l
             if (der.m) simd::mul_n(n, sm.data(), se.data(), der.m + o, der.e + o);
         }
-        check_range(out.m + r0 * n, out.e + r0 * n, (r1 - r0) * n, l, "activations");
+        check_range(out.m + r0 * n, out.e + r0 * n, (r1 - r0) * n, l, Quantity::activations);
     });
 }
 
@@ -414,7 +538,9 @@ void for_each_block(std::size_t batch, std::size_t nb, F&& fn) {
         fn(std::size_t(0), batch);
         return;
     }
+    PassFlush* pass = tl_pass;
     parallel_for(nb, [&](std::size_t b) {
+        const PassScope scope(pass);
         const auto [r0, r1] = block_rows(b, nb, batch);
         fn(r0, r1);
     });
@@ -657,7 +783,9 @@ void chain_and_gradients(std::size_t l0, std::size_t l1, LayerSizes sizes, bool 
     std::vector<std::exception_ptr> errors(n);  // by position in the sweep
     std::exception_ptr chain_error;
     const std::size_t todo = overlap ? n : made.load();  // layers whose gradients the tasks form
+    PassFlush* pass = tl_pass;
     parallel_for(std::min(todo, threads), [&](std::size_t t) {
+        const PassScope scope(pass);
         if (overlap && t == 0) {  // the chain (whichever thread takes task 0), then gradients like the rest
             try {
                 run_chain([&](std::size_t l) { made.store(l1 - l, std::memory_order_release); });
@@ -775,8 +903,10 @@ std::vector<std::size_t> gradient_offsets(const Architecture& net, const std::ve
 }
 
 void forward_ext(const Architecture& net, const double* params, const double* x,
-                 std::size_t batch, ExtOut out) {
+                 std::size_t batch, ExtOut out, Underflow* underflow) {
     check_inputs(x, batch, net.n_in());
+    PassFlush pass;
+    const PassScope scope(underflow ? &pass : nullptr);
     ExtStore st;
     Workspace ws;
     Buffer<double> xm;
@@ -786,6 +916,7 @@ void forward_ext(const Architecture& net, const double* params, const double* x,
     const std::size_t o = st.aoff[net.depth()], n = batch * net.n_out();
     std::copy(st.am.data() + o, st.am.data() + o + n, out.m);
     std::copy(st.ae.data() + o, st.ae.data() + o + n, out.e);
+    if (underflow) pass.report(*underflow);
 }
 
 void forward_f64(const Architecture& net, const double* params, const double* x,
@@ -798,6 +929,30 @@ void forward_f64(const Architecture& net, const double* params, const double* x,
 }
 
 namespace {
+
+// The rare path of the fused chain step (ext_gemm_xw_chain) at layer l when
+// some dL/da_l left the range: that step wrote delta_{l-1} = dL/da_l f'(z_{l-1})
+// over f' without storing dL/da_l. An overflow throws. For an underflow,
+// dL/da_l is formed again into g (ext_gemm_xw: the same bits as the fused
+// step's), and where it fell below the range (a zero, as settle_range makes it
+// on the unfused path) delta_{l-1} becomes zero. Counts as the unfused path
+// would: one per dL/da_l value flushed.
+void settle_chain_underflow(std::size_t rows, std::size_t n_in, std::size_t n_out, ExtCMat delta, const double* W,
+                            std::uint64_t bits, std::size_t l, double* gm, exp_t* ge, double* dm1, exp_t* de1) {
+    if ((bits >> 62) & 1) throw_out_of_range(l, Quantity::input_gradients, false);
+    PassFlush* pass = tl_pass;
+    if (!pass) throw_out_of_range(l, Quantity::input_gradients, true);
+    Workspace w;
+    ext_gemm_xw(w, rows, n_in, n_out, delta, W, false, ExtMat{gm, ge});
+    std::uint64_t flushed = 0;
+    for (std::size_t i = 0; i < rows * n_in; ++i)
+        if (gm[i] != 0.0 && ge[i] < -kMaxExp) {
+            dm1[i] = 0.0;
+            de1[i] = kZeroExp;
+            ++flushed;
+        }
+    pass->record(l, Quantity::input_gradients, flushed);
+}
 
 // Extended counterpart of backward_segment_f64: the chain, then the weight
 // gradients. When the chain stops at layer l (an input gradient out of range),
@@ -828,7 +983,8 @@ void backward_segment_ext(const Architecture& net, const double* params, std::si
             };
             Buffer<double> skm;  // residual layers: dL/da_{l+1}, kept for the skip
             Buffer<exp_t> ske;
-            bool made = false, exact = false;  // delta_l made, and scaled in w, by the step above
+            // delta_l made by the step above; and scaled in w (else the product starts from it)
+            bool made = false, scaled = false, exact = false;
             for (std::size_t l = l1; l-- > l0;) {
                 check_interrupt();
                 const std::size_t n_in = net.width(l), n_out = net.width(l + 1), o = st.doff[l - l0] + r0 * n_out;
@@ -843,13 +999,13 @@ void backward_segment_ext(const Architecture& net, const double* params, std::si
                 publish(l);
                 if (l == 0 && !res.dx.m) break;
                 const double* W = params + net.weight_offset(l);
-                if (made) ext_gemm_xw_scaled(w, rows, n_in, n_out, W, false);
+                if (made && scaled) ext_gemm_xw_scaled(w, rows, n_in, n_out, W, false);
                 else exact = ext_gemm_xw_product(w, rows, n_in, n_out, ExtCMat{dm, de}, W, false);
                 std::uint64_t range = 0;
                 // Within the segment, delta_{l-1} straight from the product, without
                 // writing dL/da_l (ext_gemm_xw_chain); else dL/da_l as it is. Not
                 // through residual layers: their dL/da adds the skip.
-                made = exact && l > l0 && !net.residual(l) && !net.residual(l - 1);
+                made = scaled = exact && l > l0 && !net.residual(l) && !net.residual(l - 1);
                 const bool skip = net.residual(l);
                 if (skip) {
                     skm.resize(rows * n_out);
@@ -869,7 +1025,16 @@ void backward_segment_ext(const Architecture& net, const double* params, std::si
                     range |= simd::out_of_range(gmb, geb, rows * n_in);
                 }
                 try {
-                    if (range >> 62) throw_out_of_range(l, "input gradients");
+                    if (range >> 62) {
+                        if (made) {
+                            settle_chain_underflow(rows, n_in, n_out, ExtCMat{dm, de}, W, range, l, gmb, geb,
+                                                   st.dm.data() + st.doff[l - 1 - l0] + r0 * n_in,
+                                                   st.de.data() + st.doff[l - 1 - l0] + r0 * n_in);
+                            scaled = false;  // the next product starts from the settled delta
+                        } else {
+                            settle_range(gmb, geb, rows * n_in, l, Quantity::input_gradients, range);
+                        }
+                    }
                 } catch (...) {
                     failures[r0 / kBlockRows] = Failure{l, std::current_exception()};
                     return;
@@ -1039,10 +1204,19 @@ void backward_tape_ext_unchecked(const Architecture& net, const double* params, 
     Buffer<exp_t> ge;
     gm.resize(batch * maxw);
     ge.resize(batch * maxw);
-    const Ext loss = loss_ext(target, batch, net.n_out(), t.outm.data(), t.oute.data(), gm.data(), ge.data());
+    PassFlush* pass = tl_pass;
+    UnderflowSink sink;  // the loss's flushes
+    Ext loss;
+    try {
+        const UnderflowScope scope(pass ? &sink : underflow_sink());
+        loss = loss_ext(target, batch, net.n_out(), t.outm.data(), t.oute.data(), gm.data(), ge.data());
+    } catch (const underflow_error& e) {
+        throw_out_of_range(kNoLayer, Quantity::loss, true, e.detail());
+    }
+    if (pass) pass->record(kNoLayer, Quantity::loss, sink.values.load() + sink.derivatives.load());
+    check_range(&loss.m, &loss.e, 1, kNoLayer, Quantity::loss);
     *res.loss.m = loss.m;
     *res.loss.e = loss.e;
-    check_range(&loss.m, &loss.e, 1, kNoLayer, "the loss");
     const std::size_t nb = row_blocks(net, batch);
     to_block_layout(gm.data(), batch, net.n_out(), maxw, nb);
     to_block_layout(ge.data(), batch, net.n_out(), maxw, nb);
@@ -1052,10 +1226,13 @@ void backward_tape_ext_unchecked(const Architecture& net, const double* params, 
     }
     for (std::size_t s = nseg; s-- > 0;) {
         const std::size_t l0 = s * C, l1 = std::min(L, l0 + C);
-        if (nseg > 1)  // recompute the segment's activations and derivatives from its checkpoint
+        if (nseg > 1) {  // recompute the segment's activations and derivatives from its checkpoint
+            if (pass) pass->count_activations = false;
             forward_range_ext(net, params, l0, l1, batch,
                               ExtCMat{t.cpm.data() + s * batch * maxw, t.cpe.data() + s * batch * maxw}, true, st,
                               t.ws, false);
+            if (pass) pass->count_activations = true;
+        }
         backward_segment_ext(net, params, l0, l1, batch, st, gm, ge, res, t.ws);
     }
     if (res.dx.m) {
@@ -1125,7 +1302,10 @@ void backward_tape_ext(const Architecture& net, const double* params, Tape& tape
     check_target(target, t.batch, net.n_out());
     t.state = Tape::Impl::State::empty;  // consumed, whatever happens below
     try {
+        PassFlush pass;
+        const PassScope scope(res.underflow ? &pass : nullptr);
         backward_tape_ext_unchecked(net, params, t, target, res);
+        if (res.underflow) pass.report(*res.underflow);
     } catch (...) {
         release(t);
         throw;
@@ -1168,8 +1348,11 @@ void backward_ext(const Architecture& net, const double* params, const double* x
     check_inputs(x, batch, net.n_in());
     check_target(target, batch, net.n_out());
     Tape::Impl t;
+    PassFlush pass;
+    const PassScope scope(res.underflow ? &pass : nullptr);
     forward_tape_ext_unchecked(net, params, x, batch, checkpoint, t);
     backward_tape_ext_unchecked(net, params, t, target, res);
+    if (res.underflow) pass.report(*res.underflow);
 }
 
 void backward_f64(const Architecture& net, const double* params, const double* x,

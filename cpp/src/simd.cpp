@@ -73,15 +73,15 @@ inline std::uint64_t outside_bits(double c, std::uint64_t lo_bits, std::uint64_t
     return (ab - lo_bits) | (hi_bits - ab);
 }
 
-// Bits 62-63 set iff m is nonzero and e lies outside [-kMaxExp, kMaxExp]:
-// off = e + kMaxExp outside [0, 2^61] (as unsigned). With c = 2^61 - 1,
-// off | (off + c) reaches bit 62 or 63 exactly then (off < 2^63 keeps off + c
-// from wrapping; off >= 2^63 has bit 63).
+// For a nonzero m: bit 63 set iff e < -kMaxExp (below the range), bit 62 iff
+// e > kMaxExp (above it); 0 for a zero. Unsigned arithmetic, so that the
+// exponent of a zero (kZeroExp) or of a product just past the range cannot
+// overflow; every exponent the engine forms lies within +-2^62.
 inline std::uint64_t range_bits(double m, exp_t e) {
-    static_assert(2 * kMaxExp == (exp_t(1) << 61), "range_bits assumes kMaxExp == 2^60");
-    constexpr std::uint64_t c = (std::uint64_t(1) << 61) - 1;
-    const std::uint64_t off = static_cast<std::uint64_t>(e) + static_cast<std::uint64_t>(kMaxExp);
-    return (off | (off + c)) & detail::nonzero_mask(detail::bits(m) << 1);  // << 1: +-0 alike
+    const auto ue = static_cast<std::uint64_t>(e), um = static_cast<std::uint64_t>(kMaxExp);
+    const std::uint64_t below = (ue + um) & (std::uint64_t(1) << 63);           // e + kMaxExp < 0
+    const std::uint64_t above = ((um - ue) >> 1) & (std::uint64_t(1) << 62);    // kMaxExp - e < 0
+    return (below | above) & detail::nonzero_mask(detail::bits(m) << 1);  // << 1: +-0 alike
 }
 
 // One row of normalize_rows_outside; range |= the row's range_bits.

@@ -157,8 +157,9 @@ void outer_rows(std::size_t rows, std::size_t n, const double* dm, const exp_t* 
 void gemm_small(bool ta, bool tb, std::size_t M, std::size_t N, std::size_t K, const double* A,
                 const double* B, double* C);
 
-// Bits 62-63 of the result are set iff some nonzero (m, e) has e outside
-// [-kMaxExp, kMaxExp].
+// Bit 63 of the result is set iff some nonzero (m, e) has e < -kMaxExp (an
+// underflow past the range), bit 62 iff some has e > kMaxExp (an overflow);
+// the other bits are 0. The kernels below that report range bits use the same.
 std::uint64_t out_of_range(const double* m, const exp_t* e, std::size_t n);
 // Largest |e| among the nonzero entries (0 when all are zero).
 std::uint64_t max_abs_exponent(const double* m, const exp_t* e, std::size_t n);

@@ -46,19 +46,37 @@ class Architecture:
     def gradient_offsets(self, layers: Sequence[_Int]) -> tuple[npt.NDArray[np.int64], int]: ...
     def store_plan(self, checkpoint: _Int) -> tuple[int, int, int]: ...
 
+# (count, first layer or None for the loss, first quantity) of the values an
+# extended pass with on_underflow="flush" made zero below the exponent range.
+_Flushed: TypeAlias = tuple[int, int | None, str]
+
 @overload
 def forward(
-    arch: Architecture, params: npt.ArrayLike, x: npt.ArrayLike, precision: Literal["extended"] = "extended"
+    arch: Architecture,
+    params: npt.ArrayLike,
+    x: npt.ArrayLike,
+    precision: Literal["extended"] = "extended",
+    on_underflow: Literal["raise"] = "raise",
 ) -> _Ext: ...
 @overload
-def forward(arch: Architecture, params: npt.ArrayLike, x: npt.ArrayLike, precision: Literal["float64"]) -> _F64: ...
+def forward(
+    arch: Architecture, params: npt.ArrayLike, x: npt.ArrayLike, precision: Literal["extended"],
+    on_underflow: Literal["flush"],
+) -> tuple[_F64, _I64, _Flushed]: ...
 @overload
-def forward(arch: Architecture, params: npt.ArrayLike, x: npt.ArrayLike, precision: str = "extended") -> _Ext | _F64: ...
+def forward(
+    arch: Architecture, params: npt.ArrayLike, x: npt.ArrayLike, precision: Literal["float64"], on_underflow: str = "raise"
+) -> _F64: ...
+@overload
+def forward(
+    arch: Architecture, params: npt.ArrayLike, x: npt.ArrayLike, precision: str = "extended", on_underflow: str = "raise"
+) -> _Ext | _F64 | tuple[_F64, _I64, _Flushed]: ...
 
 # backward: (loss, out, grad, dx). loss is 0-d, out (batch, n_out), grad
 # (param_count,), dx (batch, n_in), or (0, n_in) when want_dx is False.
 # grad_output_m (with grad_output_e: extended values) replaces the loss by
 # dL/d(output); out_grad_m/_e are earlier gradient arrays written again.
+# on_underflow="flush" (extended): a fifth item, _Flushed.
 @overload
 def backward(
     arch: Architecture,
@@ -75,6 +93,7 @@ def backward(
     grad_output_e: npt.ArrayLike | None = None,
     out_grad_m: npt.NDArray[np.float64] | None = None,
     out_grad_e: npt.NDArray[np.int64] | None = None,
+    on_underflow: Literal["raise"] = "raise",
 ) -> tuple[_Ext, _Ext, _Ext, _Ext]: ...
 @overload
 def backward(
@@ -92,6 +111,7 @@ def backward(
     grad_output_e: npt.ArrayLike | None = None,
     out_grad_m: npt.NDArray[np.float64] | None = None,
     out_grad_e: npt.NDArray[np.int64] | None = None,
+    on_underflow: str = "raise",
 ) -> tuple[_F64, _F64, _F64, _F64]: ...
 @overload
 def backward(
@@ -110,6 +130,7 @@ def backward(
     grad_output_e: npt.ArrayLike | None = None,
     out_grad_m: npt.NDArray[np.float64] | None = None,
     out_grad_e: npt.NDArray[np.int64] | None = None,
+    on_underflow: str = "raise",
 ) -> tuple[_F64, _F64, _F64, _F64]: ...
 @overload
 def backward(
@@ -127,7 +148,10 @@ def backward(
     grad_output_e: npt.ArrayLike | None = None,
     out_grad_m: npt.NDArray[np.float64] | None = None,
     out_grad_e: npt.NDArray[np.int64] | None = None,
-) -> tuple[_Ext, _Ext, _Ext, _Ext] | tuple[_F64, _F64, _F64, _F64]: ...
+    on_underflow: str = "raise",
+) -> (
+    tuple[_Ext, _Ext, _Ext, _Ext] | tuple[_Ext, _Ext, _Ext, _Ext, _Flushed] | tuple[_F64, _F64, _F64, _F64]
+): ...
 
 class Tape:
     def __init__(self) -> None: ...

@@ -8,9 +8,10 @@ The arrays a user passes in are copied, so no call ever changes them.
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Union
+from typing import Any, Literal, Union, overload
 
 import numpy as np
 import numpy.typing as npt
@@ -295,6 +296,11 @@ class Gradients:
     params:  all parameter gradients in the parameter-block layout; with
              ``backward(layers=...)``, the selected layers' blocks only, in order
     layers:  the layers whose gradients were computed (None: all)
+    flushed: how many values fell below loggrad's exponent range
+             (|log2| < 2^60) and became exact zeros, as IEEE float64 does at
+             its own range (``on_underflow="flush"``, the default; each
+             activation, derivative, loss term, gradient entry counts once);
+             always 0 on the float64 path
     """
 
     loss: Values | None
@@ -305,12 +311,36 @@ class Gradients:
     params: Values
     precision: str
     layers: tuple[int, ...] | None = None
+    flushed: int = 0
 
     def __repr__(self) -> str:
+        flushed = f", flushed={self.flushed}" if self.flushed else ""
         return (
             f"Gradients(precision={self.precision!r}, loss={self.loss!r}, "
-            f"layers={len(self.weights)})"
+            f"layers={len(self.weights)}{flushed})"
         )
+
+
+_ON_UNDERFLOW = ("flush", "raise")
+
+
+def _check_on_underflow(on_underflow: Any) -> None:
+    if not isinstance(on_underflow, str) or on_underflow not in _ON_UNDERFLOW:
+        raise ValueError(f"on_underflow must be 'flush' or 'raise', got {on_underflow!r}")
+
+
+def _warn_flushed(info: tuple[int, int | None, str], stacklevel: int) -> int:
+    """One RuntimeWarning for the engine's (count, first layer, first quantity); returns the count."""
+    count, layer, quantity = int(info[0]), info[1], str(info[2])
+    if count:
+        where = quantity if layer is None else f"layer {layer} {quantity}"
+        warnings.warn(
+            f"{count} value{'s' if count != 1 else ''} fell below loggrad's exponent range (|log2| < 2^60) "
+            f"and became zero, first in {where} (on_underflow='raise' raises instead)",
+            RuntimeWarning,
+            stacklevel=stacklevel + 1,
+        )
+    return count
 
 
 class Network:
@@ -710,24 +740,52 @@ class Network:
             return min(int(checkpoint), 2**62)  # longer than the network = no checkpointing
         raise ValueError(f"checkpoint must be None, 'auto' or a positive segment length, got {checkpoint!r}")
 
-    def forward(self, x: npt.ArrayLike, precision: str = "extended") -> Values:
+    @overload
+    def forward(self, x: npt.ArrayLike, precision: str = "extended", *, on_underflow: str = "flush",
+                return_flushed: Literal[False] = False) -> Values: ...
+    @overload
+    def forward(self, x: npt.ArrayLike, precision: str = "extended", *, on_underflow: str = "flush",
+                return_flushed: Literal[True]) -> tuple[Values, int]: ...
+
+    def forward(self, x: npt.ArrayLike, precision: str = "extended", *, on_underflow: str = "flush",
+                return_flushed: bool = False) -> Values | tuple[Values, int]:
         """Network output for x of shape (batch, n_in) or (n_in,).
 
         Returns a LogArray on the extended path (values beyond float64 range
         are carried exactly), an ndarray on the float64 path.
-        """
-        return self._forward(self._params, x, precision)
 
-    def _forward(self, params: np.ndarray, x: npt.ArrayLike, precision: str) -> Values:
+        on_underflow: what happens to a value below even loggrad's exponent
+        range (|log2| < 2^60, e.g. gelu(-2e9) = -e^-2e18 in size): "flush"
+        makes it an exact zero, as IEEE float64 does at its own range, and
+        the pass goes on, with one RuntimeWarning per call saying how many
+        values and where the first was; "raise" raises ExponentRangeError.
+        A value above the range always raises ExponentRangeError.
+        return_flushed: True returns ``(output, flushed)``, flushed being the
+        number of values made zero (always 0 on the float64 path).
+        """
+        res: Values | tuple[Values, int] = self._forward(self._params, x, precision, on_underflow=on_underflow,
+                                                         return_flushed=return_flushed, stacklevel=2)
+        return res
+
+    def _forward(self, params: np.ndarray, x: npt.ArrayLike, precision: str, *, on_underflow: str = "flush",
+                 return_flushed: bool = False, stacklevel: int = 1) -> Any:
         """forward with the parameter block ``params`` (this architecture's layout) in place of the network's."""
         _check_precision(precision)
+        _check_on_underflow(on_underflow)
         xa, single = self._inputs(x, precision)
         out: Values
+        flushed = 0
         if precision == "extended":
-            out = LogArray._wrap(*_core.forward(self._arch, params, xa, "extended"))
+            if on_underflow == "flush":
+                m, e, info = _core.forward(self._arch, params, xa, "extended", "flush")
+                flushed = _warn_flushed(info, stacklevel + 1)
+            else:
+                m, e = _core.forward(self._arch, params, xa, "extended", "raise")
+            out = LogArray._wrap(m, e)
         else:
             out = _core.forward(self._arch, params, xa, "float64")
-        return out[0] if single else out
+        out = out[0] if single else out
+        return (out, flushed) if return_flushed else out
 
     def sgd_step(self, x: npt.ArrayLike, y: npt.ArrayLike | None, lr: float, loss: str = "mse",
                  clip_norm: float | None = None, clip_value: float | None = None) -> Any:
@@ -811,6 +869,7 @@ class Network:
         *,
         grad_output: npt.ArrayLike | LogArray | None = None,
         out: Gradients | None = None,
+        on_underflow: str = "flush",
     ) -> Gradients:
         """Loss and gradients of every parameter (and of the input) in one engine call.
 
@@ -846,15 +905,27 @@ class Network:
         earlier result's ``params``, ``weights`` and ``biases`` then hold the
         new values; if this call fails their contents are unspecified.
 
+        on_underflow: "flush" (the default) makes a value below even
+        loggrad's exponent range (|log2| < 2^60: e.g. sigmoid'(-1e19) =
+        e^-1e19, or a confident logit's e^-1e19 in bce) an exact zero, as IEEE
+        float64 does at its own range; the pass goes on, ``g.flushed`` says how
+        many values were flushed and one RuntimeWarning per call where the
+        first was. Counts and results are the same for any thread count and
+        checkpointing. "raise" raises ExponentRangeError instead. A value
+        above the range always raises ExponentRangeError.
+
         Ctrl-C stops a long pass within a fraction of a second with
         KeyboardInterrupt; nothing the caller owns has been changed.
         """
-        return self._backward(self._params, x, y, loss, precision, checkpoint, layers, input_grad, grad_output, out)
+        return self._backward(self._params, x, y, loss, precision, checkpoint, layers, input_grad, grad_output, out,
+                              on_underflow=on_underflow, stacklevel=2)
 
     def _backward(self, params: np.ndarray, x: npt.ArrayLike, y: Any, loss: str | None, precision: str,
-                  checkpoint: Any, layers: Any, input_grad: bool, grad_output: Any, out: Gradients | None) -> Gradients:
+                  checkpoint: Any, layers: Any, input_grad: bool, grad_output: Any, out: Gradients | None,
+                  *, on_underflow: str = "flush", stacklevel: int = 1) -> Gradients:
         """backward with the parameter block ``params`` (this architecture's layout) in place of the network's."""
         _check_precision(precision)
+        _check_on_underflow(on_underflow)
         if not isinstance(input_grad, (bool, np.bool_)):
             raise TypeError(f"input_grad must be True or False, got {input_grad!r}")
         if grad_output is not None:
@@ -878,11 +949,15 @@ class Network:
         else:
             ya, labels = self._targets(loss, y, xa.shape[0], single)
         res = _core.backward(self._arch, params, xa, loss, ya, labels, precision, bool(input_grad), cp, sel,
-                             gm, ge, reuse_m, reuse_e)
-        return self._gradients(res, precision, sel, bool(input_grad), grad_output is not None, single, out)
+                             gm, ge, reuse_m, reuse_e, on_underflow)
+        flushed = 0
+        if len(res) == 5:  # extended, on_underflow="flush": what the pass flushed
+            flushed = _warn_flushed(res[4], stacklevel + 1)
+            res = res[:4]
+        return self._gradients(res, precision, sel, bool(input_grad), grad_output is not None, single, out, flushed)
 
     def _gradients(self, res: Any, precision: str, sel: np.ndarray | None, input_grad: bool, upstream: bool,
-                   single: bool, out: Gradients | None) -> Gradients:
+                   single: bool, out: Gradients | None, flushed: int = 0) -> Gradients:
         """The Gradients of the engine's (loss, out, grad, dx) result."""
         off, _ = self._layout.gradient_offsets(sel)  # as the engine packs the selected layers' blocks
         loss_v: Values | None
@@ -905,7 +980,7 @@ class Network:
             out_v = out_v[0]
             dx = None if dx is None else dx[0]
         return Gradients(loss=loss_v, output=out_v, weights=ws, biases=bs, input=dx, params=grad, precision=precision,
-                         layers=None if sel is None else tuple(int(l) for l in sel))
+                         layers=None if sel is None else tuple(int(l) for l in sel), flushed=flushed)
 
     def _forward_tape(self, params: np.ndarray, x: np.ndarray, precision: str,
                       checkpoint: Any = None) -> tuple[Values, Any]:

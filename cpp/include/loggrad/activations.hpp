@@ -40,7 +40,10 @@ std::string activation_name(Activation a);
 Activation activation_from_name(const std::string& name);
 
 // Extended: a = f(z), and d = f'(z) when d != nullptr.
-// Throws range_error when a value leaves the extended range.
+// A value or derivative below the extended range (e^-|z| for |z| > 8e17)
+// becomes zero, counted in the thread's UnderflowSink (loggrad/ext.hpp), or
+// throws underflow_error where none is installed; activate_ext_n passes the
+// caller's sink on to the threads it shares the work with.
 void activate_ext(Activation act, Ext z, Ext* a, Ext* d);
 
 // float64: a = f(z), d = f'(z) when d != nullptr (framework formulas).

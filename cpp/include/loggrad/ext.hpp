@@ -13,6 +13,7 @@
 #pragma once
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstdint>
 #include <cstddef>
@@ -31,11 +32,60 @@ constexpr exp_t kMaxExp = exp_t(1) << 60;
 // them (and of valid exponents) still fit in int64.
 constexpr exp_t kZeroExp = -(exp_t(1) << 61);
 
-// Raised when a value leaves even the extended range (|log2| > 2^60), e.g.
-// sigmoid'(z) for |z| > 8e17. Never silently flushed.
+// Raised when a value leaves even the extended range (|log2| > 2^60): always
+// for an overflow; for an underflow (e.g. sigmoid'(z) = e^-|z| for |z| > 8e17)
+// only where no UnderflowSink is installed (see below).
 class range_error : public std::overflow_error {
 public:
     explicit range_error(const std::string& what) : std::overflow_error(what) {}
+};
+
+// What an elementwise kernel throws for a value below the range when no sink
+// is installed: which output (the value or the derivative) and why, so that
+// callers can name the layer and quantity in their own message.
+class underflow_error : public range_error {
+public:
+    underflow_error(bool derivative, const std::string& detail)
+        : range_error((derivative ? "derivative below loggrad's exponent range (|log2| < 2^60): "
+                                  : "value below loggrad's exponent range (|log2| < 2^60): ") + detail),
+          derivative_(derivative), detail_(detail) {}
+    bool derivative() const { return derivative_; }
+    const std::string& detail() const { return detail_; }
+
+private:
+    bool derivative_;
+    std::string detail_;
+};
+
+// Past the range on the small side the contract behaves as IEEE float64 does
+// at its own (DESIGN.md section 1): a value that underflows becomes an exact
+// zero and is counted. The elementwise kernels (activations, losses) flush and
+// count into the sink installed on the calling thread; with none they throw
+// range_error, as before the sink existed. Counts are per value: an
+// activation and its derivative count once each.
+struct UnderflowSink {
+    std::atomic<std::uint64_t> values{0};       // activations, loss terms
+    std::atomic<std::uint64_t> derivatives{0};  // activation derivatives, loss gradients
+};
+
+namespace detail {
+inline thread_local UnderflowSink* tl_underflow_sink = nullptr;
+}  // namespace detail
+
+inline UnderflowSink* underflow_sink() { return detail::tl_underflow_sink; }
+
+// Installs sink (null: underflow throws) on this thread for the scope's life.
+class UnderflowScope {
+public:
+    explicit UnderflowScope(UnderflowSink* sink) : saved_(detail::tl_underflow_sink) {
+        detail::tl_underflow_sink = sink;
+    }
+    ~UnderflowScope() { detail::tl_underflow_sink = saved_; }
+    UnderflowScope(const UnderflowScope&) = delete;
+    UnderflowScope& operator=(const UnderflowScope&) = delete;
+
+private:
+    UnderflowSink* saved_;
 };
 
 struct Ext {
@@ -232,6 +282,13 @@ inline bool in_range(exp_t e) { return e >= -kMaxExp && e <= kMaxExp; }
 // e^x for any finite double x, in extended range. Throws range_error when the
 // result's exponent would exceed kMaxExp (|x| > ~8e17).
 Ext exp_ext(double x);
+
+// Whether e^x for x < 0 falls below the extended range: exactly where
+// exp_ext(x) would throw for such an x.
+inline bool exp_underflows(double x) {
+    constexpr double kLog2e = 1.44269504088896340735992468100189214;
+    return x < -700.0 && !(std::fabs(std::nearbyint(x * kLog2e)) < static_cast<double>(kMaxExp - 4));
+}
 
 // e^x for an extended x (x beyond float64 range throws range_error unless
 // the result is exactly representable: it never is, so it always throws).

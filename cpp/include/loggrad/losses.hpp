@@ -44,6 +44,9 @@ struct Target {
 void check_target(const Target& t, std::size_t rows, std::size_t cols);
 
 // Extended: returns the loss and writes dL/dyhat (rows x cols) into gm/ge.
+// A term below the extended range (a confident logit's e^-|x| in bce or
+// cross_entropy) becomes zero, counted in the thread's UnderflowSink
+// (loggrad/ext.hpp), or throws underflow_error where none is installed.
 Ext loss_ext(const Target& t, std::size_t rows, std::size_t cols, const double* ym,
              const exp_t* ye, double* gm, exp_t* ge);
 

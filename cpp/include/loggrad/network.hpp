@@ -11,6 +11,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "loggrad/activations.hpp"
@@ -77,9 +78,31 @@ struct ExtOut {
     exp_t* e = nullptr;
 };
 
+// No layer: an underflow in the loss (Underflow::layer).
+constexpr std::size_t kNoUnderflowLayer = static_cast<std::size_t>(-1);
+
+// What a pass flushed to zero below the exponent range (DESIGN.md section 1:
+// past |log2| = 2^60 an underflow becomes zero, as IEEE float64's does at its
+// own range, and an overflow throws range_error). Passing one asks for that;
+// without one (null) an underflow throws range_error as an overflow does.
+// count: values flushed, each once, in the pass's own order: activations,
+// activation derivatives (where the pass forms them), the loss's terms and
+// its e^x, weight and bias gradients, input gradients dL/da. The count and
+// the first place do not depend on the thread count or on checkpointing.
+struct Underflow {
+    std::uint64_t count = 0;
+    // Where a layer-by-layer sweep (forward up, the loss, backward down) met the
+    // first: its layer (kNoUnderflowLayer for the loss) and quantity
+    // ("activations", "activation derivatives", "the loss", "gradients",
+    // "input gradients"); empty when count is 0.
+    std::size_t layer = kNoUnderflowLayer;
+    std::string quantity;
+};
+
 // Forward pass of `batch` rows of x (batch x n_in): out (batch x n_out).
+// underflow: see Underflow (null: an underflow throws).
 void forward_ext(const Architecture& net, const double* params, const double* x,
-                 std::size_t batch, ExtOut out);
+                 std::size_t batch, ExtOut out, Underflow* underflow = nullptr);
 void forward_f64(const Architecture& net, const double* params, const double* x,
                  std::size_t batch, double* out);
 
@@ -101,6 +124,9 @@ struct GradExt {
     // When not null, depth entries that the pass fills with each layer's
     // statistics (loggrad/stats.hpp); they need every layer's gradient.
     LayerStats* stats = nullptr;
+    // When not null, values below the exponent range become zero and are
+    // counted here (see Underflow); when null, they throw range_error.
+    Underflow* underflow = nullptr;
 };
 struct GradF64 {
     double* loss = nullptr;
