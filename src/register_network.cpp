@@ -265,7 +265,9 @@ py::tuple backward(const Architecture& net, const array_d& params, const array_d
 // The forward half of a backward pass: the output, and the tape keeping what
 // backward_tape needs.
 py::object forward_tape(const Architecture& net, const array_d& params, const array_d& x,
-                        const std::string& precision, long long checkpoint, loggrad::Tape& tape) {
+                        const std::string& precision, long long checkpoint, loggrad::Tape& tape,
+                        const std::string& on_underflow) {
+    const bool flush = flushes(on_underflow);
     const std::size_t cp = checkpoint_arg(checkpoint);
     const std::size_t batch = check_call(net, params, x);
     const std::vector<py::ssize_t> shape{static_cast<py::ssize_t>(batch), static_cast<py::ssize_t>(net.n_out())};
@@ -273,7 +275,11 @@ py::object forward_tape(const Architecture& net, const array_d& params, const ar
         py::array_t<double> m(shape);
         py::array_t<exp_t> e(shape);
         loggrad::ExtOut out{m.mutable_data(), e.mutable_data()};
-        engine_call([&] { loggrad::forward_tape_ext(net, params.data(), x.data(), batch, cp, tape, out); });
+        loggrad::Underflow u;
+        engine_call([&] {
+            loggrad::forward_tape_ext(net, params.data(), x.data(), batch, cp, tape, out, flush ? &u : nullptr);
+        });
+        if (flush) return py::make_tuple(m, e, flushed_info(u));
         return py::make_tuple(m, e);
     }
     py::array_t<double> out(shape);
@@ -284,7 +290,8 @@ py::object forward_tape(const Architecture& net, const array_d& params, const ar
 py::tuple backward_tape(const Architecture& net, const array_d& params, loggrad::Tape& tape,
                         const std::string& precision, bool want_dx, const std::optional<array_i64>& layers,
                         const array_d& grad_output_m, const std::optional<array_i64>& grad_output_e,
-                        const py::object& out_grad_m, const py::object& out_grad_e) {
+                        const py::object& out_grad_m, const py::object& out_grad_e, const std::string& on_underflow) {
+    const bool flush = flushes(on_underflow);
     if (static_cast<std::size_t>(params.size()) != net.param_count())
         throw std::invalid_argument("parameter block has " + std::to_string(params.size()) +
                                     " values, the architecture needs " + std::to_string(net.param_count()));
@@ -293,7 +300,7 @@ py::tuple backward_tape(const Architecture& net, const array_d& params, loggrad:
     const std::size_t batch = tape.batch();
     const loggrad::Target t = make_target(net, batch, "", std::nullopt, std::nullopt, grad_output_m, grad_output_e);
     return backward_results(
-        net, batch, is_extended(precision), want_dx, layers, out_grad_m, out_grad_e, false,
+        net, batch, is_extended(precision), want_dx, layers, out_grad_m, out_grad_e, flush && is_extended(precision),
         [&](const loggrad::GradExt& r) { loggrad::backward_tape_ext(net, params.data(), tape, t, r); },
         [&](const loggrad::GradF64& r) { loggrad::backward_tape_f64(net, params.data(), tape, t, r); });
 }
@@ -376,13 +383,14 @@ void register_network(py::module_& m) {
         .def_property_readonly("ready", &loggrad::Tape::ready)
         .def_property_readonly("batch", &loggrad::Tape::batch);
     m.def("forward_tape", &forward_tape, py::arg("arch"), py::arg("params"), py::arg("x"), py::arg("precision"),
-          py::arg("checkpoint"), py::arg("tape"),
-          "Forward pass that keeps what a backward pass needs in tape; returns the output as forward does");
+          py::arg("checkpoint"), py::arg("tape"), py::arg("on_underflow") = "raise",
+          "Forward pass that keeps what a backward pass needs in tape; returns the output as forward does "
+          "(with on_underflow='flush' (extended), a third item as forward's)");
     m.def("backward_tape", &backward_tape, py::arg("arch"), py::arg("params"), py::arg("tape"), py::arg("precision"),
           py::arg("want_dx"), py::arg("layers"), py::arg("grad_output_m"), py::arg("grad_output_e") = py::none(), py::arg("out_grad_m") = py::none(),
-          py::arg("out_grad_e") = py::none(),
+          py::arg("out_grad_e") = py::none(), py::arg("on_underflow") = "raise",
           "Backward pass of the tape's forward pass with dL/d(output) = grad_output; (loss, out, grad, dx) "
-          "as backward; consumes the tape");
+          "as backward (and with on_underflow='flush' (extended), a fifth item as backward's); consumes the tape");
     m.def("forward", &forward, py::arg("arch"), py::arg("params"), py::arg("x"), py::arg("precision") = "extended",
           py::arg("on_underflow") = "raise",
           "Forward pass: (mantissa, exponent) arrays on the extended path, an ndarray on float64; with "

@@ -1274,11 +1274,16 @@ void check_tape(const Architecture& net, const Tape::Impl& t, Tape::Impl::State 
 }  // namespace
 
 void forward_tape_ext(const Architecture& net, const double* params, const double* x, std::size_t batch,
-                      std::size_t checkpoint, Tape& tape, ExtOut out) {
+                      std::size_t checkpoint, Tape& tape, ExtOut out, Underflow* underflow) {
     Tape::Impl& t = *tape.impl_;
     const TapeUse use(t);
     check_inputs(x, batch, net.n_in());
-    forward_tape_ext_unchecked(net, params, x, batch, checkpoint, t);
+    PassFlush pass;
+    {
+        const PassScope scope(underflow ? &pass : nullptr);
+        forward_tape_ext_unchecked(net, params, x, batch, checkpoint, t);
+    }
+    if (underflow) pass.report(*underflow);
     if (out.m) {
         std::copy(t.outm.data(), t.outm.data() + batch * net.n_out(), out.m);
         std::copy(t.oute.data(), t.oute.data() + batch * net.n_out(), out.e);

@@ -161,7 +161,8 @@ class Tape:
     def batch(self) -> int: ...
 
 def forward_tape(
-    arch: Architecture, params: npt.ArrayLike, x: npt.ArrayLike, precision: str, checkpoint: _Int, tape: Tape
+    arch: Architecture, params: npt.ArrayLike, x: npt.ArrayLike, precision: str, checkpoint: _Int, tape: Tape,
+    on_underflow: str = "raise",
 ) -> Any: ...
 def backward_tape(
     arch: Architecture,
@@ -174,6 +175,7 @@ def backward_tape(
     grad_output_e: npt.ArrayLike | None = None,
     out_grad_m: npt.NDArray[np.float64] | None = None,
     out_grad_e: npt.NDArray[np.int64] | None = None,
+    on_underflow: str = "raise",
 ) -> Any: ...
 
 # register_config.cpp

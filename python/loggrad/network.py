@@ -982,28 +982,45 @@ class Network:
         return Gradients(loss=loss_v, output=out_v, weights=ws, biases=bs, input=dx, params=grad, precision=precision,
                          layers=None if sel is None else tuple(int(l) for l in sel), flushed=flushed)
 
-    def _forward_tape(self, params: np.ndarray, x: np.ndarray, precision: str,
-                      checkpoint: Any = None) -> tuple[Values, Any]:
+    def _forward_tape(self, params: np.ndarray, x: np.ndarray, precision: str, checkpoint: Any = None, *,
+                      on_underflow: str = "flush", stacklevel: int = 1) -> tuple[Values, Any]:
         """The forward half of a backward pass: (output, tape) for :meth:`_backward_tape`.
 
         x: (batch, n_in). The tape keeps the stored activations (as much memory
         as the backward pass's store) until the backward pass or its deletion.
+        Values flushed below the exponent range warn as :meth:`forward`'s do.
         """
         _check_precision(precision)
+        _check_on_underflow(on_underflow)
         cp = self._checkpoint_arg(checkpoint)
         xa, _ = self._inputs(x, precision, True, cp)
         tape = _core.Tape()
-        res = _core.forward_tape(self._arch, params, xa, precision, cp, tape)
-        out: Values = LogArray._wrap(*res) if precision == "extended" else res
+        res = _core.forward_tape(self._arch, params, xa, precision, cp, tape, on_underflow)
+        out: Values
+        if precision == "extended":
+            if len(res) == 3:
+                _warn_flushed(res[2], stacklevel + 1)
+            out = LogArray._wrap(res[0], res[1])
+        else:
+            out = res
         return out, tape
 
     def _backward_tape(self, params: np.ndarray, tape: Any, grad_output: Any, precision: str,
-                       layers: Any = None, input_grad: bool = True) -> Gradients:
-        """The backward pass of a :meth:`_forward_tape` pass (same params) with dL/d(output) = grad_output."""
+                       layers: Any = None, input_grad: bool = True, *, on_underflow: str = "flush",
+                       stacklevel: int = 1) -> Gradients:
+        """The backward pass of a :meth:`_forward_tape` pass (same params) with dL/d(output) = grad_output.
+
+        ``g.flushed`` counts what this half flushed (the forward half's count was reported by it)."""
+        _check_on_underflow(on_underflow)
         sel = self._layer_selection(layers)
         gm, ge = self._grad_output(grad_output, int(tape.batch), False, precision)
-        res = _core.backward_tape(self._arch, params, tape, precision, bool(input_grad), sel, gm, ge)
-        return self._gradients(res, precision, sel, bool(input_grad), True, False, None)
+        res = _core.backward_tape(self._arch, params, tape, precision, bool(input_grad), sel, gm, ge, None, None,
+                                  on_underflow)
+        flushed = 0
+        if len(res) == 5:
+            flushed = _warn_flushed(res[4], stacklevel + 1)
+            res = res[:4]
+        return self._gradients(res, precision, sel, bool(input_grad), True, False, None, flushed)
 
     def _reused(self, out: Any, precision: str, sel: np.ndarray | None) -> tuple[Any, Any]:
         """The gradient arrays of an earlier result to write into (backward(out=)), or (None, None)."""

@@ -177,7 +177,7 @@ public:
 private:
     std::unique_ptr<Impl> impl_;
     friend void forward_tape_ext(const Architecture&, const double*, const double*, std::size_t, std::size_t,
-                                 Tape&, ExtOut);
+                                 Tape&, ExtOut, Underflow*);
     friend void forward_tape_f64(const Architecture&, const double*, const double*, std::size_t, std::size_t,
                                  Tape&, double*);
     friend void backward_tape_ext(const Architecture&, const double*, Tape&, const Target&, const GradExt&);
@@ -185,8 +185,10 @@ private:
 };
 
 // Forward pass of batch rows of x into the tape; out (batch x n_out) may be null.
+// underflow: see Underflow (null: an underflow throws); the backward pass
+// counts what it flushes in its own GradExt::underflow.
 void forward_tape_ext(const Architecture& net, const double* params, const double* x, std::size_t batch,
-                      std::size_t checkpoint, Tape& tape, ExtOut out);
+                      std::size_t checkpoint, Tape& tape, ExtOut out, Underflow* underflow = nullptr);
 void forward_tape_f64(const Architecture& net, const double* params, const double* x, std::size_t batch,
                       std::size_t checkpoint, Tape& tape, double* out);
 // The backward pass of the tape's forward pass. Throws std::invalid_argument
