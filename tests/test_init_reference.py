@@ -44,7 +44,7 @@ def _check_draws(w: np.ndarray, mean: float, std: float, family: str) -> None:
 
 
 @pytest.mark.parametrize("shape,fan_in,fan_out", SHAPE_FANS)
-def test_fans_as_torch_and_keras_define_them(shape: tuple[int, ...], fan_in: int, fan_out: int) -> None:
+def test_fans_as_published(shape: tuple[int, ...], fan_in: int, fan_out: int) -> None:
     assert I.compute_fans(shape) == (fan_in, fan_out)
 
 
@@ -90,13 +90,13 @@ def test_variance_scaling_modes_and_distributions(mode: str, fan: int, dist: str
     ("relu", None, math.sqrt(2)), ("leaky_relu", None, math.sqrt(2 / (1 + 0.01**2))),
     ("leaky_relu", 0.2, math.sqrt(2 / 1.04)), ("selu", None, 0.75), ("Tanh", None, 5 / 3),
 ])
-def test_recommended_gain_is_torchs_table(nonlinearity: str, param: float | None, gain: float) -> None:
+def test_recommended_gain_table(nonlinearity: str, param: float | None, gain: float) -> None:
     assert I.recommended_gain(nonlinearity, param) == pytest.approx(gain, rel=1e-15)
 
 
 @pytest.mark.parametrize("nonlinearity,a,mode,fan", [("relu", 0.0, "fan_in", 250), ("tanh", 0.0, "fan_out", 200),
                                                      ("leaky_relu", 0.3, "fan_in", 250)])
-def test_kaiming_with_torchs_arguments(nonlinearity: str, a: float, mode: str, fan: int) -> None:
+def test_kaiming_with_its_published_arguments(nonlinearity: str, a: float, mode: str, fan: int) -> None:
     g = {"relu": math.sqrt(2), "tanh": 5 / 3, "leaky_relu": math.sqrt(2 / (1 + a * a))}[nonlinearity]
     for cls, family in ((I.KaimingNormal, "normal"), (I.KaimingUniform, "uniform")):
         init = cls(a=a, mode=mode, nonlinearity=nonlinearity)
