@@ -173,3 +173,16 @@ def test_shapes_as_ints_lists_and_arrays(shape: object, want: tuple[int, ...]) -
 def test_bad_shapes_are_refused(shape: object) -> None:
     with pytest.raises((TypeError, ValueError)):
         I.Normal()(shape, 0)
+
+
+def test_registry_names_and_random_flags() -> None:
+    """Each initializer carries its registry name, and says whether it draws random numbers."""
+    for name in ("zeros", "ones", "constant", "normal", "uniform", "truncated_normal", "orthogonal", "identity",
+                 "variance_scaling", "glorot_normal", "he_uniform", "lecun_normal", "xavier_uniform",
+                 "kaiming_normal"):
+        assert I.get(name).name == name
+    assert I.Initializer.name == "initializer"
+    for init, random in ((I.Constant(0.5), False), (I.Zeros(), False), (I.Ones(), False), (I.Identity(), False),
+                         (I.Normal(), True), (I.Uniform(), True), (I.Orthogonal(), True)):
+        assert init.random is random
+    np.testing.assert_array_equal(I.Constant()((3,)), np.zeros(3))  # the default constant is 0
