@@ -186,3 +186,24 @@ def test_registry_names_and_random_flags() -> None:
                          (I.Normal(), True), (I.Uniform(), True), (I.Orthogonal(), True)):
         assert init.random is random
     np.testing.assert_array_equal(I.Constant()((3,)), np.zeros(3))  # the default constant is 0
+
+
+def test_truncated_normal_follows_the_redraw_recipe() -> None:
+    """mean + std z, z standard normals from PCG64(seed), each one beyond 2 drawn again
+    (Keras' and torch's recipe), reproduced here independently of loggrad."""
+    gen = np.random.Generator(np.random.PCG64(17))
+    z = gen.standard_normal(500)
+    out = z.copy()
+    bad = np.flatnonzero(np.abs(out) > 2.0)
+    while bad.size:
+        out[bad] = gen.standard_normal(bad.size)
+        bad = bad[np.abs(out[bad]) > 2.0]
+    np.testing.assert_array_equal(I.TruncatedNormal(0.5, 3.0)((500,), 17), 0.5 + 3.0 * out)
+
+
+def test_defaults_and_refused_limits() -> None:
+    assert I.VarianceScaling().get_config() == {"scale": 1.0, "mode": "fan_in", "distribution": "truncated_normal"}
+    assert I.VarianceScaling().std((10, 4)) == 0.5
+    for bad in (0.0, -1.0):
+        with pytest.raises(ValueError):
+            I.Uniform(limit=bad)
