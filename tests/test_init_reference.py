@@ -207,3 +207,40 @@ def test_defaults_and_refused_limits() -> None:
     for bad in (0.0, -1.0):
         with pytest.raises(ValueError):
             I.Uniform(limit=bad)
+
+
+@pytest.mark.parametrize("seed,layer", [(0, 0), (5, 3), (123, 40)])
+def test_layer_generators_are_the_documented_spawned_streams(seed: int, layer: int) -> None:
+    """SeedSequence(seed).spawn(layer + 1)[layer].spawn(2), built with numpy alone."""
+    want = np.random.SeedSequence(seed).spawn(layer + 1)[layer].spawn(2)
+    gw, gb = I.layer_generators(seed, layer)
+    np.testing.assert_array_equal(gw.random(4), np.random.Generator(np.random.PCG64(want[0])).random(4))
+    np.testing.assert_array_equal(gb.random(4), np.random.Generator(np.random.PCG64(want[1])).random(4))
+    for bad in (-1, 1.5, "2"):
+        with pytest.raises(ValueError):
+            I.layer_generators(seed, bad)
+
+
+def test_init_layers_takes_widths_of_one_and_refuses_strings() -> None:
+    ws, bs = I.init_layers([3, 1, 2], "he_normal", seed=0)
+    assert [w.shape for w in ws] == [(1, 3), (2, 1)] and [b.shape for b in bs] == [(1,), (2,)]
+    for bad in ("32", [3, 0, 2]):
+        with pytest.raises((TypeError, ValueError)):
+            I.init_layers(bad, "he_normal", seed=0)
+
+
+@pytest.mark.parametrize("shape", [(3, 7), (7, 3), (5, 5)])
+def test_orthogonal_std_is_the_rms_of_its_entries(shape: tuple[int, int]) -> None:
+    """Orthonormal rows (or columns) of length n: every entry has mean square 1 / max(rows, cols)."""
+    w = I.Orthogonal(2.0)(shape, 1)
+    assert I.Orthogonal(2.0).std(shape) == pytest.approx(math.sqrt(np.mean(w * w)), rel=1e-13)
+
+
+def test_callables_are_named_in_their_errors() -> None:
+    def bad_shape(shape: tuple[int, ...], gen: np.random.Generator) -> np.ndarray:
+        return np.zeros(3)
+
+    init = I.get(bad_shape)
+    assert init.name == "callable"
+    with pytest.raises(ValueError, match="initializer bad_shape returned shape"):
+        init((2, 2), 0)
