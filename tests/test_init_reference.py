@@ -178,8 +178,8 @@ def test_bad_shapes_are_refused(shape: object) -> None:
 def test_registry_names_and_random_flags() -> None:
     """Each initializer carries its registry name, and says whether it draws random numbers."""
     for name in ("zeros", "ones", "constant", "normal", "uniform", "truncated_normal", "orthogonal", "identity",
-                 "variance_scaling", "glorot_normal", "he_uniform", "lecun_normal", "xavier_uniform",
-                 "kaiming_normal"):
+                 "variance_scaling", "glorot_normal", "glorot_uniform", "he_normal", "he_uniform", "lecun_normal",
+                 "lecun_uniform", "xavier_normal", "xavier_uniform", "kaiming_normal", "kaiming_uniform"):
         assert I.get(name).name == name
     assert I.Initializer.name == "initializer"
     for init, random in ((I.Constant(0.5), False), (I.Zeros(), False), (I.Ones(), False), (I.Identity(), False),
@@ -204,6 +204,10 @@ def test_truncated_normal_follows_the_redraw_recipe() -> None:
 def test_defaults_and_refused_limits() -> None:
     assert I.VarianceScaling().get_config() == {"scale": 1.0, "mode": "fan_in", "distribution": "truncated_normal"}
     assert I.VarianceScaling().std((10, 4)) == 0.5
+    assert I.TruncatedNormal().get_config() == {"mean": 0.0, "std": 1.0}
+    for bad in (0.0, -0.5):
+        with pytest.raises(ValueError):
+            I.TruncatedNormal(0.0, bad)
     for bad in (0.0, -1.0):
         with pytest.raises(ValueError):
             I.Uniform(limit=bad)
@@ -224,7 +228,7 @@ def test_layer_generators_are_the_documented_spawned_streams(seed: int, layer: i
 def test_init_layers_takes_widths_of_one_and_refuses_strings() -> None:
     ws, bs = I.init_layers([3, 1, 2], "he_normal", seed=0)
     assert [w.shape for w in ws] == [(1, 3), (2, 1)] and [b.shape for b in bs] == [(1,), (2,)]
-    for bad in ("32", [3, 0, 2]):
+    for bad in ("32", b"\x03\x02", [3, 0, 2]):  # bytes would iterate as the widths 3, 2
         with pytest.raises((TypeError, ValueError)):
             I.init_layers(bad, "he_normal", seed=0)
 
