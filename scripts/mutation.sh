@@ -19,6 +19,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python}
+# A mutant often has the original's size and lands within the same second, so a cached
+# .pyc would still pass as up to date and the tests would run the original: no .pyc.
+export PYTHONDONTWRITEBYTECODE=1
+find python/loggrad -name __pycache__ -type d -prune -exec rm -rf {} +
 PYTEST="$PY -m pytest -x -q -p no:cacheprovider"
 
 declare -A TESTS=(
@@ -46,7 +50,9 @@ restore() {
 }
 trap restore EXIT
 
-rm -f .mutmut-cache
+# MUTATION_RESUME=1 keeps mutmut's cache: killed mutants stay killed (more tests cannot
+# revive them) and only the others run again, e.g. after adding tests for survivors.
+[ "${MUTATION_RESUME:-0}" = 1 ] || rm -f .mutmut-cache
 for m in "${MODULES[@]}"; do
     cp "python/loggrad/$m.py" "$BACKUP/$m.py"
     echo "== $m: $PYTEST ${TESTS[$m]}" >&2

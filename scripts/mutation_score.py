@@ -4,7 +4,7 @@
 
 Equivalent mutants are the rows of the table under "## Equivalent mutants" in
 docs/testing.md: | module | original line | mutated line | reason |, the lines as
-`mutmut show` prints them, stripped, in backticks. Prints every surviving mutant's
+`mutmut show` prints them, stripped, in backticks (a pipe in them written \\|). Prints every surviving mutant's
 diff, a line per module, and last `mutation score: K/N killed (P%)`.
 """
 
@@ -25,7 +25,8 @@ def equivalents(doc: Path) -> set[tuple[str, str, str]]:
     section = text.split("## Equivalent mutants", 1)[1] if "## Equivalent mutants" in text else ""
     out = set()
     for row in section.splitlines():
-        cells = [c.strip() for c in row.strip().strip("|").split("|")]
+        # cells are split at unescaped pipes; code containing a pipe writes it as \|
+        cells = [c.strip().replace("\\|", "|") for c in re.split(r"(?<!\\)\|", row.strip().strip("|"))]
         if len(cells) >= 4 and cells[1].startswith("`"):
             out.add((cells[0].strip("`"), cells[1].strip("`").strip(), cells[2].strip("`").strip()))
     return out

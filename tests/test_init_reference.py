@@ -44,7 +44,7 @@ def _check_draws(w: np.ndarray, mean: float, std: float, family: str) -> None:
 
 
 @pytest.mark.parametrize("shape,fan_in,fan_out", SHAPE_FANS)
-def test_fans_as_torch_and_keras_define_them(shape: tuple[int, ...], fan_in: int, fan_out: int) -> None:
+def test_fans_as_published(shape: tuple[int, ...], fan_in: int, fan_out: int) -> None:
     assert I.compute_fans(shape) == (fan_in, fan_out)
 
 
@@ -90,13 +90,13 @@ def test_variance_scaling_modes_and_distributions(mode: str, fan: int, dist: str
     ("relu", None, math.sqrt(2)), ("leaky_relu", None, math.sqrt(2 / (1 + 0.01**2))),
     ("leaky_relu", 0.2, math.sqrt(2 / 1.04)), ("selu", None, 0.75), ("Tanh", None, 5 / 3),
 ])
-def test_recommended_gain_is_torchs_table(nonlinearity: str, param: float | None, gain: float) -> None:
+def test_recommended_gain_table(nonlinearity: str, param: float | None, gain: float) -> None:
     assert I.recommended_gain(nonlinearity, param) == pytest.approx(gain, rel=1e-15)
 
 
 @pytest.mark.parametrize("nonlinearity,a,mode,fan", [("relu", 0.0, "fan_in", 250), ("tanh", 0.0, "fan_out", 200),
                                                      ("leaky_relu", 0.3, "fan_in", 250)])
-def test_kaiming_with_torchs_arguments(nonlinearity: str, a: float, mode: str, fan: int) -> None:
+def test_kaiming_with_its_published_arguments(nonlinearity: str, a: float, mode: str, fan: int) -> None:
     g = {"relu": math.sqrt(2), "tanh": 5 / 3, "leaky_relu": math.sqrt(2 / (1 + a * a))}[nonlinearity]
     for cls, family in ((I.KaimingNormal, "normal"), (I.KaimingUniform, "uniform")):
         init = cls(a=a, mode=mode, nonlinearity=nonlinearity)
@@ -173,3 +173,78 @@ def test_shapes_as_ints_lists_and_arrays(shape: object, want: tuple[int, ...]) -
 def test_bad_shapes_are_refused(shape: object) -> None:
     with pytest.raises((TypeError, ValueError)):
         I.Normal()(shape, 0)
+
+
+def test_registry_names_and_random_flags() -> None:
+    """Each initializer carries its registry name, and says whether it draws random numbers."""
+    for name in ("zeros", "ones", "constant", "normal", "uniform", "truncated_normal", "orthogonal", "identity",
+                 "variance_scaling", "glorot_normal", "glorot_uniform", "he_normal", "he_uniform", "lecun_normal",
+                 "lecun_uniform", "xavier_normal", "xavier_uniform", "kaiming_normal", "kaiming_uniform"):
+        assert I.get(name).name == name
+    assert I.Initializer.name == "initializer"
+    for init, random in ((I.Constant(0.5), False), (I.Zeros(), False), (I.Ones(), False), (I.Identity(), False),
+                         (I.Normal(), True), (I.Uniform(), True), (I.Orthogonal(), True)):
+        assert init.random is random
+    np.testing.assert_array_equal(I.Constant()((3,)), np.zeros(3))  # the default constant is 0
+
+
+def test_truncated_normal_follows_the_redraw_recipe() -> None:
+    """mean + std z, z standard normals from PCG64(seed), each one beyond 2 drawn again
+    (Keras' and torch's recipe), reproduced here independently of loggrad."""
+    gen = np.random.Generator(np.random.PCG64(17))
+    z = gen.standard_normal(500)
+    out = z.copy()
+    bad = np.flatnonzero(np.abs(out) > 2.0)
+    while bad.size:
+        out[bad] = gen.standard_normal(bad.size)
+        bad = bad[np.abs(out[bad]) > 2.0]
+    np.testing.assert_array_equal(I.TruncatedNormal(0.5, 3.0)((500,), 17), 0.5 + 3.0 * out)
+
+
+def test_defaults_and_refused_limits() -> None:
+    assert I.VarianceScaling().get_config() == {"scale": 1.0, "mode": "fan_in", "distribution": "truncated_normal"}
+    assert I.VarianceScaling().std((10, 4)) == 0.5
+    assert I.TruncatedNormal().get_config() == {"mean": 0.0, "std": 1.0}
+    for bad in (0.0, -0.5):
+        with pytest.raises(ValueError):
+            I.TruncatedNormal(0.0, bad)
+    for bad in (0.0, -1.0):
+        with pytest.raises(ValueError):
+            I.Uniform(limit=bad)
+
+
+@pytest.mark.parametrize("seed,layer", [(0, 0), (5, 3), (123, 40)])
+def test_layer_generators_are_the_documented_spawned_streams(seed: int, layer: int) -> None:
+    """SeedSequence(seed).spawn(layer + 1)[layer].spawn(2), built with numpy alone."""
+    want = np.random.SeedSequence(seed).spawn(layer + 1)[layer].spawn(2)
+    gw, gb = I.layer_generators(seed, layer)
+    np.testing.assert_array_equal(gw.random(4), np.random.Generator(np.random.PCG64(want[0])).random(4))
+    np.testing.assert_array_equal(gb.random(4), np.random.Generator(np.random.PCG64(want[1])).random(4))
+    for bad in (-1, 1.5, "2"):
+        with pytest.raises(ValueError):
+            I.layer_generators(seed, bad)
+
+
+def test_init_layers_takes_widths_of_one_and_refuses_strings() -> None:
+    ws, bs = I.init_layers([3, 1, 2], "he_normal", seed=0)
+    assert [w.shape for w in ws] == [(1, 3), (2, 1)] and [b.shape for b in bs] == [(1,), (2,)]
+    for bad in ("32", b"\x03\x02", [3, 0, 2]):  # bytes would iterate as the widths 3, 2
+        with pytest.raises((TypeError, ValueError)):
+            I.init_layers(bad, "he_normal", seed=0)
+
+
+@pytest.mark.parametrize("shape", [(3, 7), (7, 3), (5, 5)])
+def test_orthogonal_std_is_the_rms_of_its_entries(shape: tuple[int, int]) -> None:
+    """Orthonormal rows (or columns) of length n: every entry has mean square 1 / max(rows, cols)."""
+    w = I.Orthogonal(2.0)(shape, 1)
+    assert I.Orthogonal(2.0).std(shape) == pytest.approx(math.sqrt(np.mean(w * w)), rel=1e-13)
+
+
+def test_callables_are_named_in_their_errors() -> None:
+    def bad_shape(shape: tuple[int, ...], gen: np.random.Generator) -> np.ndarray:
+        return np.zeros(3)
+
+    init = I.get(bad_shape)
+    assert init.name == "callable"
+    with pytest.raises(ValueError, match="initializer bad_shape returned shape"):
+        init((2, 2), 0)

@@ -326,3 +326,9 @@ def test_from_float_is_exact() -> None:
     vals = np.array([0.1, -3.0, 5e-324, 1.7976931348623157e308])
     a = lg.LogArray.from_float(vals)
     np.testing.assert_array_equal(a.to_numpy(), vals)
+
+
+def test_max_abs_of_one_element_and_printing_zeros_first() -> None:
+    one = lg.LogArray.from_log10([-1], [-500.0])
+    assert (one.max_abs() * 1.0).sign() == 1 and abs(float(one.max_abs().log10()) + 500.0) <= 4 * math.ulp(500.0)
+    assert str(lg.LogArray(np.array([0.0, -2.0, 0.0, 3.0]))) == "[0. -2.0000e+00 0. 3.0000e+00]"
