@@ -814,6 +814,21 @@ void chain_and_gradients(std::size_t l0, std::size_t l1, LayerSizes sizes, bool 
         if (e) std::rethrow_exception(e);
 }
 
+// A dense layer's parameter gradients, float64: dW (n_out x n_in) =
+// delta^T a and db (n_out) = the column sums of delta, from delta (batch x
+// n_out, dL/dz) and the layer input a (batch x n_in); and, when stats is not
+// null, the statistics of all four (on this thread).
+void dense_backward_f64(double* dW, double* db, const double* delta, const double* a, std::size_t batch,
+                        std::size_t n_in, std::size_t n_out, LayerStats* stats) {
+    gemm(true, false, n_out, n_in, batch, delta, a, dW);
+    column_sums(batch, n_out, delta, db);
+    if (!stats) return;
+    tensor_stats_f64(delta, batch * n_out, stats->delta);
+    tensor_stats_f64(a, batch * n_in, stats->a);
+    tensor_stats_f64(dW, n_out * n_in, stats->dW);
+    tensor_stats_f64(db, n_out, stats->db);
+}
+
 // Back through the layers [l0, l1) of one stored segment. First the chain,
 // layer by layer: delta_l = dL/da_{l+1} * f'(z_l) (elementwise, written over
 // f'(z_l)) and dL/da_l = delta_l W_l into g. Then the weight gradients
@@ -862,16 +877,8 @@ void backward_segment_f64(const Architecture& net, const double* params, std::si
         const std::size_t go = grad_offset(net, res.grad_offset, l);
         if (go == kNoGradient) return;
         const std::size_t n_in = net.width(l), n_out = net.width(l + 1), i = l - l0;
-        const double* delta = st.ders.data() + st.doff[i];
-        gemm(true, false, n_out, n_in, batch, delta, st.acts.data() + st.aoff[i], res.grad + go);
-        column_sums(batch, n_out, delta, res.grad + go + n_out * n_in);  // the bias gradient
-        if (res.stats) {  // this layer's delta, input and gradients, on this thread
-            LayerStats& s = res.stats[l];
-            tensor_stats_f64(delta, batch * n_out, s.delta);
-            tensor_stats_f64(st.acts.data() + st.aoff[i], batch * n_in, s.a);
-            tensor_stats_f64(res.grad + go, n_out * n_in, s.dW);
-            tensor_stats_f64(res.grad + go + n_out * n_in, n_out, s.db);
-        }
+        dense_backward_f64(res.grad + go, res.grad + go + n_out * n_in, st.ders.data() + st.doff[i],
+                           st.acts.data() + st.aoff[i], batch, n_in, n_out, res.stats ? &res.stats[l] : nullptr);
     });
 }
 
@@ -952,6 +959,23 @@ void settle_chain_underflow(std::size_t rows, std::size_t n_in, std::size_t n_ou
             ++flushed;
         }
     pass->record(l, Quantity::input_gradients, flushed);
+}
+
+// A dense layer's parameter gradients, extended: dW (n_out x n_in) =
+// delta^T a and db (n_out) from delta (batch x n_out) and the layer input a
+// (batch x n_in), range-checked as one block (db follows dW, as in the
+// parameter layout; errors name layer l); and, when stats is not null, the
+// statistics of all four (on this thread).
+void dense_backward_ext(ExtMat dW, ExtMat db, ExtCMat delta, ExtCMat a, std::size_t batch, std::size_t n_in,
+                        std::size_t n_out, std::size_t l, Workspace& ws, LayerStats* stats) {
+    std::uint64_t bound = kNoBound;
+    ext_gemm_tn(ws, batch, n_out, n_in, delta, a, dW, db, bound_wanted(batch, n_out, n_in) ? &bound : nullptr);
+    check_gradient_range(n_out, n_in, bound, dW.m, dW.e, l);
+    if (!stats) return;
+    tensor_stats_ext(delta.m, delta.e, batch * n_out, stats->delta);
+    tensor_stats_ext(a.m, a.e, batch * n_in, stats->a);
+    tensor_stats_ext(dW.m, dW.e, n_out * n_in, stats->dW);
+    tensor_stats_ext(db.m, db.e, n_out, stats->db);
 }
 
 // Extended counterpart of backward_segment_f64: the chain, then the weight
@@ -1051,19 +1075,10 @@ void backward_segment_ext(const Architecture& net, const double* params, std::si
         const std::size_t go = grad_offset(net, res.grad_offset, l);
         if (go == kNoGradient) return;
         const std::size_t n_in = net.width(l), n_out = net.width(l + 1), i = l - l0, bo = go + n_out * n_in;
-        const ExtCMat delta{st.dm.data() + st.doff[i], st.de.data() + st.doff[i]};
-        const ExtCMat a{st.am.data() + st.aoff[i], st.ae.data() + st.aoff[i]};
-        std::uint64_t bound = kNoBound;
-        ext_gemm_tn(w, batch, n_out, n_in, delta, a, ExtMat{res.grad.m + go, res.grad.e + go},
-                    ExtMat{res.grad.m + bo, res.grad.e + bo}, bound_wanted(batch, n_out, n_in) ? &bound : nullptr);
-        check_gradient_range(n_out, n_in, bound, res.grad.m + go, res.grad.e + go, l);
-        if (res.stats) {  // this layer's delta, input and gradients, on this thread
-            LayerStats& s = res.stats[l];
-            tensor_stats_ext(delta.m, delta.e, batch * n_out, s.delta);
-            tensor_stats_ext(a.m, a.e, batch * n_in, s.a);
-            tensor_stats_ext(res.grad.m + go, res.grad.e + go, n_out * n_in, s.dW);
-            tensor_stats_ext(res.grad.m + bo, res.grad.e + bo, n_out, s.db);
-        }
+        dense_backward_ext(ExtMat{res.grad.m + go, res.grad.e + go}, ExtMat{res.grad.m + bo, res.grad.e + bo},
+                           ExtCMat{st.dm.data() + st.doff[i], st.de.data() + st.doff[i]},
+                           ExtCMat{st.am.data() + st.aoff[i], st.ae.data() + st.aoff[i]}, batch, n_in, n_out, l, w,
+                           res.stats ? &res.stats[l] : nullptr);
     });
     rethrow_first(failures, false);
 }
