@@ -297,57 +297,83 @@ inline DD dd_div(DD a, DD b) {
     return dd_add(dd_norm(q1, q2), DD{r2.hi / b.hi, 0.0});
 }
 
-// e^y = 2^k * m for a double y with |y| <= 2^7 (the low part of -z^2/2), m a
-// double-double to about 2^-100. y - k ln 2 is exact to that level: |k| <= 200
-// and the two-part ln 2 products are exact (fma).
-DD exp_dd(double y, exp_t& k_out) {
-    constexpr double kLn2Hi = 0x1.62e42fefa39efp-1, kLn2Lo = 0x1.abc9e3b39803fp-56;
-    const double kd = std::nearbyint(y * 1.44269504088896340736);
-    const double p = kd * kLn2Hi;
-    const double pe = std::fma(kd, kLn2Hi, -p);
-    double err = 0.0;
-    const double s = two_sum(y - p, -pe, err);  // y - p is exact (Sterbenz, or kd = 0)
-    const DD r = dd_add(DD{s, err}, DD{-kd * kLn2Lo, -std::fma(kd, kLn2Lo, -kd * kLn2Lo)});
-    // |r| <= 0.35: sum_{n<=22} r^n / n! by Horner, the tail is below 2^-110
-    DD sum{1.0, 0.0};
-    for (int n = 22; n >= 1; --n) sum = dd_add(DD{1.0, 0.0}, dd_div(dd_mul(r, sum), DD{double(n), 0.0}));
-    k_out = static_cast<exp_t>(kd);
+// a / b for a small integer b: a.hi - q1 b is exact (fma)
+inline DD dd_div_int(DD a, double b) {
+    const double q1 = a.hi / b;
+    const double rem = std::fma(-q1, b, a.hi) + a.lo;
+    return dd_norm(q1, rem / b);
+}
+
+// e^y = 2^k m for a double-double y with |y| < 2^60 ln 2, m a double-double to
+// about 2^-100. k has up to 61 bits, so k ln 2 needs ln 2 in three parts and
+// the exact products k * part (fma); y.hi - k * part0 is exact (Sterbenz). A
+// first k above 2^53 is itself rounded (a multiple of up to 2^8), so a second
+// step removes what it leaves; then |r| <= ln 2 / 2.
+DD exp_dd(DD y, exp_t& k_out) {
+    constexpr double kLn2Parts[3] = {0x1.62e42fefa39efp-1, 0x1.abc9e3b39803fp-56, 0x1.7b57a079a1934p-111};
+    k_out = 0;
+    for (int step = 0; step < 2; ++step) {
+        const double kd = std::nearbyint(y.hi * 1.44269504088896340736);
+        if (kd == 0.0) break;
+        const double p1 = kd * kLn2Parts[0];
+        const double e1 = std::fma(kd, kLn2Parts[0], -p1);
+        const double p2 = kd * kLn2Parts[1];
+        const double e2 = std::fma(kd, kLn2Parts[1], -p2);
+        DD r{y.hi - p1, 0.0};
+        for (const double t : {y.lo, -e1, -p2, -e2, -kd * kLn2Parts[2]}) r = dd_add(r, DD{t, 0.0});
+        y = r;
+        k_out += static_cast<exp_t>(kd);
+    }
+    // sum_{n<=16} y^n / n! by Horner, F_n = 1 + y F_{n+1} / n, F_1 = e^y: the tail
+    // is below 2^-68. F_5 enters e^y times y^4 / 24 < 2^-10, so it is taken in
+    // double (its 2^-53 costs 2^-63); F_4 .. F_1 in double-double.
+    double f = 1.0;
+    for (int n = 16; n >= 5; --n) f = 1.0 + y.hi * f / n;
+    DD sum{f, 0.0};
+    for (int n = 4; n >= 1; --n) sum = dd_add(DD{1.0, 0.0}, dd_div_int(dd_mul(y, sum), double(n)));
     return sum;
 }
 
 // Mills ratio R(t) = Phi(-t) / phi(t) for t >= 10 from Laplace's continued
-// fraction 1/(t + 1/(t + 2/(t + 3/(t + ...)))): 30 levels leave a relative
-// error below 1e-31 at t = 10 and less above.
+// fraction 1/(t + 1/(t + 2/(t + 3/(t + ...)))). Levels needed for a relative
+// error below 1e-22 (mpmath): 18 at t = 10, 13 at 15, 9 at 30, 6 at 100, fewer
+// above; the counts below keep a margin of three or more. Evaluated from the
+// deepest level up, f_k = t + k / f_{k+1}: an error in f_k reaches R damped by
+// (k-1)! / t^(2k-2) or more, so levels 5 and deeper (damping about 2^-22 at
+// t = 10) are taken in double and only the last four in double-double.
 DD mills_ratio_dd(double t) {
+    const int levels = t >= 100.0 ? 9 : t >= 30.0 ? 12 : t >= 15.0 ? 16 : 22;
+    double fd = t;
+    for (int k = levels; k >= 5; --k) fd = t + k / fd;
     const DD td{t, 0.0};
-    DD f = td;
-    for (int k = 30; k >= 1; --k) f = dd_add(td, dd_div(DD{double(k), 0.0}, f));
+    DD f{fd, 0.0};
+    for (int k = 4; k >= 1; --k) f = dd_add(td, dd_div(DD{double(k), 0.0}, f));
     return dd_div(DD{1.0, 0.0}, f);
 }
 
 // gelu for z < kGeluTableLo, to about an ulp: gelu = z phi(z) R(-z) and
-// gelu' = phi(z) (R(-z) + z), with phi(z) = e^{-(h + l)/2} / sqrt(2 pi),
-// z^2 = h + l exactly. e^{-h/2} comes from exp_ext (under an ulp, extended
-// range); every other factor is a double-double, and each result is rounded
-// once. gelu' has no root here (R(-z) + z < 0), so its relative error is
-// meaningful too.
+// gelu' = phi(z) (R(-z) + z), phi(z) = e^{-(h + l)/2} / sqrt(2 pi) with
+// z^2 = h + l exactly. Every factor is a double-double and each result is
+// rounded once (a rounded e^{-h/2} alone would cost up to 2^-52 relative,
+// 2 ulp of a result with a larger mantissa). gelu' has no root here
+// (R(-z) + z < 0), so its relative error is meaningful too; its root near
+// z = -0.7518 lies in the table's range (see gelu_tabled).
 void gelu_below_table(double z, Ext* a, Ext* d) {
     constexpr DD kInvSqrt2PiDD{0x1.9884533d43651p-2, -0x1.cbc0d30ebfd15p-56};
     const double h = z * z;
     const double l = std::fma(z, z, -h);
-    const Ext base = exp_ext(-0.5 * h);
+    // exp_ext decides what lies beyond the exponent range (and what becomes zero),
+    // as for every other e^x
+    if (exp_ext(-0.5 * h).m == 0.0) {
+        set(a, kExtZero);
+        set(d, kExtZero);
+        return;
+    }
     exp_t k = 0;
-    const DD scale = dd_mul(exp_dd(-0.5 * l, k), kInvSqrt2PiDD);  // phi(z) / e^{-h/2}
+    const DD phi = dd_mul(exp_dd(DD{-0.5 * h, -0.5 * l}, k), kInvSqrt2PiDD);  // phi(z) / 2^k
     const DD r = mills_ratio_dd(-z);
-    const DD bm{base.m, 0.0};
-    if (a) {
-        const DD v = dd_mul(bm, dd_mul(scale, dd_mul(r, DD{z, 0.0})));
-        *a = normalize(v.hi, base.e + k);
-    }
-    if (d) {
-        const DD v = dd_mul(bm, dd_mul(scale, dd_add(r, DD{z, 0.0})));
-        *d = normalize(v.hi, base.e + k);
-    }
+    if (a) *a = normalize(dd_mul(phi, dd_mul(r, DD{z, 0.0})).hi, k);
+    if (d) *d = normalize(dd_mul(phi, dd_add(r, DD{z, 0.0})).hi, k);
 }
 
 void gelu_tabled(double z, Ext* a, Ext* d) {
@@ -384,7 +410,9 @@ void gelu_tabled(double z, Ext* a, Ext* d) {
         double pe = 0.0;
         const double pdf_hi = two_sum(row[2], std::fma(row[2], em, row[3] * (1.0 + em)), pe);
         const double pdf_lo = pe;
-        // gelu' = Phi + z phi, summed in double-double and rounded once
+        // gelu' = Phi + z phi, summed in double-double and rounded once. Near its
+        // root (z ~ -0.7518) the terms cancel: the error is bounded relative to
+        // Phi(z), and relative to gelu' itself it is unbounded there.
         const double q = z * pdf_hi;
         const double q_lo = std::fma(z, pdf_hi, -q) + z * pdf_lo;
         double se = 0.0;
