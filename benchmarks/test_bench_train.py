@@ -100,7 +100,7 @@ def test_fit_step(benchmark, problem, size):
 def test_update(benchmark, problem, size):
     net, x, y = problem
     g = net.backward(x, y, input_grad=False)
-    bounds = train._bounds(net)
+    bounds = net.layout.offsets
     _record(benchmark, size, "update")
     benchmark(lambda: train._apply(net, g, LR, None, None, bounds))
     _finish(benchmark, size, "update")

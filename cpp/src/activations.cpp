@@ -41,8 +41,6 @@ namespace {
 
 constexpr double kInvSqrt2 = 0.707106781186547524400844362104849039;
 constexpr double kInvSqrt2Pi = 0.398942280401432677939946059934381868;
-constexpr double kSqrtPiOver2 = 1.25331413731550025120788264240552263;
-constexpr double kInvSqrtPi = 0.564189583547756286948079451560772586;
 
 // Below this |z| (2^-900) every activation is its first-order Taylor form to
 // the last bit; above 2^1000 its asymptotic form. In between z is a double.
@@ -101,33 +99,6 @@ void sigmoid_from_t(bool positive, Ext t, Ext* a, Ext* d) {
     const double onep = 1.0 + td;
     set(a, from_double(positive ? 1.0 / onep : td / onep));
     set(d, from_double(td / (onep * onep)));
-}
-
-// erfcx(x) = e^{x^2} erfc(x) for x >= 3.5.
-double erfcx_large(double x) {
-    if (x < 26.0) {
-        // e^{x^2} with x^2 = h + l exactly (fma), so the exponent carries no rounding error.
-        const double h = x * x;
-        const double l = std::fma(x, x, -h);
-        return std::exp(h) * std::erfc(x) * (1.0 + l);
-    }
-    // Asymptotic series: 1/(x sqrt(pi)) sum_n (-1)^n (2n-1)!! / (2x^2)^n; x >= 26 gives
-    // terms below 1e-22 after ten.
-    const double w = 1.0 / (2.0 * x * x);
-    double term = 1.0, sum = 1.0;
-    for (int n = 1; n <= 12; ++n) {
-        term *= -(2.0 * n - 1.0) * w;
-        sum += term;
-    }
-    return sum * kInvSqrtPi / x;
-}
-
-// e^{-z^2/2} for double z, extended, with z^2 split exactly.
-Ext gauss_ext(double z, bool& under) {
-    const double h = z * z;
-    const double l = std::fma(z, z, -h);
-    Ext g = exp_under(-0.5 * h, under);
-    return mul(g, from_double(std::exp(-0.5 * l)));
 }
 
 // gelu for z in [kGeluTableLo, kGeluTableHi] = [-10, 0.5], to about an ulp.
@@ -327,6 +298,117 @@ inline double two_sum(double a, double b, double& err) {
     return s;
 }
 
+// Double-double arithmetic (value hi + lo, |lo| <= ulp(hi)/2) for gelu below
+// the table, where the Mills ratio and the low part of z^2 must reach the
+// final rounding with errors far below an ulp.
+struct DD {
+    double hi, lo;
+};
+
+inline DD dd_norm(double s, double e) {
+    const double hi = s + e;
+    return DD{hi, e - (hi - s)};
+}
+
+inline DD dd_add(DD a, DD b) {
+    double err = 0.0;
+    const double s = two_sum(a.hi, b.hi, err);
+    return dd_norm(s, err + (a.lo + b.lo));
+}
+
+inline DD dd_mul(DD a, DD b) {
+    const double p = a.hi * b.hi;
+    return dd_norm(p, std::fma(a.hi, b.hi, -p) + (a.hi * b.lo + a.lo * b.hi));
+}
+
+inline DD dd_div(DD a, DD b) {
+    const double q1 = a.hi / b.hi;
+    const DD r = dd_add(a, dd_mul(DD{-q1, 0.0}, b));  // a - q1 b, nearly exact
+    const double q2 = r.hi / b.hi;
+    const DD r2 = dd_add(r, dd_mul(DD{-q2, 0.0}, b));
+    return dd_add(dd_norm(q1, q2), DD{r2.hi / b.hi, 0.0});
+}
+
+// a / b for a small integer b: a.hi - q1 b is exact (fma)
+inline DD dd_div_int(DD a, double b) {
+    const double q1 = a.hi / b;
+    const double rem = std::fma(-q1, b, a.hi) + a.lo;
+    return dd_norm(q1, rem / b);
+}
+
+// e^y = 2^k m for a double-double y with |y| < 2^60 ln 2, m a double-double to
+// about 2^-100. k has up to 61 bits, so k ln 2 needs ln 2 in three parts and
+// the exact products k * part (fma); y.hi - k * part0 is exact (Sterbenz). A
+// first k above 2^53 is itself rounded (a multiple of up to 2^8), so a second
+// step removes what it leaves; then |r| <= ln 2 / 2.
+DD exp_dd(DD y, exp_t& k_out) {
+    constexpr double kLn2Parts[3] = {0x1.62e42fefa39efp-1, 0x1.abc9e3b39803fp-56, 0x1.7b57a079a1934p-111};
+    k_out = 0;
+    for (int step = 0; step < 2; ++step) {
+        const double kd = std::nearbyint(y.hi * 1.44269504088896340736);
+        if (kd == 0.0) break;
+        const double p1 = kd * kLn2Parts[0];
+        const double e1 = std::fma(kd, kLn2Parts[0], -p1);
+        const double p2 = kd * kLn2Parts[1];
+        const double e2 = std::fma(kd, kLn2Parts[1], -p2);
+        DD r{y.hi - p1, 0.0};
+        for (const double t : {y.lo, -e1, -p2, -e2, -kd * kLn2Parts[2]}) r = dd_add(r, DD{t, 0.0});
+        y = r;
+        k_out += static_cast<exp_t>(kd);
+    }
+    // sum_{n<=16} y^n / n! by Horner, F_n = 1 + y F_{n+1} / n, F_1 = e^y: the tail
+    // is below 2^-68. F_5 enters e^y times y^4 / 24 < 2^-10, so it is taken in
+    // double (its 2^-53 costs 2^-63); F_4 .. F_1 in double-double.
+    double f = 1.0;
+    for (int n = 16; n >= 5; --n) f = 1.0 + y.hi * f / n;
+    DD sum{f, 0.0};
+    for (int n = 4; n >= 1; --n) sum = dd_add(DD{1.0, 0.0}, dd_div_int(dd_mul(y, sum), double(n)));
+    return sum;
+}
+
+// Mills ratio R(t) = Phi(-t) / phi(t) for t >= 10 from Laplace's continued
+// fraction 1/(t + 1/(t + 2/(t + 3/(t + ...)))). Levels needed for a relative
+// error below 1e-22 (mpmath): 18 at t = 10, 13 at 15, 9 at 30, 6 at 100, fewer
+// above; the counts below keep a margin of three or more. Evaluated from the
+// deepest level up, f_k = t + k / f_{k+1}: an error in f_k reaches R damped by
+// (k-1)! / t^(2k-2) or more, so levels 5 and deeper (damping about 2^-22 at
+// t = 10) are taken in double and only the last four in double-double.
+DD mills_ratio_dd(double t) {
+    const int levels = t >= 100.0 ? 9 : t >= 30.0 ? 12 : t >= 15.0 ? 16 : 22;
+    double fd = t;
+    for (int k = levels; k >= 5; --k) fd = t + k / fd;
+    const DD td{t, 0.0};
+    DD f{fd, 0.0};
+    for (int k = 4; k >= 1; --k) f = dd_add(td, dd_div(DD{double(k), 0.0}, f));
+    return dd_div(DD{1.0, 0.0}, f);
+}
+
+// gelu for z < kGeluTableLo, to about an ulp: gelu = z phi(z) R(-z) and
+// gelu' = phi(z) (R(-z) + z), phi(z) = e^{-(h + l)/2} / sqrt(2 pi) with
+// z^2 = h + l exactly. Every factor is a double-double and each result is
+// rounded once (a rounded e^{-h/2} alone would cost up to 2^-52 relative,
+// 2 ulp of a result with a larger mantissa). gelu' has no root here
+// (R(-z) + z < 0), so its relative error is meaningful too; its root near
+// z = -0.7518 lies in the table's range (see gelu_tabled).
+void gelu_below_table(double z, Ext* a, Ext* d, bool& under) {
+    constexpr DD kInvSqrt2PiDD{0x1.9884533d43651p-2, -0x1.cbc0d30ebfd15p-56};
+    const double h = z * z;
+    const double l = std::fma(z, z, -h);
+    // the same test as every other e^x of the activations (exp_under): below the
+    // exponent range, both results are flushed values (settle_underflow)
+    if (exp_underflows(-0.5 * h)) {
+        under = true;
+        set(a, kExtZero);
+        set(d, kExtZero);
+        return;
+    }
+    exp_t k = 0;
+    const DD phi = dd_mul(exp_dd(DD{-0.5 * h, -0.5 * l}, k), kInvSqrt2PiDD);  // phi(z) / 2^k
+    const DD r = mills_ratio_dd(-z);
+    if (a) *a = normalize(dd_mul(phi, dd_mul(r, DD{z, 0.0})).hi, k);
+    if (d) *d = normalize(dd_mul(phi, dd_add(r, DD{z, 0.0})).hi, k);
+}
+
 void gelu_tabled(double z, Ext* a, Ext* d) {
     const int k = static_cast<int>(std::nearbyint((z - kGeluTableLo) * 16.0));
     const double* row = kGeluTable[std::clamp(k, 0, kGeluTableLast)];
@@ -361,7 +443,9 @@ void gelu_tabled(double z, Ext* a, Ext* d) {
         double pe = 0.0;
         const double pdf_hi = two_sum(row[2], std::fma(row[2], em, row[3] * (1.0 + em)), pe);
         const double pdf_lo = pe;
-        // gelu' = Phi + z phi, summed in double-double and rounded once
+        // gelu' = Phi + z phi, summed in double-double and rounded once. Near its
+        // root (z ~ -0.7518) the terms cancel: the error is bounded relative to
+        // Phi(z), and relative to gelu' itself it is unbounded there.
         const double q = z * pdf_hi;
         const double q_lo = std::fma(z, pdf_hi, -q) + z * pdf_lo;
         double se = 0.0;
@@ -439,12 +523,7 @@ void activate_double_range(Activation act, Ext zx, double z, Ext* a, Ext* d, boo
                 set(a, from_double(z * cdf));
                 set(d, from_double(cdf + z * kInvSqrt2Pi * std::exp(-0.5 * z * z)));
             } else {
-                // Phi(z) = phi(z) R with R = sqrt(pi/2) erfcx(-z/sqrt2) (Mills ratio):
-                // a = z phi R, a' = phi (R + z); phi in extended range.
-                const Ext phi = mul(gauss_ext(z, under), from_double(kInvSqrt2Pi));
-                const double r = kSqrtPiOver2 * erfcx_large(-z * kInvSqrt2);
-                set(a, mul(phi, from_double(z * r)));
-                set(d, mul(phi, from_double(r + z)));
+                gelu_below_table(z, a, d, under);
             }
             return;
         }
