@@ -98,7 +98,15 @@ void sigmoid_from_t(bool positive, Ext t, Ext* a, Ext* d) {
     const double td = to_double(t);
     const double onep = 1.0 + td;
     set(a, from_double(positive ? 1.0 / onep : td / onep));
-    set(d, from_double(td / (onep * onep)));
+    if (!d) return;
+    // t / (1 + t)^2 with 1 + t and its square carried exactly as pairs (fma), so
+    // that only t's own error and the final division round: within 2 ulp.
+    const double onep_lo = (1.0 - onep) + td;  // exact: |t| <= 1 <= 1 + t
+    const double sq = onep * onep;
+    const double sq_lo = std::fma(onep, onep, -sq) + 2.0 * onep * onep_lo;
+    const double q = td / sq;
+    const double r = std::fma(-q, sq, td) - q * sq_lo;  // td - q (sq + sq_lo), to first order
+    *d = from_double(q + r / sq);
 }
 
 // gelu for z in [kGeluTableLo, kGeluTableHi] = [-10, 0.5], to about an ulp.
