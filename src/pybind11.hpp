@@ -5,6 +5,8 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <optional>
+#include <string>
 #include <vector>
 
 #include "loggrad/interrupt.hpp"
@@ -47,6 +49,21 @@ void engine_call(F&& f) {
         f();
     }
 }
+
+// Checks every binding that runs a pass makes (register_network.cpp): params
+// and x against the architecture (returns the batch size; sizes whose byte
+// counts would wrap refused as MemoryError), the precision's name, and the
+// target of a loss (y or labels) or of an upstream gradient.
+namespace loggrad {
+class Architecture;
+struct Target;
+}  // namespace loggrad
+std::size_t check_call(const loggrad::Architecture& net, const array_d& params, const array_d& x);
+bool is_extended(const std::string& precision);
+loggrad::Target make_target(const loggrad::Architecture& net, std::size_t batch, const std::string& loss,
+                            const std::optional<array_d>& y, const std::optional<array_i64>& labels,
+                            const std::optional<array_d>& grad_output_m,
+                            const std::optional<array_i64>& grad_output_e);
 
 void register_network(py::module_& m);
 void register_config(py::module_& m);

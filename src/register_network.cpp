@@ -37,29 +37,9 @@ bool mul_within(std::size_t a, std::size_t b, std::size_t limit, std::size_t& ou
 // or its offset arithmetic would wrap and index out of bounds.
 constexpr std::size_t kMaxValues = std::numeric_limits<std::size_t>::max() / 64;
 
-Architecture make_architecture(std::vector<std::size_t> widths, const std::vector<std::string>& acts,
-                               const std::vector<std::optional<double>>& residual) {
-    std::size_t params = 0, units = 0;
-    for (std::size_t l = 0; l < widths.size(); ++l) {
-        if (widths[l] > kMaxValues - units)
-            throw std::invalid_argument("width " + std::to_string(l) + " (" + std::to_string(widths[l]) +
-                                        ") is too large: the unit count overflows");
-        units += widths[l];
-        std::size_t layer = 0;
-        if (l + 1 < widths.size() &&
-            (widths[l] >= kMaxValues || !mul_within(widths[l + 1], widths[l] + 1, kMaxValues, layer) ||
-             layer > kMaxValues - params))
-            throw std::invalid_argument("widths " + std::to_string(widths[l]) + " -> " + std::to_string(widths[l + 1]) +
-                                        " at layer " + std::to_string(l) + " are too large: the parameter count overflows");
-        params += layer;
-    }
-    std::vector<loggrad::Activation> a;
-    a.reserve(acts.size());
-    for (const auto& name : acts) a.push_back(loggrad::activation_from_name(name));
-    std::vector<double> scales;  // NaN: a plain layer
-    for (const auto& r : residual) scales.push_back(r ? *r : std::numeric_limits<double>::quiet_NaN());
-    return Architecture(std::move(widths), std::move(a), std::move(scales));
-}
+}  // namespace
+
+// Checks shared by every binding that runs a pass (declared in pybind11.hpp).
 
 // Checks params and x against the architecture; returns the batch size.
 std::size_t check_call(const Architecture& net, const array_d& params, const array_d& x) {
@@ -80,71 +60,10 @@ std::size_t check_call(const Architecture& net, const array_d& params, const arr
     return batch;
 }
 
-std::size_t checked_layer(const Architecture& net, std::size_t l) {
-    if (l >= net.depth())
-        throw py::index_error("layer " + std::to_string(l) + " out of range for " + std::to_string(net.depth()) +
-                              " layers");
-    return l;
-}
-
 bool is_extended(const std::string& precision) {
     if (precision == "extended") return true;
     if (precision == "float64") return false;
     throw std::invalid_argument("unknown precision '" + precision + "'; valid: extended, float64");
-}
-
-// on_underflow: "raise" (an underflow past the exponent range throws, as an
-// overflow does) or "flush" (it becomes zero; the result then ends with
-// flushed_info's tuple).
-bool flushes(const std::string& on_underflow) {
-    if (on_underflow == "flush") return true;
-    if (on_underflow == "raise") return false;
-    throw std::invalid_argument("unknown on_underflow '" + on_underflow + "'; valid: flush, raise");
-}
-
-// (count, layer or None, quantity) of the values a pass flushed.
-py::tuple flushed_info(const loggrad::Underflow& u) {
-    const py::object layer = u.layer == loggrad::kNoUnderflowLayer ? py::object(py::none()) : py::int_(u.layer);
-    return py::make_tuple(py::int_(u.count), layer, u.quantity);
-}
-
-py::object forward(const Architecture& net, const array_d& params, const array_d& x,
-                   const std::string& precision, const std::string& on_underflow) {
-    const bool flush = flushes(on_underflow);
-    const std::size_t batch = check_call(net, params, x);
-    const std::vector<py::ssize_t> shape{static_cast<py::ssize_t>(batch), static_cast<py::ssize_t>(net.n_out())};
-    if (is_extended(precision)) {
-        py::array_t<double> m(shape);
-        py::array_t<exp_t> e(shape);
-        loggrad::ExtOut out{m.mutable_data(), e.mutable_data()};
-        loggrad::Underflow u;
-        engine_call([&] { loggrad::forward_ext(net, params.data(), x.data(), batch, out, flush ? &u : nullptr); });
-        if (flush) return py::make_tuple(m, e, flushed_info(u));
-        return py::make_tuple(m, e);
-    }
-    py::array_t<double> out(shape);
-    engine_call([&] { loggrad::forward_f64(net, params.data(), x.data(), batch, out.mutable_data()); });
-    return std::move(out);
-}
-
-// An earlier result array handed back to be written again (backward(out=)):
-// exactly the dtype, shape and C order the pass would allocate, writeable.
-template <class T>
-py::array_t<T> reused_result(const py::object& a, const std::vector<py::ssize_t>& shape, const char* what) {
-    if (!py::isinstance<py::array_t<T>>(a))
-        throw std::invalid_argument(std::string("out: ") + what + " is not an array of the result's dtype");
-    auto arr = py::reinterpret_borrow<py::array_t<T>>(a);
-    const bool same_shape = arr.ndim() == static_cast<py::ssize_t>(shape.size()) &&
-                            std::equal(shape.begin(), shape.end(), arr.shape());
-    if (!same_shape || !(arr.flags() & py::array::c_style) || !arr.writeable())
-        throw std::invalid_argument(std::string("out: ") + what +
-                                    " does not match this pass's result (shape, C order, writeable)");
-    return arr;
-}
-
-template <class T>
-py::array_t<T> result_or_reused(const py::object& reuse, const std::vector<py::ssize_t>& shape, const char* what) {
-    return reuse.is_none() ? result_array<T>(shape) : reused_result<T>(reuse, shape, what);
 }
 
 // The target of a pass: a named loss with y or labels, or dL/d(output) itself.
@@ -180,6 +99,110 @@ loggrad::Target make_target(const Architecture& net, std::size_t batch, const st
     }
     return t;
 }
+
+namespace {
+
+Architecture make_architecture(std::vector<std::size_t> widths, const std::vector<std::string>& acts,
+                               const std::vector<std::optional<double>>& residual) {
+    std::size_t params = 0, units = 0;
+    for (std::size_t l = 0; l < widths.size(); ++l) {
+        if (widths[l] > kMaxValues - units)
+            throw std::invalid_argument("width " + std::to_string(l) + " (" + std::to_string(widths[l]) +
+                                        ") is too large: the unit count overflows");
+        units += widths[l];
+        std::size_t layer = 0;
+        if (l + 1 < widths.size() &&
+            (widths[l] >= kMaxValues || !mul_within(widths[l + 1], widths[l] + 1, kMaxValues, layer) ||
+             layer > kMaxValues - params))
+            throw std::invalid_argument("widths " + std::to_string(widths[l]) + " -> " + std::to_string(widths[l + 1]) +
+                                        " at layer " + std::to_string(l) + " are too large: the parameter count overflows");
+        params += layer;
+    }
+    std::vector<loggrad::Activation> a;
+    a.reserve(acts.size());
+    for (const auto& name : acts) a.push_back(loggrad::activation_from_name(name));
+    std::vector<double> scales;  // NaN: a plain layer
+    for (const auto& r : residual) scales.push_back(r ? *r : std::numeric_limits<double>::quiet_NaN());
+    return Architecture(std::move(widths), std::move(a), std::move(scales));
+}
+
+
+std::size_t checked_layer(const Architecture& net, std::size_t l) {
+    if (l >= net.depth())
+        throw py::index_error("layer " + std::to_string(l) + " out of range for " + std::to_string(net.depth()) +
+                              " layers");
+    return l;
+}
+
+
+// on_underflow: "raise" (an underflow past the exponent range throws, as an
+// overflow does) or "flush" (it becomes zero; the result then ends with
+// flushed_info's tuple).
+bool flushes(const std::string& on_underflow) {
+    if (on_underflow == "flush") return true;
+    if (on_underflow == "raise") return false;
+    throw std::invalid_argument("unknown on_underflow '" + on_underflow + "'; valid: flush, raise");
+}
+
+// (count, layer or None, quantity) of the values a pass flushed.
+py::tuple flushed_info(const loggrad::Underflow& u) {
+    const py::object layer = u.layer == loggrad::kNoUnderflowLayer ? py::object(py::none()) : py::int_(u.layer);
+    return py::make_tuple(py::int_(u.count), layer, u.quantity);
+}
+
+// Allocates the output of a forward pass (batch x n_out), runs `pass` on it
+// and returns it: (mantissa, exponent) on the extended path, with
+// flushed_info's tuple when flushing; an array on float64.
+template <class Ext, class F64>
+py::object forward_results(const Architecture& net, std::size_t batch, bool extended, bool flush, Ext&& pass_ext,
+                           F64&& pass_f64) {
+    const std::vector<py::ssize_t> shape{static_cast<py::ssize_t>(batch), static_cast<py::ssize_t>(net.n_out())};
+    if (extended) {
+        py::array_t<double> m(shape);
+        py::array_t<exp_t> e(shape);
+        loggrad::ExtOut out{m.mutable_data(), e.mutable_data()};
+        loggrad::Underflow u;
+        engine_call([&] { pass_ext(out, flush ? &u : nullptr); });
+        if (flush) return py::make_tuple(m, e, flushed_info(u));
+        return py::make_tuple(m, e);
+    }
+    py::array_t<double> out(shape);
+    engine_call([&] { pass_f64(out.mutable_data()); });
+    return std::move(out);
+}
+
+py::object forward(const Architecture& net, const array_d& params, const array_d& x,
+                   const std::string& precision, const std::string& on_underflow) {
+    const bool flush = flushes(on_underflow);
+    const std::size_t batch = check_call(net, params, x);
+    return forward_results(
+        net, batch, is_extended(precision), flush,
+        [&](loggrad::ExtOut out, loggrad::Underflow* u) {
+            loggrad::forward_ext(net, params.data(), x.data(), batch, out, u);
+        },
+        [&](double* out) { loggrad::forward_f64(net, params.data(), x.data(), batch, out); });
+}
+
+// An earlier result array handed back to be written again (backward(out=)):
+// exactly the dtype, shape and C order the pass would allocate, writeable.
+template <class T>
+py::array_t<T> reused_result(const py::object& a, const std::vector<py::ssize_t>& shape, const char* what) {
+    if (!py::isinstance<py::array_t<T>>(a))
+        throw std::invalid_argument(std::string("out: ") + what + " is not an array of the result's dtype");
+    auto arr = py::reinterpret_borrow<py::array_t<T>>(a);
+    const bool same_shape = arr.ndim() == static_cast<py::ssize_t>(shape.size()) &&
+                            std::equal(shape.begin(), shape.end(), arr.shape());
+    if (!same_shape || !(arr.flags() & py::array::c_style) || !arr.writeable())
+        throw std::invalid_argument(std::string("out: ") + what +
+                                    " does not match this pass's result (shape, C order, writeable)");
+    return arr;
+}
+
+template <class T>
+py::array_t<T> result_or_reused(const py::object& reuse, const std::vector<py::ssize_t>& shape, const char* what) {
+    return reuse.is_none() ? result_array<T>(shape) : reused_result<T>(reuse, shape, what);
+}
+
 
 // Allocates (or takes back, see reused_result) the result arrays of a backward
 // pass, runs `pass` on them and returns (loss, out, grad, dx): each a
@@ -270,21 +293,12 @@ py::object forward_tape(const Architecture& net, const array_d& params, const ar
     const bool flush = flushes(on_underflow);
     const std::size_t cp = checkpoint_arg(checkpoint);
     const std::size_t batch = check_call(net, params, x);
-    const std::vector<py::ssize_t> shape{static_cast<py::ssize_t>(batch), static_cast<py::ssize_t>(net.n_out())};
-    if (is_extended(precision)) {
-        py::array_t<double> m(shape);
-        py::array_t<exp_t> e(shape);
-        loggrad::ExtOut out{m.mutable_data(), e.mutable_data()};
-        loggrad::Underflow u;
-        engine_call([&] {
-            loggrad::forward_tape_ext(net, params.data(), x.data(), batch, cp, tape, out, flush ? &u : nullptr);
-        });
-        if (flush) return py::make_tuple(m, e, flushed_info(u));
-        return py::make_tuple(m, e);
-    }
-    py::array_t<double> out(shape);
-    engine_call([&] { loggrad::forward_tape_f64(net, params.data(), x.data(), batch, cp, tape, out.mutable_data()); });
-    return std::move(out);
+    return forward_results(
+        net, batch, is_extended(precision), flush,
+        [&](loggrad::ExtOut out, loggrad::Underflow* u) {
+            loggrad::forward_tape_ext(net, params.data(), x.data(), batch, cp, tape, out, u);
+        },
+        [&](double* out) { loggrad::forward_tape_f64(net, params.data(), x.data(), batch, cp, tape, out); });
 }
 
 py::tuple backward_tape(const Architecture& net, const array_d& params, loggrad::Tape& tape,

@@ -18,35 +18,16 @@ using loggrad::exp_t;
 py::tuple backward_stats(const Architecture& net, const array_d& params, const array_d& x, const std::string& loss,
                          const std::optional<array_d>& y, const std::optional<array_i64>& labels,
                          const std::string& precision) {
-    if (precision != "extended" && precision != "float64")
-        throw std::invalid_argument("unknown precision '" + precision + "'; valid: extended, float64");
-    if (static_cast<std::size_t>(params.size()) != net.param_count())
-        throw std::invalid_argument("parameter block has " + std::to_string(params.size()) +
-                                    " values, the architecture needs " + std::to_string(net.param_count()));
-    if (x.ndim() != 2 || static_cast<std::size_t>(x.shape(1)) != net.n_in())
-        throw std::invalid_argument("x must have shape (batch, " + std::to_string(net.n_in()) + ")");
-    if (x.shape(0) == 0) throw std::invalid_argument("x is empty: the batch needs at least one row");
-    const auto batch = static_cast<std::size_t>(x.shape(0));
-    loggrad::Target t;
-    t.loss = loggrad::loss_from_name(loss);
-    if (t.loss == loggrad::Loss::cross_entropy) {
-        if (!labels || static_cast<std::size_t>(labels->size()) != batch)
-            throw std::invalid_argument("cross_entropy needs integer labels of shape (" + std::to_string(batch) + ",)");
-        t.labels = labels->data();
-    } else if (t.loss != loggrad::Loss::sum) {
-        if (!y || y->ndim() != 2 || static_cast<std::size_t>(y->shape(0)) != batch ||
-            static_cast<std::size_t>(y->shape(1)) != net.n_out())
-            throw std::invalid_argument(loss + " needs y of shape (" + std::to_string(batch) + ", " +
-                                        std::to_string(net.n_out()) + ")");
-        t.y = y->data();
-    }
+    const bool extended = is_extended(precision);
+    const std::size_t batch = check_call(net, params, x);
+    const loggrad::Target t = make_target(net, batch, loss, y, labels, std::nullopt, std::nullopt);
     const auto b = static_cast<py::ssize_t>(batch);
     const std::vector<py::ssize_t> out_shape{b, static_cast<py::ssize_t>(net.n_out())};
     const std::vector<py::ssize_t> grad_shape{static_cast<py::ssize_t>(net.param_count())};
     py::array_t<double> flat(std::vector<py::ssize_t>{static_cast<py::ssize_t>(net.depth()),
                                                       static_cast<py::ssize_t>(loggrad::kLayerStatsFields)});
     std::vector<loggrad::LayerStats> stats(net.depth());
-    if (precision == "float64") {
+    if (!extended) {
         py::array_t<double> loss_v(std::vector<py::ssize_t>{}), out(out_shape);
         auto grad = result_array<double>(grad_shape);
         loggrad::GradF64 r;
@@ -54,13 +35,12 @@ py::tuple backward_stats(const Architecture& net, const array_d& params, const a
         r.out = out.mutable_data();
         r.grad = grad.mutable_data();
         r.stats = stats.data();
-        {
-            // Safe: only the arrays and the vector above (kept alive by this frame) are touched.
-            py::gil_scoped_release release;
+        // only the arrays and the vector above (kept alive by this frame) are touched
+        engine_call([&] {
             loggrad::backward_f64(net, params.data(), x.data(), batch, t, r, 0);
             for (std::size_t l = 0; l < net.depth(); ++l)
                 loggrad::flatten_stats(stats[l], flat.mutable_data() + l * loggrad::kLayerStatsFields);
-        }
+        });
         return py::make_tuple(loss_v, out, grad, flat);
     }
     py::array_t<double> loss_m(std::vector<py::ssize_t>{}), out_m(out_shape);
@@ -72,13 +52,11 @@ py::tuple backward_stats(const Architecture& net, const array_d& params, const a
     r.out = {out_m.mutable_data(), out_e.mutable_data()};
     r.grad = {grad_m.mutable_data(), grad_e.mutable_data()};
     r.stats = stats.data();
-    {
-        // Safe: only the arrays and the vector above (kept alive by this frame) are touched.
-        py::gil_scoped_release release;
+    engine_call([&] {
         loggrad::backward_ext(net, params.data(), x.data(), batch, t, r, 0);
         for (std::size_t l = 0; l < net.depth(); ++l)
             loggrad::flatten_stats(stats[l], flat.mutable_data() + l * loggrad::kLayerStatsFields);
-    }
+    });
     return py::make_tuple(py::make_tuple(loss_m, loss_e), py::make_tuple(out_m, out_e),
                           py::make_tuple(grad_m, grad_e), flat);
 }

@@ -1130,15 +1130,20 @@ private:
     Tape::Impl& t_;
 };
 
+// Empties the tape and records the pass it is about to hold: the batch, the
+// segment length for `checkpoint` and the segment count. (The widths, which
+// only a kept tape needs, are recorded by forward_tape_*.)
+void begin_tape(const Architecture& net, std::size_t batch, std::size_t checkpoint, Tape::Impl& t) {
+    t.state = Tape::Impl::State::empty;
+    t.batch = batch;
+    t.seg = segment_length(net.depth(), checkpoint);
+    t.nseg = (net.depth() + t.seg - 1) / t.seg;
+}
+
 void forward_tape_ext_unchecked(const Architecture& net, const double* params, const double* x, std::size_t batch,
                                 std::size_t checkpoint, Tape::Impl& t) {
-    t.state = Tape::Impl::State::empty;
-    const std::size_t L = net.depth(), C = segment_length(L, checkpoint), maxw = max_width(net);
-    const std::size_t nseg = (L + C - 1) / C;
-    t.widths = net.widths();
-    t.batch = batch;
-    t.seg = C;
-    t.nseg = nseg;
+    begin_tape(net, batch, checkpoint, t);
+    const std::size_t L = net.depth(), C = t.seg, nseg = t.nseg, maxw = max_width(net);
     ExtStore& st = t.est;
     Buffer<double> xm;  // inputs
     Buffer<exp_t> xe;
@@ -1170,13 +1175,8 @@ void forward_tape_ext_unchecked(const Architecture& net, const double* params, c
 
 void forward_tape_f64_unchecked(const Architecture& net, const double* params, const double* x, std::size_t batch,
                                 std::size_t checkpoint, Tape::Impl& t) {
-    t.state = Tape::Impl::State::empty;
-    const std::size_t L = net.depth(), C = segment_length(L, checkpoint), maxw = max_width(net);
-    const std::size_t nseg = (L + C - 1) / C;
-    t.widths = net.widths();
-    t.batch = batch;
-    t.seg = C;
-    t.nseg = nseg;
+    begin_tape(net, batch, checkpoint, t);
+    const std::size_t L = net.depth(), C = t.seg, nseg = t.nseg, maxw = max_width(net);
     F64Store& st = t.fst;
     t.outm.resize(batch * maxw);  // the current segment's output (at last, the network's)
     if (nseg == 1) {
@@ -1293,6 +1293,8 @@ void forward_tape_ext(const Architecture& net, const double* params, const doubl
     Tape::Impl& t = *tape.impl_;
     const TapeUse use(t);
     check_inputs(x, batch, net.n_in());
+    t.state = Tape::Impl::State::empty;
+    t.widths = net.widths();
     PassFlush pass;
     {
         const PassScope scope(underflow ? &pass : nullptr);
@@ -1310,6 +1312,8 @@ void forward_tape_f64(const Architecture& net, const double* params, const doubl
     Tape::Impl& t = *tape.impl_;
     const TapeUse use(t);
     check_inputs(x, batch, net.n_in());
+    t.state = Tape::Impl::State::empty;
+    t.widths = net.widths();
     forward_tape_f64_unchecked(net, params, x, batch, checkpoint, t);
     if (out) std::copy(t.outm.data(), t.outm.data() + batch * net.n_out(), out);
 }

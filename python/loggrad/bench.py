@@ -137,9 +137,9 @@ def make_problem(depth: int, width: int, batch: int, activation: str,
     return ws, bs, x, y
 
 
-def numpy_backward(ws: Sequence[Array], bs: Sequence[Array], x: Array, y: Array,
-                   activation: str) -> tuple[float, list[Array], list[Array]]:
-    """Textbook float64 backprop, mse loss (mean over all elements); returns (loss, [dW], [db])."""
+def numpy_forward(ws: Sequence[Array], bs: Sequence[Array], x: Array,
+                  activation: str) -> tuple[list[Array], list[Array]]:
+    """Textbook float64 forward pass: every layer's activations (x first) and derivatives f'(z)."""
     acts, ders = [x], []
     a = x
     for w, b in zip(ws, bs):
@@ -151,8 +151,16 @@ def numpy_backward(ws: Sequence[Array], bs: Sequence[Array], x: Array, y: Array,
             a = np.maximum(z, 0.0)
             ders.append((z > 0).astype(np.float64))
         else:
-            raise ValueError(f"numpy_backward: unsupported activation {activation!r}")
+            raise ValueError(f"unsupported activation {activation!r} (the baselines have tanh and relu)")
         acts.append(a)
+    return acts, ders
+
+
+def numpy_backward(ws: Sequence[Array], bs: Sequence[Array], x: Array, y: Array,
+                   activation: str) -> tuple[float, list[Array], list[Array]]:
+    """Textbook float64 backprop, mse loss (mean over all elements); returns (loss, [dW], [db])."""
+    acts, ders = numpy_forward(ws, bs, x, activation)
+    a = acts[-1]
     n = a.size
     loss = float(np.sum((a - y) ** 2) / n)
     g = 2.0 * (a - y) / n
@@ -320,24 +328,13 @@ def renormalised_backward(ws: Sequence[Array], bs: Sequence[Array], x: Array, y:
                           activation: str) -> tuple[float, Array, int]:
     """mse loss, dL/dW_0 as (mantissas, exponent): dL/dW_0 = mantissas * 2**exponent.
 
-    The forward pass and every product are numpy_backward's; only the delta is
+    The forward pass (numpy_forward) and every product are numpy_backward's; only the delta is
     rescaled (by powers of two, which round nothing) so that it never under- or
     overflows. Activations of tanh and relu chains with variance-preserving
     weights stay in range on their own.
     """
-    acts, ders = [x], []
-    a = x
-    for w, b in zip(ws, bs):
-        z = a @ w.T + b
-        if activation == "tanh":
-            a = np.tanh(z)
-            ders.append(1.0 - a * a)
-        elif activation == "relu":
-            a = np.maximum(z, 0.0)
-            ders.append((z > 0).astype(np.float64))
-        else:
-            raise ValueError(f"renormalised_backward: unsupported activation {activation!r}")
-        acts.append(a)
+    acts, ders = numpy_forward(ws, bs, x, activation)
+    a = acts[-1]
     loss = float(np.sum((a - y) ** 2) / a.size)
     g = 2.0 * (a - y) / a.size
     exp = 0
