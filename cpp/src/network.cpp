@@ -618,6 +618,7 @@ void forward_range_ext(const Architecture& net, const double* params, std::size_
         }
         const ExtMat z{zm.data() + r0 * maxw, ze.data() + r0 * maxw};
         ExtCMat a{in.m + r0 * net.width(l0), in.e + r0 * net.width(l0)};
+        InterruptCheck interrupt;  // between layers (Ctrl-C)
         for (std::size_t i = 0; i < n; ++i) {
             const std::size_t l = l0 + i, o = r0 * net.width(l + 1);
             ExtMat out{st.am.data() + st.aoff[i + 1] + o, st.ae.data() + st.aoff[i + 1] + o};
@@ -625,7 +626,7 @@ void forward_range_ext(const Architecture& net, const double* params, std::size_
             if (keep) der = ExtMat{st.dm.data() + st.doff[i] + o, st.de.data() + st.doff[i] + o};
             else if (own && i + 1 < n) out = ExtMat{bm.data() + (i % 2) * rows * maxw, be.data() + (i % 2) * rows * maxw};
             try {
-                check_interrupt();
+                interrupt();
                 forward_layer_ext(net, params, l, rows, a, out, der, z, w, check && nb == 1);
             } catch (...) {
                 failures[r0 / kBlockRows] = Failure{l, std::current_exception()};
@@ -699,12 +700,13 @@ void forward_range_f64(const Architecture& net, const double* params, std::size_
         const bool own = !keep && nb > 1 && n > 1;
         if (own) buf.resize(2 * rows * maxw);
         const double* a = in + r0 * net.width(l0);
+        InterruptCheck interrupt;  // between layers (Ctrl-C)
         for (std::size_t i = 0; i < n; ++i) {
             const std::size_t l = l0 + i, o = r0 * net.width(l + 1);
             double* out = st.acts.data() + st.aoff[i + 1] + o;
             if (own && i + 1 < n) out = buf.data() + (i % 2) * rows * maxw;
             try {
-                check_interrupt();
+                interrupt();
                 forward_layer_f64(net, params, l, rows, a, out, keep ? st.ders.data() + st.doff[i] + o : nullptr,
                                   z.data() + r0 * maxw, check && nb == 1);
             } catch (...) {
@@ -770,8 +772,9 @@ void chain_and_gradients(std::size_t l0, std::size_t l1, LayerSizes sizes, bool 
     if (!overlap) {
         const std::size_t lo = run_chain([](std::size_t) {});
         if (!small || std::min(l1 - lo, threads) < 2) {
+            InterruptCheck interrupt;  // between layers (Ctrl-C)
             for (std::size_t l = l1; l-- > lo;) {
-                check_interrupt();
+                interrupt();
                 grad(l, ws);
             }
             return;
@@ -795,6 +798,7 @@ void chain_and_gradients(std::size_t l0, std::size_t l1, LayerSizes sizes, bool 
             chain_over.store(true, std::memory_order_release);
         }
         Workspace local;
+        InterruptCheck interrupt;  // between layers (Ctrl-C)
         for (std::size_t i; (i = next.fetch_add(1)) < n;) {
             while (made.load(std::memory_order_acquire) <= i) {  // delta not made yet
                 if (chain_over.load(std::memory_order_acquire) && made.load(std::memory_order_acquire) <= i)
@@ -802,7 +806,7 @@ void chain_and_gradients(std::size_t l0, std::size_t l1, LayerSizes sizes, bool 
                 std::this_thread::yield();
             }
             try {
-                check_interrupt();
+                interrupt();
                 grad(l1 - 1 - i, t == 0 ? ws : local);
             } catch (...) {
                 errors[i] = std::current_exception();
@@ -847,8 +851,9 @@ void backward_segment_f64(const Architecture& net, const double* params, std::si
             const std::size_t rows = r1 - r0;
             double* gb = g.data() + r0 * maxw;  // this block's rows of dL/da
             Buffer<double> branch;              // residual layers: dL/da_l through the branch
+            InterruptCheck interrupt;  // between layers (Ctrl-C)
             for (std::size_t l = l1; l-- > l0;) {
-                check_interrupt();
+                interrupt();
                 const std::size_t n_in = net.width(l), n_out = net.width(l + 1);
                 double* delta = st.ders.data() + st.doff[l - l0] + r0 * n_out;
                 parallel_rows(rows, n_out, [&](std::size_t q0, std::size_t q1) {
@@ -1009,8 +1014,9 @@ void backward_segment_ext(const Architecture& net, const double* params, std::si
             Buffer<exp_t> ske;
             // delta_l made by the step above; and scaled in w (else the product starts from it)
             bool made = false, scaled = false, exact = false;
+            InterruptCheck interrupt;  // between layers (Ctrl-C)
             for (std::size_t l = l1; l-- > l0;) {
-                check_interrupt();
+                interrupt();
                 const std::size_t n_in = net.width(l), n_out = net.width(l + 1), o = st.doff[l - l0] + r0 * n_out;
                 double* dm = st.dm.data() + o;
                 exp_t* de = st.de.data() + o;

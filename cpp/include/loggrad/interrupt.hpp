@@ -10,6 +10,7 @@
 // its own buffers and to result arrays.
 #pragma once
 
+#include <atomic>
 #include <stdexcept>
 
 namespace loggrad {
@@ -36,11 +37,29 @@ private:
 };
 
 namespace detail {
-void poll_interrupt();  // the slow path of check_interrupt
+extern std::atomic<bool> g_stop;  // a poll answered true: every thread of the pass stops
+bool has_poll();                  // this thread has a poll function (a thread-local read)
+void poll_interrupt();            // the slow path: asks the poll function, at most every 20 ms
 }  // namespace detail
 
-// Throws interrupted when a stop was requested (or, on a thread with a poll
-// function, when it asks for one now).
-void check_interrupt();
+// The check of one loop over layers: it reads the thread's poll function once,
+// then costs a relaxed atomic load per call, and a counter on the thread that
+// polls (the clock is read every 64 calls). Throws interrupted when a stop was
+// requested.
+class InterruptCheck {
+public:
+    InterruptCheck() : poll_(detail::has_poll()) {}
+    void operator()() {
+        if (detail::g_stop.load(std::memory_order_relaxed)) throw interrupted();
+        if (poll_ && ++calls_ % 64 == 0) detail::poll_interrupt();
+    }
+
+private:
+    bool poll_;
+    unsigned calls_ = 0;
+};
+
+// A one-off check (outside a loop: InterruptCheck).
+inline void check_interrupt() { InterruptCheck()(); }
 
 }  // namespace loggrad
