@@ -87,6 +87,22 @@ py::dict sgd_step(py::array params, const array_d& gm, const array_e& ge, const 
     return out;
 }
 
+py::tuple segment_norms(const array_d& gm, const array_e& ge, const array_i64& starts, const array_i64& lengths) {
+    if (gm.ndim() != 1 || ge.ndim() != 1 || gm.size() != ge.size())
+        throw std::invalid_argument("mantissa and exponent must be 1-D arrays of one length, got " +
+                                    std::to_string(gm.size()) + " and " + std::to_string(ge.size()) + " values");
+    if (starts.ndim() != 1 || lengths.ndim() != 1 || starts.size() != lengths.size())
+        throw std::invalid_argument("starts and lengths must be 1-D arrays of one length");
+    const auto nseg = static_cast<std::size_t>(starts.size());
+    py::array_t<exp_t> emax(static_cast<py::ssize_t>(nseg));
+    py::array_t<double> norm(static_cast<py::ssize_t>(nseg));
+    engine_call([&] {
+        loggrad::segment_norms(emax.mutable_data(), norm.mutable_data(), gm.data(), ge.data(),
+                               static_cast<std::size_t>(gm.size()), starts.data(), lengths.data(), nseg);
+    });
+    return py::make_tuple(emax, norm);
+}
+
 }  // namespace
 
 void register_train(py::module_& m) {
@@ -95,4 +111,8 @@ void register_train(py::module_& m) {
           "One SGD step in place on params (see loggrad/train.hpp); per-block statistics as a dict.\n"
           "clip_norm, clip_value: None or (limit, e_star, m_star), numpy's log2 comparison with the limit\n"
           "as a threshold on normal-form values.");
+    m.def("segment_norms", &segment_norms, py::arg("mantissa"), py::arg("exponent"), py::arg("starts"),
+          py::arg("lengths"),
+          "Euclidean norms of the segments [starts[k], starts[k] + lengths[k]) of an extended array in\n"
+          "normal form, as (emax, norm): ||x_k|| = norm[k] * 2^emax[k] (see loggrad/train.hpp).");
 }

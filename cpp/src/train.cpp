@@ -397,6 +397,21 @@ TwoSums block_sums(LeafFn leaf, LeafArgs a, std::size_t len) {
     return TwoSums{first.g + rest.g, first.u + rest.u};
 }
 
+// numpy's pairwise sum of the scaled squares (see scaled_square) of
+// m[0 .. n), e[0 .. n) against emax: the tree of pairwise_array, whose runs of
+// at most kSquaresRun entries are squared by one kernel call.
+double pairwise_squares(const double* m, const exp_t* e, exp_t emax, std::size_t n) {
+    if (n <= kSquaresRun) {
+        double sq[kSquaresRun];
+        squares(n, m, e, emax, sq);
+        return pairwise_array(sq, n);
+    }
+    std::size_t n2 = n / 2;
+    n2 -= n2 % 8;
+    const double left = pairwise_squares(m, e, emax, n2);
+    return left + pairwise_squares(m + n2, e + n2, emax, n - n2);
+}
+
 }  // namespace
 
 void sgd_step(SgdBlockStats& st, SgdTotals& tot, double* params, const double* gm, const exp_t* ge,
@@ -579,6 +594,31 @@ void sgd_step(SgdBlockStats& st, SgdTotals& tot, double* params, const double* g
             std::memcpy(params + a, copy.data() + a, (z - a) * sizeof(double));
         });
     }
+}
+
+void segment_norms(exp_t* emax, double* norm, const double* gm, const exp_t* ge, std::size_t n,
+                   const std::int64_t* starts, const std::int64_t* lengths, std::size_t nseg) {
+    for (std::size_t k = 0; k < nseg; ++k)
+        if (starts[k] < 0 || lengths[k] < 1 || static_cast<std::size_t>(starts[k]) > n ||
+            static_cast<std::size_t>(lengths[k]) > n - static_cast<std::size_t>(starts[k]))
+            throw std::invalid_argument("segment " + std::to_string(k) + " [" + std::to_string(starts[k]) + ", +" +
+                                        std::to_string(lengths[k]) + ") is empty or outside the " +
+                                        std::to_string(n) + " values");
+    // One task per segment: its figures come from one thread in a fixed order.
+    parallel_for(nseg, [&](std::size_t k) {
+        const double* m = gm + starts[k];
+        const exp_t* e = ge + starts[k];
+        const auto len = static_cast<std::size_t>(lengths[k]);
+        exp_t top = kZeroExp;
+        for (std::size_t i = 0; i < len; ++i)
+            if (m[i] != 0.0 && e[i] > top) top = e[i];
+        if (top == kZeroExp) top = 0;  // an all-zero segment: any scale, its norm is 0
+        // np.add.reduceat's order: the first term plus the pairwise sum of the rest
+        const double first = pairwise_squares(m, e, top, 1);
+        const double sum = len == 1 ? first : first + pairwise_squares(m + 1, e + 1, top, len - 1);
+        emax[k] = top;
+        norm[k] = std::sqrt(sum);
+    });
 }
 
 }  // namespace loggrad

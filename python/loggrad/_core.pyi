@@ -224,6 +224,9 @@ def sgd_step(
     clip_norm: tuple[float, int, float] | None = None,
     clip_value: tuple[float, int, float] | None = None,
 ) -> dict[str, object]: ...
+def segment_norms(
+    mantissa: npt.ArrayLike, exponent: npt.ArrayLike, starts: npt.ArrayLike, lengths: npt.ArrayLike
+) -> tuple[npt.NDArray[np.int64], _F64]: ...
 
 # register_stats.cpp
 

@@ -420,21 +420,26 @@ SETTLE_S = 0.3  # seconds of quiet before each engine's measurement
 
 
 def time_call(fn: Callable[[], object], min_time: float = 0.3, max_rounds: int = 200,
-              min_rounds: int = 3) -> dict[str, float]:
-    """Median-based statistics of repeated calls (one warm-up call first), in the
-    keys pytest-benchmark uses."""
+              min_rounds: int = 3) -> dict[str, Any]:
+    """Statistics of repeated calls (one warm-up call first), as pytest-benchmark forms
+    them (its ``Stats``), so `loggrad bench` and the pytest suite report alike."""
+    try:
+        from pytest_benchmark.stats import Stats
+    except ImportError as exc:
+        raise ImportError("timing needs pytest-benchmark's statistics: pip install 'loggrad[bench]'") from exc
     fn()
-    ts: list[float] = []
+    st = Stats()
     start = time.perf_counter()
+    ts: list[float] = []
     while len(ts) < min_rounds or (len(ts) < max_rounds and time.perf_counter() - start < min_time):
         t0 = time.perf_counter()
         fn()
         ts.append(time.perf_counter() - t0)
-    q = statistics.quantiles(ts, n=4) if len(ts) >= 2 else [ts[0]] * 3
-    return {"min": min(ts), "max": max(ts), "mean": statistics.fmean(ts), "median": statistics.median(ts),
-            "stddev": statistics.stdev(ts) if len(ts) > 1 else 0.0, "q1": q[0], "q3": q[2],
-            "iqr": q[2] - q[0], "rounds": float(len(ts)), "iterations": 1.0,
-            "ops": 1.0 / statistics.fmean(ts)}
+    for t in ts:  # Stats caches its figures when first read: fill it first
+        st.update(t)
+    out: dict[str, Any] = st.as_dict()
+    out["iterations"] = 1
+    return out
 
 
 def matmul_peak(sizes: Sequence[int] = (1024, 2048), repeats: int = 5) -> dict[str, float]:
@@ -536,11 +541,15 @@ def run_suite(configs: Sequence[Config], engines: Sequence[str] = ENGINES, threa
         ws, bs, x, y = problem
         ref = numpy_runner(ws, bs, x, y, cfg.activation)()
         runners: dict[str, tuple[Runner, float | None]] = {}
+        first: dict[str, float] = {}  # the first call's time: fresh memory, caches and pools cold
         for engine in engines:
             made = make_runner(engine, cfg, problem, threads)
             if made is None:
                 continue
-            check_result(engine, made[0](), ref, cfg)
+            t0 = time.perf_counter()
+            got = made[0]()
+            first[engine] = time.perf_counter() - t0
+            check_result(engine, got, ref, cfg)
             runners[engine] = made
         best: dict[str, dict[str, float]] = {}
         for _ in range(max(1, rounds)):
@@ -560,6 +569,7 @@ def run_suite(configs: Sequence[Config], engines: Sequence[str] = ENGINES, threa
                 "gflops": cfg.flops / stats["median"] / 1e9, "peak_gflops": peak["peak"],
             }
             extra["fraction_of_peak"] = extra["gflops"] / peak["peak"]
+            extra["first_call_ratio"] = first[engine] / stats["median"]
             if compile_s is not None:
                 extra["compile_s"] = compile_s
             if hasattr(runner, "form"):  # JAX: the faster of its scan and unrolled forms
@@ -576,7 +586,7 @@ def run_suite(configs: Sequence[Config], engines: Sequence[str] = ENGINES, threa
                 c = f" (compile {compile_s:.2f} s)" if compile_s is not None else ""
                 c += f" [{runner.form}]" if hasattr(runner, "form") else ""
                 log(f"{cfg.label:24s} {engine:17s} {stats['median'] * 1e3:10.3f} ms  "
-                    f"{extra['gflops']:7.2f} GFLOP/s{c}")
+                    f"{extra['gflops']:7.2f} GFLOP/s  first call {extra['first_call_ratio']:.2f}x{c}")
         del runners
     if measured:
         # Measured again at the end, the best kept: a slow spell of a shared machine during

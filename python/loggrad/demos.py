@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from . import _core
 from ._logarray import LogArray
 from .network import Network
 
@@ -217,45 +218,26 @@ def _log10_norm64(a: np.ndarray) -> tuple[float, float]:
         return v, float(np.log10(v)) if v > 0 else (-math.inf if v == 0 else math.nan)
 
 
-def _segments(net: Network, what: str) -> tuple[np.ndarray, np.ndarray]:
-    """Starts and sizes of every layer's W ("weights") or b ("biases") in the parameter-block layout."""
-    w = np.asarray(net.widths, dtype=np.int64)
-    n_in, n_out = w[:-1], w[1:]
-    starts = np.concatenate([[0], np.cumsum(n_out * (n_in + 1))[:-1]]).astype(np.int64)
-    if what == "weights":
-        return starts, n_out * n_in
-    return starts + n_out * n_in, n_out
-
-
 def _layer_norms(params: Any, net: Network, what: str) -> np.ndarray:
     """Per-layer Euclidean norms of a gradient in the parameter-block layout, vectorised over layers.
 
-    Extended gradients (a LogArray): exact log10 norms from the mantissa and
-    exponent planes, each layer scaled by its largest exponent (-inf for an
-    all-zero layer). float64 gradients: the norm of the values float64 holds,
-    scaled by each layer's largest entry so that squaring adds no under- or
-    overflow of its own (0, inf and nan are kept as float64 gave them).
+    Extended gradients (a LogArray): exact log10 norms, formed by the engine
+    (``segment_norms``) from the mantissa and exponent planes, each layer
+    scaled by its largest exponent (-inf for an all-zero layer). float64
+    gradients: the norm of the values float64 holds, scaled by each layer's
+    largest entry so that squaring adds no under- or overflow of its own (0,
+    inf and nan are kept as float64 gave them).
     """
-    starts, sizes = _segments(net, what)
-    seg = np.repeat(np.arange(starts.size), sizes)
-    # the selected entries, layer after layer: a gather over one index array, no loop over layers
-    take = (np.arange(int(sizes.sum())) - np.repeat(np.cumsum(sizes) - sizes, sizes)) + np.repeat(starts, sizes)
-    first = np.cumsum(sizes) - sizes
+    starts, sizes = net.layout.segments
+    k = 0 if what == "weights" else 1  # segments alternate W_0, b_0, W_1, b_1, ...
+    starts, sizes = starts[k::2], sizes[k::2]
     if isinstance(params, LogArray):
-        m = np.asarray(params.mantissa).ravel()[take]
-        e = np.asarray(params.exponent).ravel()[take]
-        nz = m != 0
-        emax = np.maximum.reduceat(np.where(nz, e, np.iinfo(np.int64).min), first)
-        emax[emax == np.iinfo(np.int64).min] = 0  # an all-zero layer: any scale (its norm is -inf)
-        # terms 2^1100 below the layer's largest square are below its rounding: the clip loses nothing
-        sh = np.clip(e - emax[seg], -1100, 0).astype(np.int32)
-        with np.errstate(under="ignore"):
-            sq = np.where(nz, np.ldexp(m, sh), 0.0) ** 2
-        tot = np.add.reduceat(sq, first)
-        with np.errstate(divide="ignore"):
-            out: np.ndarray = np.where(tot > 0, 0.5 * np.log10(np.where(tot > 0, tot, 1.0)) + emax * _LOG10_2,
-                                       -math.inf)
-        return out
+        emax, s = _core.segment_norms(np.ravel(params.mantissa), np.ravel(params.exponent), starts, sizes)
+        return np.asarray(LogArray.from_parts(s, emax).log10(), dtype=np.float64)
+    seg = np.repeat(np.arange(starts.size), sizes)
+    first = np.cumsum(sizes) - sizes
+    # the selected entries, layer after layer: a gather over one index array, no loop over layers
+    take = np.arange(int(sizes.sum())) - np.repeat(first, sizes) + np.repeat(starts, sizes)
     a = np.asarray(params, dtype=np.float64).ravel()[take]
     with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
         big = np.maximum.reduceat(np.abs(a), first)
@@ -264,9 +246,6 @@ def _layer_norms(params: Any, net: Network, what: str) -> np.ndarray:
         v = scale * np.sqrt(np.add.reduceat(np.square(a / scale[seg]), first))
     res: np.ndarray = np.where(ok, v, big)
     return res
-
-
-_LOG10_2 = math.log10(2.0)
 
 
 def _profile(net: Network, x: np.ndarray, y: np.ndarray, what: str = "weights") -> tuple[np.ndarray, np.ndarray]:

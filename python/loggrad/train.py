@@ -53,17 +53,13 @@ _LOG10_2 = float(np.log10(2.0))
 def layer_norms(g: LogArray, net: Network) -> LogArray:
     """Euclidean norm of each layer's gradient block (weights and bias), exact in range.
 
-    Vectorised over layers: each block is scaled by its own largest exponent.
+    One engine call over all layers: each block is scaled by its own largest
+    exponent, and its sum of squares is formed as numpy's ``np.add.reduceat``
+    forms it (so the norms are bitwise those of a training step's
+    ``grad_layer_norm``).
     """
-    starts, sizes = net.layout.starts, net.layout.sizes
-    m = g.mantissa
-    e = np.where(m == 0, np.iinfo(np.int64).min // 4, g.exponent)
-    emax = np.maximum.reduceat(e, starts)
-    emax = np.where(emax < -(2**60), 0, emax)
-    d = np.clip(e - np.repeat(emax, sizes), -3000, 0).astype(np.int32)
-    with np.errstate(under="ignore"):
-        scaled = np.ldexp(m, d)
-    s = np.sqrt(np.add.reduceat(scaled * scaled, starts))
+    lay = net.layout
+    emax, s = _core.segment_norms(np.ravel(g.mantissa), np.ravel(g.exponent), lay.starts, lay.sizes)
     return LogArray.from_parts(s, emax)
 
 

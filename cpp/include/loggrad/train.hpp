@@ -73,4 +73,16 @@ struct SgdTotals {
 void sgd_step(SgdBlockStats& stats, SgdTotals& totals, double* params, const double* gm, const exp_t* ge,
               const std::int64_t* bounds, std::size_t nblocks, const SgdConfig& cfg);
 
+// Euclidean norm of each segment k, [starts[k], starts[k] + lengths[k]), of
+// an extended array gm, ge (normal form, n values): ||x_k|| = norm[k] * 2^emax[k],
+// with emax[k] the segment's largest nonzero exponent (0 for an all-zero
+// segment, whose norm is 0) and norm[k] the square root of the sum of the
+// squares of m * 2^(e - emax[k]). Bitwise as numpy forms it (np.ldexp, then
+// np.add.reduceat's order: the first square plus the pairwise sum of the
+// rest), which is also how sgd_step forms its per-block gradient norms.
+// One task per segment, so results do not depend on the thread count.
+// Throws invalid_argument for an empty segment or one outside [0, n).
+void segment_norms(exp_t* emax, double* norm, const double* gm, const exp_t* ge, std::size_t n,
+                   const std::int64_t* starts, const std::int64_t* lengths, std::size_t nseg);
+
 }  // namespace loggrad
