@@ -52,6 +52,7 @@ from ._json import from_lossless, lossless
 from ._logarray import LogArray
 
 if TYPE_CHECKING:
+    from ._layout import Layout
     from .network import Network
 
 __all__ = [
@@ -249,24 +250,6 @@ def growth_rate(y: npt.ArrayLike, level: float = 0.95) -> tuple[float, tuple[flo
 # ---------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class _Layout:
-    widths: np.ndarray  # n_0 .. n_L
-    n_in: np.ndarray
-    n_out: np.ndarray
-    starts: np.ndarray  # start of layer l's block (W then b)
-    sizes: np.ndarray  # n_out * (n_in + 1)
-    wsizes: np.ndarray  # n_out * n_in
-    seg_starts: np.ndarray  # W_0, b_0, W_1, b_1, ... starts (2L segments)
-    seg_sizes: np.ndarray
-
-    @classmethod
-    def of(cls, net: Network) -> _Layout:
-        lay = net.layout  # the engine's offsets
-        seg_starts, seg_sizes = lay.segments
-        return cls(lay.widths, lay.n_in, lay.n_out, lay.starts, lay.sizes, lay.weight_sizes, seg_starts, seg_sizes)
-
-
 def _range_masks(m: np.ndarray, e: np.ndarray) -> dict[str, np.ndarray]:
     """Which extended values float64 / float32 would round to 0 or to inf.
 
@@ -354,7 +337,7 @@ def _derivatives(stats: np.ndarray) -> dict[str, np.ndarray]:
 # ---------------------------------------------------------------------------
 
 
-def _iid_sigmas(net: Network, lay: _Layout, residual_ok: bool = False) -> tuple[float, float] | None:
+def _iid_sigmas(net: Network, lay: Layout, residual_ok: bool = False) -> tuple[float, float] | None:
     """(sigma_w, sigma_b) when the net looks like one i.i.d. Gaussian draw; else None.
 
     sigma_w^2 is estimated per layer as n_in * mean(W^2) and sigma_b^2 as
@@ -375,29 +358,30 @@ def _iid_sigmas(net: Network, lay: _Layout, residual_ok: bool = False) -> tuple[
     p = net.params
     if np.all(lay.sizes == lay.sizes[0]):  # equal layers: one (L, block) view, no temporaries of p's size
         P = p.reshape(lay.sizes.size, int(lay.sizes[0]))
-        W, b = P[:, : int(lay.wsizes[0])], P[:, int(lay.wsizes[0]) :]
+        W, b = P[:, : int(lay.weight_sizes[0])], P[:, int(lay.weight_sizes[0]) :]
         wsq, bsq = np.einsum("ij,ij->i", W, W), np.einsum("ij,ij->i", b, b)
         wlin = W.sum(axis=1)
         n_zero = int(W.size - np.count_nonzero(W))
     else:
-        wsum = np.add.reduceat(p * p, lay.seg_starts)
+        seg_starts = lay.segments[0]
+        wsum = np.add.reduceat(p * p, seg_starts)
         wsq, bsq = wsum[0::2], wsum[1::2]
-        wlin = np.add.reduceat(p, lay.seg_starts)[0::2]
-        n_zero = int(np.add.reduceat((p == 0.0).astype(np.int64), lay.seg_starts)[0::2].sum())
-    sw2 = wsq / lay.wsizes * lay.n_in
+        wlin = np.add.reduceat(p, seg_starts)[0::2]
+        n_zero = int(np.add.reduceat((p == 0.0).astype(np.int64), seg_starts)[0::2].sum())
+    sw2 = wsq / lay.weight_sizes * lay.n_in
     sb2 = bsq / lay.n_out
     inner = slice(1, -1) if net.depth > 2 else slice(None)
     hidden = sw2[inner]
     mean_sw2 = float(np.mean(hidden))
-    k = lay.wsizes.astype(float)
+    k = lay.weight_sizes.astype(float)
     if not (mean_sw2 > 0 and np.all(hidden > 0)):
         return None
     if np.any(np.abs(np.log(hidden / mean_sw2)) > math.log(1.25) + 5.0 * np.sqrt(2.0 / k[inner])):
         return None
-    if n_zero > 0.01 * int(lay.wsizes.sum()):
+    if n_zero > 0.01 * int(lay.weight_sizes.sum()):
         return None
-    w_mean = wlin / lay.wsizes
-    w_std = np.sqrt(np.maximum(wsq / lay.wsizes - w_mean**2, 0.0))
+    w_mean = wlin / lay.weight_sizes
+    w_std = np.sqrt(np.maximum(wsq / lay.weight_sizes - w_mean**2, 0.0))
     if np.any(np.abs(w_mean) > (0.05 + 6.0 / np.sqrt(k)) * w_std):
         return None
     return math.sqrt(mean_sw2), math.sqrt(float(np.mean(sb2[inner])))
@@ -419,7 +403,7 @@ class _Theory:
     notes: list[str]
 
 
-def _theory_residual(T: Any, net: Network, lay: _Layout, x: np.ndarray, scales: list[Any]) -> _Theory | None:
+def _theory_residual(T: Any, net: Network, lay: Layout, x: np.ndarray, scales: list[Any]) -> _Theory | None:
     """Mean-field theory of a chain of residual layers a_{l+1} = a_l + s phi(W a_l + b), one scale s.
 
     :func:`loggrad.theory.residual_profile` gives the mean square p_l of a_l
@@ -459,7 +443,7 @@ def _theory_residual(T: Any, net: Network, lay: _Layout, x: np.ndarray, scales: 
     return _Theory(sw, sb, prof.q, rms, inc, slope, slope, float(np.mean(prof.chi)), math.nan, None, None, [note])
 
 
-def _theory_homogeneous(T: Any, act: str, sw: float, sb: float, q0: float, lay: _Layout, x: np.ndarray) -> _Theory:
+def _theory_homogeneous(T: Any, act: str, sw: float, sb: float, q0: float, lay: Layout, x: np.ndarray) -> _Theory:
     """The theory of identity, relu and leaky_relu networks in closed form.
 
     Their length map is linear, V(q) = a q + sigma_b^2 with a = chi1 =
@@ -507,7 +491,7 @@ def _theory_homogeneous(T: Any, act: str, sw: float, sb: float, q0: float, lay: 
                    [])
 
 
-def _theory(net: Network, lay: _Layout, x: np.ndarray) -> _Theory | None:
+def _theory(net: Network, lay: Layout, x: np.ndarray) -> _Theory | None:
     """Length map from the data, chi_1 and its finite-width correction per layer.
 
     q_0 = sigma_w^2 mean(x^2) + sigma_b^2, q_l = V(q_{l-1}) (the length map of
@@ -1364,7 +1348,7 @@ def report(
         raise ValueError(f"lr must be a positive finite number, got {lr}")
     decades = _check_decades(decades)
     loss_v, out, grad, stats = _engine_pass(net, xa, y, loss, single)
-    lay = _Layout.of(net)
+    lay = net.layout
     L = net.depth
 
     tw, tb, td, ta = (_tensor(stats, k) for k in _TENSORS)
