@@ -41,6 +41,7 @@ from typing import Any
 import numpy as np
 
 from . import __version__
+from ._layout import param_count
 from ._logarray import LogArray
 from .network import ACTIVATIONS, LOSSES, Network
 
@@ -291,7 +292,7 @@ def _network(args: argparse.Namespace) -> Network:
             raise UsageError("--widths cannot be combined with --depth or --width")
         if len(widths) < 2 or min(widths) < 1:
             raise UsageError(f"--widths needs at least two positive integers (n_0,...,n_L), got {args.widths!r}")
-        check_params_fit(sum(widths[l + 1] * (widths[l] + 1) for l in range(len(widths) - 1)))
+        check_params_fit(param_count(widths))
     else:
         depth = 100 if args.depth is None else args.depth
         width = 32 if args.width is None else args.width

@@ -13,11 +13,12 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Collection, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from dataclasses import dataclass, field
+from ._layout import param_count
 
 __all__ = ["TorchParts", "read_torch", "build_torch", "write_file", "read_file"]
 
@@ -427,7 +428,7 @@ def _checked_activations(acts: np.ndarray, depth: int, name: str) -> list[str]:
 
 def _checked_params(params: np.ndarray, widths: np.ndarray, name: str) -> np.ndarray:
     w = [int(v) for v in widths]
-    need = sum(w[l + 1] * (w[l] + 1) for l in range(len(w) - 1))
+    need = param_count(w)
     if params.ndim != 1 or params.dtype.kind != "f":
         raise ValueError(f"{name}: params must be a 1-D float array, got dtype {params.dtype}, shape {params.shape}")
     if params.size != need:

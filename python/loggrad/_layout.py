@@ -12,13 +12,25 @@ Layout, layer by layer: ``[W_0 (n_1 x n_0, row-major), b_0 (n_1), W_1, b_1, ...]
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
 from . import _core
 
-__all__ = ["Layout"]
+__all__ = ["Layout", "param_count"]
+
+
+def param_count(widths: Sequence[int]) -> int:
+    """Parameters of a chain of these widths, sum of n_out * (n_in + 1), in exact integers.
+
+    For the size checks made before any architecture exists (a file being
+    read, a requested shape); it equals the engine's ``offsets[-1]`` wherever
+    the engine can hold the network (tests/test_layout.py).
+    """
+    w = [int(v) for v in widths]
+    return sum(w[l + 1] * (w[l] + 1) for l in range(len(w) - 1))
 
 
 class Layout:

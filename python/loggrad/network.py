@@ -17,7 +17,7 @@ import numpy as np
 import numpy.typing as npt
 
 from . import _core
-from ._layout import Layout
+from ._layout import Layout, param_count
 from ._logarray import LogArray
 
 __all__ = ["Network", "Gradients", "ACTIVATIONS", "LOSSES", "PRECISIONS"]
@@ -433,7 +433,7 @@ class Network:
         """A network that adopts ``params`` (a parameter block of these widths) as its own."""
         w = [int(v) for v in widths]
         block = np.ascontiguousarray(params, dtype=np.float64)
-        need = sum(w[l + 1] * (w[l] + 1) for l in range(len(w) - 1))
+        need = param_count(w)
         if block.shape != (need,):
             raise ValueError(f"a parameter block of shape {block.shape} for widths {w}, which need ({need},)")
         if not np.isfinite(block).all():
