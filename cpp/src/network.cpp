@@ -20,6 +20,7 @@
 #include "loggrad/interrupt.hpp"
 #include "loggrad/memory.hpp"
 #include "loggrad/parallel.hpp"
+#include "schedule.hpp"
 #include "simd.hpp"
 
 #if defined(__unix__) || defined(__APPLE__)
@@ -172,6 +173,8 @@ const char* quantity_name(Quantity q) {
                       " loggrad's exponent range (|log2| < 2^60)" + (detail.empty() ? "" : "; " + detail));
 }
 
+}  // namespace
+
 // The flushes of one pass: their count and where the first was, in the order
 // of a layer-by-layer sweep (forward layers up, the loss, backward layers
 // down; within a backward layer the weight gradients before the input
@@ -214,20 +217,7 @@ struct PassFlush {
     }
 };
 
-// The pass this thread works for (null: underflow throws). Set by the entry
-// points on the calling thread, and by every task this file hands to the pool.
-thread_local PassFlush* tl_pass = nullptr;
-
-class PassScope {
-public:
-    explicit PassScope(PassFlush* p) : saved_(tl_pass) { tl_pass = p; }
-    ~PassScope() { tl_pass = saved_; }
-    PassScope(const PassScope&) = delete;
-    PassScope& operator=(const PassScope&) = delete;
-
-private:
-    PassFlush* saved_;
-};
+namespace {
 
 // After a range test found bits (as simd::out_of_range's): throws for a value
 // above the range, or below it where the pass raises; else flushes the values
@@ -250,23 +240,6 @@ void settle_range(double* m, exp_t* e, std::size_t n, std::size_t l, Quantity q,
 void check_range(double* m, exp_t* e, std::size_t n, std::size_t l, Quantity q) {
     const std::uint64_t bits = simd::out_of_range(m, e, n);
     if (bits >> 62) settle_range(m, e, n, l, q, bits);
-}
-
-// parallel_rows for work that may meet a range check: the pool's threads
-// work for the caller's pass. Small arrays run on the calling thread, as
-// parallel_rows runs them, without touching the thread-local state.
-template <class F>
-void pass_rows(std::size_t rows, std::size_t row_len, F&& fn) {
-    const std::size_t per = std::max<std::size_t>(1, kElemGrain / std::max<std::size_t>(1, row_len));
-    if (rows < 2 * per) {
-        if (rows) fn(std::size_t(0), rows);
-        return;
-    }
-    PassFlush* pass = tl_pass;
-    parallel_chunks(rows, per, [&](std::size_t r0, std::size_t r1) {
-        const PassScope scope(pass);
-        fn(r0, r1);
-    });
 }
 
 std::string layer_tag(std::size_t l) { return "layer " + std::to_string(l); }
@@ -472,91 +445,6 @@ struct ExtStore {
     std::vector<std::size_t> aoff, doff;
 };
 
-std::size_t max_width(const Architecture& net) {
-    return *std::max_element(net.widths().begin(), net.widths().end());
-}
-
-// Through the forward pass and the backward chain the rows of a batch are
-// independent: blocks of kBlockRows rows then run on the engine's threads with
-// no synchronisation per layer (narrow layers give each layer too little work
-// to share). The blocks depend on the sizes only, never on the thread count,
-// so results do not either. Wide layers share each product instead.
-constexpr std::size_t kBlockRows = 32;
-constexpr std::size_t kBlockMaxWidth = 128;
-
-std::size_t row_blocks(const Architecture& net, std::size_t batch) {
-    if (batch < 2 * kBlockRows || max_width(net) > kBlockMaxWidth) return 1;
-    return (batch + kBlockRows - 1) / kBlockRows;
-}
-
-// A block's failure: the layer it stopped at and what was thrown there.
-struct Failure {
-    std::size_t layer = 0;
-    std::exception_ptr error;
-};
-
-// Rethrows the failure a layer-by-layer pass over the whole batch would have
-// met first: the lowest layer going forward, the highest going back; among
-// blocks that failed at the same layer, the first (its rows come first).
-void rethrow_first(const std::vector<Failure>& failures, bool forward) {
-    const Failure* first = nullptr;
-    for (const Failure& f : failures)
-        if (f.error && (!first || (forward ? f.layer < first->layer : f.layer > first->layer))) first = &f;
-    if (first) std::rethrow_exception(first->error);
-}
-
-// Rows [r0, r1) of block b of nb.
-std::pair<std::size_t, std::size_t> block_rows(std::size_t b, std::size_t nb, std::size_t batch) {
-    if (nb == 1) return {0, batch};
-    return {b * kBlockRows, std::min(batch, (b + 1) * kBlockRows)};
-}
-
-// dL/da during the backward chain is kept in block layout: the rows of the
-// block starting at row r0 begin at r0 * maxw (one block: plain batch-major).
-// Rearranges batch x n values in place from batch-major into that layout.
-template <class T>
-void to_block_layout(T* g, std::size_t batch, std::size_t n, std::size_t maxw, std::size_t nb) {
-    for (std::size_t b = nb; b-- > 1;) {  // from the last block: each target lies at or after its source
-        const auto [r0, r1] = block_rows(b, nb, batch);
-        std::copy_backward(g + r0 * n, g + r1 * n, g + r0 * maxw + (r1 - r0) * n);
-    }
-}
-
-// Copies batch x n values from block layout into batch-major `out`.
-template <class T>
-void from_block_layout(const T* g, std::size_t batch, std::size_t n, std::size_t maxw, std::size_t nb, T* out) {
-    for (std::size_t b = 0; b < nb; ++b) {
-        const auto [r0, r1] = block_rows(b, nb, batch);
-        std::copy(g + r0 * maxw, g + r0 * maxw + (r1 - r0) * n, out + r0 * n);
-    }
-}
-
-// Runs fn(r0, r1) for every block of rows; the failures it records by block.
-template <class F>
-void for_each_block(std::size_t batch, std::size_t nb, F&& fn) {
-    if (nb == 1) {  // on the calling thread: the layers inside may still share the pool
-        fn(std::size_t(0), batch);
-        return;
-    }
-    PassFlush* pass = tl_pass;
-    parallel_for(nb, [&](std::size_t b) {
-        const PassScope scope(pass);
-        const auto [r0, r1] = block_rows(b, nb, batch);
-        fn(r0, r1);
-    });
-}
-
-// The row blocks of a forward pass over layers [l0, l1). With one block (the
-// whole batch) the pass checks each layer's parameters as it reaches them,
-// while they are in cache; with several, all are checked here, first.
-std::size_t forward_blocks(const Architecture& net, const double* params, std::size_t l0, std::size_t l1,
-                           std::size_t batch, bool check) {
-    const std::size_t nb = row_blocks(net, batch);
-    if (check && nb > 1)
-        for (std::size_t l = l0; l < l1; ++l) net.check_layer_params(params, l);
-    return nb;
-}
-
 // Where a stored range of layers [l0, l1) keeps its values: aoff[i] is the
 // offset of a_{l0+i} (batch x n, batch-major), doff[i] that of f'(z_{l0+i}).
 // Without keep, two alternating buffers of batch x maxw and no derivatives.
@@ -724,100 +612,6 @@ std::size_t grad_offset(const Architecture& net, const std::size_t* offsets, std
     return offsets ? offsets[l] : net.weight_offset(l);
 }
 
-// Layers whose weight-gradient product has fewer multiply-adds than this run
-// one per task in the gradient phase (see chain_and_gradients); larger ones
-// in turn, each product split over the threads. Tasks beside the chain leave
-// no thread waiting at a product's end; from about this size on a split
-// product keeps the threads as busy, and a task's own Workspace would hold a
-// whole gradient product.
-constexpr std::size_t kLayerTaskWork = std::size_t(1) << 26;
-
-// Below this many multiply-adds in every layer's weight-gradient product
-// (width 4 at batch 1: 16) the gradients are formed after the chain on the
-// calling thread: handing a layer to another thread costs more than forming
-// it.
-constexpr std::size_t kLayerShareWork = 64;
-
-enum class LayerSizes { tiny, small, large };
-
-// tiny: every layer in [l0, l1) below kLayerShareWork; small: every layer
-// below kLayerTaskWork (one task each); large otherwise.
-LayerSizes layer_sizes(const Architecture& net, std::size_t l0, std::size_t l1, std::size_t batch) {
-    std::size_t most = 0;
-    for (std::size_t l = l0; l < l1; ++l) most = std::max(most, batch * net.width(l) * net.width(l + 1));
-    return most < kLayerShareWork ? LayerSizes::tiny : most < kLayerTaskWork ? LayerSizes::small : LayerSizes::large;
-}
-
-// The backward pass of a segment [l0, l1): run_chain(publish) makes the deltas
-// from the top layer down, calls publish(l) once delta_l is made, and returns
-// the lowest layer whose delta is made for every row; grad(l, ws) then forms
-// layer l's weight gradient, for exactly those layers. The gradients, which
-// are independent of each other once their deltas are known, run highest
-// first: large layers in turn (each product split over the threads); small
-// ones (see kLayerTaskWork) one per task, each task with its own Workspace,
-// and with one block of rows (at batch 1 the chain is one thread's serial
-// work) while the chain goes on, each as soon as its delta is made; tiny ones
-// (kLayerShareWork) after the chain, on the calling thread. A layer's
-// result does not depend on the thread that forms it. Rethrows the highest
-// layer's gradient error: the one a layer-by-layer sweep would meet first.
-template <class Chain, class Grad>
-void chain_and_gradients(std::size_t l0, std::size_t l1, LayerSizes sizes, bool one_block, Workspace& ws,
-                         Chain&& run_chain, Grad&& grad) {
-    const auto threads = sizes == LayerSizes::tiny ? std::size_t(1) : static_cast<std::size_t>(num_threads());
-    const bool small = sizes != LayerSizes::large;
-    const std::size_t n = l1 - l0;
-    const bool overlap = small && one_block && std::min(n, threads) >= 2;
-    std::atomic<std::size_t> made{0};  // deltas made, counted from the top layer
-    std::atomic<bool> chain_over{false};
-    if (!overlap) {
-        const std::size_t lo = run_chain([](std::size_t) {});
-        if (!small || std::min(l1 - lo, threads) < 2) {
-            InterruptCheck interrupt;  // between layers (Ctrl-C)
-            for (std::size_t l = l1; l-- > lo;) {
-                interrupt();
-                grad(l, ws);
-            }
-            return;
-        }
-        made = l1 - lo;
-        chain_over = true;
-    }
-    std::atomic<std::size_t> next{0};
-    std::vector<std::exception_ptr> errors(n);  // by position in the sweep
-    std::exception_ptr chain_error;
-    const std::size_t todo = overlap ? n : made.load();  // layers whose gradients the tasks form
-    PassFlush* pass = tl_pass;
-    parallel_for(std::min(todo, threads), [&](std::size_t t) {
-        const PassScope scope(pass);
-        if (overlap && t == 0) {  // the chain (whichever thread takes task 0), then gradients like the rest
-            try {
-                run_chain([&](std::size_t l) { made.store(l1 - l, std::memory_order_release); });
-            } catch (...) {
-                chain_error = std::current_exception();
-            }
-            chain_over.store(true, std::memory_order_release);
-        }
-        Workspace local;
-        InterruptCheck interrupt;  // between layers (Ctrl-C)
-        for (std::size_t i; (i = next.fetch_add(1)) < n;) {
-            while (made.load(std::memory_order_acquire) <= i) {  // delta not made yet
-                if (chain_over.load(std::memory_order_acquire) && made.load(std::memory_order_acquire) <= i)
-                    return;  // and never will be: the chain stopped above
-                std::this_thread::yield();
-            }
-            try {
-                interrupt();
-                grad(l1 - 1 - i, t == 0 ? ws : local);
-            } catch (...) {
-                errors[i] = std::current_exception();
-            }
-        }
-    });
-    if (chain_error) std::rethrow_exception(chain_error);
-    for (const std::exception_ptr& e : errors)
-        if (e) std::rethrow_exception(e);
-}
-
 // A dense layer's parameter gradients, float64: dW (n_out x n_in) =
 // delta^T a and db (n_out) = the column sums of delta, from delta (batch x
 // n_out, dL/dz) and the layer input a (batch x n_in); and, when stats is not
@@ -833,10 +627,37 @@ void dense_backward_f64(double* dW, double* db, const double* delta, const doubl
     tensor_stats_f64(db, n_out, stats->db);
 }
 
+// delta (rows x n) = dout * f'(z_l), elementwise: dL/dz_l of a dense layer,
+// float64, from dout = dL/da_{l+1} (rows x n). delta holds f'(z_l) on entry
+// (the forward pass stored it there) and is written over.
+void dense_delta_f64(double* delta, const double* dout, std::size_t rows, std::size_t n) {
+    parallel_rows(rows, n, [&](std::size_t q0, std::size_t q1) {
+        for (std::size_t o = q0 * n; o < q1 * n; ++o) delta[o] *= dout[o];
+    });
+}
+
+// A dense layer's step back through the chain, float64: dinp (rows x n_in) =
+// dL/da_l = delta W (W: n_out x n_in, delta: rows x n_out). For a residual
+// layer dinp holds the skip's dL/da_{l+1} on entry (n_in == n_out) and the
+// branch's product is added to it; branch is the scratch that product needs.
+void dense_chain_f64(double* dinp, const double* delta, const double* W, std::size_t rows, std::size_t n_in,
+                     std::size_t n_out, bool residual, Buffer<double>& branch) {
+    if (!residual) {
+        gemm(false, false, rows, n_in, n_out, delta, W, dinp);
+        return;
+    }
+    branch.resize(rows * n_in);
+    gemm(false, false, rows, n_in, n_out, delta, W, branch.data());
+    parallel_rows(rows, n_in, [&](std::size_t q0, std::size_t q1) {
+        for (std::size_t o = q0 * n_in; o < q1 * n_in; ++o) dinp[o] += branch[o];
+    });
+}
+
 // Back through the layers [l0, l1) of one stored segment. First the chain,
-// layer by layer: delta_l = dL/da_{l+1} * f'(z_l) (elementwise, written over
-// f'(z_l)) and dL/da_l = delta_l W_l into g. Then the weight gradients
-// dW_l = delta_l^T a_l and db_l, which depend on nothing but their own layer.
+// layer by layer: delta_l = dL/da_{l+1} * f'(z_l) (written over f'(z_l)) and
+// dL/da_l = delta_l W_l into g. Then the weight gradients dW_l = delta_l^T a_l
+// and db_l, which depend on nothing but their own layer (chain_and_gradients
+// runs them beside the chain where that pays).
 void backward_segment_f64(const Architecture& net, const double* params, std::size_t l0, std::size_t l1,
                           std::size_t batch, F64Store& st, Buffer<double>& g, const GradF64& res) {
     const std::size_t maxw = max_width(net), nb = row_blocks(net, batch);
@@ -856,22 +677,10 @@ void backward_segment_f64(const Architecture& net, const double* params, std::si
                 interrupt();
                 const std::size_t n_in = net.width(l), n_out = net.width(l + 1);
                 double* delta = st.ders.data() + st.doff[l - l0] + r0 * n_out;
-                parallel_rows(rows, n_out, [&](std::size_t q0, std::size_t q1) {
-                    for (std::size_t o = q0 * n_out; o < q1 * n_out; ++o) delta[o] *= gb[o];
-                });
+                dense_delta_f64(delta, gb, rows, n_out);
                 publish(l);
                 if (l == 0 && !res.dx) continue;
-                const double* W = params + net.weight_offset(l);
-                if (!net.residual(l)) {
-                    gemm(false, false, rows, n_in, n_out, delta, W, gb);
-                    continue;
-                }
-                // dL/da_l = dL/da_{l+1} (the skip) + delta_l W_l (the branch)
-                branch.resize(rows * n_in);
-                gemm(false, false, rows, n_in, n_out, delta, W, branch.data());
-                parallel_rows(rows, n_in, [&](std::size_t q0, std::size_t q1) {
-                    for (std::size_t o = q0 * n_in; o < q1 * n_in; ++o) gb[o] += branch[o];
-                });
+                dense_chain_f64(gb, delta, params + net.weight_offset(l), rows, n_in, n_out, net.residual(l), branch);
             }
         });
         return l0;
@@ -983,6 +792,72 @@ void dense_backward_ext(ExtMat dW, ExtMat db, ExtCMat delta, ExtCMat a, std::siz
     tensor_stats_ext(db.m, db.e, n_out, stats->db);
 }
 
+// Whether layer l's chain factor is relu's or identity's f', 1 or 0, so that
+// a select gives the product's bits (a residual layer's factor is s f'(z)).
+bool unit_derivative(const Architecture& net, std::size_t l) {
+    return (net.activation(l) == Activation::relu || net.activation(l) == Activation::identity) && !net.residual(l);
+}
+
+// delta (rows x n) = dout * f'(z_l), elementwise (never lost): dL/dz_l of a
+// dense layer, extended, from dout = dL/da_{l+1} (rows x n). delta holds
+// f'(z_l) on entry and is written over; unit: f' is 1 or 0 (unit_derivative).
+void dense_delta_ext(ExtMat delta, ExtCMat dout, std::size_t rows, std::size_t n, bool unit) {
+    parallel_rows(rows, n, [&](std::size_t q0, std::size_t q1) {
+        const std::size_t q = q0 * n, k = (q1 - q0) * n;
+        if (unit) simd::select_n(k, dout.m + q, dout.e + q, delta.m + q, delta.e + q);
+        else simd::mul_n(k, dout.m + q, dout.e + q, delta.m + q, delta.e + q);
+    });
+}
+
+// What the extended chain carries from one layer's step to the next.
+struct ChainCarry {
+    bool made = false;    // the step above made this layer's delta (fused with its product)
+    bool scaled = false;  // and left its rows scaled in the Workspace, where the next product starts
+    bool exact = false;   // the last product needs no exact recomputation (ext_gemm_xw_product's result)
+};
+
+// A dense layer's step back through the chain, extended, for `rows` rows:
+// the product delta W_l (delta: rows x n_out, dL/dz_l; W_l: n_out x n_in)
+// with its rows scaled to common exponents, then either
+// - fused (where fuse allows it and the product is exact): delta_below
+//   (rows x n_in) = (delta W_l) * f'(z_{l-1}), written over f'(z_{l-1}),
+//   without writing dL/da_l (ext_gemm_xw_chain; unit_below: f'(z_{l-1}) is 1
+//   or 0), its rows left scaled for the next step's product; or
+// - dinp (rows x n_in) = dL/da_l = delta W_l, plus, for a residual layer, the
+//   skip's dL/da_{l+1}, which dinp holds on entry (skip: scratch for it).
+// Values past the exponent range: above it throws range_error naming layer
+// l; below it flushes them and counts them for the pass (settle_range,
+// settle_chain_underflow), or throws where the pass raises.
+void dense_chain_ext(ExtMat dinp, ExtMat delta_below, ExtCMat delta, const double* W, std::size_t rows,
+                     std::size_t n_in, std::size_t n_out, std::size_t l, bool fuse, bool unit_below, bool residual,
+                     ChainCarry& carry, Workspace& w, Buffer<double>& skm, Buffer<exp_t>& ske) {
+    if (carry.made && carry.scaled) ext_gemm_xw_scaled(w, rows, n_in, n_out, W, false);
+    else carry.exact = ext_gemm_xw_product(w, rows, n_in, n_out, delta, W, false);
+    std::uint64_t range = 0;
+    carry.made = carry.scaled = carry.exact && fuse;
+    if (residual) {
+        skm.resize(rows * n_out);
+        ske.resize(rows * n_out);
+        std::copy(dinp.m, dinp.m + rows * n_out, skm.data());
+        std::copy(dinp.e, dinp.e + rows * n_out, ske.data());
+    }
+    if (carry.made)
+        carry.exact = ext_gemm_xw_chain(w, rows, n_in, n_out, delta, W, false, unit_below, delta_below, dinp, &range);
+    else
+        ext_gemm_xw_finish(w, rows, n_in, n_out, delta, W, false, dinp, &range);
+    if (residual) {  // dL/da_l = the branch's delta_l W_l + the skip's dL/da_{l+1}
+        simd::add_n(rows * n_in, dinp.m, dinp.e, skm.data(), ske.data());
+        range |= simd::out_of_range(dinp.m, dinp.e, rows * n_in);
+    }
+    if (!(range >> 62)) return;
+    if (carry.made) {
+        settle_chain_underflow(rows, n_in, n_out, delta, W, range, l, dinp.m, dinp.e, delta_below.m, delta_below.e);
+        carry.scaled = false;  // the next product starts from the settled delta
+    } else {
+        settle_range(dinp.m, dinp.e, rows * n_in, l, Quantity::input_gradients, range);
+    }
+}
+
 // Extended counterpart of backward_segment_f64: the chain, then the weight
 // gradients. When the chain stops at layer l (an input gradient out of range),
 // the gradients of layers l..l1-1 are still formed first, so that the error
@@ -1003,68 +878,30 @@ void backward_segment_ext(const Architecture& net, const double* params, std::si
             const std::size_t rows = r1 - r0;
             Workspace local;
             Workspace& w = nb == 1 ? ws : local;
-            double* gmb = gm.data() + r0 * maxw;  // this block's rows of dL/da
-            exp_t* geb = ge.data() + r0 * maxw;
-            // relu's and identity's f' are 1 or 0: a select gives the product's bits.
-            const auto unit_der = [&](std::size_t l) {
-                return (net.activation(l) == Activation::relu || net.activation(l) == Activation::identity) &&
-                       !net.residual(l);  // a residual layer's factor is s f'(z)
-            };
+            const ExtMat g{gm.data() + r0 * maxw, ge.data() + r0 * maxw};  // this block's rows of dL/da
             Buffer<double> skm;  // residual layers: dL/da_{l+1}, kept for the skip
             Buffer<exp_t> ske;
-            // delta_l made by the step above; and scaled in w (else the product starts from it)
-            bool made = false, scaled = false, exact = false;
+            ChainCarry carry;
             InterruptCheck interrupt;  // between layers (Ctrl-C)
             for (std::size_t l = l1; l-- > l0;) {
                 interrupt();
                 const std::size_t n_in = net.width(l), n_out = net.width(l + 1), o = st.doff[l - l0] + r0 * n_out;
-                double* dm = st.dm.data() + o;
-                exp_t* de = st.de.data() + o;
-                if (!made)  // delta = dL/da_{l+1} * f'(z_l), elementwise (never lost)
-                    parallel_rows(rows, n_out, [&](std::size_t q0, std::size_t q1) {
-                        const std::size_t q = q0 * n_out, n = (q1 - q0) * n_out;
-                        if (unit_der(l)) simd::select_n(n, gmb + q, geb + q, dm + q, de + q);
-                        else simd::mul_n(n, gmb + q, geb + q, dm + q, de + q);
-                    });
+                const ExtMat delta{st.dm.data() + o, st.de.data() + o};  // f'(z_l), then delta_l
+                if (!carry.made) dense_delta_ext(delta, ExtCMat{g.m, g.e}, rows, n_out, unit_derivative(net, l));
                 publish(l);
                 if (l == 0 && !res.dx.m) break;
-                const double* W = params + net.weight_offset(l);
-                if (made && scaled) ext_gemm_xw_scaled(w, rows, n_in, n_out, W, false);
-                else exact = ext_gemm_xw_product(w, rows, n_in, n_out, ExtCMat{dm, de}, W, false);
-                std::uint64_t range = 0;
-                // Within the segment, delta_{l-1} straight from the product, without
-                // writing dL/da_l (ext_gemm_xw_chain); else dL/da_l as it is. Not
-                // through residual layers: their dL/da adds the skip.
-                made = scaled = exact && l > l0 && !net.residual(l) && !net.residual(l - 1);
-                const bool skip = net.residual(l);
-                if (skip) {
-                    skm.resize(rows * n_out);
-                    ske.resize(rows * n_out);
-                    std::copy(gmb, gmb + rows * n_out, skm.data());
-                    std::copy(geb, geb + rows * n_out, ske.data());
-                }
-                if (made) {
+                // Fused only within the segment (f'(z_{l-1}) is stored) and not
+                // through residual layers, whose dL/da adds the skip.
+                const bool fuse = l > l0 && !net.residual(l) && !net.residual(l - 1);
+                ExtMat below{nullptr, nullptr};
+                if (fuse) {
                     const std::size_t o1 = st.doff[l - 1 - l0] + r0 * n_in;
-                    exact = ext_gemm_xw_chain(w, rows, n_in, n_out, ExtCMat{dm, de}, W, false, unit_der(l - 1),
-                                              ExtMat{st.dm.data() + o1, st.de.data() + o1}, ExtMat{gmb, geb}, &range);
-                } else {
-                    ext_gemm_xw_finish(w, rows, n_in, n_out, ExtCMat{dm, de}, W, false, ExtMat{gmb, geb}, &range);
-                }
-                if (skip) {  // dL/da_l = the branch's delta_l W_l + the skip's dL/da_{l+1}
-                    simd::add_n(rows * n_in, gmb, geb, skm.data(), ske.data());
-                    range |= simd::out_of_range(gmb, geb, rows * n_in);
+                    below = ExtMat{st.dm.data() + o1, st.de.data() + o1};
                 }
                 try {
-                    if (range >> 62) {
-                        if (made) {
-                            settle_chain_underflow(rows, n_in, n_out, ExtCMat{dm, de}, W, range, l, gmb, geb,
-                                                   st.dm.data() + st.doff[l - 1 - l0] + r0 * n_in,
-                                                   st.de.data() + st.doff[l - 1 - l0] + r0 * n_in);
-                            scaled = false;  // the next product starts from the settled delta
-                        } else {
-                            settle_range(gmb, geb, rows * n_in, l, Quantity::input_gradients, range);
-                        }
-                    }
+                    dense_chain_ext(g, below, ExtCMat{delta.m, delta.e}, params + net.weight_offset(l), rows, n_in,
+                                    n_out, l, fuse, fuse && unit_derivative(net, l - 1), net.residual(l), carry, w,
+                                    skm, ske);
                 } catch (...) {
                     failures[r0 / kBlockRows] = Failure{l, std::current_exception()};
                     return;
