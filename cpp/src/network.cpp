@@ -39,6 +39,7 @@ Architecture::Architecture(std::vector<std::size_t> widths, std::vector<Activati
     for (std::size_t i = 0; i < widths_.size(); ++i)
         if (widths_[i] == 0)
             throw std::invalid_argument("width " + std::to_string(i) + " is zero: every layer needs at least one unit");
+    max_width_ = *std::max_element(widths_.begin(), widths_.end());
     offsets_.resize(activations_.size() + 1);
     offsets_[0] = 0;
     for (std::size_t l = 0; l < activations_.size(); ++l)
@@ -452,7 +453,7 @@ struct ExtStore {
 std::pair<std::size_t, std::size_t> plan_store(const Architecture& net, std::size_t l0, std::size_t l1,
                                                std::size_t batch, bool keep, std::vector<std::size_t>& aoff,
                                                std::vector<std::size_t>& doff) {
-    const std::size_t n = l1 - l0, maxw = max_width(net);
+    const std::size_t n = l1 - l0, maxw = net.max_width();
     aoff.assign(n + 1, 0);
     doff.assign(n, 0);
     std::size_t atotal = 0, dtotal = 0;
@@ -473,7 +474,7 @@ std::pair<std::size_t, std::size_t> plan_store(const Architecture& net, std::siz
 // two alternating activation buffers are used.
 void forward_range_ext(const Architecture& net, const double* params, std::size_t l0, std::size_t l1,
                        std::size_t batch, ExtCMat in, bool keep, ExtStore& st, Workspace& ws, bool check) {
-    const std::size_t n = l1 - l0, maxw = max_width(net);
+    const std::size_t n = l1 - l0, maxw = net.max_width();
     const auto [atotal, dtotal] = plan_store(net, l0, l1, batch, keep, st.aoff, st.doff);
     reserve_check((atotal + dtotal + batch * maxw) * (sizeof(double) + sizeof(exp_t)),
                   "this pass (stored activations; backward(checkpoint=...) stores fewer)");
@@ -570,7 +571,7 @@ void forward_layer_f64(const Architecture& net, const double* params, std::size_
 
 void forward_range_f64(const Architecture& net, const double* params, std::size_t l0, std::size_t l1,
                        std::size_t batch, const double* in, bool keep, F64Store& st, bool check) {
-    const std::size_t n = l1 - l0, maxw = max_width(net);
+    const std::size_t n = l1 - l0, maxw = net.max_width();
     const auto [atotal, dtotal] = plan_store(net, l0, l1, batch, keep, st.aoff, st.doff);
     reserve_check((atotal + dtotal + batch * maxw) * sizeof(double),
                   "this pass (stored activations; backward(checkpoint=...) stores fewer)");
@@ -630,7 +631,11 @@ void dense_backward_f64(double* dW, double* db, const double* delta, const doubl
 // delta (rows x n) = dout * f'(z_l), elementwise: dL/dz_l of a dense layer,
 // float64, from dout = dL/da_{l+1} (rows x n). delta holds f'(z_l) on entry
 // (the forward pass stored it there) and is written over.
-void dense_delta_f64(double* delta, const double* dout, std::size_t rows, std::size_t n) {
+inline void dense_delta_f64(double* delta, const double* dout, std::size_t rows, std::size_t n) {
+    if (rows * n < kElemGrain) {  // a narrow layer: the loop alone, where a call would cost as much
+        for (std::size_t o = 0; o < rows * n; ++o) delta[o] *= dout[o];
+        return;
+    }
     parallel_rows(rows, n, [&](std::size_t q0, std::size_t q1) {
         for (std::size_t o = q0 * n; o < q1 * n; ++o) delta[o] *= dout[o];
     });
@@ -640,7 +645,7 @@ void dense_delta_f64(double* delta, const double* dout, std::size_t rows, std::s
 // dL/da_l = delta W (W: n_out x n_in, delta: rows x n_out). For a residual
 // layer dinp holds the skip's dL/da_{l+1} on entry (n_in == n_out) and the
 // branch's product is added to it; branch is the scratch that product needs.
-void dense_chain_f64(double* dinp, const double* delta, const double* W, std::size_t rows, std::size_t n_in,
+inline void dense_chain_f64(double* dinp, const double* delta, const double* W, std::size_t rows, std::size_t n_in,
                      std::size_t n_out, bool residual, Buffer<double>& branch) {
     if (!residual) {
         gemm(false, false, rows, n_in, n_out, delta, W, dinp);
@@ -660,7 +665,7 @@ void dense_chain_f64(double* dinp, const double* delta, const double* W, std::si
 // runs them beside the chain where that pays).
 void backward_segment_f64(const Architecture& net, const double* params, std::size_t l0, std::size_t l1,
                           std::size_t batch, F64Store& st, Buffer<double>& g, const GradF64& res) {
-    const std::size_t maxw = max_width(net), nb = row_blocks(net, batch);
+    const std::size_t maxw = net.max_width(), nb = row_blocks(net, batch);
     if (res.stats)  // f'(z_l), before the chain writes delta_l over it; one task per run of layers
         parallel_chunks(l1 - l0, 8, [&](std::size_t i0, std::size_t i1) {
             for (std::size_t i = i0; i < i1; ++i)
@@ -699,8 +704,7 @@ void backward_segment_f64(const Architecture& net, const double* params, std::si
 }  // namespace
 
 std::size_t backward_workspace_bytes(const Architecture& net, std::size_t batch, bool extended) {
-    std::size_t maxw = 0;
-    for (std::size_t w : net.widths()) maxw = std::max(maxw, w);
+    const std::size_t maxw = net.max_width();
     const std::size_t values = batch * (2 * net.unit_count() - net.n_in() + 4 * maxw);
     return values * (extended ? sizeof(double) + sizeof(exp_t) : sizeof(double));
 }
@@ -794,14 +798,14 @@ void dense_backward_ext(ExtMat dW, ExtMat db, ExtCMat delta, ExtCMat a, std::siz
 
 // Whether layer l's chain factor is relu's or identity's f', 1 or 0, so that
 // a select gives the product's bits (a residual layer's factor is s f'(z)).
-bool unit_derivative(const Architecture& net, std::size_t l) {
+inline bool unit_derivative(const Architecture& net, std::size_t l) {
     return (net.activation(l) == Activation::relu || net.activation(l) == Activation::identity) && !net.residual(l);
 }
 
 // delta (rows x n) = dout * f'(z_l), elementwise (never lost): dL/dz_l of a
 // dense layer, extended, from dout = dL/da_{l+1} (rows x n). delta holds
 // f'(z_l) on entry and is written over; unit: f' is 1 or 0 (unit_derivative).
-void dense_delta_ext(ExtMat delta, ExtCMat dout, std::size_t rows, std::size_t n, bool unit) {
+inline void dense_delta_ext(ExtMat delta, ExtCMat dout, std::size_t rows, std::size_t n, bool unit) {
     parallel_rows(rows, n, [&](std::size_t q0, std::size_t q1) {
         const std::size_t q = q0 * n, k = (q1 - q0) * n;
         if (unit) simd::select_n(k, dout.m + q, dout.e + q, delta.m + q, delta.e + q);
@@ -865,7 +869,7 @@ void dense_chain_ext(ExtMat dinp, ExtMat delta_below, ExtCMat delta, const doubl
 void backward_segment_ext(const Architecture& net, const double* params, std::size_t l0, std::size_t l1,
                           std::size_t batch, ExtStore& st, Buffer<double>& gm, Buffer<exp_t>& ge,
                           const GradExt& res, Workspace& ws) {
-    const std::size_t maxw = max_width(net), nb = row_blocks(net, batch);
+    const std::size_t maxw = net.max_width(), nb = row_blocks(net, batch);
     if (res.stats)  // f'(z_l), before the chain writes delta_l over it; one task per run of layers
         parallel_chunks(l1 - l0, 8, [&](std::size_t i0, std::size_t i1) {
             for (std::size_t i = i0; i < i1; ++i)
@@ -986,7 +990,7 @@ void begin_tape(const Architecture& net, std::size_t batch, std::size_t checkpoi
 void forward_tape_ext_unchecked(const Architecture& net, const double* params, const double* x, std::size_t batch,
                                 std::size_t checkpoint, Tape::Impl& t) {
     begin_tape(net, batch, checkpoint, t);
-    const std::size_t L = net.depth(), C = t.seg, nseg = t.nseg, maxw = max_width(net);
+    const std::size_t L = net.depth(), C = t.seg, nseg = t.nseg, maxw = net.max_width();
     ExtStore& st = t.est;
     Buffer<double> xm;  // inputs
     Buffer<exp_t> xe;
@@ -1019,7 +1023,7 @@ void forward_tape_ext_unchecked(const Architecture& net, const double* params, c
 void forward_tape_f64_unchecked(const Architecture& net, const double* params, const double* x, std::size_t batch,
                                 std::size_t checkpoint, Tape::Impl& t) {
     begin_tape(net, batch, checkpoint, t);
-    const std::size_t L = net.depth(), C = t.seg, nseg = t.nseg, maxw = max_width(net);
+    const std::size_t L = net.depth(), C = t.seg, nseg = t.nseg, maxw = net.max_width();
     F64Store& st = t.fst;
     t.outm.resize(batch * maxw);  // the current segment's output (at last, the network's)
     if (nseg == 1) {
@@ -1056,7 +1060,7 @@ void release(Tape::Impl& t) {
 
 void backward_tape_ext_unchecked(const Architecture& net, const double* params, Tape::Impl& t, const Target& target,
                                  const GradExt& res) {
-    const std::size_t L = net.depth(), C = t.seg, nseg = t.nseg, maxw = max_width(net), batch = t.batch;
+    const std::size_t L = net.depth(), C = t.seg, nseg = t.nseg, maxw = net.max_width(), batch = t.batch;
     ExtStore& st = t.est;
     Buffer<double> gm;  // dL/da of the layer reached
     Buffer<exp_t> ge;
@@ -1101,7 +1105,7 @@ void backward_tape_ext_unchecked(const Architecture& net, const double* params, 
 
 void backward_tape_f64_unchecked(const Architecture& net, const double* params, Tape::Impl& t, const Target& target,
                                  const GradF64& res) {
-    const std::size_t L = net.depth(), C = t.seg, nseg = t.nseg, maxw = max_width(net), batch = t.batch;
+    const std::size_t L = net.depth(), C = t.seg, nseg = t.nseg, maxw = net.max_width(), batch = t.batch;
     F64Store& st = t.fst;
     Buffer<double> g;  // dL/da of the layer reached
     g.resize(batch * maxw);

@@ -7,12 +7,8 @@ namespace loggrad {
 
 thread_local PassFlush* tl_pass = nullptr;
 
-std::size_t max_width(const Architecture& net) {
-    return *std::max_element(net.widths().begin(), net.widths().end());
-}
-
 std::size_t row_blocks(const Architecture& net, std::size_t batch) {
-    if (batch < 2 * kBlockRows || max_width(net) > kBlockMaxWidth) return 1;
+    if (batch < 2 * kBlockRows || net.max_width() > kBlockMaxWidth) return 1;
     return (batch + kBlockRows - 1) / kBlockRows;
 }
 

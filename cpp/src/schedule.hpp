@@ -64,8 +64,6 @@ void pass_rows(std::size_t rows, std::size_t row_len, F&& fn) {
     });
 }
 
-std::size_t max_width(const Architecture& net);
-
 // -- row blocks ---------------------------------------------------------------
 
 // Rows per block, and the widest network that runs in blocks: wider layers
