@@ -438,13 +438,53 @@ void forward_layer_ext(const Architecture& net, const double* params, std::size_
 
 namespace {
 
-// Storage of one extended pass: activations a_0..a_L and derivatives
-// f'(z_0)..f'(z_{L-1}) of every layer, batch-major within a layer.
-struct ExtStore {
-    Buffer<double> am, dm;
-    Buffer<exp_t> ae, de;
-    std::vector<std::size_t> aoff, doff;
+// The values of one precision, as planes: float64 (one double per value)
+// or extended (a mantissa and a binary exponent per value). The passes below
+// that differ between the precisions only in these are written once, over
+// the planes type P.
+struct F64Planes {
+    using Mat = double*;
+    using CMat = const double*;
+    static constexpr std::size_t kValueBytes = sizeof(double);
+    Buffer<double> m;  // the values
+    void resize(std::size_t n) { m.resize(n); }
+    Mat at(std::size_t o) { return m.data() + o; }
 };
+
+struct ExtPlanes {
+    using Mat = ExtMat;
+    using CMat = ExtCMat;
+    static constexpr std::size_t kValueBytes = sizeof(double) + sizeof(exp_t);
+    Buffer<double> m;  // mantissas
+    Buffer<exp_t> e;   // binary exponents
+    void resize(std::size_t n) {
+        m.resize(n);
+        e.resize(n);
+    }
+    Mat at(std::size_t o) { return ExtMat{m.data() + o, e.data() + o}; }
+};
+
+// A read-only view o values on; a view made read-only; n values copied.
+inline const double* shift(const double* p, std::size_t o) { return p + o; }
+inline ExtCMat shift(ExtCMat p, std::size_t o) { return ExtCMat{p.m + o, p.e + o}; }
+inline const double* readonly(double* p) { return p; }
+inline ExtCMat readonly(ExtMat p) { return ExtCMat{p.m, p.e}; }
+inline void copy_values(const double* from, std::size_t n, double* to) { std::copy(from, from + n, to); }
+inline void copy_values(ExtCMat from, std::size_t n, ExtMat to) {
+    std::copy(from.m, from.m + n, to.m);
+    std::copy(from.e, from.e + n, to.e);
+}
+
+// Storage of a pass over layers [l0, l1) for the backward sweep, batch-major
+// within a layer (see plan_store).
+template <class P>
+struct Store {
+    P a;                                  // a_{l0} .. a_{l1}
+    P d;                                  // f'(z_{l0}) .. f'(z_{l1-1}); the backward chain writes delta_l over f'(z_l)
+    std::vector<std::size_t> aoff, doff;  // where each layer's rows start in a and in d
+};
+using ExtStore = Store<ExtPlanes>;
+using F64Store = Store<F64Planes>;
 
 // Where a stored range of layers [l0, l1) keeps its values: aoff[i] is the
 // offset of a_{l0+i} (batch x n, batch-major), doff[i] that of f'(z_{l0+i}).
@@ -469,64 +509,6 @@ std::pair<std::size_t, std::size_t> plan_store(const Architecture& net, std::siz
     return {atotal, dtotal};
 }
 
-// Runs layers [l0, l1) from `in` (batch x n_{l0}). st then holds a_{l0}..a_{l1}
-// (indexed l - l0) and, when keep, f'(z_l) for l in [l0, l1); without keep only
-// two alternating activation buffers are used.
-void forward_range_ext(const Architecture& net, const double* params, std::size_t l0, std::size_t l1,
-                       std::size_t batch, ExtCMat in, bool keep, ExtStore& st, Workspace& ws, bool check) {
-    const std::size_t n = l1 - l0, maxw = net.max_width();
-    const auto [atotal, dtotal] = plan_store(net, l0, l1, batch, keep, st.aoff, st.doff);
-    reserve_check((atotal + dtotal + batch * maxw) * (sizeof(double) + sizeof(exp_t)),
-                  "this pass (stored activations; backward(checkpoint=...) stores fewer)");
-    st.am.resize(atotal);
-    st.ae.resize(atotal);
-    st.dm.resize(dtotal);
-    st.de.resize(dtotal);
-    Buffer<double> zm;  // z of every row
-    Buffer<exp_t> ze;
-    zm.resize(batch * maxw);
-    ze.resize(batch * maxw);
-    if (keep) {  // a_{l0}, for the weight gradients
-        std::copy(in.m, in.m + batch * net.width(l0), st.am.data());
-        std::copy(in.e, in.e + batch * net.width(l0), st.ae.data());
-    }
-    // Blocks of rows, each through every layer. Without keep, one block
-    // alternates between st's two buffers, several between their own.
-    const std::size_t nb = forward_blocks(net, params, l0, l1, batch, check);
-    std::vector<Failure> failures(nb);
-    for_each_block(batch, nb, [&](std::size_t r0, std::size_t r1) {
-        const std::size_t rows = r1 - r0;
-        Workspace local;
-        Workspace& w = nb == 1 ? ws : local;
-        Buffer<double> bm;
-        Buffer<exp_t> be;
-        const bool own = !keep && nb > 1 && n > 1;
-        if (own) {
-            bm.resize(2 * rows * maxw);
-            be.resize(2 * rows * maxw);
-        }
-        const ExtMat z{zm.data() + r0 * maxw, ze.data() + r0 * maxw};
-        ExtCMat a{in.m + r0 * net.width(l0), in.e + r0 * net.width(l0)};
-        InterruptCheck interrupt;  // between layers (Ctrl-C)
-        for (std::size_t i = 0; i < n; ++i) {
-            const std::size_t l = l0 + i, o = r0 * net.width(l + 1);
-            ExtMat out{st.am.data() + st.aoff[i + 1] + o, st.ae.data() + st.aoff[i + 1] + o};
-            ExtMat der{nullptr, nullptr};
-            if (keep) der = ExtMat{st.dm.data() + st.doff[i] + o, st.de.data() + st.doff[i] + o};
-            else if (own && i + 1 < n) out = ExtMat{bm.data() + (i % 2) * rows * maxw, be.data() + (i % 2) * rows * maxw};
-            try {
-                interrupt();
-                forward_layer_ext(net, params, l, rows, a, out, der, z, w, check && nb == 1);
-            } catch (...) {
-                failures[r0 / kBlockRows] = Failure{l, std::current_exception()};
-                return;
-            }
-            a = ExtCMat{out.m, out.e};
-        }
-    });
-    rethrow_first(failures, true);
-}
-
 void inputs_ext(const double* x, std::size_t n, Buffer<double>& m, Buffer<exp_t>& e) {
     m.resize(n);
     e.resize(n);
@@ -536,12 +518,6 @@ void inputs_ext(const double* x, std::size_t n, Buffer<double>& m, Buffer<exp_t>
         e[i] = v.e;
     }
 }
-
-// float64 counterpart of forward_range_ext: acts[aoff[i]] is a_{l0+i}.
-struct F64Store {
-    Buffer<double> acts, ders;
-    std::vector<std::size_t> aoff, doff;
-};
 
 // One float64 layer: out = f(in W_l^T + b_l), der = f'(...) when not null; z is
 // scratch. With check, first throws as net.check_layer_params(params, l) would.
@@ -569,40 +545,60 @@ void forward_layer_f64(const Architecture& net, const double* params, std::size_
     });
 }
 
-void forward_range_f64(const Architecture& net, const double* params, std::size_t l0, std::size_t l1,
-                       std::size_t batch, const double* in, bool keep, F64Store& st, bool check) {
+// One layer of either precision (the workspace serves the extended one).
+inline void forward_layer(const Architecture& net, const double* params, std::size_t l, std::size_t batch, ExtCMat in,
+                          ExtMat out, ExtMat der, ExtMat z, Workspace& ws, bool check) {
+    forward_layer_ext(net, params, l, batch, in, out, der, z, ws, check);
+}
+inline void forward_layer(const Architecture& net, const double* params, std::size_t l, std::size_t batch,
+                          const double* in, double* out, double* der, double* z, Workspace&, bool check) {
+    forward_layer_f64(net, params, l, batch, in, out, der, z, check);
+}
+
+// Runs layers [l0, l1) from `in` (batch x n_{l0}). st then holds a_{l0}..a_{l1}
+// (indexed l - l0) and, when keep, f'(z_l) for l in [l0, l1); without keep only
+// two alternating activation buffers are used.
+template <class P>
+void forward_range(const Architecture& net, const double* params, std::size_t l0, std::size_t l1, std::size_t batch,
+                   typename P::CMat in, bool keep, Store<P>& st, Workspace& ws, bool check) {
+    using Mat = typename P::Mat;
     const std::size_t n = l1 - l0, maxw = net.max_width();
     const auto [atotal, dtotal] = plan_store(net, l0, l1, batch, keep, st.aoff, st.doff);
-    reserve_check((atotal + dtotal + batch * maxw) * sizeof(double),
+    reserve_check((atotal + dtotal + batch * maxw) * P::kValueBytes,
                   "this pass (stored activations; backward(checkpoint=...) stores fewer)");
-    st.acts.resize(atotal);
-    st.ders.resize(dtotal);
-    Buffer<double> z;  // z of every row
+    st.a.resize(atotal);
+    st.d.resize(dtotal);
+    P z;  // z of every row
     z.resize(batch * maxw);
-    if (keep) std::copy(in, in + batch * net.width(l0), st.acts.data());  // a_{l0}
-    // Blocks of rows as in forward_range_ext.
+    if (keep) copy_values(in, batch * net.width(l0), st.a.at(0));  // a_{l0}, for the weight gradients
+    // Blocks of rows, each through every layer. Without keep, one block
+    // alternates between st's two buffers, several between their own.
     const std::size_t nb = forward_blocks(net, params, l0, l1, batch, check);
     std::vector<Failure> failures(nb);
     for_each_block(batch, nb, [&](std::size_t r0, std::size_t r1) {
         const std::size_t rows = r1 - r0;
-        Buffer<double> buf;
-        const bool own = !keep && nb > 1 && n > 1;
-        if (own) buf.resize(2 * rows * maxw);
-        const double* a = in + r0 * net.width(l0);
+        Workspace local;
+        Workspace& w = nb == 1 ? ws : local;
+        P own;  // this block's two alternating buffers (no keep, several blocks)
+        const bool alternate = !keep && nb > 1 && n > 1;
+        if (alternate) own.resize(2 * rows * maxw);
+        const Mat zb = z.at(r0 * maxw);
+        auto a = shift(in, r0 * net.width(l0));
         InterruptCheck interrupt;  // between layers (Ctrl-C)
         for (std::size_t i = 0; i < n; ++i) {
             const std::size_t l = l0 + i, o = r0 * net.width(l + 1);
-            double* out = st.acts.data() + st.aoff[i + 1] + o;
-            if (own && i + 1 < n) out = buf.data() + (i % 2) * rows * maxw;
+            Mat out = st.a.at(st.aoff[i + 1] + o);
+            Mat der{};  // null: not stored
+            if (keep) der = st.d.at(st.doff[i] + o);
+            else if (alternate && i + 1 < n) out = own.at((i % 2) * rows * maxw);
             try {
                 interrupt();
-                forward_layer_f64(net, params, l, rows, a, out, keep ? st.ders.data() + st.doff[i] + o : nullptr,
-                                  z.data() + r0 * maxw, check && nb == 1);
+                forward_layer(net, params, l, rows, a, out, der, zb, w, check && nb == 1);
             } catch (...) {
                 failures[r0 / kBlockRows] = Failure{l, std::current_exception()};
                 return;
             }
-            a = out;
+            a = readonly(out);
         }
     });
     rethrow_first(failures, true);
@@ -669,7 +665,7 @@ void backward_segment_f64(const Architecture& net, const double* params, std::si
     if (res.stats)  // f'(z_l), before the chain writes delta_l over it; one task per run of layers
         parallel_chunks(l1 - l0, 8, [&](std::size_t i0, std::size_t i1) {
             for (std::size_t i = i0; i < i1; ++i)
-                derivative_stats_f64(st.ders.data() + st.doff[i], batch * net.width(l0 + i + 1),
+                derivative_stats_f64(st.d.m.data() + st.doff[i], batch * net.width(l0 + i + 1),
                                      res.stats[l0 + i].der);
         });
     const auto chain = [&](auto&& publish) {
@@ -681,7 +677,7 @@ void backward_segment_f64(const Architecture& net, const double* params, std::si
             for (std::size_t l = l1; l-- > l0;) {
                 interrupt();
                 const std::size_t n_in = net.width(l), n_out = net.width(l + 1);
-                double* delta = st.ders.data() + st.doff[l - l0] + r0 * n_out;
+                double* delta = st.d.m.data() + st.doff[l - l0] + r0 * n_out;
                 dense_delta_f64(delta, gb, rows, n_out);
                 publish(l);
                 if (l == 0 && !res.dx) continue;
@@ -696,8 +692,8 @@ void backward_segment_f64(const Architecture& net, const double* params, std::si
         const std::size_t go = grad_offset(net, res.grad_offset, l);
         if (go == kNoGradient) return;
         const std::size_t n_in = net.width(l), n_out = net.width(l + 1), i = l - l0;
-        dense_backward_f64(res.grad + go, res.grad + go + n_out * n_in, st.ders.data() + st.doff[i],
-                           st.acts.data() + st.aoff[i], batch, n_in, n_out, res.stats ? &res.stats[l] : nullptr);
+        dense_backward_f64(res.grad + go, res.grad + go + n_out * n_in, st.d.m.data() + st.doff[i],
+                           st.a.m.data() + st.aoff[i], batch, n_in, n_out, res.stats ? &res.stats[l] : nullptr);
     });
 }
 
@@ -734,13 +730,12 @@ void forward_ext(const Architecture& net, const double* params, const double* x,
     const PassScope scope(underflow ? &pass : nullptr);
     ExtStore st;
     Workspace ws;
-    Buffer<double> xm;
-    Buffer<exp_t> xe;
-    inputs_ext(x, batch * net.n_in(), xm, xe);
-    forward_range_ext(net, params, 0, net.depth(), batch, ExtCMat{xm.data(), xe.data()}, false, st, ws, true);
+    ExtPlanes xv;
+    inputs_ext(x, batch * net.n_in(), xv.m, xv.e);
+    forward_range(net, params, 0, net.depth(), batch, readonly(xv.at(0)), false, st, ws, true);
     const std::size_t o = st.aoff[net.depth()], n = batch * net.n_out();
-    std::copy(st.am.data() + o, st.am.data() + o + n, out.m);
-    std::copy(st.ae.data() + o, st.ae.data() + o + n, out.e);
+    std::copy(st.a.m.data() + o, st.a.m.data() + o + n, out.m);
+    std::copy(st.a.e.data() + o, st.a.e.data() + o + n, out.e);
     if (underflow) pass.report(*underflow);
 }
 
@@ -748,9 +743,10 @@ void forward_f64(const Architecture& net, const double* params, const double* x,
                  std::size_t batch, double* out) {
     check_inputs(x, batch, net.n_in());
     F64Store st;
-    forward_range_f64(net, params, 0, net.depth(), batch, x, false, st, true);
+    Workspace unused;
+    forward_range(net, params, 0, net.depth(), batch, x, false, st, unused, true);
     const std::size_t o = st.aoff[net.depth()];
-    std::copy(st.acts.data() + o, st.acts.data() + o + batch * net.n_out(), out);
+    std::copy(st.a.m.data() + o, st.a.m.data() + o + batch * net.n_out(), out);
 }
 
 namespace {
@@ -863,7 +859,11 @@ void dense_chain_ext(ExtMat dinp, ExtMat delta_below, ExtCMat delta, const doubl
 }
 
 // Extended counterpart of backward_segment_f64: the chain, then the weight
-// gradients. When the chain stops at layer l (an input gradient out of range),
+// gradients. A twin rather than one template over the planes: the extended
+// chain fuses each product with the next layer's delta, carries ChainCarry
+// from layer to layer and records failures by block where the float64 chain
+// is one product per layer; written once, most of its steps would branch on
+// the precision. When the chain stops at layer l (an input gradient out of range),
 // the gradients of layers l..l1-1 are still formed first, so that the error
 // reported is the one a layer-by-layer sweep would have met first.
 void backward_segment_ext(const Architecture& net, const double* params, std::size_t l0, std::size_t l1,
@@ -873,7 +873,7 @@ void backward_segment_ext(const Architecture& net, const double* params, std::si
     if (res.stats)  // f'(z_l), before the chain writes delta_l over it; one task per run of layers
         parallel_chunks(l1 - l0, 8, [&](std::size_t i0, std::size_t i1) {
             for (std::size_t i = i0; i < i1; ++i)
-                derivative_stats_ext(st.dm.data() + st.doff[i], st.de.data() + st.doff[i],
+                derivative_stats_ext(st.d.m.data() + st.doff[i], st.d.e.data() + st.doff[i],
                                      batch * net.width(l0 + i + 1), res.stats[l0 + i].der);
         });
     std::vector<Failure> failures(nb);
@@ -890,7 +890,7 @@ void backward_segment_ext(const Architecture& net, const double* params, std::si
             for (std::size_t l = l1; l-- > l0;) {
                 interrupt();
                 const std::size_t n_in = net.width(l), n_out = net.width(l + 1), o = st.doff[l - l0] + r0 * n_out;
-                const ExtMat delta{st.dm.data() + o, st.de.data() + o};  // f'(z_l), then delta_l
+                const ExtMat delta{st.d.m.data() + o, st.d.e.data() + o};  // f'(z_l), then delta_l
                 if (!carry.made) dense_delta_ext(delta, ExtCMat{g.m, g.e}, rows, n_out, unit_derivative(net, l));
                 publish(l);
                 if (l == 0 && !res.dx.m) break;
@@ -900,7 +900,7 @@ void backward_segment_ext(const Architecture& net, const double* params, std::si
                 ExtMat below{nullptr, nullptr};
                 if (fuse) {
                     const std::size_t o1 = st.doff[l - 1 - l0] + r0 * n_in;
-                    below = ExtMat{st.dm.data() + o1, st.de.data() + o1};
+                    below = ExtMat{st.d.m.data() + o1, st.d.e.data() + o1};
                 }
                 try {
                     dense_chain_ext(g, below, ExtCMat{delta.m, delta.e}, params + net.weight_offset(l), rows, n_in,
@@ -923,8 +923,8 @@ void backward_segment_ext(const Architecture& net, const double* params, std::si
         if (go == kNoGradient) return;
         const std::size_t n_in = net.width(l), n_out = net.width(l + 1), i = l - l0, bo = go + n_out * n_in;
         dense_backward_ext(ExtMat{res.grad.m + go, res.grad.e + go}, ExtMat{res.grad.m + bo, res.grad.e + bo},
-                           ExtCMat{st.dm.data() + st.doff[i], st.de.data() + st.doff[i]},
-                           ExtCMat{st.am.data() + st.aoff[i], st.ae.data() + st.aoff[i]}, batch, n_in, n_out, l, w,
+                           ExtCMat{st.d.m.data() + st.doff[i], st.d.e.data() + st.doff[i]},
+                           ExtCMat{st.a.m.data() + st.aoff[i], st.a.e.data() + st.aoff[i]}, batch, n_in, n_out, l, w,
                            res.stats ? &res.stats[l] : nullptr);
     });
     rethrow_first(failures, false);
@@ -949,10 +949,10 @@ struct Tape::Impl {
     std::vector<std::size_t> widths;           // of the network it ran (a store's layout depends on them)
     ExtStore est;                               // extended: the last segment's store
     F64Store fst;                               // float64: the same
-    Workspace ws;
-    Buffer<double> cpm, outm;  // a_{sC} of every segment s (when nseg > 1); the network output
-    Buffer<exp_t> cpe, oute;   // their exponents (extended)
-    std::atomic<bool> busy{false};
+    Workspace ws;                               // the extended layers' scratch, kept from pass to pass
+    ExtPlanes ecp, eout;  // extended: a_{sC} of every segment s (when nseg > 1); the network output
+    F64Planes fcp, fout;  // float64: the same
+    std::atomic<bool> busy{false};              // a call is using the tape (TapeUse)
 };
 
 Tape::Tape() : impl_(std::make_unique<Impl>()) {}
@@ -987,61 +987,43 @@ void begin_tape(const Architecture& net, std::size_t batch, std::size_t checkpoi
     t.nseg = (net.depth() + t.seg - 1) / t.seg;
 }
 
-void forward_tape_ext_unchecked(const Architecture& net, const double* params, const double* x, std::size_t batch,
-                                std::size_t checkpoint, Tape::Impl& t) {
+// The forward pass of a tape, either precision: x (batch x n_0), into st
+// (the whole pass, or with checkpointing the last segment's), cp (each
+// segment's input) and out (the network output).
+template <class P>
+void forward_tape_unchecked(const Architecture& net, const double* params, typename P::CMat x, std::size_t batch,
+                            std::size_t checkpoint, Tape::Impl& t, Store<P>& st, P& cp, P& out) {
     begin_tape(net, batch, checkpoint, t);
     const std::size_t L = net.depth(), C = t.seg, nseg = t.nseg, maxw = net.max_width();
-    ExtStore& st = t.est;
-    Buffer<double> xm;  // inputs
-    Buffer<exp_t> xe;
-    inputs_ext(x, batch * net.n_in(), xm, xe);
-    t.outm.resize(batch * maxw);  // the current segment's output (at last, the network's)
-    t.oute.resize(batch * maxw);
+    out.resize(batch * maxw);  // the current segment's output (at last, the network's)
     if (nseg == 1) {
-        forward_range_ext(net, params, 0, L, batch, ExtCMat{xm.data(), xe.data()}, true, st, t.ws, true);
-        std::copy(st.am.data() + st.aoff[L], st.am.data() + st.aoff[L] + batch * net.n_out(), t.outm.data());
-        std::copy(st.ae.data() + st.aoff[L], st.ae.data() + st.aoff[L] + batch * net.n_out(), t.oute.data());
-    } else {
-        reserve_check(nseg * batch * maxw * (sizeof(double) + sizeof(exp_t)), "the checkpoints of this pass");
-        t.cpm.resize(nseg * batch * maxw);
-        t.cpe.resize(nseg * batch * maxw);
-        ExtCMat cur{xm.data(), xe.data()};
-        for (std::size_t s = 0; s < nseg; ++s) {
-            const std::size_t l0 = s * C, l1 = std::min(L, l0 + C), n0 = batch * net.width(l0);
-            std::copy(cur.m, cur.m + n0, t.cpm.data() + s * batch * maxw);
-            std::copy(cur.e, cur.e + n0, t.cpe.data() + s * batch * maxw);
-            forward_range_ext(net, params, l0, l1, batch, cur, false, st, t.ws, true);
-            const std::size_t n1 = batch * net.width(l1), last = st.aoff[l1 - l0];
-            std::copy(st.am.data() + last, st.am.data() + last + n1, t.outm.data());  // a_{l1}
-            std::copy(st.ae.data() + last, st.ae.data() + last + n1, t.oute.data());
-            cur = ExtCMat{t.outm.data(), t.oute.data()};
-        }
+        forward_range(net, params, 0, L, batch, x, true, st, t.ws, true);
+        copy_values(readonly(st.a.at(st.aoff[L])), batch * net.n_out(), out.at(0));
+        return;
     }
+    reserve_check(nseg * batch * maxw * P::kValueBytes, "the checkpoints of this pass");
+    cp.resize(nseg * batch * maxw);
+    typename P::CMat cur = x;
+    for (std::size_t s = 0; s < nseg; ++s) {
+        const std::size_t l0 = s * C, l1 = std::min(L, l0 + C);
+        copy_values(cur, batch * net.width(l0), cp.at(s * batch * maxw));
+        forward_range(net, params, l0, l1, batch, cur, false, st, t.ws, true);
+        copy_values(readonly(st.a.at(st.aoff[l1 - l0])), batch * net.width(l1), out.at(0));  // a_{l1}
+        cur = readonly(out.at(0));
+    }
+}
+
+void forward_tape_ext_unchecked(const Architecture& net, const double* params, const double* x, std::size_t batch,
+                                std::size_t checkpoint, Tape::Impl& t) {
+    ExtPlanes xv;  // the inputs, extended
+    inputs_ext(x, batch * net.n_in(), xv.m, xv.e);
+    forward_tape_unchecked(net, params, readonly(xv.at(0)), batch, checkpoint, t, t.est, t.ecp, t.eout);
     t.state = Tape::Impl::State::extended;
 }
 
 void forward_tape_f64_unchecked(const Architecture& net, const double* params, const double* x, std::size_t batch,
                                 std::size_t checkpoint, Tape::Impl& t) {
-    begin_tape(net, batch, checkpoint, t);
-    const std::size_t L = net.depth(), C = t.seg, nseg = t.nseg, maxw = net.max_width();
-    F64Store& st = t.fst;
-    t.outm.resize(batch * maxw);  // the current segment's output (at last, the network's)
-    if (nseg == 1) {
-        forward_range_f64(net, params, 0, L, batch, x, true, st, true);
-        std::copy(st.acts.data() + st.aoff[L], st.acts.data() + st.aoff[L] + batch * net.n_out(), t.outm.data());
-    } else {
-        reserve_check(nseg * batch * maxw * sizeof(double), "the checkpoints of this pass");
-        t.cpm.resize(nseg * batch * maxw);
-        const double* cur = x;
-        for (std::size_t s = 0; s < nseg; ++s) {
-            const std::size_t l0 = s * C, l1 = std::min(L, l0 + C);
-            std::copy(cur, cur + batch * net.width(l0), t.cpm.data() + s * batch * maxw);
-            forward_range_f64(net, params, l0, l1, batch, cur, false, st, true);
-            const std::size_t last = st.aoff[l1 - l0];
-            std::copy(st.acts.data() + last, st.acts.data() + last + batch * net.width(l1), t.outm.data());
-            cur = t.outm.data();
-        }
-    }
+    forward_tape_unchecked(net, params, x, batch, checkpoint, t, t.fst, t.fcp, t.fout);
     t.state = Tape::Impl::State::f64;
 }
 
@@ -1052,12 +1034,16 @@ void release(Tape::Impl& t) {
     t.est = ExtStore{};
     t.fst = F64Store{};
     t.ws = Workspace{};
-    t.cpm = Buffer<double>{};
-    t.outm = Buffer<double>{};
-    t.cpe = Buffer<exp_t>{};
-    t.oute = Buffer<exp_t>{};
+    t.ecp = ExtPlanes{};
+    t.eout = ExtPlanes{};
+    t.fcp = F64Planes{};
+    t.fout = F64Planes{};
 }
 
+// The backward pass of a tape, extended; backward_tape_f64_unchecked is its
+// float64 twin. The sweep is the same; kept apart because only the extended
+// one counts the loss's flushes and, recomputing a checkpointed segment, must
+// not count its activations' flushes a second time.
 void backward_tape_ext_unchecked(const Architecture& net, const double* params, Tape::Impl& t, const Target& target,
                                  const GradExt& res) {
     const std::size_t L = net.depth(), C = t.seg, nseg = t.nseg, maxw = net.max_width(), batch = t.batch;
@@ -1071,7 +1057,7 @@ void backward_tape_ext_unchecked(const Architecture& net, const double* params, 
     Ext loss;
     try {
         const UnderflowScope scope(pass ? &sink : underflow_sink());
-        loss = loss_ext(target, batch, net.n_out(), t.outm.data(), t.oute.data(), gm.data(), ge.data());
+        loss = loss_ext(target, batch, net.n_out(), t.eout.m.data(), t.eout.e.data(), gm.data(), ge.data());
     } catch (const underflow_error& e) {
         throw_out_of_range(kNoLayer, Quantity::loss, true, e.detail());
     }
@@ -1083,16 +1069,13 @@ void backward_tape_ext_unchecked(const Architecture& net, const double* params, 
     to_block_layout(gm.data(), batch, net.n_out(), maxw, nb);
     to_block_layout(ge.data(), batch, net.n_out(), maxw, nb);
     if (res.out.m) {
-        std::copy(t.outm.data(), t.outm.data() + batch * net.n_out(), res.out.m);
-        std::copy(t.oute.data(), t.oute.data() + batch * net.n_out(), res.out.e);
+        copy_values(readonly(t.eout.at(0)), batch * net.n_out(), ExtMat{res.out.m, res.out.e});
     }
     for (std::size_t s = nseg; s-- > 0;) {
         const std::size_t l0 = s * C, l1 = std::min(L, l0 + C);
         if (nseg > 1) {  // recompute the segment's activations and derivatives from its checkpoint
             if (pass) pass->count_activations = false;
-            forward_range_ext(net, params, l0, l1, batch,
-                              ExtCMat{t.cpm.data() + s * batch * maxw, t.cpe.data() + s * batch * maxw}, true, st,
-                              t.ws, false);
+            forward_range(net, params, l0, l1, batch, readonly(t.ecp.at(s * batch * maxw)), true, st, t.ws, false);
             if (pass) pass->count_activations = true;
         }
         backward_segment_ext(net, params, l0, l1, batch, st, gm, ge, res, t.ws);
@@ -1109,13 +1092,13 @@ void backward_tape_f64_unchecked(const Architecture& net, const double* params, 
     F64Store& st = t.fst;
     Buffer<double> g;  // dL/da of the layer reached
     g.resize(batch * maxw);
-    *res.loss = loss_f64(target, batch, net.n_out(), t.outm.data(), g.data());
+    *res.loss = loss_f64(target, batch, net.n_out(), t.fout.m.data(), g.data());
     const std::size_t nb = row_blocks(net, batch);
     to_block_layout(g.data(), batch, net.n_out(), maxw, nb);
-    if (res.out) std::copy(t.outm.data(), t.outm.data() + batch * net.n_out(), res.out);
+    if (res.out) copy_values(t.fout.m.data(), batch * net.n_out(), res.out);
     for (std::size_t s = nseg; s-- > 0;) {
         const std::size_t l0 = s * C, l1 = std::min(L, l0 + C);
-        if (nseg > 1) forward_range_f64(net, params, l0, l1, batch, t.cpm.data() + s * batch * maxw, true, st, false);
+        if (nseg > 1) forward_range(net, params, l0, l1, batch, readonly(t.fcp.at(s * batch * maxw)), true, st, t.ws, false);
         backward_segment_f64(net, params, l0, l1, batch, st, g, res);
     }
     if (res.dx) from_block_layout(g.data(), batch, net.n_in(), maxw, nb, res.dx);
@@ -1149,8 +1132,7 @@ void forward_tape_ext(const Architecture& net, const double* params, const doubl
     }
     if (underflow) pass.report(*underflow);
     if (out.m) {
-        std::copy(t.outm.data(), t.outm.data() + batch * net.n_out(), out.m);
-        std::copy(t.oute.data(), t.oute.data() + batch * net.n_out(), out.e);
+        copy_values(readonly(t.eout.at(0)), batch * net.n_out(), ExtMat{out.m, out.e});
     }
 }
 
@@ -1162,7 +1144,7 @@ void forward_tape_f64(const Architecture& net, const double* params, const doubl
     t.state = Tape::Impl::State::empty;
     t.widths = net.widths();
     forward_tape_f64_unchecked(net, params, x, batch, checkpoint, t);
-    if (out) std::copy(t.outm.data(), t.outm.data() + batch * net.n_out(), out);
+    if (out) copy_values(t.fout.m.data(), batch * net.n_out(), out);
 }
 
 void backward_tape_ext(const Architecture& net, const double* params, Tape& tape, const Target& target,
