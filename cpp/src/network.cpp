@@ -133,7 +133,7 @@ void reserve_check(std::size_t bytes, const char* what) {
         const double phys = static_cast<double>(pages) * static_cast<double>(page);
         if (static_cast<double>(bytes) > phys) {
             struct too_big : std::bad_alloc {
-                std::string msg;
+                std::string msg;  // what() names the pass and the sizes
                 explicit too_big(std::string m) : msg(std::move(m)) {}
                 const char* what() const noexcept override { return msg.c_str(); }
             };
@@ -182,8 +182,8 @@ const char* quantity_name(Quantity q) {
 // gradients, as the sweep meets them). Any thread may record; the smallest
 // key wins, so the first does not depend on the thread count.
 struct PassFlush {
-    std::atomic<std::uint64_t> count{0};
-    std::atomic<std::uint64_t> first{~std::uint64_t(0)};
+    std::atomic<std::uint64_t> count{0};                   // values flushed so far
+    std::atomic<std::uint64_t> first{~std::uint64_t(0)};  // key() of the first in sweep order (none: all ones)
     // Off while a checkpointed segment is recomputed: its activations were
     // counted by the forward pass (which, not storing derivatives, counted no
     // derivatives: the recomputation counts those).
@@ -584,7 +584,7 @@ void forward_range(const Architecture& net, const double* params, std::size_t l0
         if (alternate) own.resize(2 * rows * maxw);
         const Mat zb = z.at(r0 * maxw);
         auto a = shift(in, r0 * net.width(l0));
-        InterruptCheck interrupt;  // between layers (Ctrl-C)
+        InterruptCheck interrupt(interrupt_stride(net, rows));  // between layers (Ctrl-C)
         for (std::size_t i = 0; i < n; ++i) {
             const std::size_t l = l0 + i, o = r0 * net.width(l + 1);
             Mat out = st.a.at(st.aoff[i + 1] + o);
@@ -673,7 +673,7 @@ void backward_segment_f64(const Architecture& net, const double* params, std::si
             const std::size_t rows = r1 - r0;
             double* gb = g.data() + r0 * maxw;  // this block's rows of dL/da
             Buffer<double> branch;              // residual layers: dL/da_l through the branch
-            InterruptCheck interrupt;  // between layers (Ctrl-C)
+            InterruptCheck interrupt(interrupt_stride(net, rows));  // between layers (Ctrl-C)
             for (std::size_t l = l1; l-- > l0;) {
                 interrupt();
                 const std::size_t n_in = net.width(l), n_out = net.width(l + 1);
@@ -886,7 +886,7 @@ void backward_segment_ext(const Architecture& net, const double* params, std::si
             Buffer<double> skm;  // residual layers: dL/da_{l+1}, kept for the skip
             Buffer<exp_t> ske;
             ChainCarry carry;
-            InterruptCheck interrupt;  // between layers (Ctrl-C)
+            InterruptCheck interrupt(interrupt_stride(net, rows));  // between layers (Ctrl-C)
             for (std::size_t l = l1; l-- > l0;) {
                 interrupt();
                 const std::size_t n_in = net.width(l), n_out = net.width(l + 1), o = st.doff[l - l0] + r0 * n_out;
@@ -944,7 +944,7 @@ std::size_t segment_length(std::size_t depth, std::size_t checkpoint) {
 
 // What a backward pass keeps from its forward pass (see Tape in network.hpp).
 struct Tape::Impl {
-    enum class State { empty, extended, f64 } state = State::empty;
+    enum class State { empty, extended, f64 } state = State::empty;  // which forward pass it holds, if any
     std::size_t batch = 0, seg = 0, nseg = 0;  // rows; segment length and count
     std::vector<std::size_t> widths;           // of the network it ran (a store's layout depends on them)
     ExtStore est;                               // extended: the last segment's store
@@ -974,7 +974,7 @@ public:
     TapeUse& operator=(const TapeUse&) = delete;
 
 private:
-    Tape::Impl& t_;
+    Tape::Impl& t_;  // the tape this call holds
 };
 
 // Empties the tape and records the pass it is about to hold: the batch, the

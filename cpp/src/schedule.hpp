@@ -44,7 +44,7 @@ public:
     PassScope& operator=(const PassScope&) = delete;
 
 private:
-    PassFlush* saved_;
+    PassFlush* saved_;  // tl_pass before the scope, restored after it
 };
 
 // parallel_rows for work that may meet a range check: the pool's threads
@@ -62,6 +62,16 @@ void pass_rows(std::size_t rows, std::size_t row_len, F&& fn) {
         const PassScope scope(pass);
         fn(r0, r1);
     });
+}
+
+// Layer steps per Ctrl-C check (InterruptCheck's stride) in a loop over the
+// layers of net for `rows` rows: 16 where every layer's product has fewer
+// than kNarrowWork multiply-adds (a step then takes a microsecond or less, and
+// 16 of them still stop the pass at once), else 1.
+constexpr std::size_t kNarrowWork = 4096;
+
+inline unsigned interrupt_stride(const Architecture& net, std::size_t rows) {
+    return rows * net.max_width() * net.max_width() < kNarrowWork ? 16u : 1u;
 }
 
 // -- row blocks ---------------------------------------------------------------
@@ -179,7 +189,7 @@ void chain_and_gradients(std::size_t l0, std::size_t l1, LayerSizes sizes, bool 
     if (!overlap) {
         const std::size_t lo = run_chain([](std::size_t) {});
         if (!small || std::min(l1 - lo, threads) < 2) {
-            InterruptCheck interrupt;  // between layers (Ctrl-C)
+            InterruptCheck interrupt(sizes == LayerSizes::tiny ? 16 : 1);  // between layers (Ctrl-C)
             for (std::size_t l = l1; l-- > lo;) {
                 interrupt();
                 grad(l, ws);
