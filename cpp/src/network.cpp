@@ -642,7 +642,7 @@ inline void dense_delta_f64(double* delta, const double* dout, std::size_t rows,
 // layer dinp holds the skip's dL/da_{l+1} on entry (n_in == n_out) and the
 // branch's product is added to it; branch is the scratch that product needs.
 inline void dense_chain_f64(double* dinp, const double* delta, const double* W, std::size_t rows, std::size_t n_in,
-                     std::size_t n_out, bool residual, Buffer<double>& branch) {
+                            std::size_t n_out, bool residual, Buffer<double>& branch) {
     if (!residual) {
         gemm(false, false, rows, n_in, n_out, delta, W, dinp);
         return;
