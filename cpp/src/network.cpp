@@ -20,6 +20,7 @@
 #include "loggrad/interrupt.hpp"
 #include "loggrad/memory.hpp"
 #include "loggrad/parallel.hpp"
+#include "schedule.hpp"
 #include "simd.hpp"
 
 #if defined(__unix__) || defined(__APPLE__)
@@ -38,6 +39,7 @@ Architecture::Architecture(std::vector<std::size_t> widths, std::vector<Activati
     for (std::size_t i = 0; i < widths_.size(); ++i)
         if (widths_[i] == 0)
             throw std::invalid_argument("width " + std::to_string(i) + " is zero: every layer needs at least one unit");
+    max_width_ = *std::max_element(widths_.begin(), widths_.end());
     offsets_.resize(activations_.size() + 1);
     offsets_[0] = 0;
     for (std::size_t l = 0; l < activations_.size(); ++l)
@@ -131,7 +133,7 @@ void reserve_check(std::size_t bytes, const char* what) {
         const double phys = static_cast<double>(pages) * static_cast<double>(page);
         if (static_cast<double>(bytes) > phys) {
             struct too_big : std::bad_alloc {
-                std::string msg;
+                std::string msg;  // what() names the pass and the sizes
                 explicit too_big(std::string m) : msg(std::move(m)) {}
                 const char* what() const noexcept override { return msg.c_str(); }
             };
@@ -172,14 +174,16 @@ const char* quantity_name(Quantity q) {
                       " loggrad's exponent range (|log2| < 2^60)" + (detail.empty() ? "" : "; " + detail));
 }
 
+}  // namespace
+
 // The flushes of one pass: their count and where the first was, in the order
 // of a layer-by-layer sweep (forward layers up, the loss, backward layers
 // down; within a backward layer the weight gradients before the input
 // gradients, as the sweep meets them). Any thread may record; the smallest
 // key wins, so the first does not depend on the thread count.
 struct PassFlush {
-    std::atomic<std::uint64_t> count{0};
-    std::atomic<std::uint64_t> first{~std::uint64_t(0)};
+    std::atomic<std::uint64_t> count{0};                   // values flushed so far
+    std::atomic<std::uint64_t> first{~std::uint64_t(0)};  // key() of the first in sweep order (none: all ones)
     // Off while a checkpointed segment is recomputed: its activations were
     // counted by the forward pass (which, not storing derivatives, counted no
     // derivatives: the recomputation counts those).
@@ -214,20 +218,7 @@ struct PassFlush {
     }
 };
 
-// The pass this thread works for (null: underflow throws). Set by the entry
-// points on the calling thread, and by every task this file hands to the pool.
-thread_local PassFlush* tl_pass = nullptr;
-
-class PassScope {
-public:
-    explicit PassScope(PassFlush* p) : saved_(tl_pass) { tl_pass = p; }
-    ~PassScope() { tl_pass = saved_; }
-    PassScope(const PassScope&) = delete;
-    PassScope& operator=(const PassScope&) = delete;
-
-private:
-    PassFlush* saved_;
-};
+namespace {
 
 // After a range test found bits (as simd::out_of_range's): throws for a value
 // above the range, or below it where the pass raises; else flushes the values
@@ -250,23 +241,6 @@ void settle_range(double* m, exp_t* e, std::size_t n, std::size_t l, Quantity q,
 void check_range(double* m, exp_t* e, std::size_t n, std::size_t l, Quantity q) {
     const std::uint64_t bits = simd::out_of_range(m, e, n);
     if (bits >> 62) settle_range(m, e, n, l, q, bits);
-}
-
-// parallel_rows for work that may meet a range check: the pool's threads
-// work for the caller's pass. Small arrays run on the calling thread, as
-// parallel_rows runs them, without touching the thread-local state.
-template <class F>
-void pass_rows(std::size_t rows, std::size_t row_len, F&& fn) {
-    const std::size_t per = std::max<std::size_t>(1, kElemGrain / std::max<std::size_t>(1, row_len));
-    if (rows < 2 * per) {
-        if (rows) fn(std::size_t(0), rows);
-        return;
-    }
-    PassFlush* pass = tl_pass;
-    parallel_chunks(rows, per, [&](std::size_t r0, std::size_t r1) {
-        const PassScope scope(pass);
-        fn(r0, r1);
-    });
 }
 
 std::string layer_tag(std::size_t l) { return "layer " + std::to_string(l); }
@@ -464,98 +438,53 @@ void forward_layer_ext(const Architecture& net, const double* params, std::size_
 
 namespace {
 
-// Storage of one extended pass: activations a_0..a_L and derivatives
-// f'(z_0)..f'(z_{L-1}) of every layer, batch-major within a layer.
-struct ExtStore {
-    Buffer<double> am, dm;
-    Buffer<exp_t> ae, de;
-    std::vector<std::size_t> aoff, doff;
+// The values of one precision, as planes: float64 (one double per value)
+// or extended (a mantissa and a binary exponent per value). The passes below
+// that differ between the precisions only in these are written once, over
+// the planes type P.
+struct F64Planes {
+    using Mat = double*;
+    using CMat = const double*;
+    static constexpr std::size_t kValueBytes = sizeof(double);
+    Buffer<double> m;  // the values
+    void resize(std::size_t n) { m.resize(n); }
+    Mat at(std::size_t o) { return m.data() + o; }
 };
 
-std::size_t max_width(const Architecture& net) {
-    return *std::max_element(net.widths().begin(), net.widths().end());
-}
-
-// Through the forward pass and the backward chain the rows of a batch are
-// independent: blocks of kBlockRows rows then run on the engine's threads with
-// no synchronisation per layer (narrow layers give each layer too little work
-// to share). The blocks depend on the sizes only, never on the thread count,
-// so results do not either. Wide layers share each product instead.
-constexpr std::size_t kBlockRows = 32;
-constexpr std::size_t kBlockMaxWidth = 128;
-
-std::size_t row_blocks(const Architecture& net, std::size_t batch) {
-    if (batch < 2 * kBlockRows || max_width(net) > kBlockMaxWidth) return 1;
-    return (batch + kBlockRows - 1) / kBlockRows;
-}
-
-// A block's failure: the layer it stopped at and what was thrown there.
-struct Failure {
-    std::size_t layer = 0;
-    std::exception_ptr error;
+struct ExtPlanes {
+    using Mat = ExtMat;
+    using CMat = ExtCMat;
+    static constexpr std::size_t kValueBytes = sizeof(double) + sizeof(exp_t);
+    Buffer<double> m;  // mantissas
+    Buffer<exp_t> e;   // binary exponents
+    void resize(std::size_t n) {
+        m.resize(n);
+        e.resize(n);
+    }
+    Mat at(std::size_t o) { return ExtMat{m.data() + o, e.data() + o}; }
 };
 
-// Rethrows the failure a layer-by-layer pass over the whole batch would have
-// met first: the lowest layer going forward, the highest going back; among
-// blocks that failed at the same layer, the first (its rows come first).
-void rethrow_first(const std::vector<Failure>& failures, bool forward) {
-    const Failure* first = nullptr;
-    for (const Failure& f : failures)
-        if (f.error && (!first || (forward ? f.layer < first->layer : f.layer > first->layer))) first = &f;
-    if (first) std::rethrow_exception(first->error);
+// A read-only view o values on; a view made read-only; n values copied.
+inline const double* shift(const double* p, std::size_t o) { return p + o; }
+inline ExtCMat shift(ExtCMat p, std::size_t o) { return ExtCMat{p.m + o, p.e + o}; }
+inline const double* readonly(double* p) { return p; }
+inline ExtCMat readonly(ExtMat p) { return ExtCMat{p.m, p.e}; }
+inline void copy_values(const double* from, std::size_t n, double* to) { std::copy(from, from + n, to); }
+inline void copy_values(ExtCMat from, std::size_t n, ExtMat to) {
+    std::copy(from.m, from.m + n, to.m);
+    std::copy(from.e, from.e + n, to.e);
 }
 
-// Rows [r0, r1) of block b of nb.
-std::pair<std::size_t, std::size_t> block_rows(std::size_t b, std::size_t nb, std::size_t batch) {
-    if (nb == 1) return {0, batch};
-    return {b * kBlockRows, std::min(batch, (b + 1) * kBlockRows)};
-}
-
-// dL/da during the backward chain is kept in block layout: the rows of the
-// block starting at row r0 begin at r0 * maxw (one block: plain batch-major).
-// Rearranges batch x n values in place from batch-major into that layout.
-template <class T>
-void to_block_layout(T* g, std::size_t batch, std::size_t n, std::size_t maxw, std::size_t nb) {
-    for (std::size_t b = nb; b-- > 1;) {  // from the last block: each target lies at or after its source
-        const auto [r0, r1] = block_rows(b, nb, batch);
-        std::copy_backward(g + r0 * n, g + r1 * n, g + r0 * maxw + (r1 - r0) * n);
-    }
-}
-
-// Copies batch x n values from block layout into batch-major `out`.
-template <class T>
-void from_block_layout(const T* g, std::size_t batch, std::size_t n, std::size_t maxw, std::size_t nb, T* out) {
-    for (std::size_t b = 0; b < nb; ++b) {
-        const auto [r0, r1] = block_rows(b, nb, batch);
-        std::copy(g + r0 * maxw, g + r0 * maxw + (r1 - r0) * n, out + r0 * n);
-    }
-}
-
-// Runs fn(r0, r1) for every block of rows; the failures it records by block.
-template <class F>
-void for_each_block(std::size_t batch, std::size_t nb, F&& fn) {
-    if (nb == 1) {  // on the calling thread: the layers inside may still share the pool
-        fn(std::size_t(0), batch);
-        return;
-    }
-    PassFlush* pass = tl_pass;
-    parallel_for(nb, [&](std::size_t b) {
-        const PassScope scope(pass);
-        const auto [r0, r1] = block_rows(b, nb, batch);
-        fn(r0, r1);
-    });
-}
-
-// The row blocks of a forward pass over layers [l0, l1). With one block (the
-// whole batch) the pass checks each layer's parameters as it reaches them,
-// while they are in cache; with several, all are checked here, first.
-std::size_t forward_blocks(const Architecture& net, const double* params, std::size_t l0, std::size_t l1,
-                           std::size_t batch, bool check) {
-    const std::size_t nb = row_blocks(net, batch);
-    if (check && nb > 1)
-        for (std::size_t l = l0; l < l1; ++l) net.check_layer_params(params, l);
-    return nb;
-}
+// Storage of a pass over layers [l0, l1) for the backward sweep, batch-major
+// within a layer (see plan_store).
+template <class P>
+struct Store {
+    P a;                                  // a_{l0} .. a_{l1}
+    P d;                                  // f'(z_{l0}) .. f'(z_{l1-1}); the backward chain writes delta_l over f'(z_l)
+    std::vector<std::size_t> aoff, doff;  // where each layer's rows start in a and in d
+};
+using ExtStore = Store<ExtPlanes>;
+using F64Store = Store<F64Planes>;
 
 // Where a stored range of layers [l0, l1) keeps its values: aoff[i] is the
 // offset of a_{l0+i} (batch x n, batch-major), doff[i] that of f'(z_{l0+i}).
@@ -564,7 +493,7 @@ std::size_t forward_blocks(const Architecture& net, const double* params, std::s
 std::pair<std::size_t, std::size_t> plan_store(const Architecture& net, std::size_t l0, std::size_t l1,
                                                std::size_t batch, bool keep, std::vector<std::size_t>& aoff,
                                                std::vector<std::size_t>& doff) {
-    const std::size_t n = l1 - l0, maxw = max_width(net);
+    const std::size_t n = l1 - l0, maxw = net.max_width();
     aoff.assign(n + 1, 0);
     doff.assign(n, 0);
     std::size_t atotal = 0, dtotal = 0;
@@ -580,64 +509,6 @@ std::pair<std::size_t, std::size_t> plan_store(const Architecture& net, std::siz
     return {atotal, dtotal};
 }
 
-// Runs layers [l0, l1) from `in` (batch x n_{l0}). st then holds a_{l0}..a_{l1}
-// (indexed l - l0) and, when keep, f'(z_l) for l in [l0, l1); without keep only
-// two alternating activation buffers are used.
-void forward_range_ext(const Architecture& net, const double* params, std::size_t l0, std::size_t l1,
-                       std::size_t batch, ExtCMat in, bool keep, ExtStore& st, Workspace& ws, bool check) {
-    const std::size_t n = l1 - l0, maxw = max_width(net);
-    const auto [atotal, dtotal] = plan_store(net, l0, l1, batch, keep, st.aoff, st.doff);
-    reserve_check((atotal + dtotal + batch * maxw) * (sizeof(double) + sizeof(exp_t)),
-                  "this pass (stored activations; backward(checkpoint=...) stores fewer)");
-    st.am.resize(atotal);
-    st.ae.resize(atotal);
-    st.dm.resize(dtotal);
-    st.de.resize(dtotal);
-    Buffer<double> zm;  // z of every row
-    Buffer<exp_t> ze;
-    zm.resize(batch * maxw);
-    ze.resize(batch * maxw);
-    if (keep) {  // a_{l0}, for the weight gradients
-        std::copy(in.m, in.m + batch * net.width(l0), st.am.data());
-        std::copy(in.e, in.e + batch * net.width(l0), st.ae.data());
-    }
-    // Blocks of rows, each through every layer. Without keep, one block
-    // alternates between st's two buffers, several between their own.
-    const std::size_t nb = forward_blocks(net, params, l0, l1, batch, check);
-    std::vector<Failure> failures(nb);
-    for_each_block(batch, nb, [&](std::size_t r0, std::size_t r1) {
-        const std::size_t rows = r1 - r0;
-        Workspace local;
-        Workspace& w = nb == 1 ? ws : local;
-        Buffer<double> bm;
-        Buffer<exp_t> be;
-        const bool own = !keep && nb > 1 && n > 1;
-        if (own) {
-            bm.resize(2 * rows * maxw);
-            be.resize(2 * rows * maxw);
-        }
-        const ExtMat z{zm.data() + r0 * maxw, ze.data() + r0 * maxw};
-        ExtCMat a{in.m + r0 * net.width(l0), in.e + r0 * net.width(l0)};
-        InterruptCheck interrupt;  // between layers (Ctrl-C)
-        for (std::size_t i = 0; i < n; ++i) {
-            const std::size_t l = l0 + i, o = r0 * net.width(l + 1);
-            ExtMat out{st.am.data() + st.aoff[i + 1] + o, st.ae.data() + st.aoff[i + 1] + o};
-            ExtMat der{nullptr, nullptr};
-            if (keep) der = ExtMat{st.dm.data() + st.doff[i] + o, st.de.data() + st.doff[i] + o};
-            else if (own && i + 1 < n) out = ExtMat{bm.data() + (i % 2) * rows * maxw, be.data() + (i % 2) * rows * maxw};
-            try {
-                interrupt();
-                forward_layer_ext(net, params, l, rows, a, out, der, z, w, check && nb == 1);
-            } catch (...) {
-                failures[r0 / kBlockRows] = Failure{l, std::current_exception()};
-                return;
-            }
-            a = ExtCMat{out.m, out.e};
-        }
-    });
-    rethrow_first(failures, true);
-}
-
 void inputs_ext(const double* x, std::size_t n, Buffer<double>& m, Buffer<exp_t>& e) {
     m.resize(n);
     e.resize(n);
@@ -647,12 +518,6 @@ void inputs_ext(const double* x, std::size_t n, Buffer<double>& m, Buffer<exp_t>
         e[i] = v.e;
     }
 }
-
-// float64 counterpart of forward_range_ext: acts[aoff[i]] is a_{l0+i}.
-struct F64Store {
-    Buffer<double> acts, ders;
-    std::vector<std::size_t> aoff, doff;
-};
 
 // One float64 layer: out = f(in W_l^T + b_l), der = f'(...) when not null; z is
 // scratch. With check, first throws as net.check_layer_params(params, l) would.
@@ -680,40 +545,60 @@ void forward_layer_f64(const Architecture& net, const double* params, std::size_
     });
 }
 
-void forward_range_f64(const Architecture& net, const double* params, std::size_t l0, std::size_t l1,
-                       std::size_t batch, const double* in, bool keep, F64Store& st, bool check) {
-    const std::size_t n = l1 - l0, maxw = max_width(net);
+// One layer of either precision (the workspace serves the extended one).
+inline void forward_layer(const Architecture& net, const double* params, std::size_t l, std::size_t batch, ExtCMat in,
+                          ExtMat out, ExtMat der, ExtMat z, Workspace& ws, bool check) {
+    forward_layer_ext(net, params, l, batch, in, out, der, z, ws, check);
+}
+inline void forward_layer(const Architecture& net, const double* params, std::size_t l, std::size_t batch,
+                          const double* in, double* out, double* der, double* z, Workspace&, bool check) {
+    forward_layer_f64(net, params, l, batch, in, out, der, z, check);
+}
+
+// Runs layers [l0, l1) from `in` (batch x n_{l0}). st then holds a_{l0}..a_{l1}
+// (indexed l - l0) and, when keep, f'(z_l) for l in [l0, l1); without keep only
+// two alternating activation buffers are used.
+template <class P>
+void forward_range(const Architecture& net, const double* params, std::size_t l0, std::size_t l1, std::size_t batch,
+                   typename P::CMat in, bool keep, Store<P>& st, Workspace& ws, bool check) {
+    using Mat = typename P::Mat;
+    const std::size_t n = l1 - l0, maxw = net.max_width();
     const auto [atotal, dtotal] = plan_store(net, l0, l1, batch, keep, st.aoff, st.doff);
-    reserve_check((atotal + dtotal + batch * maxw) * sizeof(double),
+    reserve_check((atotal + dtotal + batch * maxw) * P::kValueBytes,
                   "this pass (stored activations; backward(checkpoint=...) stores fewer)");
-    st.acts.resize(atotal);
-    st.ders.resize(dtotal);
-    Buffer<double> z;  // z of every row
+    st.a.resize(atotal);
+    st.d.resize(dtotal);
+    P z;  // z of every row
     z.resize(batch * maxw);
-    if (keep) std::copy(in, in + batch * net.width(l0), st.acts.data());  // a_{l0}
-    // Blocks of rows as in forward_range_ext.
+    if (keep) copy_values(in, batch * net.width(l0), st.a.at(0));  // a_{l0}, for the weight gradients
+    // Blocks of rows, each through every layer. Without keep, one block
+    // alternates between st's two buffers, several between their own.
     const std::size_t nb = forward_blocks(net, params, l0, l1, batch, check);
     std::vector<Failure> failures(nb);
     for_each_block(batch, nb, [&](std::size_t r0, std::size_t r1) {
         const std::size_t rows = r1 - r0;
-        Buffer<double> buf;
-        const bool own = !keep && nb > 1 && n > 1;
-        if (own) buf.resize(2 * rows * maxw);
-        const double* a = in + r0 * net.width(l0);
-        InterruptCheck interrupt;  // between layers (Ctrl-C)
+        Workspace local;
+        Workspace& w = nb == 1 ? ws : local;
+        P own;  // this block's two alternating buffers (no keep, several blocks)
+        const bool alternate = !keep && nb > 1 && n > 1;
+        if (alternate) own.resize(2 * rows * maxw);
+        const Mat zb = z.at(r0 * maxw);
+        auto a = shift(in, r0 * net.width(l0));
+        InterruptCheck interrupt(interrupt_stride(net, rows));  // between layers (Ctrl-C)
         for (std::size_t i = 0; i < n; ++i) {
             const std::size_t l = l0 + i, o = r0 * net.width(l + 1);
-            double* out = st.acts.data() + st.aoff[i + 1] + o;
-            if (own && i + 1 < n) out = buf.data() + (i % 2) * rows * maxw;
+            Mat out = st.a.at(st.aoff[i + 1] + o);
+            Mat der{};  // null: not stored
+            if (keep) der = st.d.at(st.doff[i] + o);
+            else if (alternate && i + 1 < n) out = own.at((i % 2) * rows * maxw);
             try {
                 interrupt();
-                forward_layer_f64(net, params, l, rows, a, out, keep ? st.ders.data() + st.doff[i] + o : nullptr,
-                                  z.data() + r0 * maxw, check && nb == 1);
+                forward_layer(net, params, l, rows, a, out, der, zb, w, check && nb == 1);
             } catch (...) {
                 failures[r0 / kBlockRows] = Failure{l, std::current_exception()};
                 return;
             }
-            a = out;
+            a = readonly(out);
         }
     });
     rethrow_first(failures, true);
@@ -722,100 +607,6 @@ void forward_range_f64(const Architecture& net, const double* params, std::size_
 // Where layer l's parameter gradients go (kNoGradient: nowhere).
 std::size_t grad_offset(const Architecture& net, const std::size_t* offsets, std::size_t l) {
     return offsets ? offsets[l] : net.weight_offset(l);
-}
-
-// Layers whose weight-gradient product has fewer multiply-adds than this run
-// one per task in the gradient phase (see chain_and_gradients); larger ones
-// in turn, each product split over the threads. Tasks beside the chain leave
-// no thread waiting at a product's end; from about this size on a split
-// product keeps the threads as busy, and a task's own Workspace would hold a
-// whole gradient product.
-constexpr std::size_t kLayerTaskWork = std::size_t(1) << 26;
-
-// Below this many multiply-adds in every layer's weight-gradient product
-// (width 4 at batch 1: 16) the gradients are formed after the chain on the
-// calling thread: handing a layer to another thread costs more than forming
-// it.
-constexpr std::size_t kLayerShareWork = 64;
-
-enum class LayerSizes { tiny, small, large };
-
-// tiny: every layer in [l0, l1) below kLayerShareWork; small: every layer
-// below kLayerTaskWork (one task each); large otherwise.
-LayerSizes layer_sizes(const Architecture& net, std::size_t l0, std::size_t l1, std::size_t batch) {
-    std::size_t most = 0;
-    for (std::size_t l = l0; l < l1; ++l) most = std::max(most, batch * net.width(l) * net.width(l + 1));
-    return most < kLayerShareWork ? LayerSizes::tiny : most < kLayerTaskWork ? LayerSizes::small : LayerSizes::large;
-}
-
-// The backward pass of a segment [l0, l1): run_chain(publish) makes the deltas
-// from the top layer down, calls publish(l) once delta_l is made, and returns
-// the lowest layer whose delta is made for every row; grad(l, ws) then forms
-// layer l's weight gradient, for exactly those layers. The gradients, which
-// are independent of each other once their deltas are known, run highest
-// first: large layers in turn (each product split over the threads); small
-// ones (see kLayerTaskWork) one per task, each task with its own Workspace,
-// and with one block of rows (at batch 1 the chain is one thread's serial
-// work) while the chain goes on, each as soon as its delta is made; tiny ones
-// (kLayerShareWork) after the chain, on the calling thread. A layer's
-// result does not depend on the thread that forms it. Rethrows the highest
-// layer's gradient error: the one a layer-by-layer sweep would meet first.
-template <class Chain, class Grad>
-void chain_and_gradients(std::size_t l0, std::size_t l1, LayerSizes sizes, bool one_block, Workspace& ws,
-                         Chain&& run_chain, Grad&& grad) {
-    const auto threads = sizes == LayerSizes::tiny ? std::size_t(1) : static_cast<std::size_t>(num_threads());
-    const bool small = sizes != LayerSizes::large;
-    const std::size_t n = l1 - l0;
-    const bool overlap = small && one_block && std::min(n, threads) >= 2;
-    std::atomic<std::size_t> made{0};  // deltas made, counted from the top layer
-    std::atomic<bool> chain_over{false};
-    if (!overlap) {
-        const std::size_t lo = run_chain([](std::size_t) {});
-        if (!small || std::min(l1 - lo, threads) < 2) {
-            InterruptCheck interrupt;  // between layers (Ctrl-C)
-            for (std::size_t l = l1; l-- > lo;) {
-                interrupt();
-                grad(l, ws);
-            }
-            return;
-        }
-        made = l1 - lo;
-        chain_over = true;
-    }
-    std::atomic<std::size_t> next{0};
-    std::vector<std::exception_ptr> errors(n);  // by position in the sweep
-    std::exception_ptr chain_error;
-    const std::size_t todo = overlap ? n : made.load();  // layers whose gradients the tasks form
-    PassFlush* pass = tl_pass;
-    parallel_for(std::min(todo, threads), [&](std::size_t t) {
-        const PassScope scope(pass);
-        if (overlap && t == 0) {  // the chain (whichever thread takes task 0), then gradients like the rest
-            try {
-                run_chain([&](std::size_t l) { made.store(l1 - l, std::memory_order_release); });
-            } catch (...) {
-                chain_error = std::current_exception();
-            }
-            chain_over.store(true, std::memory_order_release);
-        }
-        Workspace local;
-        InterruptCheck interrupt;  // between layers (Ctrl-C)
-        for (std::size_t i; (i = next.fetch_add(1)) < n;) {
-            while (made.load(std::memory_order_acquire) <= i) {  // delta not made yet
-                if (chain_over.load(std::memory_order_acquire) && made.load(std::memory_order_acquire) <= i)
-                    return;  // and never will be: the chain stopped above
-                std::this_thread::yield();
-            }
-            try {
-                interrupt();
-                grad(l1 - 1 - i, t == 0 ? ws : local);
-            } catch (...) {
-                errors[i] = std::current_exception();
-            }
-        }
-    });
-    if (chain_error) std::rethrow_exception(chain_error);
-    for (const std::exception_ptr& e : errors)
-        if (e) std::rethrow_exception(e);
 }
 
 // A dense layer's parameter gradients, float64: dW (n_out x n_in) =
@@ -833,17 +624,48 @@ void dense_backward_f64(double* dW, double* db, const double* delta, const doubl
     tensor_stats_f64(db, n_out, stats->db);
 }
 
+// delta (rows x n) = dout * f'(z_l), elementwise: dL/dz_l of a dense layer,
+// float64, from dout = dL/da_{l+1} (rows x n). delta holds f'(z_l) on entry
+// (the forward pass stored it there) and is written over.
+inline void dense_delta_f64(double* delta, const double* dout, std::size_t rows, std::size_t n) {
+    if (rows * n < kElemGrain) {  // a narrow layer: the loop alone, where a call would cost as much
+        for (std::size_t o = 0; o < rows * n; ++o) delta[o] *= dout[o];
+        return;
+    }
+    parallel_rows(rows, n, [&](std::size_t q0, std::size_t q1) {
+        for (std::size_t o = q0 * n; o < q1 * n; ++o) delta[o] *= dout[o];
+    });
+}
+
+// A dense layer's step back through the chain, float64: dinp (rows x n_in) =
+// dL/da_l = delta W (W: n_out x n_in, delta: rows x n_out). For a residual
+// layer dinp holds the skip's dL/da_{l+1} on entry (n_in == n_out) and the
+// branch's product is added to it; branch is the scratch that product needs.
+inline void dense_chain_f64(double* dinp, const double* delta, const double* W, std::size_t rows, std::size_t n_in,
+                            std::size_t n_out, bool residual, Buffer<double>& branch) {
+    if (!residual) {
+        gemm(false, false, rows, n_in, n_out, delta, W, dinp);
+        return;
+    }
+    branch.resize(rows * n_in);
+    gemm(false, false, rows, n_in, n_out, delta, W, branch.data());
+    parallel_rows(rows, n_in, [&](std::size_t q0, std::size_t q1) {
+        for (std::size_t o = q0 * n_in; o < q1 * n_in; ++o) dinp[o] += branch[o];
+    });
+}
+
 // Back through the layers [l0, l1) of one stored segment. First the chain,
-// layer by layer: delta_l = dL/da_{l+1} * f'(z_l) (elementwise, written over
-// f'(z_l)) and dL/da_l = delta_l W_l into g. Then the weight gradients
-// dW_l = delta_l^T a_l and db_l, which depend on nothing but their own layer.
+// layer by layer: delta_l = dL/da_{l+1} * f'(z_l) (written over f'(z_l)) and
+// dL/da_l = delta_l W_l into g. Then the weight gradients dW_l = delta_l^T a_l
+// and db_l, which depend on nothing but their own layer (chain_and_gradients
+// runs them beside the chain where that pays).
 void backward_segment_f64(const Architecture& net, const double* params, std::size_t l0, std::size_t l1,
                           std::size_t batch, F64Store& st, Buffer<double>& g, const GradF64& res) {
-    const std::size_t maxw = max_width(net), nb = row_blocks(net, batch);
+    const std::size_t maxw = net.max_width(), nb = row_blocks(net, batch);
     if (res.stats)  // f'(z_l), before the chain writes delta_l over it; one task per run of layers
         parallel_chunks(l1 - l0, 8, [&](std::size_t i0, std::size_t i1) {
             for (std::size_t i = i0; i < i1; ++i)
-                derivative_stats_f64(st.ders.data() + st.doff[i], batch * net.width(l0 + i + 1),
+                derivative_stats_f64(st.d.m.data() + st.doff[i], batch * net.width(l0 + i + 1),
                                      res.stats[l0 + i].der);
         });
     const auto chain = [&](auto&& publish) {
@@ -851,27 +673,15 @@ void backward_segment_f64(const Architecture& net, const double* params, std::si
             const std::size_t rows = r1 - r0;
             double* gb = g.data() + r0 * maxw;  // this block's rows of dL/da
             Buffer<double> branch;              // residual layers: dL/da_l through the branch
-            InterruptCheck interrupt;  // between layers (Ctrl-C)
+            InterruptCheck interrupt(interrupt_stride(net, rows));  // between layers (Ctrl-C)
             for (std::size_t l = l1; l-- > l0;) {
                 interrupt();
                 const std::size_t n_in = net.width(l), n_out = net.width(l + 1);
-                double* delta = st.ders.data() + st.doff[l - l0] + r0 * n_out;
-                parallel_rows(rows, n_out, [&](std::size_t q0, std::size_t q1) {
-                    for (std::size_t o = q0 * n_out; o < q1 * n_out; ++o) delta[o] *= gb[o];
-                });
+                double* delta = st.d.m.data() + st.doff[l - l0] + r0 * n_out;
+                dense_delta_f64(delta, gb, rows, n_out);
                 publish(l);
                 if (l == 0 && !res.dx) continue;
-                const double* W = params + net.weight_offset(l);
-                if (!net.residual(l)) {
-                    gemm(false, false, rows, n_in, n_out, delta, W, gb);
-                    continue;
-                }
-                // dL/da_l = dL/da_{l+1} (the skip) + delta_l W_l (the branch)
-                branch.resize(rows * n_in);
-                gemm(false, false, rows, n_in, n_out, delta, W, branch.data());
-                parallel_rows(rows, n_in, [&](std::size_t q0, std::size_t q1) {
-                    for (std::size_t o = q0 * n_in; o < q1 * n_in; ++o) gb[o] += branch[o];
-                });
+                dense_chain_f64(gb, delta, params + net.weight_offset(l), rows, n_in, n_out, net.residual(l), branch);
             }
         });
         return l0;
@@ -882,16 +692,15 @@ void backward_segment_f64(const Architecture& net, const double* params, std::si
         const std::size_t go = grad_offset(net, res.grad_offset, l);
         if (go == kNoGradient) return;
         const std::size_t n_in = net.width(l), n_out = net.width(l + 1), i = l - l0;
-        dense_backward_f64(res.grad + go, res.grad + go + n_out * n_in, st.ders.data() + st.doff[i],
-                           st.acts.data() + st.aoff[i], batch, n_in, n_out, res.stats ? &res.stats[l] : nullptr);
+        dense_backward_f64(res.grad + go, res.grad + go + n_out * n_in, st.d.m.data() + st.doff[i],
+                           st.a.m.data() + st.aoff[i], batch, n_in, n_out, res.stats ? &res.stats[l] : nullptr);
     });
 }
 
 }  // namespace
 
 std::size_t backward_workspace_bytes(const Architecture& net, std::size_t batch, bool extended) {
-    std::size_t maxw = 0;
-    for (std::size_t w : net.widths()) maxw = std::max(maxw, w);
+    const std::size_t maxw = net.max_width();
     const std::size_t values = batch * (2 * net.unit_count() - net.n_in() + 4 * maxw);
     return values * (extended ? sizeof(double) + sizeof(exp_t) : sizeof(double));
 }
@@ -921,13 +730,12 @@ void forward_ext(const Architecture& net, const double* params, const double* x,
     const PassScope scope(underflow ? &pass : nullptr);
     ExtStore st;
     Workspace ws;
-    Buffer<double> xm;
-    Buffer<exp_t> xe;
-    inputs_ext(x, batch * net.n_in(), xm, xe);
-    forward_range_ext(net, params, 0, net.depth(), batch, ExtCMat{xm.data(), xe.data()}, false, st, ws, true);
+    ExtPlanes xv;
+    inputs_ext(x, batch * net.n_in(), xv.m, xv.e);
+    forward_range(net, params, 0, net.depth(), batch, readonly(xv.at(0)), false, st, ws, true);
     const std::size_t o = st.aoff[net.depth()], n = batch * net.n_out();
-    std::copy(st.am.data() + o, st.am.data() + o + n, out.m);
-    std::copy(st.ae.data() + o, st.ae.data() + o + n, out.e);
+    std::copy(st.a.m.data() + o, st.a.m.data() + o + n, out.m);
+    std::copy(st.a.e.data() + o, st.a.e.data() + o + n, out.e);
     if (underflow) pass.report(*underflow);
 }
 
@@ -935,9 +743,10 @@ void forward_f64(const Architecture& net, const double* params, const double* x,
                  std::size_t batch, double* out) {
     check_inputs(x, batch, net.n_in());
     F64Store st;
-    forward_range_f64(net, params, 0, net.depth(), batch, x, false, st, true);
+    Workspace unused;
+    forward_range(net, params, 0, net.depth(), batch, x, false, st, unused, true);
     const std::size_t o = st.aoff[net.depth()];
-    std::copy(st.acts.data() + o, st.acts.data() + o + batch * net.n_out(), out);
+    std::copy(st.a.m.data() + o, st.a.m.data() + o + batch * net.n_out(), out);
 }
 
 namespace {
@@ -983,18 +792,88 @@ void dense_backward_ext(ExtMat dW, ExtMat db, ExtCMat delta, ExtCMat a, std::siz
     tensor_stats_ext(db.m, db.e, n_out, stats->db);
 }
 
+// Whether layer l's chain factor is relu's or identity's f', 1 or 0, so that
+// a select gives the product's bits (a residual layer's factor is s f'(z)).
+inline bool unit_derivative(const Architecture& net, std::size_t l) {
+    return (net.activation(l) == Activation::relu || net.activation(l) == Activation::identity) && !net.residual(l);
+}
+
+// delta (rows x n) = dout * f'(z_l), elementwise (never lost): dL/dz_l of a
+// dense layer, extended, from dout = dL/da_{l+1} (rows x n). delta holds
+// f'(z_l) on entry and is written over; unit: f' is 1 or 0 (unit_derivative).
+inline void dense_delta_ext(ExtMat delta, ExtCMat dout, std::size_t rows, std::size_t n, bool unit) {
+    parallel_rows(rows, n, [&](std::size_t q0, std::size_t q1) {
+        const std::size_t q = q0 * n, k = (q1 - q0) * n;
+        if (unit) simd::select_n(k, dout.m + q, dout.e + q, delta.m + q, delta.e + q);
+        else simd::mul_n(k, dout.m + q, dout.e + q, delta.m + q, delta.e + q);
+    });
+}
+
+// What the extended chain carries from one layer's step to the next.
+struct ChainCarry {
+    bool made = false;    // the step above made this layer's delta (fused with its product)
+    bool scaled = false;  // and left its rows scaled in the Workspace, where the next product starts
+    bool exact = false;   // the last product needs no exact recomputation (ext_gemm_xw_product's result)
+};
+
+// A dense layer's step back through the chain, extended, for `rows` rows:
+// the product delta W_l (delta: rows x n_out, dL/dz_l; W_l: n_out x n_in)
+// with its rows scaled to common exponents, then either
+// - fused (where fuse allows it and the product is exact): delta_below
+//   (rows x n_in) = (delta W_l) * f'(z_{l-1}), written over f'(z_{l-1}),
+//   without writing dL/da_l (ext_gemm_xw_chain; unit_below: f'(z_{l-1}) is 1
+//   or 0), its rows left scaled for the next step's product; or
+// - dinp (rows x n_in) = dL/da_l = delta W_l, plus, for a residual layer, the
+//   skip's dL/da_{l+1}, which dinp holds on entry (skip: scratch for it).
+// Values past the exponent range: above it throws range_error naming layer
+// l; below it flushes them and counts them for the pass (settle_range,
+// settle_chain_underflow), or throws where the pass raises.
+void dense_chain_ext(ExtMat dinp, ExtMat delta_below, ExtCMat delta, const double* W, std::size_t rows,
+                     std::size_t n_in, std::size_t n_out, std::size_t l, bool fuse, bool unit_below, bool residual,
+                     ChainCarry& carry, Workspace& w, Buffer<double>& skm, Buffer<exp_t>& ske) {
+    if (carry.made && carry.scaled) ext_gemm_xw_scaled(w, rows, n_in, n_out, W, false);
+    else carry.exact = ext_gemm_xw_product(w, rows, n_in, n_out, delta, W, false);
+    std::uint64_t range = 0;
+    carry.made = carry.scaled = carry.exact && fuse;
+    if (residual) {
+        skm.resize(rows * n_out);
+        ske.resize(rows * n_out);
+        std::copy(dinp.m, dinp.m + rows * n_out, skm.data());
+        std::copy(dinp.e, dinp.e + rows * n_out, ske.data());
+    }
+    if (carry.made)
+        carry.exact = ext_gemm_xw_chain(w, rows, n_in, n_out, delta, W, false, unit_below, delta_below, dinp, &range);
+    else
+        ext_gemm_xw_finish(w, rows, n_in, n_out, delta, W, false, dinp, &range);
+    if (residual) {  // dL/da_l = the branch's delta_l W_l + the skip's dL/da_{l+1}
+        simd::add_n(rows * n_in, dinp.m, dinp.e, skm.data(), ske.data());
+        range |= simd::out_of_range(dinp.m, dinp.e, rows * n_in);
+    }
+    if (!(range >> 62)) return;
+    if (carry.made) {
+        settle_chain_underflow(rows, n_in, n_out, delta, W, range, l, dinp.m, dinp.e, delta_below.m, delta_below.e);
+        carry.scaled = false;  // the next product starts from the settled delta
+    } else {
+        settle_range(dinp.m, dinp.e, rows * n_in, l, Quantity::input_gradients, range);
+    }
+}
+
 // Extended counterpart of backward_segment_f64: the chain, then the weight
-// gradients. When the chain stops at layer l (an input gradient out of range),
+// gradients. A twin rather than one template over the planes: the extended
+// chain fuses each product with the next layer's delta, carries ChainCarry
+// from layer to layer and records failures by block where the float64 chain
+// is one product per layer; written once, most of its steps would branch on
+// the precision. When the chain stops at layer l (an input gradient out of range),
 // the gradients of layers l..l1-1 are still formed first, so that the error
 // reported is the one a layer-by-layer sweep would have met first.
 void backward_segment_ext(const Architecture& net, const double* params, std::size_t l0, std::size_t l1,
                           std::size_t batch, ExtStore& st, Buffer<double>& gm, Buffer<exp_t>& ge,
                           const GradExt& res, Workspace& ws) {
-    const std::size_t maxw = max_width(net), nb = row_blocks(net, batch);
+    const std::size_t maxw = net.max_width(), nb = row_blocks(net, batch);
     if (res.stats)  // f'(z_l), before the chain writes delta_l over it; one task per run of layers
         parallel_chunks(l1 - l0, 8, [&](std::size_t i0, std::size_t i1) {
             for (std::size_t i = i0; i < i1; ++i)
-                derivative_stats_ext(st.dm.data() + st.doff[i], st.de.data() + st.doff[i],
+                derivative_stats_ext(st.d.m.data() + st.doff[i], st.d.e.data() + st.doff[i],
                                      batch * net.width(l0 + i + 1), res.stats[l0 + i].der);
         });
     std::vector<Failure> failures(nb);
@@ -1003,68 +882,30 @@ void backward_segment_ext(const Architecture& net, const double* params, std::si
             const std::size_t rows = r1 - r0;
             Workspace local;
             Workspace& w = nb == 1 ? ws : local;
-            double* gmb = gm.data() + r0 * maxw;  // this block's rows of dL/da
-            exp_t* geb = ge.data() + r0 * maxw;
-            // relu's and identity's f' are 1 or 0: a select gives the product's bits.
-            const auto unit_der = [&](std::size_t l) {
-                return (net.activation(l) == Activation::relu || net.activation(l) == Activation::identity) &&
-                       !net.residual(l);  // a residual layer's factor is s f'(z)
-            };
+            const ExtMat g{gm.data() + r0 * maxw, ge.data() + r0 * maxw};  // this block's rows of dL/da
             Buffer<double> skm;  // residual layers: dL/da_{l+1}, kept for the skip
             Buffer<exp_t> ske;
-            // delta_l made by the step above; and scaled in w (else the product starts from it)
-            bool made = false, scaled = false, exact = false;
-            InterruptCheck interrupt;  // between layers (Ctrl-C)
+            ChainCarry carry;
+            InterruptCheck interrupt(interrupt_stride(net, rows));  // between layers (Ctrl-C)
             for (std::size_t l = l1; l-- > l0;) {
                 interrupt();
                 const std::size_t n_in = net.width(l), n_out = net.width(l + 1), o = st.doff[l - l0] + r0 * n_out;
-                double* dm = st.dm.data() + o;
-                exp_t* de = st.de.data() + o;
-                if (!made)  // delta = dL/da_{l+1} * f'(z_l), elementwise (never lost)
-                    parallel_rows(rows, n_out, [&](std::size_t q0, std::size_t q1) {
-                        const std::size_t q = q0 * n_out, n = (q1 - q0) * n_out;
-                        if (unit_der(l)) simd::select_n(n, gmb + q, geb + q, dm + q, de + q);
-                        else simd::mul_n(n, gmb + q, geb + q, dm + q, de + q);
-                    });
+                const ExtMat delta{st.d.m.data() + o, st.d.e.data() + o};  // f'(z_l), then delta_l
+                if (!carry.made) dense_delta_ext(delta, ExtCMat{g.m, g.e}, rows, n_out, unit_derivative(net, l));
                 publish(l);
                 if (l == 0 && !res.dx.m) break;
-                const double* W = params + net.weight_offset(l);
-                if (made && scaled) ext_gemm_xw_scaled(w, rows, n_in, n_out, W, false);
-                else exact = ext_gemm_xw_product(w, rows, n_in, n_out, ExtCMat{dm, de}, W, false);
-                std::uint64_t range = 0;
-                // Within the segment, delta_{l-1} straight from the product, without
-                // writing dL/da_l (ext_gemm_xw_chain); else dL/da_l as it is. Not
-                // through residual layers: their dL/da adds the skip.
-                made = scaled = exact && l > l0 && !net.residual(l) && !net.residual(l - 1);
-                const bool skip = net.residual(l);
-                if (skip) {
-                    skm.resize(rows * n_out);
-                    ske.resize(rows * n_out);
-                    std::copy(gmb, gmb + rows * n_out, skm.data());
-                    std::copy(geb, geb + rows * n_out, ske.data());
-                }
-                if (made) {
+                // Fused only within the segment (f'(z_{l-1}) is stored) and not
+                // through residual layers, whose dL/da adds the skip.
+                const bool fuse = l > l0 && !net.residual(l) && !net.residual(l - 1);
+                ExtMat below{nullptr, nullptr};
+                if (fuse) {
                     const std::size_t o1 = st.doff[l - 1 - l0] + r0 * n_in;
-                    exact = ext_gemm_xw_chain(w, rows, n_in, n_out, ExtCMat{dm, de}, W, false, unit_der(l - 1),
-                                              ExtMat{st.dm.data() + o1, st.de.data() + o1}, ExtMat{gmb, geb}, &range);
-                } else {
-                    ext_gemm_xw_finish(w, rows, n_in, n_out, ExtCMat{dm, de}, W, false, ExtMat{gmb, geb}, &range);
-                }
-                if (skip) {  // dL/da_l = the branch's delta_l W_l + the skip's dL/da_{l+1}
-                    simd::add_n(rows * n_in, gmb, geb, skm.data(), ske.data());
-                    range |= simd::out_of_range(gmb, geb, rows * n_in);
+                    below = ExtMat{st.d.m.data() + o1, st.d.e.data() + o1};
                 }
                 try {
-                    if (range >> 62) {
-                        if (made) {
-                            settle_chain_underflow(rows, n_in, n_out, ExtCMat{dm, de}, W, range, l, gmb, geb,
-                                                   st.dm.data() + st.doff[l - 1 - l0] + r0 * n_in,
-                                                   st.de.data() + st.doff[l - 1 - l0] + r0 * n_in);
-                            scaled = false;  // the next product starts from the settled delta
-                        } else {
-                            settle_range(gmb, geb, rows * n_in, l, Quantity::input_gradients, range);
-                        }
-                    }
+                    dense_chain_ext(g, below, ExtCMat{delta.m, delta.e}, params + net.weight_offset(l), rows, n_in,
+                                    n_out, l, fuse, fuse && unit_derivative(net, l - 1), net.residual(l), carry, w,
+                                    skm, ske);
                 } catch (...) {
                     failures[r0 / kBlockRows] = Failure{l, std::current_exception()};
                     return;
@@ -1082,8 +923,8 @@ void backward_segment_ext(const Architecture& net, const double* params, std::si
         if (go == kNoGradient) return;
         const std::size_t n_in = net.width(l), n_out = net.width(l + 1), i = l - l0, bo = go + n_out * n_in;
         dense_backward_ext(ExtMat{res.grad.m + go, res.grad.e + go}, ExtMat{res.grad.m + bo, res.grad.e + bo},
-                           ExtCMat{st.dm.data() + st.doff[i], st.de.data() + st.doff[i]},
-                           ExtCMat{st.am.data() + st.aoff[i], st.ae.data() + st.aoff[i]}, batch, n_in, n_out, l, w,
+                           ExtCMat{st.d.m.data() + st.doff[i], st.d.e.data() + st.doff[i]},
+                           ExtCMat{st.a.m.data() + st.aoff[i], st.a.e.data() + st.aoff[i]}, batch, n_in, n_out, l, w,
                            res.stats ? &res.stats[l] : nullptr);
     });
     rethrow_first(failures, false);
@@ -1103,15 +944,15 @@ std::size_t segment_length(std::size_t depth, std::size_t checkpoint) {
 
 // What a backward pass keeps from its forward pass (see Tape in network.hpp).
 struct Tape::Impl {
-    enum class State { empty, extended, f64 } state = State::empty;
+    enum class State { empty, extended, f64 } state = State::empty;  // which forward pass it holds, if any
     std::size_t batch = 0, seg = 0, nseg = 0;  // rows; segment length and count
     std::vector<std::size_t> widths;           // of the network it ran (a store's layout depends on them)
     ExtStore est;                               // extended: the last segment's store
     F64Store fst;                               // float64: the same
-    Workspace ws;
-    Buffer<double> cpm, outm;  // a_{sC} of every segment s (when nseg > 1); the network output
-    Buffer<exp_t> cpe, oute;   // their exponents (extended)
-    std::atomic<bool> busy{false};
+    Workspace ws;                               // the extended layers' scratch, kept from pass to pass
+    ExtPlanes ecp, eout;  // extended: a_{sC} of every segment s (when nseg > 1); the network output
+    F64Planes fcp, fout;  // float64: the same
+    std::atomic<bool> busy{false};              // a call is using the tape (TapeUse)
 };
 
 Tape::Tape() : impl_(std::make_unique<Impl>()) {}
@@ -1133,7 +974,7 @@ public:
     TapeUse& operator=(const TapeUse&) = delete;
 
 private:
-    Tape::Impl& t_;
+    Tape::Impl& t_;  // the tape this call holds
 };
 
 // Empties the tape and records the pass it is about to hold: the batch, the
@@ -1146,61 +987,43 @@ void begin_tape(const Architecture& net, std::size_t batch, std::size_t checkpoi
     t.nseg = (net.depth() + t.seg - 1) / t.seg;
 }
 
+// The forward pass of a tape, either precision: x (batch x n_0), into st
+// (the whole pass, or with checkpointing the last segment's), cp (each
+// segment's input) and out (the network output).
+template <class P>
+void forward_tape_unchecked(const Architecture& net, const double* params, typename P::CMat x, std::size_t batch,
+                            std::size_t checkpoint, Tape::Impl& t, Store<P>& st, P& cp, P& out) {
+    begin_tape(net, batch, checkpoint, t);
+    const std::size_t L = net.depth(), C = t.seg, nseg = t.nseg, maxw = net.max_width();
+    out.resize(batch * maxw);  // the current segment's output (at last, the network's)
+    if (nseg == 1) {
+        forward_range(net, params, 0, L, batch, x, true, st, t.ws, true);
+        copy_values(readonly(st.a.at(st.aoff[L])), batch * net.n_out(), out.at(0));
+        return;
+    }
+    reserve_check(nseg * batch * maxw * P::kValueBytes, "the checkpoints of this pass");
+    cp.resize(nseg * batch * maxw);
+    typename P::CMat cur = x;
+    for (std::size_t s = 0; s < nseg; ++s) {
+        const std::size_t l0 = s * C, l1 = std::min(L, l0 + C);
+        copy_values(cur, batch * net.width(l0), cp.at(s * batch * maxw));
+        forward_range(net, params, l0, l1, batch, cur, false, st, t.ws, true);
+        copy_values(readonly(st.a.at(st.aoff[l1 - l0])), batch * net.width(l1), out.at(0));  // a_{l1}
+        cur = readonly(out.at(0));
+    }
+}
+
 void forward_tape_ext_unchecked(const Architecture& net, const double* params, const double* x, std::size_t batch,
                                 std::size_t checkpoint, Tape::Impl& t) {
-    begin_tape(net, batch, checkpoint, t);
-    const std::size_t L = net.depth(), C = t.seg, nseg = t.nseg, maxw = max_width(net);
-    ExtStore& st = t.est;
-    Buffer<double> xm;  // inputs
-    Buffer<exp_t> xe;
-    inputs_ext(x, batch * net.n_in(), xm, xe);
-    t.outm.resize(batch * maxw);  // the current segment's output (at last, the network's)
-    t.oute.resize(batch * maxw);
-    if (nseg == 1) {
-        forward_range_ext(net, params, 0, L, batch, ExtCMat{xm.data(), xe.data()}, true, st, t.ws, true);
-        std::copy(st.am.data() + st.aoff[L], st.am.data() + st.aoff[L] + batch * net.n_out(), t.outm.data());
-        std::copy(st.ae.data() + st.aoff[L], st.ae.data() + st.aoff[L] + batch * net.n_out(), t.oute.data());
-    } else {
-        reserve_check(nseg * batch * maxw * (sizeof(double) + sizeof(exp_t)), "the checkpoints of this pass");
-        t.cpm.resize(nseg * batch * maxw);
-        t.cpe.resize(nseg * batch * maxw);
-        ExtCMat cur{xm.data(), xe.data()};
-        for (std::size_t s = 0; s < nseg; ++s) {
-            const std::size_t l0 = s * C, l1 = std::min(L, l0 + C), n0 = batch * net.width(l0);
-            std::copy(cur.m, cur.m + n0, t.cpm.data() + s * batch * maxw);
-            std::copy(cur.e, cur.e + n0, t.cpe.data() + s * batch * maxw);
-            forward_range_ext(net, params, l0, l1, batch, cur, false, st, t.ws, true);
-            const std::size_t n1 = batch * net.width(l1), last = st.aoff[l1 - l0];
-            std::copy(st.am.data() + last, st.am.data() + last + n1, t.outm.data());  // a_{l1}
-            std::copy(st.ae.data() + last, st.ae.data() + last + n1, t.oute.data());
-            cur = ExtCMat{t.outm.data(), t.oute.data()};
-        }
-    }
+    ExtPlanes xv;  // the inputs, extended
+    inputs_ext(x, batch * net.n_in(), xv.m, xv.e);
+    forward_tape_unchecked(net, params, readonly(xv.at(0)), batch, checkpoint, t, t.est, t.ecp, t.eout);
     t.state = Tape::Impl::State::extended;
 }
 
 void forward_tape_f64_unchecked(const Architecture& net, const double* params, const double* x, std::size_t batch,
                                 std::size_t checkpoint, Tape::Impl& t) {
-    begin_tape(net, batch, checkpoint, t);
-    const std::size_t L = net.depth(), C = t.seg, nseg = t.nseg, maxw = max_width(net);
-    F64Store& st = t.fst;
-    t.outm.resize(batch * maxw);  // the current segment's output (at last, the network's)
-    if (nseg == 1) {
-        forward_range_f64(net, params, 0, L, batch, x, true, st, true);
-        std::copy(st.acts.data() + st.aoff[L], st.acts.data() + st.aoff[L] + batch * net.n_out(), t.outm.data());
-    } else {
-        reserve_check(nseg * batch * maxw * sizeof(double), "the checkpoints of this pass");
-        t.cpm.resize(nseg * batch * maxw);
-        const double* cur = x;
-        for (std::size_t s = 0; s < nseg; ++s) {
-            const std::size_t l0 = s * C, l1 = std::min(L, l0 + C);
-            std::copy(cur, cur + batch * net.width(l0), t.cpm.data() + s * batch * maxw);
-            forward_range_f64(net, params, l0, l1, batch, cur, false, st, true);
-            const std::size_t last = st.aoff[l1 - l0];
-            std::copy(st.acts.data() + last, st.acts.data() + last + batch * net.width(l1), t.outm.data());
-            cur = t.outm.data();
-        }
-    }
+    forward_tape_unchecked(net, params, x, batch, checkpoint, t, t.fst, t.fcp, t.fout);
     t.state = Tape::Impl::State::f64;
 }
 
@@ -1211,15 +1034,19 @@ void release(Tape::Impl& t) {
     t.est = ExtStore{};
     t.fst = F64Store{};
     t.ws = Workspace{};
-    t.cpm = Buffer<double>{};
-    t.outm = Buffer<double>{};
-    t.cpe = Buffer<exp_t>{};
-    t.oute = Buffer<exp_t>{};
+    t.ecp = ExtPlanes{};
+    t.eout = ExtPlanes{};
+    t.fcp = F64Planes{};
+    t.fout = F64Planes{};
 }
 
+// The backward pass of a tape, extended; backward_tape_f64_unchecked is its
+// float64 twin. The sweep is the same; kept apart because only the extended
+// one counts the loss's flushes and, recomputing a checkpointed segment, must
+// not count its activations' flushes a second time.
 void backward_tape_ext_unchecked(const Architecture& net, const double* params, Tape::Impl& t, const Target& target,
                                  const GradExt& res) {
-    const std::size_t L = net.depth(), C = t.seg, nseg = t.nseg, maxw = max_width(net), batch = t.batch;
+    const std::size_t L = net.depth(), C = t.seg, nseg = t.nseg, maxw = net.max_width(), batch = t.batch;
     ExtStore& st = t.est;
     Buffer<double> gm;  // dL/da of the layer reached
     Buffer<exp_t> ge;
@@ -1230,7 +1057,7 @@ void backward_tape_ext_unchecked(const Architecture& net, const double* params, 
     Ext loss;
     try {
         const UnderflowScope scope(pass ? &sink : underflow_sink());
-        loss = loss_ext(target, batch, net.n_out(), t.outm.data(), t.oute.data(), gm.data(), ge.data());
+        loss = loss_ext(target, batch, net.n_out(), t.eout.m.data(), t.eout.e.data(), gm.data(), ge.data());
     } catch (const underflow_error& e) {
         throw_out_of_range(kNoLayer, Quantity::loss, true, e.detail());
     }
@@ -1242,16 +1069,13 @@ void backward_tape_ext_unchecked(const Architecture& net, const double* params, 
     to_block_layout(gm.data(), batch, net.n_out(), maxw, nb);
     to_block_layout(ge.data(), batch, net.n_out(), maxw, nb);
     if (res.out.m) {
-        std::copy(t.outm.data(), t.outm.data() + batch * net.n_out(), res.out.m);
-        std::copy(t.oute.data(), t.oute.data() + batch * net.n_out(), res.out.e);
+        copy_values(readonly(t.eout.at(0)), batch * net.n_out(), ExtMat{res.out.m, res.out.e});
     }
     for (std::size_t s = nseg; s-- > 0;) {
         const std::size_t l0 = s * C, l1 = std::min(L, l0 + C);
         if (nseg > 1) {  // recompute the segment's activations and derivatives from its checkpoint
             if (pass) pass->count_activations = false;
-            forward_range_ext(net, params, l0, l1, batch,
-                              ExtCMat{t.cpm.data() + s * batch * maxw, t.cpe.data() + s * batch * maxw}, true, st,
-                              t.ws, false);
+            forward_range(net, params, l0, l1, batch, readonly(t.ecp.at(s * batch * maxw)), true, st, t.ws, false);
             if (pass) pass->count_activations = true;
         }
         backward_segment_ext(net, params, l0, l1, batch, st, gm, ge, res, t.ws);
@@ -1264,17 +1088,17 @@ void backward_tape_ext_unchecked(const Architecture& net, const double* params, 
 
 void backward_tape_f64_unchecked(const Architecture& net, const double* params, Tape::Impl& t, const Target& target,
                                  const GradF64& res) {
-    const std::size_t L = net.depth(), C = t.seg, nseg = t.nseg, maxw = max_width(net), batch = t.batch;
+    const std::size_t L = net.depth(), C = t.seg, nseg = t.nseg, maxw = net.max_width(), batch = t.batch;
     F64Store& st = t.fst;
     Buffer<double> g;  // dL/da of the layer reached
     g.resize(batch * maxw);
-    *res.loss = loss_f64(target, batch, net.n_out(), t.outm.data(), g.data());
+    *res.loss = loss_f64(target, batch, net.n_out(), t.fout.m.data(), g.data());
     const std::size_t nb = row_blocks(net, batch);
     to_block_layout(g.data(), batch, net.n_out(), maxw, nb);
-    if (res.out) std::copy(t.outm.data(), t.outm.data() + batch * net.n_out(), res.out);
+    if (res.out) copy_values(t.fout.m.data(), batch * net.n_out(), res.out);
     for (std::size_t s = nseg; s-- > 0;) {
         const std::size_t l0 = s * C, l1 = std::min(L, l0 + C);
-        if (nseg > 1) forward_range_f64(net, params, l0, l1, batch, t.cpm.data() + s * batch * maxw, true, st, false);
+        if (nseg > 1) forward_range(net, params, l0, l1, batch, readonly(t.fcp.at(s * batch * maxw)), true, st, t.ws, false);
         backward_segment_f64(net, params, l0, l1, batch, st, g, res);
     }
     if (res.dx) from_block_layout(g.data(), batch, net.n_in(), maxw, nb, res.dx);
@@ -1308,8 +1132,7 @@ void forward_tape_ext(const Architecture& net, const double* params, const doubl
     }
     if (underflow) pass.report(*underflow);
     if (out.m) {
-        std::copy(t.outm.data(), t.outm.data() + batch * net.n_out(), out.m);
-        std::copy(t.oute.data(), t.oute.data() + batch * net.n_out(), out.e);
+        copy_values(readonly(t.eout.at(0)), batch * net.n_out(), ExtMat{out.m, out.e});
     }
 }
 
@@ -1321,7 +1144,7 @@ void forward_tape_f64(const Architecture& net, const double* params, const doubl
     t.state = Tape::Impl::State::empty;
     t.widths = net.widths();
     forward_tape_f64_unchecked(net, params, x, batch, checkpoint, t);
-    if (out) std::copy(t.outm.data(), t.outm.data() + batch * net.n_out(), out);
+    if (out) copy_values(t.fout.m.data(), batch * net.n_out(), out);
 }
 
 void backward_tape_ext(const Architecture& net, const double* params, Tape& tape, const Target& target,

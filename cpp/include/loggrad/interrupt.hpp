@@ -43,20 +43,26 @@ void poll_interrupt();            // the slow path: asks the poll function, at m
 }  // namespace detail
 
 // The check of one loop over layers: it reads the thread's poll function once,
-// then costs a relaxed atomic load per call, and a counter on the thread that
-// polls (the clock is read every 64 calls). Throws interrupted when a stop was
-// requested.
+// then costs a relaxed atomic load per check, and a counter on the thread that
+// polls (the clock is read every 64 checks). Throws interrupted when a stop was
+// requested. stride: calls per check, for loops whose steps are so short (a
+// narrow layer: well under a microsecond) that a check at each would cost a
+// noticeable part of the step; the first call checks.
 class InterruptCheck {
 public:
-    InterruptCheck() : poll_(detail::has_poll()) {}
+    explicit InterruptCheck(unsigned stride = 1) : poll_(detail::has_poll()), stride_(stride) {}
     void operator()() {
+        if (left_-- != 0) return;
+        left_ = stride_ - 1;
         if (detail::g_stop.load(std::memory_order_relaxed)) throw interrupted();
         if (poll_ && ++calls_ % 64 == 0) detail::poll_interrupt();
     }
 
 private:
-    bool poll_;
-    unsigned calls_ = 0;
+    bool poll_;            // this thread has a poll function (the caller's thread)
+    unsigned stride_;      // calls per check
+    unsigned left_ = 0;    // calls before the next check
+    unsigned calls_ = 0;   // checks so far, for the poll's rate
 };
 
 // A one-off check (outside a loop: InterruptCheck).

@@ -41,6 +41,7 @@ public:
     std::size_t n_in() const { return widths_.front(); }
     std::size_t n_out() const { return widths_.back(); }
     const std::vector<std::size_t>& widths() const { return widths_; }
+    std::size_t max_width() const { return max_width_; }  // the largest of n_0 .. n_L
     Activation activation(std::size_t l) const { return activations_[l]; }
     // Whether layer l adds its input back (a residual layer), and its branch scale.
     bool residual(std::size_t l) const { return !residual_.empty() && residual_[l] == residual_[l]; }
@@ -66,6 +67,7 @@ private:
     std::vector<std::size_t> widths_;
     std::vector<Activation> activations_;
     std::vector<std::size_t> offsets_;  // depth + 1 entries
+    std::size_t max_width_ = 0;         // max of widths_: sizes every pass's scratch rows, asked for per pass
     std::vector<double> residual_;      // empty, or depth entries (NaN: a plain layer)
 };
 
