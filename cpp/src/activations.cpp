@@ -88,6 +88,35 @@ void set(Ext* p, Ext v) {
     if (p) *p = v;
 }
 
+// (1 + t)^2 = sq + sq_lo for 0 <= t <= 1, with onep = 1 + t rounded: the
+// pair is exact but for sq_lo's own rounding (a relative 2^-106).
+inline double square_one_plus(double t, double onep, double& sq_lo) {
+    const double onep_lo = (1.0 - onep) + t;  // exact: t <= 1 <= 1 + t (Fast2Sum)
+    const double sq = onep * onep;
+    sq_lo = std::fma(onep, onep, -sq) + 2.0 * onep * onep_lo;
+    return sq;
+}
+
+// n / (sq + sq_lo) for a numerator n + n_lo, rounded once: the quotient's
+// rounding is taken back through the exact remainder n - q sq (fma).
+inline double div_pair(double n, double n_lo, double sq, double sq_lo) {
+    const double q = n / sq;
+    const double r = (std::fma(-q, sq, n) + n_lo) - q * sq_lo;
+    return q + r / sq;
+}
+
+// sigmoid'(z) = t / (1 + t)^2 for t = e^{-|z|} <= 1 (libm's exp, within 0.51
+// ulp). 1 + t and its square are carried exactly, the quotient rounds once
+// (0.5 ulp) and t's error reaches it undamped (d ln sigmoid' / d ln t =
+// (1 - t)/(1 + t) <= 1): 0.51 ulp of t is up to 1.02 ulp of a result with a
+// larger mantissa, so within 1.53 ulp in all. Rounding 1 + t and the square
+// instead cost up to 3.4 ulp (3.36 measured at z = 4.16).
+inline double sigmoid_der_from_t(double t, double onep) {
+    double sq_lo;
+    const double sq = square_one_plus(t, onep, sq_lo);
+    return div_pair(t, 0.0, sq, sq_lo);
+}
+
 // sigmoid from t = e^{-|z|}: value and derivative t/(1+t)^2, both extended.
 void sigmoid_from_t(bool positive, Ext t, Ext* a, Ext* d) {
     if (t.e < -60) {  // 1 + t rounds to 1
@@ -98,15 +127,7 @@ void sigmoid_from_t(bool positive, Ext t, Ext* a, Ext* d) {
     const double td = to_double(t);
     const double onep = 1.0 + td;
     set(a, from_double(positive ? 1.0 / onep : td / onep));
-    if (!d) return;
-    // t / (1 + t)^2 with 1 + t and its square carried exactly as pairs (fma), so
-    // that only t's own error and the final division round: within 2 ulp.
-    const double onep_lo = (1.0 - onep) + td;  // exact: |t| <= 1 <= 1 + t
-    const double sq = onep * onep;
-    const double sq_lo = std::fma(onep, onep, -sq) + 2.0 * onep * onep_lo;
-    const double q = td / sq;
-    const double r = std::fma(-q, sq, td) - q * sq_lo;  // td - q (sq + sq_lo), to first order
-    *d = from_double(q + r / sq);
+    if (d) *d = from_double(sigmoid_der_from_t(td, onep));
 }
 
 // gelu for z in [kGeluTableLo, kGeluTableHi] = [-10, 0.5], to about an ulp.
@@ -467,6 +488,84 @@ void gelu_tabled(double z, Ext* a, Ext* d) {
     }
 }
 
+// silu(z) = z s and silu'(z) = s (1 + z (1 - s)), s = sigmoid(z), in terms of
+// t = e^{-|z|}, each result one quotient rounded once (div_pair):
+//   z < 0: silu = z t / (1 + t),  silu' = t (1 + z + t) / (1 + t)^2
+//   z > 0: silu = z / (1 + t),    silu' = (1 + t (1 + z)) / (1 + t)^2
+// Numerators and 1 + t are carried as exact pairs (fma, two_sum), so what is
+// left is t's own error and the final rounding (0.5 ulp). t's relative error
+// reaches silu damped or undamped (sensitivity t/(1 + t) for z > 0, 1/(1 + t)
+// for z < 0), and libm's 0.51 ulp of t is at most 1.02 ulp of a result with a
+// larger mantissa: within 1.53 ulp. For silu' the sensitivity is
+// |t (1 + z)/N - 2t/(1 + t)| <= 1 for z > 0, and |1 + t/N - 2t/(1 + t)| for
+// z < 0, N = 1 + z + t: N vanishes at silu''s root z0 = -1.27846454276107...,
+// and the sensitivity exceeds 1.08 only inside [kSiluDdLo, kSiluDdHi]. Outside
+// that interval t from libm gives 0.5 + 1.02 * 1.08 < 1.61 ulp; inside it t is
+// taken from exp_dd as a pair (its own bound is 2^-63; measured, silu' stays
+// within 1.3 ulp wherever |silu'| >= 2^-20 s, i.e. outside z0 -+ 1e-6, the root
+// neighbourhood that docs/guarantees.md names; within it the error is below
+// 2^-70 s, i.e. N itself is good to 2^-70 there). The z > 0 value keeps the
+// float z * (1 / (1 + t)), two roundings (within 1.6 ulp measured), for its bits.
+constexpr double kSiluDdLo = -1.6;
+constexpr double kSiluDdHi = -0.8;
+
+void silu_kernel(double z, Ext* a, Ext* d, bool& under) {
+    if (z < -700.0) {
+        // t = e^z is below float64 range; 1 + t rounds to 1 and t^2 terms are
+        // below 2^-1000 of the results: silu = z t, silu' = t (1 + z), with
+        // 1 + z as an exact pair so each result rounds once beyond exp_ext's.
+        const Ext t = exp_under(z, under);
+        set(a, mul(t, from_double(z)));
+        if (d) {
+            double c_lo = 0.0;
+            const double c = two_sum(1.0, z, c_lo);
+            const double p = t.m * c;
+            *d = normalize(p + (std::fma(t.m, c, -p) + t.m * c_lo), t.e);
+        }
+        return;
+    }
+    double t, t_lo = 0.0;
+    if (z >= kSiluDdLo && z <= kSiluDdHi) {
+        exp_t k = 0;
+        const DD e = exp_dd(DD{z, 0.0}, k);
+        t = std::ldexp(e.hi, static_cast<int>(k));  // exact: k is -1 or -2
+        t_lo = std::ldexp(e.lo, static_cast<int>(k));
+    } else {
+        t = std::exp(-std::fabs(z));  // exp_ext's value in this range
+    }
+    const double onep = 1.0 + t;
+    if (a) {
+        if (z > 0) {
+            *a = mul(from_double(1.0 / onep), from_double(z));
+        } else {
+            const double p = z * t;
+            const double onep_lo = ((1.0 - onep) + t) + t_lo;
+            *a = from_double(div_pair(p, std::fma(z, t, -p) + z * t_lo, onep, onep_lo));
+        }
+    }
+    if (!d) return;
+    double sq_lo;
+    const double sq = square_one_plus(t, onep, sq_lo);
+    sq_lo += 2.0 * onep * t_lo;
+    double c_lo = 0.0;
+    const double c = two_sum(1.0, z, c_lo);  // 1 + z = c + c_lo exactly
+    double n, n_lo;
+    if (z < 0) {
+        double e = 0.0;
+        const double nh = two_sum(c, t, e);
+        const double nl = (c_lo + e) + t_lo;  // 1 + z + t = nh + nl
+        n = t * nh;
+        n_lo = std::fma(t, nh, -n) + (t * nl + t_lo * nh);
+    } else {
+        const double u = t * c;
+        const double u_lo = std::fma(t, c, -u) + t * c_lo;
+        double e = 0.0;
+        n = two_sum(1.0, u, e);
+        n_lo = e + u_lo;
+    }
+    *d = from_double(div_pair(n, n_lo, sq, sq_lo));
+}
+
 // Above this z, e^{-z} < 2^-70: softplus(z) = silu(z) = z, their derivatives
 // and sigmoid(z) are 1 to the last bit (z e^{-z} < 2^-64 too). Taking these
 // forms there avoids e^{-z}, which leaves the extended range for z > 2^60 ln 2
@@ -540,19 +639,9 @@ void activate_double_range(Activation act, Ext zx, double z, Ext* a, Ext* d, boo
             }
             return;
         }
-        case Activation::silu: {
-            const Ext t = exp_under(-std::fabs(z), under);
-            Ext s;  // sigmoid(z)
-            sigmoid_from_t(z >= 0, t, &s, nullptr);
-            set(a, mul(s, from_double(z)));
-            if (d) {
-                // silu' = s (1 + z (1 - s)), with 1 - s = sigmoid(-z) from the same t.
-                Ext sm;
-                sigmoid_from_t(z < 0, t, &sm, nullptr);
-                *d = mul(s, from_double(1.0 + z * to_double(sm)));
-            }
+        case Activation::silu:
+            silu_kernel(z, a, d, under);
             return;
-        }
         default:
             throw std::logic_error("activate_double_range: piecewise-linear activation");
     }
@@ -800,7 +889,7 @@ inline bool fast_sigmoid(double zm, exp_t ze, Ext* a, Ext* d) {
     const double z = zm * pow2(static_cast<int>(ze));
     const double t = std::exp(-std::fabs(z)), onep = 1.0 + t;
     *a = from_double(z >= 0 ? 1.0 / onep : t / onep);
-    if (d) *d = from_double(t / (onep * onep));
+    if (d) *d = from_double(sigmoid_der_from_t(t, onep));
     return true;
 }
 

@@ -54,6 +54,57 @@ inline double exp_nonneg(double y) {
     return horner<15>(kExpT, r) * detail::from_bits((k + 1023) << 52);
 }
 
+// a * a = hi + lo exactly, without FMA (Dekker's product with Veltkamp's
+// split): the same bits from every build, and it vectorises.
+inline void square_parts(double a, double& hi, double& lo) {
+    const double c = 134217729.0 * a;  // 2^27 + 1
+    const double ah = c - (c - a), al = a - ah;
+    hi = a * a;
+    lo = ((ah * ah - hi) + 2.0 * (ah * al)) + al * al;
+}
+
+// a * b = hi + lo exactly, as square_parts.
+inline void product_parts(double a, double b, double& hi, double& lo) {
+    const double ca = 134217729.0 * a, cb = 134217729.0 * b;
+    const double ah = ca - (ca - a), al = a - ah, bh = cb - (cb - b), bl = b - bh;
+    hi = a * b;
+    lo = ((ah * bh - hi) + ah * bl + al * bh) + al * bl;
+}
+
+// e^y = hi + lo for 0 <= y <= 709 with a relative error of about 2^-58
+// (exp_nonneg rounds to about an ulp). As there, e^y = 2^k e^r, r = y - k ln 2, but r is
+// kept as rh + rl (y - k kLn2Hi is exact, Sterbenz; k kLn2Lo rounds by less
+// than 2^-64) and e^r = 1 + r + r^2/2 + r^3 P(r) is summed with the first
+// three terms exact (1 + rh and the Fast2Sums below, rh^2 by square_parts):
+// only r^3 P(r) < 0.0072 rounds, by a few 2^-53 of itself, and the series'
+// remainder past r^14/14! is below 2^-57.8 of a term already 2^-7 of e^r.
+inline void exp_nonneg_parts(double y, double& hi, double& lo) {
+    constexpr double kExpP[12] = {1.0 / 6,        1.0 / 24,        1.0 / 120,        1.0 / 720,
+                                  1.0 / 5040,     1.0 / 40320,     1.0 / 362880,     1.0 / 3628800,
+                                  1.0 / 39916800, 1.0 / 479001600, 1.0 / 6227020800, 1.0 / 87178291200};
+    constexpr double kInvLn2 = 0x1.71547652b82fep+0;
+    constexpr double kLn2Hi = 0x1.62e42p-1;
+    constexpr double kLn2Lo = 0x1.fdf473de6af28p-22;
+    constexpr double kShift = 0x1.8p52;
+    const double kd = y * kInvLn2 + kShift;
+    const double kf = kd - kShift;
+    const double a = y - kf * kLn2Hi, b = kf * kLn2Lo;
+    const double rh = a - b;  // two-difference: rh + rl = a - b exactly
+    const double bb = a - rh;
+    const double rl = (a - (rh + bb)) + (bb - b);
+    double sq, sq_lo;
+    square_parts(rh, sq, sq_lo);
+    const double h1 = 1.0 + rh, l1 = rh - (h1 - 1.0);  // |rh| < 1
+    const double half = 0.5 * sq;
+    const double h2 = h1 + half, l2 = half - (h2 - h1);  // h1 > 0.65 > half
+    // e^(rh + rl) = e^rh (1 + rl) to 2^-110; e^rh ~ h2 to 2^-7, ample for rl's term
+    const double l = (((l1 + l2) + 0.5 * sq_lo) + (sq * rh) * horner<12>(kExpP, rh)) + rl * h2;
+    const double scale = detail::from_bits((detail::bits(kd) - detail::bits(kShift) + 1023) << 52);
+    const double h = h2 + l;
+    hi = h * scale;
+    lo = (l - (h - h2)) * scale;
+}
+
 // |x| clamped to cap (a nan |x| becomes cap too), as a bit pattern.
 inline std::uint64_t clamp_abs(std::uint64_t ab, double cap) {
     const std::uint64_t big = below(detail::bits(cap), ab);
@@ -84,8 +135,16 @@ constexpr double kTanhPartsMax = 256.0;
 
 // tanh(x) and tanh'(x) = 1 - tanh(x)^2 for a finite |x| < kTanhPartsMax, as the
 // extended path takes them: v has tanh_f64's bits; d is 1 - v^2 for |x| < 0.7
-// and, above, 4q(1 - q) with q = 1 / (e^{2|x|} + 1), which keeps its relative
-// accuracy where tanh saturates (1 - v^2 would round to 0 beyond |x| ~ 19).
+// and, above, 4 / W with W = (E + 1)^2 / E = E + 2 + 1/E, E = e^{2|x|}, which
+// keeps its relative accuracy where tanh saturates (1 - v^2 would round to 0
+// beyond |x| ~ 19). Within 0.6 ulp there: d's sensitivity to E is
+// (E - 1)/(E + 1) < 1, and E = Eh + El (exp_nonneg_parts) is good to about
+// 2^-58; Eh + 2 is a Fast2Sum (Eh > 4); 1/Eh and the low parts sum to less
+// than 0.26 against W > 6, so their roundings cost below 2^-57 of W; W = Wh +
+// Wl, and q = 4/Wh has its rounding taken back through the exact remainder
+// 4 - q Wh (product_parts; 4 - p is exact, Sterbenz). What is left is d's own
+// final rounding, 0.5 ulp, plus about 2^-56 relative. (The float 4q(1 - q)
+// rounds E, E + 1, q, 1 - q and the product: 2.3 ulp measured near |x| = 18.4.)
 inline void tanh_parts(double x, double& v, double& d) {
     const std::uint64_t sign = detail::bits(x) & (std::uint64_t(1) << 63);
     const std::uint64_t ab = detail::bits(x) ^ sign;
@@ -97,7 +156,17 @@ inline void tanh_parts(double x, double& v, double& d) {
     const double large = 1.0 - 2.0 * q;
     const std::uint64_t use_small = below(ab, detail::bits(0.7));
     v = detail::from_bits(((detail::bits(small) & use_small) | (detail::bits(large) & ~use_small)) | sign);
-    const double d_small = 1.0 - small * small, d_large = 4.0 * q * (1.0 - q);
+    double eh, el;
+    exp_nonneg_parts(ac + ac, eh, el);
+    const double ah = eh + 2.0, al = 2.0 - (ah - eh);
+    const double lw = (al + el) + 1.0 / eh;
+    const double wh = ah + lw, wl = lw - (wh - ah);
+    const double qd = 4.0 / wh;
+    double p, pl;
+    product_parts(qd, wh, p, pl);
+    // (4 - qd (wh + wl)) / wh, with 1/wh taken as qd/4 (its 2^-53 acts on a 2^-52 correction)
+    const double d_large = qd + (((4.0 - p) - pl) - qd * wl) * (0.25 * qd);
+    const double d_small = 1.0 - small * small;
     d = detail::from_bits((detail::bits(d_small) & use_small) | (detail::bits(d_large) & ~use_small));
 }
 
