@@ -88,21 +88,54 @@ void set(Ext* p, Ext v) {
     if (p) *p = v;
 }
 
-// (1 + t)^2 = sq + sq_lo for 0 <= t <= 1, with onep = 1 + t rounded: the
-// pair is exact but for sq_lo's own rounding (a relative 2^-106).
-inline double square_one_plus(double t, double onep, double& sq_lo) {
-    const double onep_lo = (1.0 - onep) + t;  // exact: t <= 1 <= 1 + t (Fast2Sum)
-    const double sq = onep * onep;
-    sq_lo = std::fma(onep, onep, -sq) + 2.0 * onep * onep_lo;
-    return sq;
+// a * b = p + e exactly: one FMA in builds for CPUs that have it (kFma),
+// Dekker's product (tanh_kernel::product_parts) otherwise. Both are exact for
+// the operands here (no overflow, no subnormal parts), so both builds give the
+// same bits; std::fma would be a libm call in the baseline build.
+template <bool kFma = false>
+inline void two_prod(double a, double b, double& p, double& e) {
+#if LOGGRAD_SIMD_AVX2
+    if constexpr (kFma) {
+        p = a * b;
+        e = __builtin_fma(a, b, -p);
+        return;
+    }
+#endif
+    tanh_kernel::product_parts(a, b, p, e);
 }
 
-// n / (sq + sq_lo) for a numerator n + n_lo, rounded once: the quotient's
-// rounding is taken back through the exact remainder n - q sq (fma).
-inline double div_pair(double n, double n_lo, double sq, double sq_lo) {
-    const double q = n / sq;
-    const double r = (std::fma(-q, sq, n) + n_lo) - q * sq_lo;
-    return q + r / sq;
+// (n + n_lo) / (d + d_lo), rounded once, from inv ~ 1/d (to a few ulps): the
+// remainder n - q d of q = n inv is exact (two_prod; n - p by Sterbenz, as
+// p = q d is within a few ulps of n), so q + r inv is the quotient to about
+// 2^-100 and its rounding the only one that counts. One division for a value
+// and a derivative: inv is shared by the callers.
+template <bool kFma = false>
+inline double div_pair(double n, double n_lo, double d, double d_lo, double inv) {
+    const double q = n * inv;
+    double p, p_lo;
+    two_prod<kFma>(q, d, p, p_lo);
+    const double r = (((n - p) - p_lo) + n_lo) - q * d_lo;
+    return q + r * inv;
+}
+
+// 1 + t = onep + onep_lo and (1 + t)^2 = sq + sq_lo (exact but for sq_lo's own
+// rounding, a relative 2^-106) for 0 <= t <= 1, with 1/onep and 1/sq to a few
+// ulps: what div_pair needs to divide by either.
+struct OnePlusT {
+    double onep, onep_lo, inv, sq, sq_lo, inv2;
+};
+
+template <bool kFma = false>
+inline OnePlusT one_plus(double t, double t_lo = 0.0) {
+    OnePlusT o;
+    o.onep = 1.0 + t;
+    o.onep_lo = ((1.0 - o.onep) + t) + t_lo;  // (1 - onep) + t is exact: t <= 1 <= 1 + t (Fast2Sum)
+    o.inv = 1.0 / o.onep;
+    double s_lo;
+    two_prod<kFma>(o.onep, o.onep, o.sq, s_lo);
+    o.sq_lo = s_lo + 2.0 * o.onep * o.onep_lo;
+    o.inv2 = o.inv * o.inv;
+    return o;
 }
 
 // sigmoid'(z) = t / (1 + t)^2 for t = e^{-|z|} <= 1 (libm's exp, within 0.51
@@ -111,10 +144,9 @@ inline double div_pair(double n, double n_lo, double sq, double sq_lo) {
 // (1 - t)/(1 + t) <= 1): 0.51 ulp of t is up to 1.02 ulp of a result with a
 // larger mantissa, so within 1.53 ulp in all. Rounding 1 + t and the square
 // instead cost up to 3.4 ulp (3.36 measured at z = 4.16).
-inline double sigmoid_der_from_t(double t, double onep) {
-    double sq_lo;
-    const double sq = square_one_plus(t, onep, sq_lo);
-    return div_pair(t, 0.0, sq, sq_lo);
+template <bool kFma = false>
+inline double sigmoid_der_from_t(double t, const OnePlusT& o) {
+    return div_pair<kFma>(t, 0.0, o.sq, o.sq_lo, o.inv2);
 }
 
 // sigmoid(z) from t = e^{-|z|} <= 1: 1/(1 + t) for z >= 0, t/(1 + t) below,
@@ -122,8 +154,9 @@ inline double sigmoid_der_from_t(double t, double onep) {
 // error reaches the value damped by t/(1 + t) <= 1/2, resp. 1/(1 + t) <= 1: at
 // most 1.02 ulp, 1.53 in all. (A rounded 1 + t costs up to one more ulp: 2.02
 // was measured at z = -3.45.)
-inline double sigmoid_from_double(bool positive, double t, double onep) {
-    return div_pair(positive ? 1.0 : t, 0.0, onep, (1.0 - onep) + t);
+template <bool kFma = false>
+inline double sigmoid_from_double(bool positive, double t, const OnePlusT& o) {
+    return div_pair<kFma>(positive ? 1.0 : t, 0.0, o.onep, o.onep_lo, o.inv);
 }
 
 // sigmoid from t = e^{-|z|}: value and derivative t/(1+t)^2, both extended.
@@ -134,9 +167,9 @@ void sigmoid_from_t(bool positive, Ext t, Ext* a, Ext* d) {
         return;
     }
     const double td = to_double(t);
-    const double onep = 1.0 + td;
-    set(a, from_double(sigmoid_from_double(positive, td, onep)));
-    if (d) *d = from_double(sigmoid_der_from_t(td, onep));
+    const OnePlusT o = one_plus(td);
+    set(a, from_double(sigmoid_from_double(positive, td, o)));
+    if (d) *d = from_double(sigmoid_der_from_t(td, o));
 }
 
 // gelu for z in [kGeluTableLo, kGeluTableHi] = [-10, 0.5], to about an ulp.
@@ -501,7 +534,7 @@ void gelu_tabled(double z, Ext* a, Ext* d) {
 // t = e^{-|z|}, each result one quotient rounded once (div_pair):
 //   z < 0: silu = z t / (1 + t),  silu' = t (1 + z + t) / (1 + t)^2
 //   z > 0: silu = z / (1 + t),    silu' = (1 + t (1 + z)) / (1 + t)^2
-// Numerators and 1 + t are carried as exact pairs (fma, two_sum), so what is
+// Numerators and 1 + t are carried as exact pairs (two_sum, exact products), so what is
 // left is t's own error and the final rounding (0.5 ulp). t's relative error
 // reaches silu damped or undamped (sensitivity t/(1 + t) for z > 0, 1/(1 + t)
 // for z < 0), and libm's 0.51 ulp of t is at most 1.02 ulp of a result with a
@@ -541,20 +574,17 @@ void silu_kernel(double z, Ext* a, Ext* d, bool& under) {
     } else {
         t = std::exp(-std::fabs(z));  // exp_ext's value in this range
     }
-    const double onep = 1.0 + t;
+    const OnePlusT o = one_plus(t, t_lo);
     if (a) {
-        const double onep_lo = ((1.0 - onep) + t) + t_lo;
         if (z > 0) {
-            *a = from_double(div_pair(z, 0.0, onep, onep_lo));
+            *a = from_double(div_pair(z, 0.0, o.onep, o.onep_lo, o.inv));
         } else {
-            const double p = z * t;
-            *a = from_double(div_pair(p, std::fma(z, t, -p) + z * t_lo, onep, onep_lo));
+            double p, p_lo;
+            two_prod(z, t, p, p_lo);
+            *a = from_double(div_pair(p, p_lo + z * t_lo, o.onep, o.onep_lo, o.inv));
         }
     }
     if (!d) return;
-    double sq_lo;
-    const double sq = square_one_plus(t, onep, sq_lo);
-    sq_lo += 2.0 * onep * t_lo;
     double c_lo = 0.0;
     const double c = two_sum(1.0, z, c_lo);  // 1 + z = c + c_lo exactly
     double n, n_lo;
@@ -562,16 +592,17 @@ void silu_kernel(double z, Ext* a, Ext* d, bool& under) {
         double e = 0.0;
         const double nh = two_sum(c, t, e);
         const double nl = (c_lo + e) + t_lo;  // 1 + z + t = nh + nl
-        n = t * nh;
-        n_lo = std::fma(t, nh, -n) + (t * nl + t_lo * nh);
+        two_prod(t, nh, n, n_lo);
+        n_lo += t * nl + t_lo * nh;
     } else {
-        const double u = t * c;
-        const double u_lo = std::fma(t, c, -u) + t * c_lo;
+        double u, u_lo;
+        two_prod(t, c, u, u_lo);
+        u_lo += t * c_lo;
         double e = 0.0;
         n = two_sum(1.0, u, e);
         n_lo = e + u_lo;
     }
-    *d = from_double(div_pair(n, n_lo, sq, sq_lo));
+    *d = from_double(div_pair(n, n_lo, o.sq, o.sq_lo, o.inv2));
 }
 
 // Above this z, e^{-z} < 2^-70: softplus(z) = silu(z) = z, their derivatives
@@ -892,13 +923,60 @@ inline bool fast_tanh(double zm, exp_t ze, Ext* a, Ext* d) {
 }
 
 // sigmoid: 2^-900 <= |z| < 512, where e^{-|z|} is one libm call and a normal double.
+template <bool kFma>
 inline bool fast_sigmoid(double zm, exp_t ze, Ext* a, Ext* d) {
     if (ze < kTinyExp || ze > 9) return false;
     const double z = zm * pow2(static_cast<int>(ze));
-    const double t = std::exp(-std::fabs(z)), onep = 1.0 + t;
-    *a = from_double(sigmoid_from_double(z >= 0, t, onep));
-    if (d) *d = from_double(sigmoid_der_from_t(t, onep));
+    const double t = std::exp(-std::fabs(z));
+    const OnePlusT o = one_plus<kFma>(t);
+    *a = from_double(sigmoid_from_double<kFma>(z >= 0, t, o));
+    if (d) *d = from_double(sigmoid_der_from_t<kFma>(t, o));
     return true;
+}
+
+// The general path, kept out of line: the FMA build below inlines what it
+// calls (flatten), and this is the rare case.
+__attribute__((noinline)) void sigmoid_general(Ext z, Ext* a, Ext* d) { activate_ext(Activation::sigmoid, z, a, d); }
+
+template <bool kFma>
+inline void sigmoid_loop(std::size_t n, const double* zm, const exp_t* ze, double* am, exp_t* ae, double* dm,
+                         exp_t* de) {
+    Ext a, d;
+    for (std::size_t i = 0; i < n; ++i) {
+        if (!fast_sigmoid<kFma>(zm[i], ze[i], &a, dm ? &d : nullptr))
+            sigmoid_general(Ext{zm[i], ze[i]}, &a, dm ? &d : nullptr);
+        am[i] = a.m;
+        ae[i] = a.e;
+        if (dm) {
+            dm[i] = d.m;
+            de[i] = d.e;
+        }
+    }
+}
+
+void sigmoid_loop_base(std::size_t n, const double* zm, const exp_t* ze, double* am, exp_t* ae, double* dm,
+                       exp_t* de) {
+    sigmoid_loop<false>(n, zm, ze, am, ae, dm, de);
+}
+
+// sigmoid's exact products take one FMA each where the CPU has FMA (every
+// AVX2 CPU does; LOGGRAD_SIMD=baseline selects the other build, which gives the
+// same bits).
+#if LOGGRAD_SIMD_AVX2
+__attribute__((target("avx2,fma"), flatten)) void sigmoid_loop_fma(std::size_t n, const double* zm, const exp_t* ze,
+                                                                  double* am, exp_t* ae, double* dm, exp_t* de) {
+    sigmoid_loop<true>(n, zm, ze, am, ae, dm, de);
+}
+#endif
+
+using SigmoidLoop = void (*)(std::size_t, const double*, const exp_t*, double*, exp_t*, double*, exp_t*);
+
+SigmoidLoop sigmoid_loop_for_cpu() {
+#if LOGGRAD_SIMD_AVX2
+    static const bool fma = simd::level() != simd::Isa::baseline && __builtin_cpu_supports("fma");
+    if (fma) return &sigmoid_loop_fma;
+#endif
+    return &sigmoid_loop_base;
 }
 
 template <bool (*Fast)(double, exp_t, Ext*, Ext*)>
@@ -930,7 +1008,7 @@ void activate_ext_n(Activation act, std::size_t n, const double* zm, const exp_t
             case Activation::tanh:
                 return activate_loop<fast_tanh>(act, e - b, zm + b, ze + b, am + b, ae + b, dmb, deb);
             case Activation::sigmoid:
-                return activate_loop<fast_sigmoid>(act, e - b, zm + b, ze + b, am + b, ae + b, dmb, deb);
+                return sigmoid_loop_for_cpu()(e - b, zm + b, ze + b, am + b, ae + b, dmb, deb);
             case Activation::relu:
             case Activation::identity:
                 return simd::relu_ext(act == Activation::relu, e - b, zm + b, ze + b, am + b, ae + b, dmb, deb);

@@ -71,14 +71,16 @@ inline void product_parts(double a, double b, double& hi, double& lo) {
     lo = ((ah * bh - hi) + ah * bl + al * bh) + al * bl;
 }
 
-// e^y = hi + lo for 0 <= y <= 709 with a relative error of about 2^-58
-// (exp_nonneg rounds to about an ulp). As there, e^y = 2^k e^r, r = y - k ln 2, but r is
-// kept as rh + rl (y - k kLn2Hi is exact, Sterbenz; k kLn2Lo rounds by less
-// than 2^-64) and e^r = 1 + r + r^2/2 + r^3 P(r) is summed with the first
-// three terms exact (1 + rh and the Fast2Sums below, rh^2 by square_parts):
-// only r^3 P(r) < 0.0072 rounds, by a few 2^-53 of itself, and the series'
-// remainder past r^14/14! is below 2^-57.8 of a term already 2^-7 of e^r.
-inline void exp_nonneg_parts(double y, double& hi, double& lo) {
+// e^y = hi + lo for -600 <= y <= 709 with a relative error of about 2^-58
+// (exp_nonneg rounds to about an ulp). As there, e^y = 2^k e^r, r = y - k ln 2,
+// but r is kept as rh + rl (y - k kLn2Hi is exact, Sterbenz; k kLn2Lo rounds
+// by less than 2^-64) and e^r = 1 + r + r^2/2 + r^3 P(r) is summed with the
+// first three terms exact (1 + rh and the Fast2Sums below, rh^2 by
+// square_parts): only r^3 P(r) < 0.0072 rounds, by a few 2^-53 of itself, and
+// the series' remainder past r^14/14! is below 2^-57.8 of a term already 2^-7
+// of e^r; lower, lo grows subnormal. (2^k is built as in exp_nonneg; for
+// k < 0 the subtraction wraps around and the addition of 1023 wraps back.)
+inline void exp_parts(double y, double& hi, double& lo) {
     constexpr double kExpP[12] = {1.0 / 6,        1.0 / 24,        1.0 / 120,        1.0 / 720,
                                   1.0 / 5040,     1.0 / 40320,     1.0 / 362880,     1.0 / 3628800,
                                   1.0 / 39916800, 1.0 / 479001600, 1.0 / 6227020800, 1.0 / 87178291200};
@@ -135,16 +137,17 @@ constexpr double kTanhPartsMax = 256.0;
 
 // tanh(x) and tanh'(x) = 1 - tanh(x)^2 for a finite |x| < kTanhPartsMax, as the
 // extended path takes them: v has tanh_f64's bits; d is 1 - v^2 for |x| < 0.7
-// and, above, 4 / W with W = (E + 1)^2 / E = E + 2 + 1/E, E = e^{2|x|}, which
+// and, above, 4t / (1 + t)^2 with t = e^{-2|x|} = th + tl (exp_parts), which
 // keeps its relative accuracy where tanh saturates (1 - v^2 would round to 0
-// beyond |x| ~ 19). Within 0.6 ulp there: d's sensitivity to E is
-// (E - 1)/(E + 1) < 1, and E = Eh + El (exp_nonneg_parts) is good to about
-// 2^-58; Eh + 2 is a Fast2Sum (Eh > 4); 1/Eh and the low parts sum to less
-// than 0.26 against W > 6, so their roundings cost below 2^-57 of W; W = Wh +
-// Wl, and q = 4/Wh has its rounding taken back through the exact remainder
-// 4 - q Wh (product_parts; 4 - p is exact, Sterbenz). What is left is d's own
-// final rounding, 0.5 ulp, plus about 2^-56 relative. (The float 4q(1 - q)
-// rounds E, E + 1, q, 1 - q and the product: 2.3 ulp measured near |x| = 18.4.)
+// beyond |x| ~ 19). Within 0.6 ulp there: d's sensitivity to t is
+// (1 - t)/(1 + t) < 1 and t is good to about 2^-58; 1 + t and its square are
+// exact pairs (Fast2Sum, square_parts), and the quotient q = 4t r^2 from
+// r = 1 - q_v ~ 1/(1 + t) (q_v = 1/(e^{2|x|} + 1), the value's, within a few
+// ulps: no second division) has its error taken back through the exact
+// remainder 4t - q (1 + t)^2 (product_parts; Sterbenz). What is left is d's
+// own final rounding, 0.5 ulp, plus about 2^-56 relative. (The float
+// 4q_v(1 - q_v) rounds e^{2|x|}, its sum with 1, q_v, 1 - q_v and the
+// product: 2.3 ulp measured near |x| = 18.4.)
 inline void tanh_parts(double x, double& v, double& d) {
     const std::uint64_t sign = detail::bits(x) & (std::uint64_t(1) << 63);
     const std::uint64_t ab = detail::bits(x) ^ sign;
@@ -156,16 +159,17 @@ inline void tanh_parts(double x, double& v, double& d) {
     const double large = 1.0 - 2.0 * q;
     const std::uint64_t use_small = below(ab, detail::bits(0.7));
     v = detail::from_bits(((detail::bits(small) & use_small) | (detail::bits(large) & ~use_small)) | sign);
-    double eh, el;
-    exp_nonneg_parts(ac + ac, eh, el);
-    const double ah = eh + 2.0, al = 2.0 - (ah - eh);
-    const double lw = (al + el) + 1.0 / eh;
-    const double wh = ah + lw, wl = lw - (wh - ah);
-    const double qd = 4.0 / wh;
+    double th, tl;
+    exp_parts(-(ac + ac), th, tl);
+    const double onep = 1.0 + th, onep_lo = ((1.0 - onep) + th) + tl;  // 1 + t, th <= 1/4
+    double sq, sq_lo;
+    square_parts(onep, sq, sq_lo);
+    sq_lo += 2.0 * onep * onep_lo;  // (1 + t)^2 = sq + sq_lo
+    const double r = 1.0 - q, r2 = r * r;
+    const double n = 4.0 * th, qd = n * r2;
     double p, pl;
-    product_parts(qd, wh, p, pl);
-    // (4 - qd (wh + wl)) / wh, with 1/wh taken as qd/4 (its 2^-53 acts on a 2^-52 correction)
-    const double d_large = qd + (((4.0 - p) - pl) - qd * wl) * (0.25 * qd);
+    product_parts(qd, sq, p, pl);
+    const double d_large = qd + ((((n - p) - pl) + 4.0 * tl) - qd * sq_lo) * r2;
     const double d_small = 1.0 - small * small;
     d = detail::from_bits((detail::bits(d_small) & use_small) | (detail::bits(d_large) & ~use_small));
 }
