@@ -88,32 +88,20 @@ void set(Ext* p, Ext v) {
     if (p) *p = v;
 }
 
-// a * b = p + e exactly: one FMA in builds for CPUs that have it (kFma),
-// Dekker's product (tanh_kernel::product_parts) otherwise. Both are exact for
-// the operands here (no overflow, no subnormal parts), so both builds give the
-// same bits; std::fma would be a libm call in the baseline build.
-template <bool kFma = false>
-inline void two_prod(double a, double b, double& p, double& e) {
-#if LOGGRAD_SIMD_AVX2
-    if constexpr (kFma) {
-        p = a * b;
-        e = __builtin_fma(a, b, -p);
-        return;
-    }
-#endif
-    tanh_kernel::product_parts(a, b, p, e);
-}
+// a * b = p + e exactly: Dekker's product (std::fma would be a libm call in
+// the baseline build); exact for the operands here (no overflow, and parts
+// below 2^-1022 only where they are far below an ulp of the results).
+inline void two_prod(double a, double b, double& p, double& e) { tanh_kernel::product_parts(a, b, p, e); }
 
 // (n + n_lo) / (d + d_lo), rounded once, from inv ~ 1/d (to a few ulps): the
 // remainder n - q d of q = n inv is exact (two_prod; n - p by Sterbenz, as
 // p = q d is within a few ulps of n), so q + r inv is the quotient to about
 // 2^-100 and its rounding the only one that counts. One division for a value
 // and a derivative: inv is shared by the callers.
-template <bool kFma = false>
 inline double div_pair(double n, double n_lo, double d, double d_lo, double inv) {
     const double q = n * inv;
     double p, p_lo;
-    two_prod<kFma>(q, d, p, p_lo);
+    two_prod(q, d, p, p_lo);
     const double r = (((n - p) - p_lo) + n_lo) - q * d_lo;
     return q + r * inv;
 }
@@ -125,14 +113,13 @@ struct OnePlusT {
     double onep, onep_lo, inv, sq, sq_lo, inv2;
 };
 
-template <bool kFma = false>
 inline OnePlusT one_plus(double t, double t_lo = 0.0) {
     OnePlusT o;
     o.onep = 1.0 + t;
     o.onep_lo = ((1.0 - o.onep) + t) + t_lo;  // (1 - onep) + t is exact: t <= 1 <= 1 + t (Fast2Sum)
     o.inv = 1.0 / o.onep;
     double s_lo;
-    two_prod<kFma>(o.onep, o.onep, o.sq, s_lo);
+    tanh_kernel::square_parts(o.onep, o.sq, s_lo);
     o.sq_lo = s_lo + 2.0 * o.onep * o.onep_lo;
     o.inv2 = o.inv * o.inv;
     return o;
@@ -144,19 +131,15 @@ inline OnePlusT one_plus(double t, double t_lo = 0.0) {
 // (1 - t)/(1 + t) <= 1): 0.51 ulp of t is up to 1.02 ulp of a result with a
 // larger mantissa, so within 1.53 ulp in all. Rounding 1 + t and the square
 // instead cost up to 3.4 ulp (3.36 measured at z = 4.16).
-template <bool kFma = false>
-inline double sigmoid_der_from_t(double t, const OnePlusT& o) {
-    return div_pair<kFma>(t, 0.0, o.sq, o.sq_lo, o.inv2);
-}
+inline double sigmoid_der_from_t(double t, const OnePlusT& o) { return div_pair(t, 0.0, o.sq, o.sq_lo, o.inv2); }
 
 // sigmoid(z) from t = e^{-|z|} <= 1: 1/(1 + t) for z >= 0, t/(1 + t) below,
 // with 1 + t as an exact pair and the quotient rounded once (0.5 ulp). t's
 // error reaches the value damped by t/(1 + t) <= 1/2, resp. 1/(1 + t) <= 1: at
 // most 1.02 ulp, 1.53 in all. (A rounded 1 + t costs up to one more ulp: 2.02
 // was measured at z = -3.45.)
-template <bool kFma = false>
 inline double sigmoid_from_double(bool positive, double t, const OnePlusT& o) {
-    return div_pair<kFma>(positive ? 1.0 : t, 0.0, o.onep, o.onep_lo, o.inv);
+    return div_pair(positive ? 1.0 : t, 0.0, o.onep, o.onep_lo, o.inv);
 }
 
 // sigmoid from t = e^{-|z|}: value and derivative t/(1+t)^2, both extended.
@@ -922,61 +905,93 @@ inline bool fast_tanh(double zm, exp_t ze, Ext* a, Ext* d) {
     return true;
 }
 
-// sigmoid: 2^-900 <= |z| < 512, where e^{-|z|} is one libm call and a normal double.
-template <bool kFma>
-inline bool fast_sigmoid(double zm, exp_t ze, Ext* a, Ext* d) {
-    if (ze < kTinyExp || ze > 9) return false;
-    const double z = zm * pow2(static_cast<int>(ze));
-    const double t = std::exp(-std::fabs(z));
-    const OnePlusT o = one_plus<kFma>(t);
-    *a = from_double(sigmoid_from_double<kFma>(z >= 0, t, o));
-    if (d) *d = from_double(sigmoid_der_from_t<kFma>(t, o));
-    return true;
-}
-
-// The general path, kept out of line: the FMA build below inlines what it
-// calls (flatten), and this is the rare case.
+// The general path, kept out of line: the builds below inline what they call
+// (flatten), and this is the rare case.
 __attribute__((noinline)) void sigmoid_general(Ext z, Ext* a, Ext* d) { activate_ext(Activation::sigmoid, z, a, d); }
 
-template <bool kFma>
-inline void sigmoid_loop(std::size_t n, const double* zm, const exp_t* ze, double* am, exp_t* ae, double* dm,
-                         exp_t* de) {
-    Ext a, d;
+// sigmoid, and sigmoid' when kDer, of n extended values, for those with
+// 2^-900 <= |z| < 512 (exponent in [kTinyExp, 9]); the others are left to the
+// caller, and the result's bit 63 says whether there are any. Branch-free, so
+// that the loop vectorises (each SIMD build gives the same bits: no FMA, one
+// order of operations): t = e^{-|z|} = th + tl from tanh_kernel::exp_parts
+// (good to 2^-55.5, so t's error shrinks to 0.35 ulp in the bounds of
+// sigmoid_der_from_t and sigmoid_from_double), then the same exact-pair
+// quotients as one_plus and div_pair with Dekker's products: each result
+// rounds once, within 0.9 ulp.
+template <bool kDer>
+inline std::uint64_t sigmoid_block(std::size_t n, const double* zm, const exp_t* ze, double* am, exp_t* ae,
+                                   double* dm, exp_t* de) {
+    using detail::bits;
+    using detail::from_bits;
+    std::uint64_t miss = 0;
     for (std::size_t i = 0; i < n; ++i) {
-        if (!fast_sigmoid<kFma>(zm[i], ze[i], &a, dm ? &d : nullptr))
-            sigmoid_general(Ext{zm[i], ze[i]}, &a, dm ? &d : nullptr);
+        const exp_t off = ze[i] - kTinyExp;
+        // 1 iff the exponent is outside [kTinyExp, 9] (a zero's kZeroExp too)
+        const std::uint64_t out =
+            (static_cast<std::uint64_t>(off) | static_cast<std::uint64_t>((9 - kTinyExp) - off)) >> 63;
+        miss |= out;
+        const std::uint64_t e = static_cast<std::uint64_t>(ze[i]) & (out - 1);  // 0 where out
+        const double z = zm[i] * from_bits((e + 1023) << 52);
+        const std::uint64_t neg = std::uint64_t(0) - (bits(z) >> 63);  // all ones iff z < 0
+        double th, tl;
+        tanh_kernel::exp_parts(-std::fabs(z), th, tl);
+        const double onep = 1.0 + th, onep_lo = ((1.0 - onep) + th) + tl;  // exact: th <= 1 <= onep
+        const double inv = 1.0 / onep;
+        // value: (1 or t) / (1 + t)
+        const double num = from_bits((bits(th) & neg) | (bits(1.0) & ~neg));
+        const double num_lo = from_bits(bits(tl) & neg);
+        const double q = num * inv;
+        double p, pl;
+        tanh_kernel::product_parts(q, onep, p, pl);
+        const double v = q + ((((num - p) - pl) + num_lo) - q * onep_lo) * inv;
+        detail::normal_parts(v, 0, am[i], ae[i]);
+        if constexpr (kDer) {
+            // t / (1 + t)^2
+            double sq, sq_lo;
+            tanh_kernel::square_parts(onep, sq, sq_lo);
+            sq_lo += 2.0 * onep * onep_lo;
+            const double inv2 = inv * inv;
+            const double q2 = th * inv2;
+            double p2, pl2;
+            tanh_kernel::product_parts(q2, sq, p2, pl2);
+            const double dv = q2 + ((((th - p2) - pl2) + tl) - q2 * sq_lo) * inv2;
+            detail::normal_parts(dv, 0, dm[i], de[i]);
+        }
+    }
+    return miss << 63;
+}
+
+template <bool kDer>
+inline void sigmoid_n(std::size_t n, const double* zm, const exp_t* ze, double* am, exp_t* ae, double* dm,
+                      exp_t* de) {
+    if (!(sigmoid_block<kDer>(n, zm, ze, am, ae, dm, de) >> 63)) return;
+    for (std::size_t i = 0; i < n; ++i) {
+        if (ze[i] >= kTinyExp && ze[i] <= 9) continue;
+        Ext a, d;
+        sigmoid_general(Ext{zm[i], ze[i]}, &a, kDer ? &d : nullptr);
         am[i] = a.m;
         ae[i] = a.e;
-        if (dm) {
+        if constexpr (kDer) {
             dm[i] = d.m;
             de[i] = d.e;
         }
     }
 }
 
-void sigmoid_loop_base(std::size_t n, const double* zm, const exp_t* ze, double* am, exp_t* ae, double* dm,
-                       exp_t* de) {
-    sigmoid_loop<false>(n, zm, ze, am, ae, dm, de);
+LOGGRAD_FLATTEN void sigmoid_n_base(std::size_t n, const double* zm, const exp_t* ze, double* am, exp_t* ae,
+                                    double* dm, exp_t* de) {
+    if (dm) sigmoid_n<true>(n, zm, ze, am, ae, dm, de);
+    else sigmoid_n<false>(n, zm, ze, am, ae, dm, de);
 }
-
-// sigmoid's exact products take one FMA each where the CPU has FMA (every
-// AVX2 CPU does; LOGGRAD_SIMD=baseline selects the other build, which gives the
-// same bits).
-#if LOGGRAD_SIMD_AVX2
-__attribute__((target("avx2,fma"), flatten)) void sigmoid_loop_fma(std::size_t n, const double* zm, const exp_t* ze,
-                                                                  double* am, exp_t* ae, double* dm, exp_t* de) {
-    sigmoid_loop<true>(n, zm, ze, am, ae, dm, de);
+LOGGRAD_TARGET_AVX2 void sigmoid_n_avx2(std::size_t n, const double* zm, const exp_t* ze, double* am, exp_t* ae,
+                                        double* dm, exp_t* de) {
+    if (dm) sigmoid_n<true>(n, zm, ze, am, ae, dm, de);
+    else sigmoid_n<false>(n, zm, ze, am, ae, dm, de);
 }
-#endif
-
-using SigmoidLoop = void (*)(std::size_t, const double*, const exp_t*, double*, exp_t*, double*, exp_t*);
-
-SigmoidLoop sigmoid_loop_for_cpu() {
-#if LOGGRAD_SIMD_AVX2
-    static const bool fma = simd::level() != simd::Isa::baseline && __builtin_cpu_supports("fma");
-    if (fma) return &sigmoid_loop_fma;
-#endif
-    return &sigmoid_loop_base;
+LOGGRAD_TARGET_AVX512 void sigmoid_n_avx512(std::size_t n, const double* zm, const exp_t* ze, double* am,
+                                            exp_t* ae, double* dm, exp_t* de) {
+    if (dm) sigmoid_n<true>(n, zm, ze, am, ae, dm, de);
+    else sigmoid_n<false>(n, zm, ze, am, ae, dm, de);
 }
 
 template <bool (*Fast)(double, exp_t, Ext*, Ext*)>
@@ -1008,7 +1023,8 @@ void activate_ext_n(Activation act, std::size_t n, const double* zm, const exp_t
             case Activation::tanh:
                 return activate_loop<fast_tanh>(act, e - b, zm + b, ze + b, am + b, ae + b, dmb, deb);
             case Activation::sigmoid:
-                return sigmoid_loop_for_cpu()(e - b, zm + b, ze + b, am + b, ae + b, dmb, deb);
+                return simd::pick(&sigmoid_n_avx512, &sigmoid_n_avx2, &sigmoid_n_base)(e - b, zm + b, ze + b, am + b,
+                                                                                      ae + b, dmb, deb);
             case Activation::relu:
             case Activation::identity:
                 return simd::relu_ext(act == Activation::relu, e - b, zm + b, ze + b, am + b, ae + b, dmb, deb);

@@ -71,19 +71,20 @@ inline void product_parts(double a, double b, double& hi, double& lo) {
     lo = ((ah * bh - hi) + ah * bl + al * bh) + al * bl;
 }
 
-// e^y = hi + lo for -600 <= y <= 709 with a relative error of about 2^-58
-// (exp_nonneg rounds to about an ulp). As there, e^y = 2^k e^r, r = y - k ln 2,
-// but r is kept as rh + rl (y - k kLn2Hi is exact, Sterbenz; k kLn2Lo rounds
-// by less than 2^-64) and e^r = 1 + r + r^2/2 + r^3 P(r) is summed with the
-// first three terms exact (1 + rh and the Fast2Sums below, rh^2 by
-// square_parts): only r^3 P(r) < 0.0072 rounds, by a few 2^-53 of itself, and
-// the series' remainder past r^14/14! is below 2^-57.8 of a term already 2^-7
-// of e^r; lower, lo grows subnormal. (2^k is built as in exp_nonneg; for
-// k < 0 the subtraction wraps around and the addition of 1023 wraps back.)
+// e^y = hi + lo for -600 <= y <= 709 with a relative error below 2^-55.5
+// (measured 2^-55.65; exp_nonneg rounds to about an ulp, 2^-52). As there,
+// e^y = 2^k e^r, r = y - k ln 2, but r is kept as rh + rl (y - k kLn2Hi is
+// exact, Sterbenz; k kLn2Lo rounds by less than 2^-64) and e^r = (1 + rh) +
+// rh^2 P(rh) + rl e^rh with 1 + rh a Fast2Sum: only rh^2 P(rh) < 0.069 rounds,
+// by a few 2^-53 of itself, and the series' remainder past r^14/14! is below
+// 2^-57.8. Lower than -600, lo grows subnormal. (2^k is built as in
+// exp_nonneg; for k < 0 the subtraction wraps around and the addition of 1023
+// wraps back.)
 inline void exp_parts(double y, double& hi, double& lo) {
-    constexpr double kExpP[12] = {1.0 / 6,        1.0 / 24,        1.0 / 120,        1.0 / 720,
-                                  1.0 / 5040,     1.0 / 40320,     1.0 / 362880,     1.0 / 3628800,
-                                  1.0 / 39916800, 1.0 / 479001600, 1.0 / 6227020800, 1.0 / 87178291200};
+    constexpr double kExpP[13] = {1.0 / 2,         1.0 / 6,          1.0 / 24,         1.0 / 120,
+                                  1.0 / 720,       1.0 / 5040,       1.0 / 40320,      1.0 / 362880,
+                                  1.0 / 3628800,   1.0 / 39916800,   1.0 / 479001600,  1.0 / 6227020800,
+                                  1.0 / 87178291200};
     constexpr double kInvLn2 = 0x1.71547652b82fep+0;
     constexpr double kLn2Hi = 0x1.62e42p-1;
     constexpr double kLn2Lo = 0x1.fdf473de6af28p-22;
@@ -94,17 +95,12 @@ inline void exp_parts(double y, double& hi, double& lo) {
     const double rh = a - b;  // two-difference: rh + rl = a - b exactly
     const double bb = a - rh;
     const double rl = (a - (rh + bb)) + (bb - b);
-    double sq, sq_lo;
-    square_parts(rh, sq, sq_lo);
-    const double h1 = 1.0 + rh, l1 = rh - (h1 - 1.0);  // |rh| < 1
-    const double half = 0.5 * sq;
-    const double h2 = h1 + half, l2 = half - (h2 - h1);  // h1 > 0.65 > half
-    // e^(rh + rl) = e^rh (1 + rl) to 2^-110; e^rh ~ h2 to 2^-7, ample for rl's term
-    const double l = (((l1 + l2) + 0.5 * sq_lo) + (sq * rh) * horner<12>(kExpP, rh)) + rl * h2;
+    const double h1 = 1.0 + rh, l1 = rh - (h1 - 1.0);  // exact: |rh| < 1
+    const double l = (l1 + (rh * rh) * horner<13>(kExpP, rh)) + rl * h1;
     const double scale = detail::from_bits((detail::bits(kd) - detail::bits(kShift) + 1023) << 52);
-    const double h = h2 + l;
+    const double h = h1 + l;
     hi = h * scale;
-    lo = (l - (h - h2)) * scale;
+    lo = (l - (h - h1)) * scale;
 }
 
 // |x| clamped to cap (a nan |x| becomes cap too), as a bit pattern.
@@ -139,13 +135,13 @@ constexpr double kTanhPartsMax = 256.0;
 // extended path takes them: v has tanh_f64's bits; d is 1 - v^2 for |x| < 0.7
 // and, above, 4t / (1 + t)^2 with t = e^{-2|x|} = th + tl (exp_parts), which
 // keeps its relative accuracy where tanh saturates (1 - v^2 would round to 0
-// beyond |x| ~ 19). Within 0.6 ulp there: d's sensitivity to t is
-// (1 - t)/(1 + t) < 1 and t is good to about 2^-58; 1 + t and its square are
-// exact pairs (Fast2Sum, square_parts), and the quotient q = 4t r^2 from
+// beyond |x| ~ 19). Within 0.9 ulp there: d's sensitivity to t is
+// (1 - t)/(1 + t) < 1 and t is good to 2^-55.5 (0.35 ulp at most); 1 + t and
+// its square are exact pairs (Fast2Sum, square_parts), and q = 4t r^2 from
 // r = 1 - q_v ~ 1/(1 + t) (q_v = 1/(e^{2|x|} + 1), the value's, within a few
 // ulps: no second division) has its error taken back through the exact
 // remainder 4t - q (1 + t)^2 (product_parts; Sterbenz). What is left is d's
-// own final rounding, 0.5 ulp, plus about 2^-56 relative. (The float
+// own final rounding, 0.5 ulp, and t's error. (The float
 // 4q_v(1 - q_v) rounds e^{2|x|}, its sum with 1, q_v, 1 - q_v and the
 // product: 2.3 ulp measured near |x| = 18.4.)
 inline void tanh_parts(double x, double& v, double& d) {
