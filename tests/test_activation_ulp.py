@@ -123,8 +123,8 @@ def grid(act: str, n: int = 160) -> np.ndarray:
     if act in ROOT_SCALES:
         root = ROOT_SCALES[act][0]
         z = np.concatenate([z, np.linspace(root - 0.3, root + 0.3, 121)])
-    # dense where the kernels once exceeded 2 ulp (the bounds before the exact-pair
-    # forms): sigmoid' 3.4 near z = 4.2, tanh' 2.3 near |z| = 18.4, silu 2.8 on
+    # dense where forms that round each step exceed 2 ulp, so that a return to them
+    # fails: sigmoid' 3.4 near z = 4.2, tanh' 2.3 near |z| = 18.4, silu 2.8 on
     # [-45, -3], silu' 8.3 near -1.58 and 4.2 on [-45, -2]
     if act == "sigmoid":
         z = np.concatenate([z, rng.uniform(-10, 10, 4000)])
