@@ -88,6 +88,60 @@ void set(Ext* p, Ext v) {
     if (p) *p = v;
 }
 
+// a * b = p + e exactly: Dekker's product (std::fma would be a libm call in
+// the baseline build); exact for the operands here (no overflow, and parts
+// below 2^-1022 only where they are far below an ulp of the results).
+inline void two_prod(double a, double b, double& p, double& e) { tanh_kernel::product_parts(a, b, p, e); }
+
+// (n + n_lo) / (d + d_lo), rounded once, from inv ~ 1/d (to a few ulps): the
+// remainder n - q d of q = n inv is exact (two_prod; n - p by Sterbenz, as
+// p = q d is within a few ulps of n), so q + r inv is the quotient to about
+// 2^-100 and its rounding the only one that counts. One division for a value
+// and a derivative: inv is shared by the callers.
+inline double div_pair(double n, double n_lo, double d, double d_lo, double inv) {
+    const double q = n * inv;
+    double p, p_lo;
+    two_prod(q, d, p, p_lo);
+    const double r = (((n - p) - p_lo) + n_lo) - q * d_lo;
+    return q + r * inv;
+}
+
+// 1 + t = onep + onep_lo and (1 + t)^2 = sq + sq_lo (exact but for sq_lo's own
+// rounding, a relative 2^-106) for 0 <= t <= 1, with 1/onep and 1/sq to a few
+// ulps: what div_pair needs to divide by either.
+struct OnePlusT {
+    double onep, onep_lo, inv, sq, sq_lo, inv2;
+};
+
+inline OnePlusT one_plus(double t, double t_lo = 0.0) {
+    OnePlusT o;
+    o.onep = 1.0 + t;
+    o.onep_lo = ((1.0 - o.onep) + t) + t_lo;  // (1 - onep) + t is exact: t <= 1 <= 1 + t (Fast2Sum)
+    o.inv = 1.0 / o.onep;
+    double s_lo;
+    tanh_kernel::square_parts(o.onep, o.sq, s_lo);
+    o.sq_lo = s_lo + 2.0 * o.onep * o.onep_lo;
+    o.inv2 = o.inv * o.inv;
+    return o;
+}
+
+// sigmoid'(z) = t / (1 + t)^2 for t = e^{-|z|} <= 1 (libm's exp, within 0.51
+// ulp). 1 + t and its square are carried exactly, the quotient rounds once
+// (0.5 ulp) and t's error reaches it undamped (d ln sigmoid' / d ln t =
+// (1 - t)/(1 + t) <= 1): 0.51 ulp of t is up to 1.02 ulp of a result with a
+// larger mantissa, so within 1.53 ulp in all. Rounding 1 + t and the square
+// instead cost up to 3.4 ulp (3.36 measured at z = 4.16).
+inline double sigmoid_der_from_t(double t, const OnePlusT& o) { return div_pair(t, 0.0, o.sq, o.sq_lo, o.inv2); }
+
+// sigmoid(z) from t = e^{-|z|} <= 1: 1/(1 + t) for z >= 0, t/(1 + t) below,
+// with 1 + t as an exact pair and the quotient rounded once (0.5 ulp). t's
+// error reaches the value damped by t/(1 + t) <= 1/2, resp. 1/(1 + t) <= 1: at
+// most 1.02 ulp, 1.53 in all. (A rounded 1 + t costs up to one more ulp: 2.02
+// was measured at z = -3.45.)
+inline double sigmoid_from_double(bool positive, double t, const OnePlusT& o) {
+    return div_pair(positive ? 1.0 : t, 0.0, o.onep, o.onep_lo, o.inv);
+}
+
 // sigmoid from t = e^{-|z|}: value and derivative t/(1+t)^2, both extended.
 void sigmoid_from_t(bool positive, Ext t, Ext* a, Ext* d) {
     if (t.e < -60) {  // 1 + t rounds to 1
@@ -96,17 +150,9 @@ void sigmoid_from_t(bool positive, Ext t, Ext* a, Ext* d) {
         return;
     }
     const double td = to_double(t);
-    const double onep = 1.0 + td;
-    set(a, from_double(positive ? 1.0 / onep : td / onep));
-    if (!d) return;
-    // t / (1 + t)^2 with 1 + t and its square carried exactly as pairs (fma), so
-    // that only t's own error and the final division round: within 2 ulp.
-    const double onep_lo = (1.0 - onep) + td;  // exact: |t| <= 1 <= 1 + t
-    const double sq = onep * onep;
-    const double sq_lo = std::fma(onep, onep, -sq) + 2.0 * onep * onep_lo;
-    const double q = td / sq;
-    const double r = std::fma(-q, sq, td) - q * sq_lo;  // td - q (sq + sq_lo), to first order
-    *d = from_double(q + r / sq);
+    const OnePlusT o = one_plus(td);
+    set(a, from_double(sigmoid_from_double(positive, td, o)));
+    if (d) *d = from_double(sigmoid_der_from_t(td, o));
 }
 
 // gelu for z in [kGeluTableLo, kGeluTableHi] = [-10, 0.5], to about an ulp.
@@ -467,6 +513,81 @@ void gelu_tabled(double z, Ext* a, Ext* d) {
     }
 }
 
+// silu(z) = z s and silu'(z) = s (1 + z (1 - s)), s = sigmoid(z), in terms of
+// t = e^{-|z|}, each result one quotient rounded once (div_pair):
+//   z < 0: silu = z t / (1 + t),  silu' = t (1 + z + t) / (1 + t)^2
+//   z > 0: silu = z / (1 + t),    silu' = (1 + t (1 + z)) / (1 + t)^2
+// Numerators and 1 + t are carried as exact pairs (two_sum, exact products), so what is
+// left is t's own error and the final rounding (0.5 ulp). t's relative error
+// reaches silu damped or undamped (sensitivity t/(1 + t) for z > 0, 1/(1 + t)
+// for z < 0), and libm's 0.51 ulp of t is at most 1.02 ulp of a result with a
+// larger mantissa: within 1.53 ulp. For silu' the sensitivity is
+// |t (1 + z)/N - 2t/(1 + t)| <= 1 for z > 0, and |1 + t/N - 2t/(1 + t)| for
+// z < 0, N = 1 + z + t: N vanishes at silu''s root z0 = -1.27846454276107...,
+// and the sensitivity exceeds 1.08 only inside [kSiluDdLo, kSiluDdHi]. Outside
+// that interval t from libm gives 0.5 + 1.02 * 1.08 < 1.61 ulp; inside it t is
+// taken from exp_dd as a pair (its own bound is 2^-63; measured, silu' stays
+// within 1.3 ulp wherever |silu'| >= 2^-20 s, i.e. outside z0 -+ 1e-6, the root
+// neighbourhood that docs/guarantees.md names; within it the error is below
+// 2^-70 s, i.e. N itself is good to 2^-70 there).
+constexpr double kSiluDdLo = -1.6;
+constexpr double kSiluDdHi = -0.8;
+
+void silu_kernel(double z, Ext* a, Ext* d, bool& under) {
+    if (z < -700.0) {
+        // t = e^z is below float64 range; 1 + t rounds to 1 and t^2 terms are
+        // below 2^-1000 of the results: silu = z t, silu' = t (1 + z), with
+        // 1 + z as an exact pair so each result rounds once beyond exp_ext's.
+        const Ext t = exp_under(z, under);
+        set(a, mul(t, from_double(z)));
+        if (d) {
+            double c_lo = 0.0;
+            const double c = two_sum(1.0, z, c_lo);
+            const double p = t.m * c;
+            *d = normalize(p + (std::fma(t.m, c, -p) + t.m * c_lo), t.e);
+        }
+        return;
+    }
+    double t, t_lo = 0.0;
+    if (z >= kSiluDdLo && z <= kSiluDdHi) {
+        exp_t k = 0;
+        const DD e = exp_dd(DD{z, 0.0}, k);
+        t = std::ldexp(e.hi, static_cast<int>(k));  // exact: k is -1 or -2
+        t_lo = std::ldexp(e.lo, static_cast<int>(k));
+    } else {
+        t = std::exp(-std::fabs(z));  // exp_ext's value in this range
+    }
+    const OnePlusT o = one_plus(t, t_lo);
+    if (a) {
+        if (z > 0) {
+            *a = from_double(div_pair(z, 0.0, o.onep, o.onep_lo, o.inv));
+        } else {
+            double p, p_lo;
+            two_prod(z, t, p, p_lo);
+            *a = from_double(div_pair(p, p_lo + z * t_lo, o.onep, o.onep_lo, o.inv));
+        }
+    }
+    if (!d) return;
+    double c_lo = 0.0;
+    const double c = two_sum(1.0, z, c_lo);  // 1 + z = c + c_lo exactly
+    double n, n_lo;
+    if (z < 0) {
+        double e = 0.0;
+        const double nh = two_sum(c, t, e);
+        const double nl = (c_lo + e) + t_lo;  // 1 + z + t = nh + nl
+        two_prod(t, nh, n, n_lo);
+        n_lo += t * nl + t_lo * nh;
+    } else {
+        double u, u_lo;
+        two_prod(t, c, u, u_lo);
+        u_lo += t * c_lo;
+        double e = 0.0;
+        n = two_sum(1.0, u, e);
+        n_lo = e + u_lo;
+    }
+    *d = from_double(div_pair(n, n_lo, o.sq, o.sq_lo, o.inv2));
+}
+
 // Above this z, e^{-z} < 2^-70: softplus(z) = silu(z) = z, their derivatives
 // and sigmoid(z) are 1 to the last bit (z e^{-z} < 2^-64 too). Taking these
 // forms there avoids e^{-z}, which leaves the extended range for z > 2^60 ln 2
@@ -540,19 +661,9 @@ void activate_double_range(Activation act, Ext zx, double z, Ext* a, Ext* d, boo
             }
             return;
         }
-        case Activation::silu: {
-            const Ext t = exp_under(-std::fabs(z), under);
-            Ext s;  // sigmoid(z)
-            sigmoid_from_t(z >= 0, t, &s, nullptr);
-            set(a, mul(s, from_double(z)));
-            if (d) {
-                // silu' = s (1 + z (1 - s)), with 1 - s = sigmoid(-z) from the same t.
-                Ext sm;
-                sigmoid_from_t(z < 0, t, &sm, nullptr);
-                *d = mul(s, from_double(1.0 + z * to_double(sm)));
-            }
+        case Activation::silu:
+            silu_kernel(z, a, d, under);
             return;
-        }
         default:
             throw std::logic_error("activate_double_range: piecewise-linear activation");
     }
@@ -794,14 +905,93 @@ inline bool fast_tanh(double zm, exp_t ze, Ext* a, Ext* d) {
     return true;
 }
 
-// sigmoid: 2^-900 <= |z| < 512, where e^{-|z|} is one libm call and a normal double.
-inline bool fast_sigmoid(double zm, exp_t ze, Ext* a, Ext* d) {
-    if (ze < kTinyExp || ze > 9) return false;
-    const double z = zm * pow2(static_cast<int>(ze));
-    const double t = std::exp(-std::fabs(z)), onep = 1.0 + t;
-    *a = from_double(z >= 0 ? 1.0 / onep : t / onep);
-    if (d) *d = from_double(t / (onep * onep));
-    return true;
+// The general path, kept out of line: the builds below inline what they call
+// (flatten), and this is the rare case.
+__attribute__((noinline)) void sigmoid_general(Ext z, Ext* a, Ext* d) { activate_ext(Activation::sigmoid, z, a, d); }
+
+// sigmoid, and sigmoid' when kDer, of n extended values, for those with
+// 2^-900 <= |z| < 512 (exponent in [kTinyExp, 9]); the others are left to the
+// caller, and the result's bit 63 says whether there are any. Branch-free, so
+// that the loop vectorises (each SIMD build gives the same bits: no FMA, one
+// order of operations): t = e^{-|z|} = th + tl from tanh_kernel::exp_parts
+// (good to 2^-55.5, so t's error shrinks to 0.35 ulp in the bounds of
+// sigmoid_der_from_t and sigmoid_from_double), then the same exact-pair
+// quotients as one_plus and div_pair with Dekker's products: each result
+// rounds once, within 0.9 ulp.
+template <bool kDer>
+inline std::uint64_t sigmoid_block(std::size_t n, const double* zm, const exp_t* ze, double* am, exp_t* ae,
+                                   double* dm, exp_t* de) {
+    using detail::bits;
+    using detail::from_bits;
+    std::uint64_t miss = 0;
+    for (std::size_t i = 0; i < n; ++i) {
+        const exp_t off = ze[i] - kTinyExp;
+        // 1 iff the exponent is outside [kTinyExp, 9] (a zero's kZeroExp too)
+        const std::uint64_t out =
+            (static_cast<std::uint64_t>(off) | static_cast<std::uint64_t>((9 - kTinyExp) - off)) >> 63;
+        miss |= out;
+        const std::uint64_t e = static_cast<std::uint64_t>(ze[i]) & (out - 1);  // 0 where out
+        const double z = zm[i] * from_bits((e + 1023) << 52);
+        const std::uint64_t neg = std::uint64_t(0) - (bits(z) >> 63);  // all ones iff z < 0
+        double th, tl;
+        tanh_kernel::exp_parts(-std::fabs(z), th, tl);
+        const double onep = 1.0 + th, onep_lo = ((1.0 - onep) + th) + tl;  // exact: th <= 1 <= onep
+        const double inv = 1.0 / onep;
+        // value: (1 or t) / (1 + t)
+        const double num = from_bits((bits(th) & neg) | (bits(1.0) & ~neg));
+        const double num_lo = from_bits(bits(tl) & neg);
+        const double q = num * inv;
+        double p, pl;
+        tanh_kernel::product_parts(q, onep, p, pl);
+        const double v = q + ((((num - p) - pl) + num_lo) - q * onep_lo) * inv;
+        detail::normal_parts(v, 0, am[i], ae[i]);
+        if constexpr (kDer) {
+            // t / (1 + t)^2
+            double sq, sq_lo;
+            tanh_kernel::square_parts(onep, sq, sq_lo);
+            sq_lo += 2.0 * onep * onep_lo;
+            const double inv2 = inv * inv;
+            const double q2 = th * inv2;
+            double p2, pl2;
+            tanh_kernel::product_parts(q2, sq, p2, pl2);
+            const double dv = q2 + ((((th - p2) - pl2) + tl) - q2 * sq_lo) * inv2;
+            detail::normal_parts(dv, 0, dm[i], de[i]);
+        }
+    }
+    return miss << 63;
+}
+
+template <bool kDer>
+inline void sigmoid_n(std::size_t n, const double* zm, const exp_t* ze, double* am, exp_t* ae, double* dm,
+                      exp_t* de) {
+    if (!(sigmoid_block<kDer>(n, zm, ze, am, ae, dm, de) >> 63)) return;
+    for (std::size_t i = 0; i < n; ++i) {
+        if (ze[i] >= kTinyExp && ze[i] <= 9) continue;
+        Ext a, d;
+        sigmoid_general(Ext{zm[i], ze[i]}, &a, kDer ? &d : nullptr);
+        am[i] = a.m;
+        ae[i] = a.e;
+        if constexpr (kDer) {
+            dm[i] = d.m;
+            de[i] = d.e;
+        }
+    }
+}
+
+LOGGRAD_FLATTEN void sigmoid_n_base(std::size_t n, const double* zm, const exp_t* ze, double* am, exp_t* ae,
+                                    double* dm, exp_t* de) {
+    if (dm) sigmoid_n<true>(n, zm, ze, am, ae, dm, de);
+    else sigmoid_n<false>(n, zm, ze, am, ae, dm, de);
+}
+LOGGRAD_TARGET_AVX2 void sigmoid_n_avx2(std::size_t n, const double* zm, const exp_t* ze, double* am, exp_t* ae,
+                                        double* dm, exp_t* de) {
+    if (dm) sigmoid_n<true>(n, zm, ze, am, ae, dm, de);
+    else sigmoid_n<false>(n, zm, ze, am, ae, dm, de);
+}
+LOGGRAD_TARGET_AVX512 void sigmoid_n_avx512(std::size_t n, const double* zm, const exp_t* ze, double* am,
+                                            exp_t* ae, double* dm, exp_t* de) {
+    if (dm) sigmoid_n<true>(n, zm, ze, am, ae, dm, de);
+    else sigmoid_n<false>(n, zm, ze, am, ae, dm, de);
 }
 
 template <bool (*Fast)(double, exp_t, Ext*, Ext*)>
@@ -833,7 +1023,8 @@ void activate_ext_n(Activation act, std::size_t n, const double* zm, const exp_t
             case Activation::tanh:
                 return activate_loop<fast_tanh>(act, e - b, zm + b, ze + b, am + b, ae + b, dmb, deb);
             case Activation::sigmoid:
-                return activate_loop<fast_sigmoid>(act, e - b, zm + b, ze + b, am + b, ae + b, dmb, deb);
+                return simd::pick(&sigmoid_n_avx512, &sigmoid_n_avx2, &sigmoid_n_base)(e - b, zm + b, ze + b, am + b,
+                                                                                      ae + b, dmb, deb);
             case Activation::relu:
             case Activation::identity:
                 return simd::relu_ext(act == Activation::relu, e - b, zm + b, ze + b, am + b, ae + b, dmb, deb);

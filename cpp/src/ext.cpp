@@ -2,6 +2,7 @@
 #include "loggrad/ext.hpp"
 
 #include <cmath>
+#include <cstdio>
 #include <string>
 
 namespace loggrad {
@@ -11,6 +12,14 @@ constexpr double kLog2e = 1.44269504088896340735992468100189214;
 // ln 2 = kLn2[0] + kLn2[1] + kLn2[2] to 160 bits: k ln 2 for |k| up to 2^60
 // then carries an error below 2^-90, far under an ulp of the reduced argument.
 constexpr double kLn2Parts[3] = {0x1.62e42fefa39efp-1, 0x1.abc9e3b39803fp-56, 0x1.7b57a079a1934p-111};
+
+// x for messages in six significant digits ("-8e+17"), as the engine's other
+// messages print numbers: std::to_string's "%f" gives 300 digits for 1e300.
+std::string short_number(double x) {
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "%.6g", x);
+    return buf;
+}
 
 // a + b = s + err exactly (Knuth's two-sum).
 inline double two_sum(double a, double b, double& err) {
@@ -26,7 +35,7 @@ Ext exp_ext(double x) {
     if (std::fabs(x) <= 700.0) return normalize(std::exp(x), 0);
     const double kd = std::nearbyint(x * kLog2e);
     if (!(std::fabs(kd) < static_cast<double>(kMaxExp - 4))) {
-        throw range_error("exp(" + std::to_string(x) +
+        throw range_error("exp(" + short_number(x) +
                           ") is beyond loggrad's exponent range (|log2| < 2^60)");
     }
     // r = x - k ln 2 as a double-double rh + rl. k has up to 61 bits, so k ln 2
@@ -53,7 +62,7 @@ Ext exp_ext(double x) {
 Ext exp_ext(Ext x) {
     if (x.e <= 1000) return exp_ext(to_double(x));
     throw range_error("exp of a value beyond float64 range (log10 " +
-                      std::to_string(log10abs(x)) +
+                      short_number(log10abs(x)) +
                       ") is beyond loggrad's exponent range (|log2| < 2^60)");
 }
 

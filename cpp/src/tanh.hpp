@@ -54,6 +54,55 @@ inline double exp_nonneg(double y) {
     return horner<15>(kExpT, r) * detail::from_bits((k + 1023) << 52);
 }
 
+// a * a = hi + lo exactly, without FMA (Dekker's product with Veltkamp's
+// split): the same bits from every build, and it vectorises.
+inline void square_parts(double a, double& hi, double& lo) {
+    const double c = 134217729.0 * a;  // 2^27 + 1
+    const double ah = c - (c - a), al = a - ah;
+    hi = a * a;
+    lo = ((ah * ah - hi) + 2.0 * (ah * al)) + al * al;
+}
+
+// a * b = hi + lo exactly, as square_parts.
+inline void product_parts(double a, double b, double& hi, double& lo) {
+    const double ca = 134217729.0 * a, cb = 134217729.0 * b;
+    const double ah = ca - (ca - a), al = a - ah, bh = cb - (cb - b), bl = b - bh;
+    hi = a * b;
+    lo = ((ah * bh - hi) + ah * bl + al * bh) + al * bl;
+}
+
+// e^y = hi + lo for -600 <= y <= 709 with a relative error below 2^-55.5
+// (measured 2^-55.65; exp_nonneg rounds to about an ulp, 2^-52). As there,
+// e^y = 2^k e^r, r = y - k ln 2, but r is kept as rh + rl (y - k kLn2Hi is
+// exact, Sterbenz; k kLn2Lo rounds by less than 2^-64) and e^r = (1 + rh) +
+// rh^2 P(rh) + rl e^rh with 1 + rh a Fast2Sum: only rh^2 P(rh) < 0.069 rounds,
+// by a few 2^-53 of itself, and the series' remainder past r^14/14! is below
+// 2^-57.8. Lower than -600, lo grows subnormal. (2^k is built as in
+// exp_nonneg; for k < 0 the subtraction wraps around and the addition of 1023
+// wraps back.)
+inline void exp_parts(double y, double& hi, double& lo) {
+    constexpr double kExpP[13] = {1.0 / 2,         1.0 / 6,          1.0 / 24,         1.0 / 120,
+                                  1.0 / 720,       1.0 / 5040,       1.0 / 40320,      1.0 / 362880,
+                                  1.0 / 3628800,   1.0 / 39916800,   1.0 / 479001600,  1.0 / 6227020800,
+                                  1.0 / 87178291200};
+    constexpr double kInvLn2 = 0x1.71547652b82fep+0;
+    constexpr double kLn2Hi = 0x1.62e42p-1;
+    constexpr double kLn2Lo = 0x1.fdf473de6af28p-22;
+    constexpr double kShift = 0x1.8p52;
+    const double kd = y * kInvLn2 + kShift;
+    const double kf = kd - kShift;
+    const double a = y - kf * kLn2Hi, b = kf * kLn2Lo;
+    const double rh = a - b;  // two-difference: rh + rl = a - b exactly
+    const double bb = a - rh;
+    const double rl = (a - (rh + bb)) + (bb - b);
+    const double h1 = 1.0 + rh, l1 = rh - (h1 - 1.0);  // exact: |rh| < 1
+    const double l = (l1 + (rh * rh) * horner<13>(kExpP, rh)) + rl * h1;
+    const double scale = detail::from_bits((detail::bits(kd) - detail::bits(kShift) + 1023) << 52);
+    const double h = h1 + l;
+    hi = h * scale;
+    lo = (l - (h - h1)) * scale;
+}
+
 // |x| clamped to cap (a nan |x| becomes cap too), as a bit pattern.
 inline std::uint64_t clamp_abs(std::uint64_t ab, double cap) {
     const std::uint64_t big = below(detail::bits(cap), ab);
@@ -84,8 +133,17 @@ constexpr double kTanhPartsMax = 256.0;
 
 // tanh(x) and tanh'(x) = 1 - tanh(x)^2 for a finite |x| < kTanhPartsMax, as the
 // extended path takes them: v has tanh_f64's bits; d is 1 - v^2 for |x| < 0.7
-// and, above, 4q(1 - q) with q = 1 / (e^{2|x|} + 1), which keeps its relative
-// accuracy where tanh saturates (1 - v^2 would round to 0 beyond |x| ~ 19).
+// and, above, 4t / (1 + t)^2 with t = e^{-2|x|} = th + tl (exp_parts), which
+// keeps its relative accuracy where tanh saturates (1 - v^2 would round to 0
+// beyond |x| ~ 19). Within 0.9 ulp there: d's sensitivity to t is
+// (1 - t)/(1 + t) < 1 and t is good to 2^-55.5 (0.35 ulp at most); 1 + t and
+// its square are exact pairs (Fast2Sum, square_parts), and q = 4t r^2 from
+// r = 1 - q_v ~ 1/(1 + t) (q_v = 1/(e^{2|x|} + 1), the value's, within a few
+// ulps: no second division) has its error taken back through the exact
+// remainder 4t - q (1 + t)^2 (product_parts; Sterbenz). What is left is d's
+// own final rounding, 0.5 ulp, and t's error. (The float
+// 4q_v(1 - q_v) rounds e^{2|x|}, its sum with 1, q_v, 1 - q_v and the
+// product: 2.3 ulp measured near |x| = 18.4.)
 inline void tanh_parts(double x, double& v, double& d) {
     const std::uint64_t sign = detail::bits(x) & (std::uint64_t(1) << 63);
     const std::uint64_t ab = detail::bits(x) ^ sign;
@@ -97,7 +155,18 @@ inline void tanh_parts(double x, double& v, double& d) {
     const double large = 1.0 - 2.0 * q;
     const std::uint64_t use_small = below(ab, detail::bits(0.7));
     v = detail::from_bits(((detail::bits(small) & use_small) | (detail::bits(large) & ~use_small)) | sign);
-    const double d_small = 1.0 - small * small, d_large = 4.0 * q * (1.0 - q);
+    double th, tl;
+    exp_parts(-(ac + ac), th, tl);
+    const double onep = 1.0 + th, onep_lo = ((1.0 - onep) + th) + tl;  // 1 + t, th <= 1/4
+    double sq, sq_lo;
+    square_parts(onep, sq, sq_lo);
+    sq_lo += 2.0 * onep * onep_lo;  // (1 + t)^2 = sq + sq_lo
+    const double r = 1.0 - q, r2 = r * r;
+    const double n = 4.0 * th, qd = n * r2;
+    double p, pl;
+    product_parts(qd, sq, p, pl);
+    const double d_large = qd + ((((n - p) - pl) + 4.0 * tl) - qd * sq_lo) * r2;
+    const double d_small = 1.0 - small * small;
     d = detail::from_bits((detail::bits(d_small) & use_small) | (detail::bits(d_large) & ~use_small));
 }
 
