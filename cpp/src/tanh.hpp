@@ -110,18 +110,22 @@ inline std::uint64_t clamp_abs(std::uint64_t ab, double cap) {
 }
 
 // tanh(x) without libm. Measured against mpmath (tests/test_reference.py):
-// within 1.1 ulp, about 93% of values correctly rounded (glibc's, as numpy
-// calls it: 1.2 ulp, 81%).
+// within 1.1 ulp (glibc's, as numpy calls it: 1.2 ulp).
 //   |x| < 0.7: tanh_small;
-//   else:      1 - 2 / (e^{2a} + 1), a = |x|;
+//   else:      1 - 2 / (E + 1), E = e^{2a} rounded from exp_parts (within
+//              0.5 ulp + 2^-55.5 of itself), a = |x|;
 //   a > 20 is taken as 20, whose tanh rounds to 1. nan stays nan, the sign of
 //   x (and of -0) is kept.
+// exp_parts rather than exp_nonneg so that tanh_parts, which needs e^{2a} as
+// an exact pair for the derivative, shares this exponential and these bits.
 inline double tanh_f64(double x) {
     const std::uint64_t sign = detail::bits(x) & (std::uint64_t(1) << 63);
     const std::uint64_t ab = detail::bits(x) ^ sign;  // |x|; below 2^63, so differences do not wrap
     const double small = tanh_small(detail::from_bits(ab));
     const double ac = detail::from_bits(clamp_abs(ab, 20.0));
-    const double large = 1.0 - 2.0 / (exp_nonneg(ac + ac) + 1.0);
+    double eh, el;
+    exp_parts(ac + ac, eh, el);
+    const double large = 1.0 - 2.0 / (eh + 1.0);
     const std::uint64_t use_small = below(ab, detail::bits(0.7));
     const std::uint64_t nan = below(std::uint64_t(0x7ff) << 52, ab);
     const std::uint64_t t = (detail::bits(small) & use_small) | (detail::bits(large) & ~use_small);
@@ -133,39 +137,43 @@ constexpr double kTanhPartsMax = 256.0;
 
 // tanh(x) and tanh'(x) = 1 - tanh(x)^2 for a finite |x| < kTanhPartsMax, as the
 // extended path takes them: v has tanh_f64's bits; d is 1 - v^2 for |x| < 0.7
-// and, above, 4t / (1 + t)^2 with t = e^{-2|x|} = th + tl (exp_parts), which
-// keeps its relative accuracy where tanh saturates (1 - v^2 would round to 0
-// beyond |x| ~ 19). Within 0.9 ulp there: d's sensitivity to t is
-// (1 - t)/(1 + t) < 1 and t is good to 2^-55.5 (0.35 ulp at most); 1 + t and
-// its square are exact pairs (Fast2Sum, square_parts), and q = 4t r^2 from
-// r = 1 - q_v ~ 1/(1 + t) (q_v = 1/(e^{2|x|} + 1), the value's, within a few
-// ulps: no second division) has its error taken back through the exact
-// remainder 4t - q (1 + t)^2 (product_parts; Sterbenz). What is left is d's
-// own final rounding, 0.5 ulp, and t's error. (The float
-// 4q_v(1 - q_v) rounds e^{2|x|}, its sum with 1, q_v, 1 - q_v and the
-// product: 2.3 ulp measured near |x| = 18.4.)
+// and, above, 4q(1 - q) with q = 1/(1 + E), E = e^{2|x|} = eh + el (one
+// exp_parts, the value's), which keeps its relative accuracy where tanh
+// saturates (1 - v^2 would round to 0 beyond |x| ~ 19). Within 0.9 ulp there:
+// as a function of E, d = 4E/(1 + E)^2 has sensitivity |1 - E|/(1 + E) < 1 and
+// E is good to 2^-55.5 (0.35 ulp at most). The rest is exact or second order:
+// S = 1 + E = s + sl (Fast2Sum, eh >= 1); the value's q = RN(1/s) has the
+// remainder 1 - qS = (1 - p) - pl - q sl with q s = p + pl (product_parts;
+// 1 - p is exact, Sterbenz), so 1/S = q + ql, ql = q (1 - qS), to about 2^-104
+// relative; 1 - q = r + rl (Fast2Sum, q < 1/4) and q r = m + ml
+// (product_parts), so q(1 - q) = m + (ml + ql r + q (rl - ql)) + O(ql^2), the
+// bracket below 2^-51 m and good to 2^-50 of itself. What is left is d's
+// own final rounding, 0.5 ulp, and E's error. Every term stays normal: at
+// |x| = 256, q ~ 2^-739 and the smallest partial products ~ 2^-795.
+// (The float 4q(1 - q) rounds E, its sum with 1, q, 1 - q and the product:
+// 2.3 ulp measured near |x| = 18.4.)
 inline void tanh_parts(double x, double& v, double& d) {
     const std::uint64_t sign = detail::bits(x) & (std::uint64_t(1) << 63);
     const std::uint64_t ab = detail::bits(x) ^ sign;
     const double small = tanh_small(detail::from_bits(ab));
     const double ac = detail::from_bits(clamp_abs(ab, kTanhPartsMax));
-    const double q = 1.0 / (exp_nonneg(ac + ac) + 1.0);
-    // 1 - 2q: tanh_f64's 1 - 2 / (e^{2a} + 1) to the bit (scaling by 2 commutes
+    double eh, el;
+    exp_parts(ac + ac, eh, el);
+    const double s = eh + 1.0;
+    const double q = 1.0 / s;
+    // 1 - 2q: tanh_f64's 1 - 2 / (E + 1) to the bit (scaling by 2 commutes
     // with rounding), and 1 for any a > 20, as there.
     const double large = 1.0 - 2.0 * q;
     const std::uint64_t use_small = below(ab, detail::bits(0.7));
     v = detail::from_bits(((detail::bits(small) & use_small) | (detail::bits(large) & ~use_small)) | sign);
-    double th, tl;
-    exp_parts(-(ac + ac), th, tl);
-    const double onep = 1.0 + th, onep_lo = ((1.0 - onep) + th) + tl;  // 1 + t, th <= 1/4
-    double sq, sq_lo;
-    square_parts(onep, sq, sq_lo);
-    sq_lo += 2.0 * onep * onep_lo;  // (1 + t)^2 = sq + sq_lo
-    const double r = 1.0 - q, r2 = r * r;
-    const double n = 4.0 * th, qd = n * r2;
+    const double sl = (1.0 - (s - eh)) + el;  // 1 + E = s + sl
     double p, pl;
-    product_parts(qd, sq, p, pl);
-    const double d_large = qd + ((((n - p) - pl) + 4.0 * tl) - qd * sq_lo) * r2;
+    product_parts(q, s, p, pl);
+    const double ql = q * (((1.0 - p) - pl) - q * sl);  // 1/S = q + ql
+    const double r = 1.0 - q, rl = (1.0 - r) - q;        // 1 - q = r + rl
+    double m, ml;
+    product_parts(q, r, m, ml);
+    const double d_large = 4.0 * (m + ((ml + ql * r) + q * (rl - ql)));
     const double d_small = 1.0 - small * small;
     d = detail::from_bits((detail::bits(d_small) & use_small) | (detail::bits(d_large) & ~use_small));
 }
