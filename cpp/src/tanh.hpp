@@ -103,6 +103,40 @@ inline void exp_parts(double y, double& hi, double& lo) {
     lo = (l - (h - h1)) * scale;
 }
 
+// e^y = hi + lo as exp_parts (same reduction, same terms, relative error below
+// 2^-55.5; measured through tanh' in tests/test_activation_ulp.py), and
+// inv ~ e^-y to about 2^-51, for 0 <= y <= 709: the series of e^rh is summed
+// as its even and odd parts, so e^-rh = (1 - rh) + (even - odd) costs one
+// subtraction (rl, below 2^-64 of rh, is left out there). inv's terms do not
+// cancel (e^-rh > 0.7, odd part < 0.36) and each rounds by a few 2^-53 of
+// itself. 2^-k is a normal double for y <= 709 (k <= 1023).
+inline void exp_pm_parts(double y, double& hi, double& lo, double& inv) {
+    constexpr double kEven[7] = {1.0 / 2,        1.0 / 24,        1.0 / 720,        1.0 / 40320,
+                                 1.0 / 3628800,  1.0 / 479001600, 1.0 / 87178291200};
+    constexpr double kOdd[6] = {1.0 / 6,        1.0 / 120,        1.0 / 5040,
+                                1.0 / 362880,   1.0 / 39916800,   1.0 / 6227020800};
+    constexpr double kInvLn2 = 0x1.71547652b82fep+0;
+    constexpr double kLn2Hi = 0x1.62e42p-1;
+    constexpr double kLn2Lo = 0x1.fdf473de6af28p-22;
+    constexpr double kShift = 0x1.8p52;
+    const double kd = y * kInvLn2 + kShift;
+    const double kf = kd - kShift;
+    const double a = y - kf * kLn2Hi, b = kf * kLn2Lo;
+    const double rh = a - b;
+    const double bb = a - rh;
+    const double rl = (a - (rh + bb)) + (bb - b);
+    const double r2 = rh * rh;
+    const double ev = r2 * horner<7>(kEven, r2), od = (r2 * rh) * horner<6>(kOdd, r2);
+    const double h1 = 1.0 + rh, l1 = rh - (h1 - 1.0);
+    const double l = (l1 + (ev + od)) + rl * h1;
+    const std::uint64_t k = detail::bits(kd) - detail::bits(kShift);
+    const double scale = detail::from_bits((k + 1023) << 52);
+    const double h = h1 + l;
+    hi = h * scale;
+    lo = (l - (h - h1)) * scale;
+    inv = ((1.0 - rh) + (ev - od)) * detail::from_bits((std::uint64_t(1023) - k) << 52);
+}
+
 // |x| clamped to cap (a nan |x| becomes cap too), as a bit pattern.
 inline std::uint64_t clamp_abs(std::uint64_t ab, double cap) {
     const std::uint64_t big = below(detail::bits(cap), ab);
@@ -112,19 +146,19 @@ inline std::uint64_t clamp_abs(std::uint64_t ab, double cap) {
 // tanh(x) without libm. Measured against mpmath (tests/test_reference.py):
 // within 1.1 ulp (glibc's, as numpy calls it: 1.2 ulp).
 //   |x| < 0.7: tanh_small;
-//   else:      1 - 2 / (E + 1), E = e^{2a} rounded from exp_parts (within
+//   else:      1 - 2 / (E + 1), E = e^{2a} rounded from exp_pm_parts (within
 //              0.5 ulp + 2^-55.5 of itself), a = |x|;
 //   a > 20 is taken as 20, whose tanh rounds to 1. nan stays nan, the sign of
 //   x (and of -0) is kept.
-// exp_parts rather than exp_nonneg so that tanh_parts, which needs e^{2a} as
+// exp_pm_parts rather than exp_nonneg so that tanh_parts, which needs e^{2a} as
 // an exact pair for the derivative, shares this exponential and these bits.
 inline double tanh_f64(double x) {
     const std::uint64_t sign = detail::bits(x) & (std::uint64_t(1) << 63);
     const std::uint64_t ab = detail::bits(x) ^ sign;  // |x|; below 2^63, so differences do not wrap
     const double small = tanh_small(detail::from_bits(ab));
     const double ac = detail::from_bits(clamp_abs(ab, 20.0));
-    double eh, el;
-    exp_parts(ac + ac, eh, el);
+    double eh, el, ei;
+    exp_pm_parts(ac + ac, eh, el, ei);
     const double large = 1.0 - 2.0 / (eh + 1.0);
     const std::uint64_t use_small = below(ab, detail::bits(0.7));
     const std::uint64_t nan = below(std::uint64_t(0x7ff) << 52, ab);
@@ -137,43 +171,37 @@ constexpr double kTanhPartsMax = 256.0;
 
 // tanh(x) and tanh'(x) = 1 - tanh(x)^2 for a finite |x| < kTanhPartsMax, as the
 // extended path takes them: v has tanh_f64's bits; d is 1 - v^2 for |x| < 0.7
-// and, above, 4q(1 - q) with q = 1/(1 + E), E = e^{2|x|} = eh + el (one
-// exp_parts, the value's), which keeps its relative accuracy where tanh
-// saturates (1 - v^2 would round to 0 beyond |x| ~ 19). Within 0.9 ulp there:
-// as a function of E, d = 4E/(1 + E)^2 has sensitivity |1 - E|/(1 + E) < 1 and
-// E is good to 2^-55.5 (0.35 ulp at most). The rest is exact or second order:
-// S = 1 + E = s + sl (Fast2Sum, eh >= 1); the value's q = RN(1/s) has the
-// remainder 1 - qS = (1 - p) - pl - q sl with q s = p + pl (product_parts;
-// 1 - p is exact, Sterbenz), so 1/S = q + ql, ql = q (1 - qS), to about 2^-104
-// relative; 1 - q = r + rl (Fast2Sum, q < 1/4) and q r = m + ml
-// (product_parts), so q(1 - q) = m + (ml + ql r + q (rl - ql)) + O(ql^2), the
-// bracket below 2^-51 m and good to 2^-50 of itself. What is left is d's
-// own final rounding, 0.5 ulp, and E's error. Every term stays normal: at
-// |x| = 256, q ~ 2^-739 and the smallest partial products ~ 2^-795.
-// (The float 4q(1 - q) rounds E, its sum with 1, q, 1 - q and the product:
-// 2.3 ulp measured near |x| = 18.4.)
+// and, above, 4 / D with D = E + 2 + 1/E, E = e^{2|x|} = eh + el and
+// 1/E ~ ei from the value's exp_pm_parts: it keeps its relative accuracy where
+// tanh saturates (1 - v^2 would round to 0 beyond |x| ~ 19). Within 1.2 ulp
+// there (2 ulp is what tests/test_activation_ulp.py holds):
+//  - D's sensitivity to E is (E - 1/E)/D < 1 and E is good to 2^-55.5: 0.18 ulp;
+//  - eh + 2 = h2 + l2 exactly (Fast2Sum, eh > 4); ei (< 1/4 = D/25 at most, to
+//    2^-51) and the sum of the small terms add below 2^-56 D;
+//  - D = dr + de exactly (Fast2Sum), d0 = 4/dr rounds (0.5 ulp), and
+//    4/(dr + de) = d0 (1 - de/dr) to 2^-106, with de/dr taken as d0 de/4 (its
+//    error is second order): the subtraction rounds once more (0.5 ulp).
+// One division more than the value's, no second exponential, no exact
+// products. (The float 4q(1 - q) of the value's q = 1/(E + 1) rounds E, its
+// sum with 1, q, 1 - q and the product: 2.3 ulp measured near |x| = 18.4.)
 inline void tanh_parts(double x, double& v, double& d) {
     const std::uint64_t sign = detail::bits(x) & (std::uint64_t(1) << 63);
     const std::uint64_t ab = detail::bits(x) ^ sign;
     const double small = tanh_small(detail::from_bits(ab));
     const double ac = detail::from_bits(clamp_abs(ab, kTanhPartsMax));
-    double eh, el;
-    exp_parts(ac + ac, eh, el);
-    const double s = eh + 1.0;
-    const double q = 1.0 / s;
+    double eh, el, ei;
+    exp_pm_parts(ac + ac, eh, el, ei);
+    const double q = 1.0 / (eh + 1.0);
     // 1 - 2q: tanh_f64's 1 - 2 / (E + 1) to the bit (scaling by 2 commutes
     // with rounding), and 1 for any a > 20, as there.
     const double large = 1.0 - 2.0 * q;
     const std::uint64_t use_small = below(ab, detail::bits(0.7));
     v = detail::from_bits(((detail::bits(small) & use_small) | (detail::bits(large) & ~use_small)) | sign);
-    const double sl = (1.0 - (s - eh)) + el;  // 1 + E = s + sl
-    double p, pl;
-    product_parts(q, s, p, pl);
-    const double ql = q * (((1.0 - p) - pl) - q * sl);  // 1/S = q + ql
-    const double r = 1.0 - q, rl = (1.0 - r) - q;        // 1 - q = r + rl
-    double m, ml;
-    product_parts(q, r, m, ml);
-    const double d_large = 4.0 * (m + ((ml + ql * r) + q * (rl - ql)));
+    const double h2 = eh + 2.0, l2 = (2.0 - (h2 - eh)) + el;
+    const double dl = l2 + ei;
+    const double dr = h2 + dl, de = (h2 - dr) + dl;
+    const double d0 = 4.0 / dr;
+    const double d_large = d0 - (d0 * d0) * (0.25 * de);
     const double d_small = 1.0 - small * small;
     d = detail::from_bits((detail::bits(d_small) & use_small) | (detail::bits(d_large) & ~use_small));
 }
