@@ -184,6 +184,8 @@ constexpr double kTanhPartsMax = 256.0;
 //  - D = dr + de exactly (Fast2Sum), d0 = 4/dr rounds (0.5 ulp), and
 //    4/(dr + de) = d0 (1 - de/dr) to 2^-106, with de/dr taken as d0 de/4 (its
 //    error is second order): the subtraction rounds once more (0.5 ulp).
+//    The correction is formed as d0 ((d0/4) de), every factor and product
+//    normal: d0 d0 first would fall below 2^-1022 where |x| > 177.
 // One division more than the value's, no second exponential, no exact
 // products. (The float 4q(1 - q) of the value's q = 1/(E + 1) rounds E, its
 // sum with 1, q, 1 - q and the product: 2.3 ulp measured near |x| = 18.4.)
@@ -204,7 +206,7 @@ inline void tanh_parts(double x, double& v, double& d) {
     const double dl = l2 + ei;
     const double dr = h2 + dl, de = (h2 - dr) + dl;
     const double d0 = 4.0 / dr;
-    const double d_large = d0 - (d0 * d0) * (0.25 * de);
+    const double d_large = d0 - d0 * ((0.25 * d0) * de);
     const double d_small = 1.0 - small * small;
     d = detail::from_bits((detail::bits(d_small) & use_small) | (detail::bits(d_large) & ~use_small));
 }
