@@ -42,7 +42,9 @@ def test_each_statistic_against_numpy_renormalised_backprop(act, scale, bias):
     np.testing.assert_allclose(rep.grad_norm_w, ref["dW"], **tol)
     np.testing.assert_allclose(rep.grad_norm_b, ref["db"], **tol)
     np.testing.assert_allclose(rep.grad_max, ref["gmax"], **tol)
-    np.testing.assert_allclose(rep.grad_min, ref["gmin"], **tol)
+    # the smallest entry is the most cancelled sum W^T delta: a rounding-level change of f' moves its
+    # log10 by ~1e-9 (two tanh' kernels within 1 and 2.3 ulp differ there by 1.3e-9), so 10x looser
+    np.testing.assert_allclose(rep.grad_min, ref["gmin"], rtol=0, atol=1e-8)
     np.testing.assert_allclose(rep.act_deriv, ref["fmean"], rtol=0, atol=1e-8)
     np.testing.assert_array_equal(rep.act_deriv_zero, ref["fzero"])
     np.testing.assert_array_equal(rep.act_saturated, ref["fsat"])
