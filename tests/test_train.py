@@ -10,6 +10,8 @@ import loggrad as lg
 from loggrad import LogArray
 from loggrad.train import clip_grad_norm, clip_grad_value, layer_norms
 
+from contract import log10_tol
+
 mpmath.mp.dps = 40
 
 
@@ -40,8 +42,11 @@ def test_vanishing_update_is_exact_below_float64():
     net = lg.Network([0.1 * np.eye(2)] * 400, None, "identity")
     before = net.params.copy()
     rep = net.sgd_step(np.ones((1, 2)), None, lr=1e-3, loss="sum")
-    # dL/dW_0 = (0.1^399 * 1) x^T: log10 = -399; times lr: -402, below float64's range
-    assert abs(rep.update_log10_max[0] - (-399 - 3)) < 1e-9
+    # dL/dW_0 = (0.1^399 * 1) x^T: log10 = -399; times lr: -402, below float64's range.
+    # Reference: mpmath on the float64 values of 0.1 and 1e-3. Bound: the backward chain's
+    # 399 two-term dot products (2 u each), times x and times lr (1 u each).
+    want = float(mpmath.log10(mpmath.mpf(0.1) ** 399 * mpmath.mpf(1e-3)))
+    assert abs(rep.update_log10_max[0] - want) <= log10_tol(want, 2 * 399 + 2)
     assert rep.nonzero_updates[0] == 6 and rep.unchanged[0] == 6  # W_0 and b_0: every update lost
     assert rep.fraction_unchanged[0] == 1.0
     # last layer: dW = 1 * a^T with a = 0.1^399 (lost), db = 1 (applied: 0 - 1e-3)
