@@ -657,3 +657,26 @@ def test_step_near_float64_limit_succeeds_bitwise():
     want_params, want = reference_step(net.params.copy(), gp, widths, 0.5, clip_value=3.0)
     rep = _engine_step(net, gp, 0.5, clip_value=3.0)
     assert_same_step(net.params, rep, want_params, want)
+
+
+def test_step_report_of_layers_without_gradient_and_lr_at_zero():
+    import dataclasses
+
+    # relu layer 2 closed for every input (bias -50): layers 0..2 get an exactly zero gradient,
+    # so no update at all, and none lost (the report's lost_update counts the same way)
+    rng = np.random.default_rng(6)
+    ws = [rng.standard_normal((3, 3)) for _ in range(5)]
+    bs = [np.zeros(3) for _ in range(5)]
+    bs[2][:] = -50.0
+    net = lg.Network(ws, bs, "relu")
+    x = rng.standard_normal((3, 3))
+    before = net.params.copy()
+    # the smallest positive lr is a valid one; 0 is not, and changes nothing
+    with pytest.raises(ValueError, match="lr must be a positive finite number, got 0"):
+        net.sgd_step(x, np.zeros((3, 3)), 0.0)
+    np.testing.assert_array_equal(net.params, before)
+    rep = net.sgd_step(x, np.zeros((3, 3)), 5e-324)
+    np.testing.assert_array_equal(rep.nonzero_updates[:3], 0)
+    np.testing.assert_array_equal(rep.fraction_unchanged[:3], 0.0)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        rep.clipped = True  # type: ignore[misc]
