@@ -23,6 +23,8 @@
 # A sample (scripts/mutmut_config.py picks it by a hash of each mutant, the same on every
 # run) estimates a module's score where running every mutant takes too long; the others
 # are "skipped", left out of K/N, and the score line of each module gives the interval.
+# A mutant times out (and counts as killed) after MUTATION_TIMEOUT_FACTOR (default 3)
+# times its selection's baseline time, not mutmut's 10: hung mutants cost minutes each.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python}
