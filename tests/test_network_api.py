@@ -36,3 +36,50 @@ def test_gradients_repr_names_flushes_only_when_there_are_some():
 def test_mismatched_weights_message_gives_the_expected_shape(second, want):
     with pytest.raises(ValueError, match=rf"weights\[1\] has shape \({second[0]}, {second[1]}\); {want}"):
         lg.Network([np.ones((3, 2)), np.ones(second)])
+
+
+def test_flush_count_is_zero_where_nothing_can_flush():
+    net = lg.Network([np.eye(2) * 0.5] * 3, None, "sigmoid")
+    x = np.ones((2, 2))
+    for kwargs in ({"precision": "float64"}, {"on_underflow": "raise"}, {}):
+        out, flushed = net.forward(x, return_flushed=True, **kwargs)
+        assert flushed == 0, kwargs
+
+
+def test_network_fit_runs_ten_epochs_by_default():
+    net = lg.Network.build([3, 4, 2], activation="tanh", seed=0)
+    rng = np.random.default_rng(1)
+    h = net.fit(rng.standard_normal((6, 3)), rng.standard_normal((6, 2)), 0.01)
+    assert len(h.loss) == 10 and len(h.grad_norm_log10) == 10
+
+
+def _mib(n: int) -> str:
+    return f"{n / 2**20:,.1f} MiB"
+
+
+@pytest.mark.parametrize("precision,article", [("extended", "an"), ("float64", "a")])
+def test_memory_error_message_names_the_pass_and_the_cheaper_ways(monkeypatch, precision, article):
+    import loggrad.network as lgn
+
+    net = lg.Network([np.eye(8)] * 200, None, "tanh")
+    batch = 64
+    need = net.pass_bytes(batch, precision)
+    auto = net.pass_bytes(batch, precision, checkpoint="auto")
+    few = net.pass_bytes(batch, precision, checkpoint="auto", layers=[])
+    assert few < auto < need < 2**28  # printed in MiB
+    monkeypatch.setattr(lgn, "_SMALL_PASS_BYTES", 0)  # check this small pass too
+    monkeypatch.setattr(lgn, "_available_bytes", lambda: few - 1)
+    x = np.ones((batch, 8))
+    with pytest.raises(MemoryError) as info:
+        net.backward(x, np.zeros((batch, 8)), precision=precision)
+    msg = str(info.value)
+    assert msg.startswith(f"{article} {precision} backward pass of this network (200 layers, 14,400 parameters) "
+                          f"for a batch of 64 needs {_mib(need)}, but only {_mib(few - 1)} of memory is available")
+    assert f"backward(..., checkpoint='auto') would need {_mib(auto)}" in msg
+    assert f"computes only the chosen layers' gradients, from {_mib(few)}" in msg
+    assert msg.endswith("; or use a smaller batch")
+    # a forward pass has no backward alternatives to offer
+    monkeypatch.setattr(lgn, "_available_bytes", lambda: 1)
+    with pytest.raises(MemoryError) as info:
+        net.forward(x, precision=precision)
+    assert "checkpoint" not in str(info.value) and "layers=" not in str(info.value)
