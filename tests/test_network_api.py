@@ -83,3 +83,27 @@ def test_memory_error_message_names_the_pass_and_the_cheaper_ways(monkeypatch, p
     with pytest.raises(MemoryError) as info:
         net.forward(x, precision=precision)
     assert "checkpoint" not in str(info.value) and "layers=" not in str(info.value)
+
+
+def test_flush_warnings_point_at_the_callers_line():
+    # gelu(-2e9) = -2e9 Phi(-2e9), about e^-2e18: below even loggrad's exponent range, flushed
+    net = lg.Network([np.array([[1e9]])], None, "gelu")
+    x = np.array([[-2.0]])
+    for call in (lambda: net.forward(x), lambda: net.backward(x, np.zeros((1, 1)))):
+        with pytest.warns(RuntimeWarning) as rec:
+            call()
+        assert rec[0].filename == __file__, rec[0].filename
+
+
+def test_memory_check_counts_only_the_selected_layers_gradients(monkeypatch):
+    import loggrad.network as lgn
+
+    net = lg.Network([np.eye(8)] * 200, None, "tanh")
+    need = net.pass_bytes(64, layers=[0])
+    assert need < net.pass_bytes(64)
+    monkeypatch.setattr(lgn, "_SMALL_PASS_BYTES", 0)
+    monkeypatch.setattr(lgn, "_available_bytes", lambda: need - 1)
+    with pytest.raises(MemoryError, match=f"needs {_mib(need)}, but only {_mib(need - 1)}"):
+        net.backward(np.ones((64, 8)), np.zeros((64, 8)), layers=[0])
+    monkeypatch.setattr(lgn, "_available_bytes", lambda: need)
+    net.backward(np.ones((64, 8)), np.zeros((64, 8)), layers=[0])  # exactly enough: it runs
