@@ -629,14 +629,23 @@ def test_fit_refuses_empty_or_mismatched_data():
     np.testing.assert_array_equal(net.params, before)
 
 
-def test_ctrl_c_during_a_step_is_held_until_the_step_is_recorded(monkeypatch):
+@pytest.fixture
+def default_sigint():
+    """Python's default SIGINT handler, as in an interactive session (a background job starts
+    with SIGINT ignored, and Python then installs none); the previous one afterwards."""
+    import signal
+
+    old = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, old)
+
+
+def test_ctrl_c_during_a_step_is_held_until_the_step_is_recorded(monkeypatch, default_sigint):
     import os
     import signal
 
     import loggrad.train as T
 
-    if signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
-        pytest.skip("SIGINT has a handler other than Python's default here")
     rng = np.random.default_rng(15)
     x, y = rng.standard_normal((24, 4)), rng.standard_normal((24, 3))
     widths = [4, 5, 3]
