@@ -445,6 +445,9 @@ def test_growth_rate_edge_cases():
     # exactly zero signal below layer 2: measured above it
     r, _, _, _ = R.growth_rate([-math.inf, -math.inf, 5.0, 4.0, 3.0, 2.0, 1.0])
     assert r == pytest.approx(1.0)
+    # uneven increments: the mean runs from the first layer with signal (9) on, not from the next
+    r, _, _, _ = R.growth_rate([-math.inf, 9.0, 5.0, 4.0, 3.0])
+    assert r == pytest.approx((9.0 - 3.0) / 3)
     # a straight line: zero-width interval
     r, ci, se, k = R.growth_rate(np.arange(100, dtype=float))
     assert r == pytest.approx(-1.0) and se == pytest.approx(0.0, abs=1e-14) and k == 9
