@@ -807,3 +807,13 @@ def test_theory_slope_against_finite_width_monte_carlo(act, sw, sb, n):
     # O(1/n^2) terms beyond the delta method: a margin of 2% of the rate
     assert abs(mean - rep.theory_slope) < 4 * se + 0.02 * abs(rep.theory_slope_mean_field)
     assert abs(mean - rep.theory_slope) < abs(mean - rep.theory_slope_mean_field)
+
+
+def test_lost_update_fraction_of_a_layer_with_one_nonzero_gradient():
+    # x = 0: dL/dW = 0, only the bias has a gradient; lr * g is far below half an ulp of the bias 1.0
+    net = lg.Network([np.array([[2.0]])], [np.array([1.0])], "identity")
+    x, y = np.zeros((1, 1)), np.array([[5.0]])
+    rep = report(net, x, y, lr=1e-20)
+    fig = mp_figures(net, mp_reference(net, x, y, "mse"), 1e-20)
+    assert fig["lost"] == [1.0]
+    np.testing.assert_array_equal(rep.lost_update, fig["lost"])
