@@ -817,3 +817,12 @@ def test_lost_update_fraction_of_a_layer_with_one_nonzero_gradient():
     fig = mp_figures(net, mp_reference(net, x, y, "mse"), 1e-20)
     assert fig["lost"] == [1.0]
     np.testing.assert_array_equal(rep.lost_update, fig["lost"])
+
+
+def test_stdout_that_cannot_say_is_not_a_terminal(monkeypatch):
+    # an object standing in for stdout without isatty (some notebook and embedding setups):
+    # plain text, not rich's terminal output
+    import sys
+
+    monkeypatch.setattr(sys, "stdout", object())
+    assert R._stdout_is_terminal() is False
