@@ -50,7 +50,7 @@ def mutant_lines(mutant_id: int) -> tuple[str, str]:
                           text=True, check=True).stdout
     minus = [l[1:].strip() for l in diff.splitlines() if l.startswith("-") and not l.startswith("---")]
     plus = [l[1:].strip() for l in diff.splitlines() if l.startswith("+") and not l.startswith("+++")]
-    return " ".join(minus), " ".join(plus)
+    return " ".join(minus).strip(), " ".join(plus).strip()
 
 
 def main(argv: list[str]) -> int:
