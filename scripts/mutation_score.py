@@ -5,11 +5,14 @@
 Equivalent mutants are the rows of the table under "## Equivalent mutants" in
 docs/testing.md: | module | original line | mutated line | reason |, the lines as
 `mutmut show` prints them, stripped, in backticks (a pipe in them written \\|). Prints every surviving mutant's
-diff, a line per module, and last `mutation score: K/N killed (P%)`.
+diff, a line per module (for a module run on a sample of its mutants,
+MUTATION_SAMPLE, with the 95% interval of its score), and last
+`mutation score: K/N killed (P%)`.
 """
 
 from __future__ import annotations
 
+import math
 import re
 import sqlite3
 import subprocess
@@ -32,13 +35,22 @@ def equivalents(doc: Path) -> set[tuple[str, str, str]]:
     return out
 
 
+def wilson(k: int, n: int, z: float = 1.959964) -> tuple[float, float]:
+    """Wilson's 95% interval for a proportion k/n: what a sample of mutants says of all of them
+    (the sample is drawn without replacement, so this is slightly wide)."""
+    p = k / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
 def mutant_lines(mutant_id: int) -> tuple[str, str]:
     """(original, mutated) line of a mutant, from mutmut's own diff."""
     diff = subprocess.run([sys.executable, "-m", "mutmut", "show", str(mutant_id)], capture_output=True,
                           text=True, check=True).stdout
     minus = [l[1:].strip() for l in diff.splitlines() if l.startswith("-") and not l.startswith("---")]
     plus = [l[1:].strip() for l in diff.splitlines() if l.startswith("+") and not l.startswith("+++")]
-    return " ".join(minus), " ".join(plus)
+    return " ".join(minus).strip(), " ".join(plus).strip()
 
 
 def main(argv: list[str]) -> int:
@@ -65,8 +77,13 @@ def main(argv: list[str]) -> int:
         n = k + len(survivors)
         for i, orig, mut in survivors:
             print(f"survived {module} #{i}:\n  - {orig}\n  + {mut}")
+        not_run = counts["skipped"] + counts["untested"]
+        sample = ""
+        if not_run and n:
+            lo, hi = wilson(k, n)
+            sample = f"; a sample: the module's score is in [{100 * lo:.1f}%, {100 * hi:.1f}%] (95%)"
         print(f"{module}: {k}/{n} killed, {excluded} equivalent left out, "
-              f"{counts['skipped'] + counts['untested']} not run ({dict(counts)})")
+              f"{not_run} not run ({dict(counts)}){sample}")
         total_k += k
         total_n += n
     pct = 100.0 * total_k / total_n if total_n else 0.0

@@ -26,12 +26,12 @@ def log10_tol(log10_value: float, rel_units: float) -> float:
 
 
 def assert_log10_close(got: object, want: object, rel_units: float, what: str = "") -> None:
-    """Elementwise |got - want| <= log10_tol(want, rel_units); infinities must match exactly."""
+    """Elementwise |got - want| <= log10_tol(want, rel_units); infinities and nans must match exactly."""
     g = np.asarray(got, dtype=float)
     w = np.asarray(want, dtype=float)
     assert g.shape == w.shape, f"{what}: shape {g.shape} != {w.shape}"
     inf = ~np.isfinite(w)
-    assert np.array_equal(g[inf], w[inf]), f"{what}: infinities differ"
+    assert np.array_equal(g[inf], w[inf], equal_nan=True), f"{what}: infinities or nans differ"
     err = np.abs(g[~inf] - w[~inf])
     tol = np.array([log10_tol(v, rel_units) for v in w[~inf]])
     bad = np.flatnonzero(err > tol)

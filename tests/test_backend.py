@@ -257,7 +257,10 @@ def test_reversed_slice_selects_layers():
 
 # -- Ctrl-C ---------------------------------------------------------------------------------
 _LONG_PASS = textwrap.dedent("""
-    import sys, time, numpy as np, loggrad as lg
+    import signal, sys, time, numpy as np, loggrad as lg
+    # Python's default handler, as in an interactive session: a process started from a
+    # background job inherits SIGINT ignored, and Python then installs none
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     kind = sys.argv[1]
     net = lg.Network.build([32] * 20001, activation="tanh", seed=0)  # a pass takes seconds
     x, y = np.ones((256, 32)), np.zeros((256, 32))

@@ -28,3 +28,15 @@ def test_fit_history_repr():
     h = lg.train.fit(net, x, np.zeros((8, 2)), lr=0.1, epochs=3)
     r = repr(h)
     assert r.startswith("History(epochs=3") and "(2 layers)" in r and len(r) < 1024
+
+
+def test_history_repr_shows_the_last_epoch_and_at_most_six_values():
+    h = History(loss=[0.5, 0.25, 0.125], loss_log10=[0.0] * 3,
+                grad_norm_log10=[np.array([111.0, 112.0]), np.array([222.0, 223.0]), np.array([333.0, 334.0])],
+                fraction_unchanged=[np.zeros(2)] * 3)
+    r = repr(h)
+    assert "333" in r and "334" in r and "111" not in r and "222" not in r, r
+    full = repr(History(loss=[1.0, 2.0, 3.0, 4.0, 5.0, 6.0]))
+    assert "..." not in full and all(f"{v}." in full for v in range(1, 7)), full
+    cut = repr(History(loss=[1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0]))
+    assert "..." in cut and "4." not in cut and "7." in cut and "1." in cut, cut

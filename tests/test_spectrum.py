@@ -163,3 +163,47 @@ def test_depth_1e5_peak_memory_independent_of_depth():
     assert growth_kib < 12_000, growth_kib
     assert s.lyapunov.shape == (n,) and np.all(np.isfinite(s.lyapunov))
     assert np.all(np.diff(s.lyapunov) <= 0)
+
+
+def test_cumulative_is_the_spectrum_of_each_prefix():
+    # a diagonal chain with layers of different diagonals: the Jacobian of the first l+1 layers
+    # is diagonal, its log singular values the sorted sums of ln|d| over those layers (numpy)
+    rng = np.random.default_rng(11)
+    # each layer's |d| in descending order, so that the exponents never change places
+    ds = [np.sort(rng.uniform(0.2, 3.0, 3))[::-1] * rng.choice([-1, 1], 3) for _ in range(40)]
+    net = lg.Network([np.diag(d) for d in ds], None, "identity")
+    s = spectrum(net, per_layer=True)
+    want = np.cumsum(np.log(np.abs(np.array(ds))), axis=0)  # (layers, 3), already descending
+    np.testing.assert_allclose(s.cumulative(), want, rtol=0, atol=1e-13 * 40)
+    np.testing.assert_allclose(s.cumulative()[-1], s.log_singular_values, rtol=0, atol=1e-13)
+
+
+def test_spectrum_defaults_and_immutability():
+    import dataclasses
+
+    rng = np.random.default_rng(12)
+    net = lg.Network([rng.standard_normal((4, 4)) for _ in range(30)], None, "tanh")
+    x = rng.standard_normal(4)
+    s = spectrum(net, x, k=2)  # k < n_in: random starting directions, from the default seed 0
+    assert s.per_layer is None  # per_layer defaults to False
+    with pytest.raises(ValueError, match="per_layer=True"):
+        s.cumulative()
+    np.testing.assert_array_equal(s.log_singular_values, spectrum(net, x, k=2, seed=0).log_singular_values)
+    assert not np.array_equal(s.log_singular_values, spectrum(net, x, k=2, seed=1).log_singular_values)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        s.depth = 3  # type: ignore[misc]
+
+
+def test_jvp_log_norm_single_direction_per_layer_and_shapes():
+    rng = np.random.default_rng(13)
+    net = lg.Network([rng.standard_normal((3, 3)) for _ in range(20)], None, "tanh")
+    x = rng.standard_normal(3)
+    v = rng.standard_normal(3)
+    total, layers = jvp_log_norm(net, x, v, per_layer=True)
+    total2, layers2 = jvp_log_norm(net, x, v[:, None], per_layer=True)
+    assert np.ndim(total) == 0 and layers.shape == (20,)
+    np.testing.assert_array_equal(layers, layers2[:, 0])
+    assert total == total2[0]
+    for bad in (rng.standard_normal((4, 2)), rng.standard_normal((3, 2, 1)), rng.standard_normal(4)):
+        with pytest.raises(ValueError, match=r"directions must have shape \(3,\) or \(3, m\)"):
+            jvp_log_norm(net, x, bad)

@@ -462,3 +462,28 @@ def test_correlation_fixed_point_ordered_and_chaotic():
     mc = 2.5**2 * np.mean(T.phi_prime("tanh", u1) * T.phi_prime("tanh", u2))
     assert chi_c == pytest.approx(mc, rel=2e-2)
     assert chi_c < 1 < T.chi1("tanh", 2.5, 0.1)
+
+
+def test_finite_width_formula_at_width_one_and_its_boundary():
+    # linear chains (k = 2): mean ln(sigma_w) - 1/(2n), variance 1/(2n), documented closed form;
+    # n = 1 is the smallest width, 0 is refused
+    from loggrad.theory import log_gradient_growth_finite_width
+
+    for sw in (0.5, 1.0, 2.0):
+        mean, var = log_gradient_growth_finite_width("identity", sw, 0.0, 1)
+        assert abs(mean - (math.log(sw) - 0.5)) <= 1e-15 and abs(var - 0.5) <= 1e-15
+    with pytest.raises(ValueError, match="width must be an integer >= 1, got 0"):
+        log_gradient_growth_finite_width("identity", 1.0, 0.0, 0)
+
+
+@pytest.mark.parametrize("act,slope", [("relu", 0.0), ("leaky_relu", 0.01)])
+def test_chi_c_of_piecewise_linear_activations_from_orthant_probabilities(act, slope):
+    # one step from c0 = 0 (max_iter=1 stops there, short of c* = 1): chi_c = sigma_w^2 E[phi'(u1) phi'(u2)]
+    # with phi' = 1 or slope, from the orthant probabilities of a bivariate normal (Sheppard):
+    # P(u1 > 0, u2 > 0) = P(u1 < 0, u2 < 0) = (pi - arccos c) / (2 pi)
+    sw, sb = 1.5, 0.2
+    c, chi_c = T.correlation_fixed_point(act, sw, sb, q=1.0, c0=0.0, max_iter=1)
+    assert 0.0 < c < 0.99
+    p = (math.pi - math.acos(c)) / (2 * math.pi)
+    want = sw * sw * (p * 1.0 + (1 - 2 * p) * slope + p * slope * slope)
+    assert abs(chi_c - want) <= 1e-14 * want

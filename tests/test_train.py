@@ -10,6 +10,8 @@ import loggrad as lg
 from loggrad import LogArray
 from loggrad.train import clip_grad_norm, clip_grad_value, layer_norms
 
+from contract import log10_tol
+
 mpmath.mp.dps = 40
 
 
@@ -40,8 +42,11 @@ def test_vanishing_update_is_exact_below_float64():
     net = lg.Network([0.1 * np.eye(2)] * 400, None, "identity")
     before = net.params.copy()
     rep = net.sgd_step(np.ones((1, 2)), None, lr=1e-3, loss="sum")
-    # dL/dW_0 = (0.1^399 * 1) x^T: log10 = -399; times lr: -402, below float64's range
-    assert abs(rep.update_log10_max[0] - (-399 - 3)) < 1e-9
+    # dL/dW_0 = (0.1^399 * 1) x^T: log10 = -399; times lr: -402, below float64's range.
+    # Reference: mpmath on the float64 values of 0.1 and 1e-3. Bound: the backward chain's
+    # 399 two-term dot products (2 u each), times x and times lr (1 u each).
+    want = float(mpmath.log10(mpmath.mpf(0.1) ** 399 * mpmath.mpf(1e-3)))
+    assert abs(rep.update_log10_max[0] - want) <= log10_tol(want, 2 * 399 + 2)
     assert rep.nonzero_updates[0] == 6 and rep.unchanged[0] == 6  # W_0 and b_0: every update lost
     assert rep.fraction_unchanged[0] == 1.0
     # last layer: dW = 1 * a^T with a = 0.1^399 (lost), db = 1 (applied: 0 - 1e-3)
@@ -570,7 +575,7 @@ def test_failed_step_from_backward_changes_nothing_bitwise():
 # --- fit: the same steps, and Ctrl-C -------------------------------------------------
 
 
-def _reference_fit(net, x, y, lr, epochs, bs, seed, clip_norm=None):
+def _reference_fit(net, x, y, lr, epochs, bs, seed, clip_norm=None, clip_value=None):
     """fit's loop with reference_step; net's parameters take each step's result."""
     rng = np.random.default_rng(seed)
     n = x.shape[0]
@@ -580,7 +585,7 @@ def _reference_fit(net, x, y, lr, epochs, bs, seed, clip_norm=None):
         for start in range(0, n, bs):
             idx = order[start:start + bs]
             g = net.backward(x[idx], y[idx], input_grad=False)
-            new, rep = reference_step(net.params.copy(), g.params, net.widths, lr, clip_norm)
+            new, rep = reference_step(net.params.copy(), g.params, net.widths, lr, clip_norm, clip_value)
             net.params[:] = new
         grad_norms.append(rep["grad_layer_norm"].log10())
     return net.params.copy(), grad_norms
@@ -597,6 +602,91 @@ def test_fit_steps_equal_the_numpy_formulation_bitwise():
     np.testing.assert_array_equal(_bits(net.params), _bits(want_params))
     for got, want in zip(h.grad_norm_log10, want_norms):
         np.testing.assert_array_equal(_bits(got), _bits(want))
+
+
+def test_fit_clip_value_equals_the_numpy_formulation_bitwise():
+    rng = np.random.default_rng(14)
+    x, y = 3 * rng.standard_normal((30, 4)), rng.standard_normal((30, 2))
+    widths = [4, 6, 2]
+    ref_net = lg.Network.build(widths, activation="tanh", seed=4)
+    net = lg.Network.build(widths, activation="tanh", seed=4)
+    want_params, _ = _reference_fit(ref_net, x, y, 0.1, 2, 10, 0, clip_value=0.05)
+    net.fit(x, y, lr=0.1, epochs=2, batch_size=10, seed=0, clip_value=0.05)
+    np.testing.assert_array_equal(_bits(net.params), _bits(want_params))
+    unclipped = lg.Network.build(widths, activation="tanh", seed=4)
+    unclipped.fit(x, y, lr=0.1, epochs=2, batch_size=10, seed=0)
+    assert not np.array_equal(unclipped.params, want_params)  # the clip mattered
+
+
+def test_fit_refuses_empty_or_mismatched_data():
+    net = lg.Network([np.eye(2)], None, "identity")
+    before = net.params.copy()
+    for bs in (None, 2):
+        with pytest.raises(ValueError, match="x has no samples"):
+            net.fit(np.zeros((0, 2)), np.zeros((0, 2)), 0.1, batch_size=bs)
+    with pytest.raises(ValueError, match="x has 3 samples but y has 2$"):
+        net.fit(np.zeros((3, 2)), np.zeros((2, 5)), 0.1)
+    np.testing.assert_array_equal(net.params, before)
+
+
+@pytest.fixture
+def default_sigint():
+    """Python's default SIGINT handler, as in an interactive session (a background job starts
+    with SIGINT ignored, and Python then installs none); the previous one afterwards."""
+    import signal
+
+    old = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, old)
+
+
+def test_ctrl_c_during_a_step_is_held_until_the_step_is_recorded(monkeypatch, default_sigint):
+    import os
+    import signal
+
+    import loggrad.train as T
+
+    rng = np.random.default_rng(15)
+    x, y = rng.standard_normal((24, 4)), rng.standard_normal((24, 3))
+    widths = [4, 5, 3]
+    net = lg.Network.build(widths, activation="tanh", seed=6)
+    ref = lg.Network.build(widths, activation="tanh", seed=6)
+    T.fit(ref, x, y, 0.1, epochs=1, batch_size=8, seed=0)  # the same 3 steps, uninterrupted
+    real_apply = T._apply
+    calls = {"n": 0}
+
+    def apply_then_ctrl_c(*args, **kwargs):
+        out = real_apply(*args, **kwargs)
+        calls["n"] += 1
+        if calls["n"] == 3:  # the last step of the first epoch: Ctrl-C arrives as it returns
+            os.kill(os.getpid(), signal.SIGINT)
+        return out
+
+    monkeypatch.setattr(T, "_apply", apply_then_ctrl_c)
+    with pytest.raises(T.FitInterrupted) as info:
+        T.fit(net, x, y, 0.1, epochs=4, batch_size=8, seed=0)
+    # the step was applied and counted; the interrupt came after it, before the epoch's record
+    assert info.value.steps == 3 and len(info.value.epoch_losses) == 3
+    np.testing.assert_array_equal(_bits(net.params), _bits(ref.params))
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # restored
+
+
+def test_fit_leaves_a_user_sigint_handler_in_place():
+    import signal
+
+    seen = []
+
+    def handler(signum, frame):
+        seen.append(signum)
+
+    old = signal.signal(signal.SIGINT, handler)
+    try:
+        net = lg.Network.build([3, 4, 2], activation="tanh", seed=7)
+        rng = np.random.default_rng(16)
+        net.fit(rng.standard_normal((8, 3)), rng.standard_normal((8, 2)), 0.1, epochs=2, batch_size=4)
+        assert signal.getsignal(signal.SIGINT) is handler
+    finally:
+        signal.signal(signal.SIGINT, old)
 
 
 @pytest.mark.parametrize("stop_at", [1, 4, 7])
@@ -652,3 +742,26 @@ def test_step_near_float64_limit_succeeds_bitwise():
     want_params, want = reference_step(net.params.copy(), gp, widths, 0.5, clip_value=3.0)
     rep = _engine_step(net, gp, 0.5, clip_value=3.0)
     assert_same_step(net.params, rep, want_params, want)
+
+
+def test_step_report_of_layers_without_gradient_and_lr_at_zero():
+    import dataclasses
+
+    # relu layer 2 closed for every input (bias -50): layers 0..2 get an exactly zero gradient,
+    # so no update at all, and none lost (the report's lost_update counts the same way)
+    rng = np.random.default_rng(6)
+    ws = [rng.standard_normal((3, 3)) for _ in range(5)]
+    bs = [np.zeros(3) for _ in range(5)]
+    bs[2][:] = -50.0
+    net = lg.Network(ws, bs, "relu")
+    x = rng.standard_normal((3, 3))
+    before = net.params.copy()
+    # the smallest positive lr is a valid one; 0 is not, and changes nothing
+    with pytest.raises(ValueError, match="lr must be a positive finite number, got 0"):
+        net.sgd_step(x, np.zeros((3, 3)), 0.0)
+    np.testing.assert_array_equal(net.params, before)
+    rep = net.sgd_step(x, np.zeros((3, 3)), 5e-324)
+    np.testing.assert_array_equal(rep.nonzero_updates[:3], 0)
+    np.testing.assert_array_equal(rep.fraction_unchanged[:3], 0.0)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        rep.clipped = True  # type: ignore[misc]

@@ -383,7 +383,8 @@ def check_result(engine: str, got: Result, ref: Result | None, cfg: Config) -> N
     `ref` (the plain numpy backprop's result) is not needed: the reference is rebuilt
     from the configuration, renormalised. Float64 engines are compared with the
     reference rounded to float64 (where it underflows, they must too, up to the
-    bound); loggrad-extended is also compared in extended range.
+    bound); loggrad-extended is also compared in extended range, and must be exactly
+    zero where the reference is.
     """
     del ref
     rloss, rm, rexp = _reference(cfg)
@@ -400,11 +401,20 @@ def check_result(engine: str, got: Result, ref: Result | None, cfg: Config) -> N
     if not err <= tol:
         raise AssertionError(f"{engine} {cfg.label}: dL/dW_0 differs from the reference by {err:.3g} "
                              f"(bound {tol:.3g}: {units} u of the largest |dL/dW_0|)")
-    if engine == "loggrad-extended" and scale > 0:
-        w0 = _extended_dw0(engine, cfg)
+    if engine != "loggrad-extended":
+        return
+    w0 = _extended_dw0(engine, cfg)
+    if scale == 0:
+        # the reference is exactly zero (a closed relu layer): so must the extended result be,
+        # in every range, not only where float64 can see it
+        nonzero = int(np.count_nonzero(np.asarray(w0.mantissa)))
+        if nonzero:
+            raise AssertionError(f"{engine} {cfg.label}: extended dL/dW_0 has {nonzero} nonzero entries "
+                                 "where the reference is exactly zero")
+    else:
         # both sides as mantissas of the reference's scale: exact powers of two apart
         e = np.clip(np.asarray(w0.exponent, dtype=np.int64) - rexp, -3000, 3000).astype(np.int32)
-        with np.errstate(under="ignore"):
+        with np.errstate(under="ignore", over="ignore"):
             m = np.ldexp(np.asarray(w0.mantissa, dtype=np.float64), e)
         err = float(np.abs(m - rm).max()) / scale
         if not err <= units * U:

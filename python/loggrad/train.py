@@ -356,6 +356,8 @@ def fit(
     if xa.ndim != 2:
         raise ValueError(f"x must be 2-D (samples, n_in), got shape {xa.shape}")
     n = xa.shape[0]
+    if n == 0:
+        raise ValueError(f"x has no samples (shape {xa.shape})")
     ya = None if y is None else np.asarray(y)
     if ya is not None and ya.shape[0] != n:
         raise ValueError(f"x has {n} samples but y has {ya.shape[0]}")
