@@ -47,8 +47,6 @@ __all__ = [
     "fit",
 ]
 
-_LOG10_2 = float(np.log10(2.0))
-
 
 def layer_norms(g: LogArray, net: Network) -> LogArray:
     """Euclidean norm of each layer's gradient block (weights and bias), exact in range.
