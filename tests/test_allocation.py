@@ -1,8 +1,10 @@
 """Result and scratch memory: huge-page blocks and the cache of freed ones.
 
 Large blocks (results of a pass, stored activations) that are freed are kept
-for the next pass of the same size, up to 512 MiB; these tests check that a
-reused block never shows through in a result and that the cache stays bounded.
+for the next pass of the same size: up to 512 MiB in all, or, for a pass
+larger than that, up to a quarter of physical memory, given back as soon as a
+pass of another shape misses. These tests check that a reused block never shows
+through in a result and that the cache stays bounded.
 """
 
 import os
@@ -89,5 +91,42 @@ def test_mid_size_blocks_are_kept_and_reused_memory_never_shows(precision):
     del keep
     net.backward(x, y, precision=precision)
     assert _core.cached_memory_bytes() == both  # blocks handed out again and kept again, none new
+    _core.release_memory()
+    assert _core.cached_memory_bytes() == 0
+
+
+def _available_bytes():
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux") or os.environ.get("LOGGRAD_SANITIZED") == "1",
+                    reason="blocks are kept on Linux, and not under AddressSanitizer")
+@pytest.mark.skipif(_available_bytes() < 6 * 2**30, reason="needs 6 GiB of available memory")
+def test_a_pass_beyond_512_mib_is_kept_for_its_shape_and_given_back_for_another():
+    _core.release_memory()
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((64, 512))
+    net = lg.Network.build([512] * 141, activation="tanh", seed=1)  # extended gradient alone: 589 MB
+    ref = net.backward(x, loss="sum")
+    g = net.backward(x, loss="sum")
+    assert same(g.params, ref.params)
+    del g
+    kept = _core.cached_memory_bytes()
+    assert kept > CAP  # the pass's blocks are kept beyond 512 MiB
+    g = net.backward(x, loss="sum")  # the same shape: served from what was kept
+    assert same(g.params, ref.params)
+    assert _core.cached_memory_bytes() < kept
+    del g, ref
+    other = lg.Network.build([512] * 121, activation="tanh", seed=2)  # another shape: every block misses
+    other.backward(x, loss="sum")
+    after = _core.cached_memory_bytes()
+    assert CAP < after < kept  # the first shape's blocks were given back, not kept beside the second's
     _core.release_memory()
     assert _core.cached_memory_bytes() == 0

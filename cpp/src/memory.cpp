@@ -9,6 +9,8 @@
 #endif
 #if defined(__linux__) && defined(MADV_HUGEPAGE)
 #define LOGGRAD_HUGE_PAGES 1
+#include <unistd.h>
+
 #include <mutex>
 #include <unordered_map>
 #include <utility>
@@ -55,8 +57,22 @@ constexpr std::size_t kHugeMin = std::size_t(1) << 20;
 // stay in the heap.
 constexpr std::size_t kKeepMin = std::size_t(1) << 17;
 constexpr std::size_t kPage = std::size_t(1) << 12;
+// What is kept: up to 32 blocks and kCacheBytes in all, or, for passes too
+// large for that, up to a quarter of physical memory (cache_limit); a
+// wide deep pass (100 x 1,024 x 256 extended) allocates gigabytes, and
+// faulting them in afresh costs a third of its time.
 constexpr std::size_t kCacheBytes = std::size_t(512) << 20;
 constexpr std::size_t kCacheBlocks = 32;
+
+std::size_t cache_limit() {
+    static const std::size_t limit = [] {
+        const long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+        const std::size_t quarter =
+            pages > 0 && page > 0 ? static_cast<std::size_t>(pages) / 4 * static_cast<std::size_t>(page) : 0;
+        return quarter > kCacheBytes ? quarter : kCacheBytes;
+    }();
+    return limit;
+}
 
 // Blocks of kKeepMin and more: their sizes while in use, and a few freed ones
 // kept for the next pass of the same shape, whose pages are then already mapped (the
@@ -90,6 +106,15 @@ void* allocate(std::size_t bytes) {
         P.free_bytes -= rounded;
         return p;
     }
+    // A miss beyond kCacheBytes: the pass's shape changed, and the kept blocks
+    // (sized for another) would only add to the process's footprint. Give
+    // them back first, so that what is kept never exceeds what one shape of
+    // pass used.
+    if (P.free_bytes + rounded > kCacheBytes) {
+        for (auto& b : P.free) std::free(b.first);
+        P.free.clear();
+        P.free_bytes = 0;
+    }
     void* p = nullptr;
     if (posix_memalign(&p, unit, rounded) != 0) throw std::bad_alloc();
     if (huge) madvise(p, rounded, MADV_HUGEPAGE);  // advice only: where it fails, 4 KiB pages serve
@@ -114,7 +139,7 @@ void deallocate(void* p) noexcept {
     const std::size_t size = it->second;
     P.live.erase(it);
     bool kept = false;
-    if (kCache && size <= kCacheBytes) {
+    if (kCache && size <= cache_limit()) {
         try {
             P.free.emplace_back(p, size);
             P.free_bytes += size;
@@ -123,7 +148,7 @@ void deallocate(void* p) noexcept {
         }
     }
     if (!kept) std::free(p);
-    while (!P.free.empty() && (P.free_bytes > kCacheBytes || P.free.size() > kCacheBlocks)) {
+    while (!P.free.empty() && (P.free_bytes > cache_limit() || P.free.size() > kCacheBlocks)) {
         std::free(P.free.front().first);
         P.free_bytes -= P.free.front().second;
         P.free.erase(P.free.begin());

@@ -6,11 +6,14 @@
 // and more to 2 MiB and offers them to transparent huge pages (Linux, in the
 // "madvise" or "always" mode), so one fault maps 2 MiB; elsewhere, and for
 // small blocks, it is malloc. The memory is uninitialised. Up to 32 freed
-// blocks of 128 KiB and more (512 MiB in all; a wide extended pass allocates a
-// dozen) are kept and handed out again for a request of the same size, so
-// repeated passes of one shape reuse already-mapped pages instead of having
-// the kernel zero fresh ones; release_cached_memory() gives them back. (Not
-// under AddressSanitizer, which must see every free.)
+// blocks of 128 KiB and more are kept and handed out again for a request of
+// the same size, so repeated passes of one shape reuse already-mapped pages
+// instead of having the kernel zero fresh ones: 512 MiB in all, or up to a
+// quarter of physical memory for passes larger than that, whose kept blocks
+// are given back as soon as a request misses (the shape changed), so what
+// is kept never exceeds what one shape of pass used.
+// release_cached_memory() gives them back. (Not under AddressSanitizer,
+// which must see every free.)
 #pragma once
 
 #include <cstddef>
