@@ -15,7 +15,7 @@ import pytest
 import loggrad as lg
 from loggrad import _core
 from loggrad.train import layer_norms
-from tests.contract import assert_log10_close
+from contract import assert_log10_close
 
 
 def _planes(rng: np.random.Generator, n: int, spread: int) -> tuple[np.ndarray, np.ndarray]:
