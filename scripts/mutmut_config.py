@@ -24,15 +24,20 @@ import os
 from pathlib import Path
 
 
-def _fraction() -> float:
-    raw = os.environ.get("MUTATION_SAMPLE", "1")
+def _env_number(name: str, default: str, ok, what: str) -> float:
+    """The number in environment variable `name`; exits naming it when it is not one `ok` accepts."""
+    raw = os.environ.get(name, default)
     try:
-        f = float(raw)
+        v = float(raw)
     except ValueError:
-        raise SystemExit(f"MUTATION_SAMPLE must be a number in (0, 1], got {raw!r}") from None
-    if not 0.0 < f <= 1.0:
-        raise SystemExit(f"MUTATION_SAMPLE must be a number in (0, 1], got {raw!r}")
-    return f
+        v = float("nan")
+    if not ok(v):
+        raise SystemExit(f"{name} must be {what}, got {raw!r}")
+    return v
+
+
+def _fraction() -> float:
+    return _env_number("MUTATION_SAMPLE", "1", lambda f: 0.0 < f <= 1.0, "a number in (0, 1]")
 
 
 def in_sample(module: str, line: str, index: int, fraction: float) -> bool:
@@ -45,14 +50,7 @@ def in_sample(module: str, line: str, index: int, fraction: float) -> bool:
 
 
 def _timeout_factor() -> float:
-    raw = os.environ.get("MUTATION_TIMEOUT_FACTOR", "3")
-    try:
-        t = float(raw)
-    except ValueError:
-        raise SystemExit(f"MUTATION_TIMEOUT_FACTOR must be a number >= 2, got {raw!r}") from None
-    if not t >= 2.0:
-        raise SystemExit(f"MUTATION_TIMEOUT_FACTOR must be a number >= 2, got {raw!r}")
-    return t
+    return _env_number("MUTATION_TIMEOUT_FACTOR", "3", lambda t: t >= 2.0, "a number >= 2")
 
 
 def pre_mutation(context) -> None:  # mutmut's hook: called before each mutant is applied and tested

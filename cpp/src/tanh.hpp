@@ -71,6 +71,23 @@ inline void product_parts(double a, double b, double& hi, double& lo) {
     lo = ((ah * bh - hi) + ah * bl + al * bh) + al * bl;
 }
 
+// The reduction of exp_parts and exp_pm_parts: y = k ln 2 + rh + rl, with k
+// in the low bits of kd (kd - kShiftLn2 is k as a double) and rh + rl exact:
+// y - k kLn2Hi is exact (Sterbenz), k kLn2Lo rounds by less than 2^-64, and
+// the difference of the two is split by a two-difference.
+constexpr double kShiftLn2 = 0x1.8p52;  // adding it rounds to an integer, kept in the low bits
+inline void reduce_ln2(double y, double& kd, double& rh, double& rl) {
+    constexpr double kInvLn2 = 0x1.71547652b82fep+0;
+    constexpr double kLn2Hi = 0x1.62e42p-1;
+    constexpr double kLn2Lo = 0x1.fdf473de6af28p-22;
+    kd = y * kInvLn2 + kShiftLn2;
+    const double kf = kd - kShiftLn2;
+    const double a = y - kf * kLn2Hi, b = kf * kLn2Lo;
+    rh = a - b;
+    const double bb = a - rh;
+    rl = (a - (rh + bb)) + (bb - b);
+}
+
 // e^y = hi + lo for -600 <= y <= 709 with a relative error below 2^-55.5
 // (measured 2^-55.65; exp_nonneg rounds to about an ulp, 2^-52). As there,
 // e^y = 2^k e^r, r = y - k ln 2, but r is kept as rh + rl (y - k kLn2Hi is
@@ -85,19 +102,11 @@ inline void exp_parts(double y, double& hi, double& lo) {
                                   1.0 / 720,       1.0 / 5040,       1.0 / 40320,      1.0 / 362880,
                                   1.0 / 3628800,   1.0 / 39916800,   1.0 / 479001600,  1.0 / 6227020800,
                                   1.0 / 87178291200};
-    constexpr double kInvLn2 = 0x1.71547652b82fep+0;
-    constexpr double kLn2Hi = 0x1.62e42p-1;
-    constexpr double kLn2Lo = 0x1.fdf473de6af28p-22;
-    constexpr double kShift = 0x1.8p52;
-    const double kd = y * kInvLn2 + kShift;
-    const double kf = kd - kShift;
-    const double a = y - kf * kLn2Hi, b = kf * kLn2Lo;
-    const double rh = a - b;  // two-difference: rh + rl = a - b exactly
-    const double bb = a - rh;
-    const double rl = (a - (rh + bb)) + (bb - b);
+    double kd, rh, rl;
+    reduce_ln2(y, kd, rh, rl);
     const double h1 = 1.0 + rh, l1 = rh - (h1 - 1.0);  // exact: |rh| < 1
     const double l = (l1 + (rh * rh) * horner<13>(kExpP, rh)) + rl * h1;
-    const double scale = detail::from_bits((detail::bits(kd) - detail::bits(kShift) + 1023) << 52);
+    const double scale = detail::from_bits((detail::bits(kd) - detail::bits(kShiftLn2) + 1023) << 52);
     const double h = h1 + l;
     hi = h * scale;
     lo = (l - (h - h1)) * scale;
@@ -116,23 +125,15 @@ inline void exp_pm_parts(double y, double& hi, double& lo, double& inv) {
                                  1.0 / 3628800, 1.0 / 479001600, 1.0 / 87178291200};
     constexpr double kOdd[6] = {1.0 / 6,        1.0 / 120,        1.0 / 5040,
                                 1.0 / 362880,   1.0 / 39916800,   1.0 / 6227020800};
-    constexpr double kInvLn2 = 0x1.71547652b82fep+0;
-    constexpr double kLn2Hi = 0x1.62e42p-1;
-    constexpr double kLn2Lo = 0x1.fdf473de6af28p-22;
-    constexpr double kShift = 0x1.8p52;
-    const double kd = y * kInvLn2 + kShift;
-    const double kf = kd - kShift;
-    const double a = y - kf * kLn2Hi, b = kf * kLn2Lo;
-    const double rh = a - b;
-    const double bb = a - rh;
-    const double rl = (a - (rh + bb)) + (bb - b);
+    double kd, rh, rl;
+    reduce_ln2(y, kd, rh, rl);
     const double r2 = rh * rh;
     // even part r2 (1/2 + he), odd part r2 ho: 1/2 stays out of the small
     // sums, so the bracket rounds once at its own size
     const double he = r2 * horner<6>(kEven, r2), ho = rh * horner<6>(kOdd, r2);
     const double h1 = 1.0 + rh, l1 = rh - (h1 - 1.0);
     const double l = (l1 + r2 * (0.5 + (he + ho))) + rl * h1;
-    const std::uint64_t k = detail::bits(kd) - detail::bits(kShift);
+    const std::uint64_t k = detail::bits(kd) - detail::bits(kShiftLn2);
     const double scale = detail::from_bits((k + 1023) << 52);
     const double h = h1 + l;
     hi = h * scale;
