@@ -345,3 +345,70 @@ def test_tape_refuses_another_precision_or_network():
     _, tape = net._forward_tape(net.params, x, "float64")
     with pytest.raises(ValueError, match="another network"):
         same_depth._backward_tape(same_depth.params, tape, G, "float64")
+
+
+@pytest.mark.parametrize("precision", ["float64", "extended"])
+@pytest.mark.parametrize("on_underflow", ["flush", "raise"])
+def test_tape_gradients_match_backward_in_every_field(precision, on_underflow):
+    # not only the arrays: the fields a caller reads (flushed, loss, layers, per-layer views)
+    net = lg.Network.build([6, 7, 7, 3], activation="tanh", seed=5)
+    rng = np.random.default_rng(2)
+    x, G = rng.standard_normal((4, 6)), rng.standard_normal((4, 3))
+    for layers in (None, [0, 2]):
+        ref = net.backward(x, grad_output=G, precision=precision, layers=layers, on_underflow=on_underflow)
+        _, tape = net._forward_tape(net.params, x, precision, on_underflow=on_underflow)
+        g = net._backward_tape(net.params, tape, G, precision, layers, on_underflow=on_underflow)
+        assert g.flushed == ref.flushed == 0
+        assert g.loss is None and ref.loss is None
+        assert g.layers == ref.layers and g.precision == ref.precision == precision
+        for l in (range(3) if layers is None else layers):
+            np.testing.assert_array_equal(_f64(g.weights[l]), _f64(ref.weights[l]))
+            np.testing.assert_array_equal(_f64(g.biases[l]), _f64(ref.biases[l]))
+
+
+def test_a_batch_of_one_row_takes_grad_output_of_the_outputs_shape():
+    # x of shape (1, n_in) has output (1, n_out): a 1-D grad_output is the shape of a
+    # single-sample call's output, not of this one, and is refused (as a LogArray is)
+    net = lg.Network.build([5, 4, 3], seed=1)
+    x2, x1 = np.ones((1, 5)), np.ones(5)
+    g1 = np.array([1.0, -2.0, 0.5])
+    for G in (g1, LogArray(g1)):
+        with pytest.raises(ValueError, match=r"grad_output has shape \(3,\); expected \(1, 3\)"):
+            net.backward(x2, grad_output=G)
+        _, tape = net._forward_tape(net.params, x2, "extended")
+        with pytest.raises(ValueError, match=r"grad_output has shape \(3,\); expected \(1, 3\)"):
+            net._backward_tape(net.params, tape, G, "extended")
+    # the single-sample call takes it, and agrees with the one-row batch given (1, 3)
+    one = net.backward(x1, grad_output=g1, precision="float64")
+    two = net.backward(x2, grad_output=g1[None, :], precision="float64")
+    assert one.input.shape == (5,) and two.input.shape == (1, 5)
+    np.testing.assert_array_equal(one.params, two.params)
+    np.testing.assert_array_equal(one.input, two.input[0])
+
+
+def test_torch_adapter_flush_warnings_are_attributed_to_loggrad():
+    # the warning's frame is loggrad's adapter, not torch's autograd machinery, so that
+    # warnings.filterwarnings(..., module="loggrad") reaches it on every path of the adapter
+    torch = pytest.importorskip("torch")
+    import warnings
+
+    from loggrad.torch import Module
+
+    # gelu(-2e9) = -2e9 Phi(-2e9), about e^-2e18: below loggrad's range, flushed in the forward pass
+    net = lg.Network([np.array([[1e9]])], None, "gelu")
+    m = Module(net, precision="extended")
+    x = torch.tensor([[-2.0]], dtype=torch.float64, requires_grad=True)
+    with pytest.warns(RuntimeWarning, match="fell below") as rec:
+        out = m(x)
+    assert all(r.filename.endswith(("loggrad/torch.py", "loggrad\\torch.py")) for r in rec), [r.filename for r in rec]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        out.sum().backward(retain_graph=True)  # the tape's backward: the forward half counted the flush
+    # a second backward through the graph runs the whole pass again, and flushes again
+    with pytest.warns(RuntimeWarning, match="fell below") as rec:
+        out.sum().backward(retain_graph=True)
+    assert all(r.filename.endswith(("loggrad/torch.py", "loggrad\\torch.py")) for r in rec), [r.filename for r in rec]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        warnings.filterwarnings("ignore", message=".*fell below", module=r"loggrad\.")
+        out.sum().backward(retain_graph=True)  # filtered by module: no error

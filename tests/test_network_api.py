@@ -107,3 +107,40 @@ def test_memory_check_counts_only_the_selected_layers_gradients(monkeypatch):
         net.backward(np.ones((64, 8)), np.zeros((64, 8)), layers=[0])
     monkeypatch.setattr(lgn, "_available_bytes", lambda: need)
     net.backward(np.ones((64, 8)), np.zeros((64, 8)), layers=[0])  # exactly enough: it runs
+
+
+@pytest.mark.parametrize("widths,batch", [
+    ([1000, 1000], 1),          # one wide layer: the engine's workspace is most of the pass
+    ([3, 700, 2], 1),           # uneven widths
+    ([8] * 60, 300),            # deep and narrow: the stored activations are
+    ([40, 40, 40], 2000),       # a large batch: the chain buffers are
+])
+@pytest.mark.parametrize("precision", ["extended", "float64"])
+def test_every_pass_above_the_small_pass_threshold_is_checked(monkeypatch, widths, batch, precision):
+    # the quick bound that lets small passes skip the memory check must never fall below
+    # what the pass needs: with the threshold just under a pass's need and the memory just
+    # under it too, every kind of pass must be refused before it runs
+    import loggrad.network as lgn
+
+    net = lg.Network.build(widths, seed=0)
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((batch, widths[0]))
+    y = np.zeros((batch, widths[-1]))
+    strided = np.repeat(x, 2, axis=1)[:, ::2]  # not contiguous: the pass copies it (8 bytes a value)
+    cases = [
+        (lambda: net.forward(x, precision=precision), net.pass_bytes(batch, precision, backward=False)),
+        (lambda: net.backward(x, y, precision=precision), net.pass_bytes(batch, precision)),
+        (lambda: net.backward(x, y, precision=precision, input_grad=False),
+         net.pass_bytes(batch, precision, input_grad=False)),
+        (lambda: net.backward(x, y, precision=precision, layers=[0]), net.pass_bytes(batch, precision, layers=[0])),
+        (lambda: net.backward(x, y, precision=precision, checkpoint="auto"),
+         net.pass_bytes(batch, precision, checkpoint="auto")),
+        (lambda: net.backward(strided, y, precision=precision), net.pass_bytes(batch, precision) + 8 * x.size),
+    ]
+    for i, (call, need) in enumerate(cases):
+        monkeypatch.setattr(lgn, "_SMALL_PASS_BYTES", need - 1)
+        monkeypatch.setattr(lgn, "_available_bytes", lambda: need - 1)
+        with pytest.raises(MemoryError, match=f"needs {_mib(need)}"):
+            call()
+        monkeypatch.setattr(lgn, "_available_bytes", lambda: need)  # exactly enough: it runs
+        call()
