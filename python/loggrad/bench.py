@@ -465,6 +465,23 @@ def matmul_peak(sizes: Sequence[int] = (1024, 2048), repeats: int = 5) -> dict[s
     return out
 
 
+def fresh_memory_rate(nbytes: int = 128 << 20, repeats: int = 2) -> dict[str, float]:
+    """GB/s of writing memory just mapped ("first_touch": the kernel maps and zeroes each
+    page on its first write) and of writing it again ("mapped"), best of `repeats`.
+
+    A pass's first call writes all its result and work memory fresh (later calls reuse
+    it through the engines' allocators), so its first call costs about the pass's bytes
+    at the first-touch rate more than a later call: on virtual machines that rate can be
+    ten times below the mapped one."""
+    first = again = math.inf
+    for _ in range(max(1, repeats)):
+        a = np.empty(nbytes // 8)  # large: its own mapping, returned to the system when freed
+        first = min(first, _timed(lambda: a.fill(1.0)))
+        again = min(again, _timed(lambda: a.fill(2.0)))
+        del a
+    return {"first_touch": nbytes / first / 1e9, "mapped": nbytes / again / 1e9}
+
+
 def _timed(fn: Callable[[], object]) -> float:
     t0 = time.perf_counter()
     fn()
@@ -545,6 +562,10 @@ def run_suite(configs: Sequence[Config], engines: Sequence[str] = ENGINES, threa
     if log:
         log(f"float64 matmul peak: {peak['peak']:.1f} GFLOP/s "
             + ", ".join(f"{k} {v:.1f}" for k, v in peak.items() if k != "peak"))
+    fresh = fresh_memory_rate()
+    if log:
+        log(f"fresh memory: written at {fresh['first_touch']:.2f} GB/s on first touch, "
+            f"{fresh['mapped']:.2f} GB/s once mapped")
     benches: list[dict[str, Any]] = []
     for cfg in configs:
         problem = make_problem(cfg.depth, cfg.width, cfg.batch, cfg.activation)
@@ -580,6 +601,10 @@ def run_suite(configs: Sequence[Config], engines: Sequence[str] = ENGINES, threa
             }
             extra["fraction_of_peak"] = extra["gflops"] / peak["peak"]
             extra["first_call_ratio"] = first[engine] / stats["median"]
+            # what the first call's fresh memory costs to touch: the pass's minimum
+            # footprint less the weights, which exist before the call
+            fresh_bytes = cfg.min_bytes(engine == "loggrad-extended") - 8 * cfg.depth * cfg.width * (cfg.width + 1)
+            extra["first_touch_s"] = fresh_bytes / (fresh["first_touch"] * 1e9)
             if compile_s is not None:
                 extra["compile_s"] = compile_s
             if hasattr(runner, "form"):  # JAX: the faster of its scan and unrolled forms
@@ -596,7 +621,9 @@ def run_suite(configs: Sequence[Config], engines: Sequence[str] = ENGINES, threa
                 c = f" (compile {compile_s:.2f} s)" if compile_s is not None else ""
                 c += f" [{runner.form}]" if hasattr(runner, "form") else ""
                 log(f"{cfg.label:24s} {engine:17s} {stats['median'] * 1e3:10.3f} ms  "
-                    f"{extra['gflops']:7.2f} GFLOP/s  first call {extra['first_call_ratio']:.2f}x{c}")
+                    f"{extra['gflops']:7.2f} GFLOP/s  first call {extra['first_call_ratio']:.2f}x "
+                    f"(+{first[engine] - stats['median']:.3g} s; touching its fresh memory "
+                    f"{extra['first_touch_s']:.3g} s){c}")
         del runners
     if measured:
         # Measured again at the end, the best kept: a slow spell of a shared machine during
@@ -613,7 +640,7 @@ def run_suite(configs: Sequence[Config], engines: Sequence[str] = ENGINES, threa
                          "machine": platform.machine(), "python_version": platform.python_version(),
                          "cpu_count": os.cpu_count(), "cpu_model": _cpu_model(),
                          "cpus_used": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
-                         "matmul": peak,
+                         "matmul": peak, "fresh_memory_gbs": fresh,
                          # what ran: the engine's kernels (AVX2 or baseline build) and BLAS
                          "loggrad_simd_kernels": _core.kernel_isa(), "loggrad_blas": _core.blas_config()},
         "commit_info": {}, "benchmarks": benches,
