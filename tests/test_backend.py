@@ -412,3 +412,17 @@ def test_torch_adapter_flush_warnings_are_attributed_to_loggrad():
         warnings.simplefilter("error")
         warnings.filterwarnings("ignore", message=".*fell below", module=r"loggrad\.")
         out.sum().backward(retain_graph=True)  # filtered by module: no error
+    # a net whose forward pass stays in range and whose backward pass flushes: gelu'(-1e9) is about
+    # 2^-(7.2e17), in range, and two of them in one product are not
+    net = lg.Network([np.array([[1e9]]), np.array([[1.0]])], [np.zeros(1), np.array([-1e9])], "gelu")
+    m = Module(net, precision="extended")
+    x = torch.tensor([[-1.0]], dtype=torch.float64, requires_grad=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        out = m(x)
+    for path in ("the tape", "the whole pass again"):
+        with pytest.warns(RuntimeWarning, match="fell below") as rec:
+            out.sum().backward(retain_graph=True)
+        assert m.last_gradients.flushed > 0
+        assert all(r.filename.endswith(("loggrad/torch.py", "loggrad\\torch.py")) for r in rec), \
+            (path, [r.filename for r in rec])
