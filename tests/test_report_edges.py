@@ -11,14 +11,19 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 
 import numpy as np
 import pytest
+
+import importlib
 
 import loggrad as lg
 from loggrad import theory as T
 
 from contract import log10_tol
+
+R = importlib.import_module("loggrad.report")  # the module (lg.report is the function)
 
 
 def _gauss_net(widths, act, sw, sb, seed=0):
@@ -154,3 +159,140 @@ def test_fit_line_needs_a_growth_rate_and_two_measured_layers():
     one = np.full(rep.depth, -math.inf)
     one[3] = rep.delta_norm[3]
     assert dataclasses.replace(rep, delta_norm=one).fit_line() is None
+
+
+def _exact_lost(w: float, um: float, ue: int) -> bool:
+    """float64 w - um 2^ue rounds back to w: exact rationals, rounded once by float() (ties to even)."""
+    from fractions import Fraction
+
+    return float(Fraction(w) - Fraction(um) * Fraction(2) ** ue) == w
+
+
+def test_lost_updates_at_the_binade_edges_against_exact_rounding():
+    # powers of two (the gap below is half the ulp above, except at the smallest normal,
+    # where the subnormals below have the same spacing), subnormals, zero, ordinary values
+    tiny = 2.0**-1022
+    ws = [tiny, -tiny, 2 * tiny, -2 * tiny, 0.5 * tiny, 2.0**-1074, 3 * 2.0**-1074, 0.0, 1.0, -1.0, 0.75,
+          2.0**-1000, tiny + 2.0**-1074, 2.0**1000, 1.5]
+    w_all, um_all, ue_all = [], [], []
+    for w in ws:
+        k = max(math.frexp(w)[1] - 53, -1074) if w != 0 else -1074
+        for ue in range(k - 3, k + 3):
+            for um in (0.5, -0.5, 0.75, -0.75, 0.999):
+                w_all.append(w)
+                um_all.append(um)
+                ue_all.append(ue)
+    w_a, um_a, ue_a = np.array(w_all), np.array(um_all), np.array(ue_all, dtype=np.int64)
+    got = R._lost_updates(w_a, um_a, ue_a)
+    want = np.array([_exact_lost(w, m, e) for w, m, e in zip(w_all, um_all, ue_all)])
+    bad = np.flatnonzero(got != want)
+    assert bad.size == 0, [(w_all[i], um_all[i], ue_all[i], bool(want[i])) for i in bad[:5]]
+    assert want.any() and not want.all()
+
+
+def test_a_long_table_shows_the_ends_and_evenly_spaced_layers():
+    net = lg.Network.build([8] * 101, seed=0)
+    rep = lg.report(net, np.ones((2, 8)))
+    rows = [int(line.split()[0]) for line in rep.table(rich=False, max_rows=16).splitlines()[1:]
+            if line.split() and line.split()[0].isdigit()]
+    # 100 layers in 16 rows: the first and last three, and every 9th layer (99 = 11 steps of 9)
+    assert rows == [0, 1, 2, 9, 18, 27, 36, 45, 54, 63, 72, 81, 90, 97, 98, 99]
+    assert len(rep.table(rich=False, max_rows=None).splitlines()) > 100
+
+
+def test_table_headers_name_their_columns():
+    # a relu net: closed gates (f'=0) and, at a small gain and depth, float32 flushing
+    net = _gauss_net([16] * 41, "relu", 0.3, 0.0)
+    rep = lg.report(net, np.random.default_rng(0).standard_normal((2, 16)))
+    lines = rep.table(rich=False).splitlines()
+    head = re.split(r"\s{2,}", lines[0].strip())
+    cells = re.split(r"\s{2,}", lines[1].strip())  # layer 0
+    assert head[:3] == ["layer", "act", "log10 rms a"] and len(head) == len(cells)
+    for attr, name in (("act_deriv_zero", "f'=0"), ("f32_underflow", "f32 ->0"), ("f64_overflow", "f64 ->inf")):
+        assert name in head, (name, head)
+        assert float(cells[head.index(name)]) == pytest.approx(getattr(rep, attr)[0], abs=0.005)
+    assert rep.act_deriv_zero[0] > 0.1  # a column whose value is not the default 0
+
+
+@pytest.mark.parametrize("digits,shown", [(12.0, False), (np.nextafter(12.0, 0.0), True)])
+def test_conditioning_is_shown_below_twelve_digits_only(digits, shown):
+    net = lg.Network.build([8] * 6, seed=0)
+    rep = lg.report(net, np.ones((2, 8)), conditioning=True)
+    g = np.full(rep.depth, 15.95)
+    g[3] = digits
+    r = dataclasses.replace(rep, grad_digits=g)
+    text = r.table(rich=False)
+    assert ("digits" in text.splitlines()[0].split()) == shown
+    assert any(line.startswith("conditioning:") for line in text.splitlines()) == shown
+
+
+def test_mean_field_line_without_a_correlation_fixed_point():
+    # relu, sigma_b = 0, sigma_w < sqrt 2: q* = 0, so there is no correlation map to report
+    rep = lg.report(_gauss_net([64] * 8, "relu", 1.2, 0.0), np.random.default_rng(0).standard_normal((4, 64)))
+    assert rep.q_star == 0.0 and rep.c_star is None and rep.chi1 is not None
+    line = next(s for s in rep.table(rich=False).splitlines() if s.startswith("mean field:"))
+    assert line == (f"mean field: sigma_w {rep.sigma_w:.4f}, sigma_b {rep.sigma_b:.4f}, q* {rep.q_star:.4g}, "
+                    f"chi1 {rep.chi1:.4f}")
+
+
+def test_summary_names_where_a_low_precision_pass_overflows():
+    # relu at twice the He gain: activations and gradients grow by ~4 per layer, past float32's 3e38
+    net = lg.Network.build([16] * 81, activation="relu", init="he_normal", seed=0, gain=2.0)
+    rep = lg.report(net, np.random.default_rng(0).standard_normal((2, 16)), low_precision=True)
+    lines = rep.table(rich=False).splitlines()
+    seen = 0
+    for fmt, lp in rep.low_precision.items():
+        line = next(s for s in lines if s.startswith(f"a real {fmt} backward pass: "))
+        fn = lp["first_nonfinite_layer"]
+        if fn is not None:
+            assert f"inf/nan from layer {fn}" in line
+            seen += 1
+        elif lp["forward_overflow"]:
+            assert "inf/nan in the forward pass" in line
+            seen += 1
+        else:
+            assert "inf/nan" not in line
+    assert seen >= 1
+
+
+def test_plot_residual_panel_with_one_theory_line(tmp_path):
+    pytest.importorskip("matplotlib")
+    import matplotlib
+
+    matplotlib.use("Agg")
+    # the output layer's relu gates all closed (bias -1e3): no delta theory line, the act one stays
+    net = _gauss_net([32] * 10, "relu", 1.3, 0.0)
+    b = net.biases[-1]
+    b[...] = -1e3
+    rep = lg.report(net, np.random.default_rng(0).standard_normal((4, 32)))
+    assert rep.theory_line() is None and rep.theory_act_line() is not None
+    ax = rep.plot(path=tmp_path / "a.png")
+    assert len(ax.figure.axes) == 2 and (tmp_path / "a.png").stat().st_size > 0
+    labels = [line.get_label() for line in ax.figure.axes[1].get_lines()]
+    assert "rms a: measured - theory" in labels
+
+
+def test_plot_into_the_callers_axes_saves_the_callers_figure(tmp_path):
+    pytest.importorskip("matplotlib")
+    from matplotlib.figure import Figure
+
+    rep = lg.report(lg.Network.build([8] * 6, seed=0), np.ones((2, 8)))
+    fig = Figure()
+    ax = fig.subplots()
+    assert rep.plot(ax=ax, path=tmp_path / "mine.png") is ax
+    assert (tmp_path / "mine.png").stat().st_size > 0
+
+
+def test_verdict_reasons_give_each_signals_interval():
+    # tanh at a small gain: both signals shrink by many decades, with draw-to-draw spread
+    L = 60
+    net = _gauss_net([16] * (L + 1), "tanh", 0.6, 0.0, seed=4)
+    rep = lg.report(net, np.random.default_rng(5).standard_normal((3, 16)))
+    assert rep.verdict == "vanishing"
+    _, (lo, hi), _, _ = R.growth_rate(rep.delta_norm)
+    back = next(r for r in rep.verdict_reasons if r.startswith("|delta| toward the input"))
+    assert f"(interval {lo * (L - 1):+.1f} .. {hi * (L - 1):+.1f})" in back
+    _, (flo, fhi), _, _ = R.growth_rate(np.concatenate([rep.act_rms[1:], [rep.output_rms]]))
+    fwd = next(r for r in rep.verdict_reasons if r.startswith("the forward signal"))
+    assert f"(interval {-fhi * (L - 1):+.1f} .. {-flo * (L - 1):+.1f})" in fwd
+    assert hi < lo + 10 and (hi - lo) * (L - 1) > 0.5  # an interval of some width: its ends can be told apart

@@ -391,7 +391,6 @@ def _iid_sigmas(net: Network, lay: Layout, residual_ok: bool = False) -> tuple[f
 class _Theory:
     sigma_w: float
     sigma_b: float
-    q: np.ndarray  # pre-activation variance of layer l's z (length L)
     act_rms: np.ndarray  # predicted log10 rms of layer l's input a_l (a_0 = x: measured)
     delta_inc: np.ndarray  # predicted log10 ||delta_l|| - log10 ||delta_{l+1}|| (finite width), l < L-1
     slope: float  # finite-width per-layer growth of ||delta|| at q* (decades)
@@ -440,7 +439,7 @@ def _theory_residual(T: Any, net: Network, lay: Layout, x: np.ndarray, scales: l
     slope = float(np.mean(inc)) if inc.size else 0.0
     note = (f"residual layers (s = {s0:g}): mean-field theory of residual chains, no fixed point and no "
             "finite-width correction; the theory slope is the mean of the per-layer predictions")
-    return _Theory(sw, sb, prof.q, rms, inc, slope, slope, float(np.mean(prof.chi)), math.nan, None, None, [note])
+    return _Theory(sw, sb, rms, inc, slope, slope, float(np.mean(prof.chi)), math.nan, None, None, [note])
 
 
 def _theory_homogeneous(T: Any, act: str, sw: float, sb: float, q0: float, lay: Layout, x: np.ndarray) -> _Theory:
@@ -487,7 +486,7 @@ def _theory_homogeneous(T: Any, act: str, sw: float, sb: float, q0: float, lay: 
     c_star = chi_c = None
     if math.isfinite(q_star) and q_star > 0:
         c_star, chi_c = T.correlation_fixed_point(act, sw, sb, q=q_star)
-    return _Theory(sw, sb, 10.0**np.minimum(lq, 300.0), rms, inc, fw, 0.5 * math.log10(a), a, q_star, c_star, chi_c,
+    return _Theory(sw, sb, rms, inc, fw, 0.5 * math.log10(a), a, q_star, c_star, chi_c,
                    [])
 
 
@@ -573,7 +572,7 @@ def _theory(net: Network, lay: Layout, x: np.ndarray) -> _Theory | None:
         return None
     if not all(math.isfinite(v) for v in (mf, fw_ln)):
         return None
-    return _Theory(sw, sb, q, rms, inc, fw_ln / _LN10, mf, chi1, q_star, c_star, chi_c, notes)
+    return _Theory(sw, sb, rms, inc, fw_ln / _LN10, mf, chi1, q_star, c_star, chi_c, notes)
 
 
 # ---------------------------------------------------------------------------
@@ -1001,6 +1000,11 @@ class Report:
     def table(self, max_rows: int | None = 16, rich: bool | None = None) -> str:
         """The report as text: a per-layer table (at most max_rows rows; None or 0 for all) and a summary.
 
+        A deeper network's table shows the first and last three layers, the
+        layers where float64 and float32 first fail, and layers evenly spaced
+        from 0 to L - 1 (``numpy.linspace``, rounded) up to max_rows in all;
+        "..." marks the layers left out.
+
         rich=None uses rich when it is installed and stdout is a terminal
         (box characters do not belong in pipes and files); True requires it,
         False gives plain text.
@@ -1043,7 +1047,7 @@ class Report:
         prev = None
         for l, r in zip(rows, body):
             if prev is not None and l != prev + 1:
-                t.add_row(*(["..."] + [""] * (len(head) - 1)))
+                t.add_row("...")  # rich leaves the row's other cells empty
             t.add_row(*r)
             prev = l
         return t
