@@ -242,21 +242,16 @@ _GL_X, _GL_W = np.polynomial.legendre.leggauss(16)
 
 @lru_cache(maxsize=256)
 def _split_rule(q: float) -> tuple[FloatArray, FloatArray]:
-    """Nodes x = sqrt(q) z and weights of the composite Gauss-Legendre rule for E_z[f(sqrt(q) z)]."""
+    """Nodes x = sqrt(q) z and weights of the composite Gauss-Legendre rule for E_z[f(sqrt(q) z)], q > 0."""
     s = math.sqrt(q)
-    breaks = np.arange(-_Z_MAX, _Z_MAX + 1, dtype=np.float64)
-    if s > 0:
-        xb = _X_BREAKS / s
-        xb = xb[xb < _Z_MAX]
-        breaks = np.unique(np.concatenate([breaks, xb, -xb]))
+    xb = _X_BREAKS / s
+    xb = xb[xb < _Z_MAX]
+    breaks = np.unique(np.concatenate([np.arange(-_Z_MAX, _Z_MAX + 1, dtype=np.float64), xb, -xb]))
     a, b = breaks[:-1], breaks[1:]
     half, mid = 0.5 * (b - a), 0.5 * (a + b)
     z = mid[:, None] + half[:, None] * _GL_X[None, :]
     w = half[:, None] * _GL_W[None, :] * np.exp(-0.5 * z * z) * _INV_SQRT2PI
-    if s > 0:
-        x = s * z
-    else:  # q = 0: the limit q -> 0+, i.e. one-sided values at a kink
-        x = np.copysign(np.finfo(np.float64).tiny, z)
+    x = s * z
     x.setflags(write=False)
     w.setflags(write=False)
     return x.ravel(), w.ravel()
@@ -299,6 +294,10 @@ def gaussian_expectation(
     with np.errstate(over="ignore", invalid="ignore", under="ignore"):
         if math.isinf(q):
             v = np.asarray(f(np.array([_BIG, -_BIG])), dtype=np.float64)
+            return float(0.5 * (v[0] + v[1]))
+        if q == 0:  # the limit q -> 0+: sqrt(q) z is an infinitesimal of z's sign, each with probability 1/2
+            tiny = np.finfo(np.float64).tiny
+            v = np.asarray(f(np.array([tiny, -tiny])), dtype=np.float64)
             return float(0.5 * (v[0] + v[1]))
         if method == "split":
             x, w = _split_rule(q)
