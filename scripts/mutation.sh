@@ -42,7 +42,7 @@ declare -A TESTS=(
     [train]="tests/test_train.py tests/test_history_repr.py tests/test_boundaries.py"
     [network]="tests/test_network_api.py tests/test_errors.py tests/test_underflow.py tests/test_bad_input.py tests/test_layer_selection.py tests/test_residual.py tests/test_save_load.py tests/test_save_load_residual.py tests/test_backend.py tests/test_reference.py"
     [spectrum]="tests/test_spectrum.py"
-    [theory]="tests/test_theory.py tests/test_theory_residual.py tests/test_report_residual.py"
+    [theory]="tests/test_theory.py tests/test_theory_edges.py tests/test_theory_residual.py tests/test_report_residual.py"
     [report]="tests/test_report.py tests/test_report_edges.py tests/test_report_stats.py tests/test_report_residual.py"
 )
 MODULES=("$@")
