@@ -83,3 +83,25 @@ def test_jacobian_moments_of_zero_and_one_layer():
     assert var == pytest.approx((sw * sw * mu1) ** 2 * mu2 / mu1**2, rel=1e-12)
     mean3, var3 = T.jacobian_spectrum_moments("tanh", sw, sb, 3)
     assert mean3 == pytest.approx(mean**3, rel=1e-12) and var3 == pytest.approx(mean3**2 * 3 * mu2 / mu1**2, rel=1e-12)
+
+
+@pytest.mark.parametrize("act", ["relu", "tanh"])
+def test_correlation_map_takes_a_correlation_past_one_as_one(act):
+    # a correlation formed with rounding can leave [-1, 1] by an ulp or more: the nearer end is meant
+    sw, sb = 1.3, 0.2
+    one, minus = T.correlation_map(1.0, act, sw, sb), T.correlation_map(-1.0, act, sw, sb)
+    assert one == pytest.approx(1.0, rel=1e-6)
+    for c in (1.0 + 2.0**-52, 1.0 + 1e-9, 1.5):
+        assert T.correlation_map(c, act, sw, sb) == one
+        assert T.correlation_map(-c, act, sw, sb) == minus
+
+
+def test_scaled_identity_growth_over_zero_one_and_more_layers():
+    assert T.scaled_identity_log10(0.5, 0) == 0.0
+    assert T.scaled_identity_log10(0.5, 1) == math.log10(0.5)
+    assert T.scaled_identity_log10(-2.0, 3) == pytest.approx(3 * math.log10(2.0), rel=1e-15)
+    assert T.scaled_identity_log10(0.0, 0) == 0.0 and T.scaled_identity_log10(0.0, 1) == -math.inf
+    # against the chain itself: one layer W = c I
+    net = lg.Network([0.5 * np.eye(3)], None, "identity")
+    y = net.forward(np.ones((1, 3)))
+    assert float(y[0, 0].log10()) == T.scaled_identity_log10(0.5, 1)

@@ -899,7 +899,8 @@ def correlation_map(
     ``(u1, u2)`` are the pre-activations of two inputs in one layer, Gaussian
     with variance ``q*`` each and correlation ``c``; ``C(c)`` is their
     correlation in the next layer. ``C(1) = 1``; its slope there is ``chi1``.
-    ``q=None`` uses :func:`fixed_point` from ``q0``.
+    ``q=None`` uses :func:`fixed_point` from ``q0``. A ``c`` outside [-1, 1]
+    (a correlation computed with rounding) is taken as the nearer end.
 
     Source: [Poole16] Sec. 3, eq. (5). Assumptions as :func:`length_map`.
     Numerics: closed forms for identity, relu and leaky_relu; otherwise a
