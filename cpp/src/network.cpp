@@ -298,6 +298,32 @@ void activate_checked(Activation act, std::size_t l, std::size_t o, std::size_t 
     if (der.m) check_range(der.m + o, der.e + o, n, l, Quantity::derivatives);
 }
 
+// The epilogue bias_act_rows runs for an activation (false: none, the
+// layer goes step by step).
+bool epilogue_kind(Activation act, simd::Epilogue& kind) {
+    switch (act) {
+        case Activation::identity: kind = simd::Epilogue::identity; return true;
+        case Activation::relu: kind = simd::Epilogue::relu; return true;
+        case Activation::tanh: kind = simd::Epilogue::tanh; return true;
+        default: return false;
+    }
+}
+
+// What follows simd::bias_act_rows over a layer's rows (l) once no product
+// needs exact recomputation: the range check of the activations where its
+// range bits say so, then the tanh rows it left in z (general[i] = 1, those
+// beyond the fast tanh's range, saturated ones) through activate_ext_n,
+// rows in parallel.
+void epilogue_rest(Activation act, std::size_t l, std::size_t batch, std::size_t n_out, std::uint64_t range,
+                   ExtMat out, ExtMat der, ExtMat z, const unsigned char* general) {
+    if (range >> 62) check_range(out.m, out.e, batch * n_out, l, Quantity::activations);
+    if (act != Activation::tanh) return;
+    pass_rows(batch, n_out, [&](std::size_t r0, std::size_t r1) {
+        for (std::size_t i = r0; i < r1; ++i)
+            if (general[i]) activate_checked(act, l, i * n_out, n_out, z, out, der);
+    });
+}
+
 // The bias, activation and range checks of an identity, relu or tanh layer
 // (l) in one pass over ext_gemm_xw_product's outputs: simd::bias_act_rows,
 // rows in parallel. tanh rows it leaves in z go through activate_ext_n.
@@ -307,12 +333,7 @@ bool fused_epilogue(Activation act, std::size_t l, std::size_t batch, std::size_
                     const double* b, const double* bm, const exp_t* be, ExtMat out, ExtMat der, ExtMat z,
                     Workspace& ws) {
     simd::Epilogue kind;
-    switch (act) {
-        case Activation::identity: kind = simd::Epilogue::identity; break;
-        case Activation::relu: kind = simd::Epilogue::relu; break;
-        case Activation::tanh: kind = simd::Epilogue::tanh; break;
-        default: return false;
-    }
+    if (!epilogue_kind(act, kind)) return false;
     bool b_plain = true;
     for (std::size_t j = 0; j < n_out; ++j)
         b_plain &= b[j] == 0.0 || (std::fabs(b[j]) >= DBL_MIN && std::fabs(b[j]) <= std::ldexp(1.0, 1020));
@@ -331,13 +352,7 @@ bool fused_epilogue(Activation act, std::size_t l, std::size_t batch, std::size_
         range.fetch_or(bad, std::memory_order_relaxed);
     });
     if (suspect.load() >> 63) return false;
-    if (range.load() >> 62) check_range(out.m, out.e, batch * n_out, l, Quantity::activations);
-    if (kind != simd::Epilogue::tanh) return true;
-    // Rows beyond the fast tanh's range (saturated ones), rows in parallel.
-    pass_rows(batch, n_out, [&](std::size_t r0, std::size_t r1) {
-        for (std::size_t i = r0; i < r1; ++i)
-            if (general[i]) activate_checked(act, l, i * n_out, n_out, z, out, der);
-    });
+    epilogue_rest(act, l, batch, n_out, range.load(), out, der, z, general);
     return true;
 }
 
@@ -370,6 +385,81 @@ void check_after_product(const Architecture& net, const double* params, std::siz
 
 namespace {
 
+// Largest width of a layer that runs the narrow forward and chain steps
+// (simd::narrow_forward_rows, narrow_chain_rows).
+constexpr std::size_t kNarrowMaxWidth = 64;
+
+// Whether an extended layer's forward step for `rows` rows takes the narrow
+// way: an activation bias_act_rows takes, a product gemm runs in the
+// fixed-order kernel, and so few rows that every step of the layer would run
+// them as one block on this thread anyway.
+bool narrow_forward(Activation act, std::size_t rows, std::size_t n_out, std::size_t n_in) {
+    simd::Epilogue kind;
+    return epilogue_kind(act, kind) && n_in <= kNarrowMaxWidth && n_out <= kNarrowMaxWidth &&
+           gemm_fixed_order(rows, n_out, n_in) && rows * std::max(n_in, n_out) <= kElemGrain;
+}
+
+// The narrow forward step of an extended identity, relu or tanh layer (l):
+// simd::narrow_forward_rows makes the product and runs the fused epilogue's
+// float64 way in one call, leaving the workspace as ext_gemm_xw_product
+// leaves it; the parameter test (pc) follows as it follows the product.
+// Returns false where some row was flagged (as ext_gemm_xw_product does);
+// otherwise finishes what fused_epilogue would, rows pending through
+// bias_act_rows (each row's bits do not depend on the rows beside it), and
+// returns whether it could (false: a product needs exact recomputation, as
+// fused_epilogue returns). The biases, extended, are made only for pending
+// rows, by bias_ext.
+template <class BiasExt>
+bool narrow_forward_ext(const Architecture& net, const double* params, std::size_t l, std::size_t batch, ExtCMat in,
+                        const double* W, const double* b, ExtMat out, ExtMat der, ExtMat z, Workspace& ws,
+                        ParamCheck pc, BiasExt&& bias_ext) {
+    const std::size_t n_in = net.width(l), n_out = net.width(l + 1);
+    const Activation act = net.activation(l);
+    simd::Epilogue kind = simd::Epilogue::identity;
+    epilogue_kind(act, kind);
+    ws.xs.resize(batch * n_in);
+    ws.cs.resize(batch * n_out);
+    ws.ex.resize(batch);
+    ws.flags.resize(batch);
+    ws.marks.resize(batch);
+    const double* cs = ws.cs.data();
+    const exp_t* rowE = ws.ex.data();
+    unsigned char* general = ws.marks.data();
+    simd::BiasAct op{kind, ext_gemm_xw_tiny(n_in), DBL_MAX, b, false, nullptr, nullptr, out.m, out.e,
+                     der.m, der.m ? der.e : nullptr, z.m, z.e, general};
+    const unsigned status = simd::narrow_forward_rows(op, batch, n_in, n_out, in.m, in.e, W, kXwDrop, ws.xs.data(),
+                                                      ws.ex.data(), ws.flags.data(), ws.cs.data());
+    if (pc == ParamCheck::after && (status & simd::kNarrowNotFinite)) net.check_layer_params(params, l);
+    if (status & simd::kNarrowFlagged) return false;
+    std::uint64_t suspect = 0, range = 0;
+    if (status & simd::kNarrowSomePending) {
+        const auto [bm, be] = bias_ext();
+        op.b_plain = (status & simd::kNarrowBPlain) != 0;
+        op.bm = bm;
+        op.be = be;
+        for (std::size_t i = 0; i < batch; ++i) {
+            if (general[i] != simd::kNarrowPending) continue;
+            const std::size_t o = i * n_out;
+            simd::BiasAct row = op;
+            row.am += o;
+            row.ae += o;
+            if (row.dm) {
+                row.dm += o;
+                row.de += o;
+            }
+            row.zm += o;
+            row.ze += o;
+            row.general += i;
+            std::uint64_t bad = 0;
+            suspect |= simd::bias_act_rows(row, 1, n_out, cs + o, rowE + i, &bad);
+            range |= bad;
+        }
+    }
+    if (suspect >> 63) return false;
+    epilogue_rest(act, l, batch, n_out, range, out, der, z, general);
+    return true;
+}
+
 // out = f(in W_l^T + b_l) and der = f'(...) (when der.m is not null) of a
 // dense layer, extended; z is scratch. The body of forward_layer_ext.
 void dense_forward_ext(const Architecture& net, const double* params, std::size_t l, std::size_t batch,
@@ -379,21 +469,34 @@ void dense_forward_ext(const Architecture& net, const double* params, std::size_
     const double* b = params + net.bias_offset(l);
     const ParamCheck pc = forward_layer_checks(check, batch, n_out, n_in);
     if (pc == ParamCheck::before) net.check_layer_params(params, l);
-    const bool exact = ext_gemm_xw_product(ws, batch, n_out, n_in, in, W, true);
-    // The product's rows are finite mantissas scaled to at most 1 in magnitude:
-    // with finite weights, only an overflow of the sum makes an output inf.
-    if (pc == ParamCheck::after) check_after_product(net, params, l, batch, ws.cs.data(), b);
-    ws.bm.resize(n_out);
-    ws.be.resize(n_out);
-    for (std::size_t j = 0; j < n_out; ++j) {  // the biases, extended
-        const Ext bj = from_double(b[j]);
-        ws.bm[j] = bj.m;
-        ws.be[j] = bj.e;
-    }
-    const double* bm = ws.bm.data();
-    const exp_t* be = ws.be.data();
     const Activation act = net.activation(l);
-    if (exact && fused_epilogue(act, l, batch, n_out, n_in, b, bm, be, out, der, z, ws)) return;
+    bool biases_made = false;
+    const auto bias_ext = [&] {  // the biases, extended
+        if (!biases_made) {
+            ws.bm.resize(n_out);
+            ws.be.resize(n_out);
+            for (std::size_t j = 0; j < n_out; ++j) {
+                const Ext bj = from_double(b[j]);
+                ws.bm[j] = bj.m;
+                ws.be[j] = bj.e;
+            }
+            biases_made = true;
+        }
+        return std::pair<const double*, const exp_t*>(ws.bm.data(), ws.be.data());
+    };
+    if (narrow_forward(act, batch, n_out, n_in)) {
+        if (narrow_forward_ext(net, params, l, batch, in, W, b, out, der, z, ws, pc, bias_ext)) return;
+    } else {
+        const bool exact = ext_gemm_xw_product(ws, batch, n_out, n_in, in, W, true);
+        // The product's rows are finite mantissas scaled to at most 1 in magnitude:
+        // with finite weights, only an overflow of the sum makes an output inf.
+        if (pc == ParamCheck::after) check_after_product(net, params, l, batch, ws.cs.data(), b);
+        if (exact) {
+            const auto [bm, be] = bias_ext();
+            if (fused_epilogue(act, l, batch, n_out, n_in, b, bm, be, out, der, z, ws)) return;
+        }
+    }
+    const auto [bm, be] = bias_ext();
     ext_gemm_xw_finish(ws, batch, n_out, n_in, in, W, true, z);
     // z += b, activation and range checks, rows in parallel (elementwise:
     // the same results for any split).
@@ -831,20 +934,25 @@ struct ChainCarry {
 void dense_chain_ext(ExtMat dinp, ExtMat delta_below, ExtCMat delta, const double* W, std::size_t rows,
                      std::size_t n_in, std::size_t n_out, std::size_t l, bool fuse, bool unit_below, bool residual,
                      ChainCarry& carry, Workspace& w, Buffer<double>& skm, Buffer<exp_t>& ske) {
-    if (carry.made && carry.scaled) ext_gemm_xw_scaled(w, rows, n_in, n_out, W, false);
-    else carry.exact = ext_gemm_xw_product(w, rows, n_in, n_out, delta, W, false);
     std::uint64_t range = 0;
-    carry.made = carry.scaled = carry.exact && fuse;
     if (residual) {
         skm.resize(rows * n_out);
         ske.resize(rows * n_out);
         std::copy(dinp.m, dinp.m + rows * n_out, skm.data());
         std::copy(dinp.e, dinp.e + rows * n_out, ske.data());
     }
-    if (carry.made)
-        carry.exact = ext_gemm_xw_chain(w, rows, n_in, n_out, delta, W, false, unit_below, delta_below, dinp, &range);
-    else
-        ext_gemm_xw_finish(w, rows, n_in, n_out, delta, W, false, dinp, &range);
+    if (carry.made && carry.scaled && carry.exact && fuse) {  // the product and the chain step in one
+        carry.exact = ext_gemm_xw_scaled_chain(w, rows, n_in, n_out, delta, W, unit_below, delta_below, dinp, &range);
+    } else {
+        if (carry.made && carry.scaled) ext_gemm_xw_scaled(w, rows, n_in, n_out, W, false);
+        else carry.exact = ext_gemm_xw_product(w, rows, n_in, n_out, delta, W, false);
+        carry.made = carry.scaled = carry.exact && fuse;
+        if (carry.made)
+            carry.exact =
+                ext_gemm_xw_chain(w, rows, n_in, n_out, delta, W, false, unit_below, delta_below, dinp, &range);
+        else
+            ext_gemm_xw_finish(w, rows, n_in, n_out, delta, W, false, dinp, &range);
+    }
     if (residual) {  // dL/da_l = the branch's delta_l W_l + the skip's dL/da_{l+1}
         simd::add_n(rows * n_in, dinp.m, dinp.e, skm.data(), ske.data());
         range |= simd::out_of_range(dinp.m, dinp.e, rows * n_in);

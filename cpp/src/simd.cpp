@@ -5,6 +5,8 @@
 #include "loggrad/gemm.hpp"
 #include "tanh.hpp"
 
+#include <cfloat>
+#include <cmath>
 #include <cstdlib>
 #include <cstring>
 #include <string>
@@ -225,6 +227,26 @@ inline std::uint64_t chain_row_deltas(std::size_t n, const double* c, exp_t base
     }
     return bad;
 }
+// Row i of chain_rows; any and bad as there.
+template <bool kUnit>
+inline unsigned chain_row(std::size_t i, std::size_t n, const double* c, const exp_t* base, std::uint64_t lo_bits,
+                          std::uint64_t hi_bits, double* dm, exp_t* de, exp_t T, double* s, exp_t* E,
+                          unsigned char* flags, unsigned char* skipped, std::uint64_t& bad) {
+    const double* ci = c + i * n;
+    const exp_t b = base[i];
+    std::uint64_t out = 0;
+    if (b != kZeroExp)
+        for (std::size_t j = 0; j < n; ++j) out |= outside_bits(ci[j], lo_bits, hi_bits);
+    skipped[i] = static_cast<unsigned char>(out >> 63);
+    if (skipped[i]) return 2u;
+    double* dmi = dm + i * n;
+    exp_t* dei = de + i * n;
+    bad |= chain_row_deltas<kUnit>(n, ci, b, dmi, dei);
+    E[i] = max_exp_of_impl(n, dei);
+    const bool f = scale_impl<false>(n, dmi, dei, E + i, T, s + i * n) != 0;
+    flags[i] = f;
+    return f ? 1u : 0u;
+}
 }  // namespace
 
 LOGGRAD_SIMD_KERNEL(unsigned, chain_rows,
@@ -235,25 +257,9 @@ LOGGRAD_SIMD_KERNEL(unsigned, chain_rows,
     const std::uint64_t lo_bits = detail::bits(lo), hi_bits = detail::bits(hi);
     unsigned any = 0;
     std::uint64_t bad = 0;
-    for (std::size_t i = 0; i < rows; ++i) {
-        const double* ci = c + i * n;
-        const exp_t b = base[i];
-        std::uint64_t out = 0;
-        if (b != kZeroExp)
-            for (std::size_t j = 0; j < n; ++j) out |= outside_bits(ci[j], lo_bits, hi_bits);
-        skipped[i] = static_cast<unsigned char>(out >> 63);
-        if (skipped[i]) {
-            any |= 2u;
-            continue;
-        }
-        double* dmi = dm + i * n;
-        exp_t* dei = de + i * n;
-        bad |= unit ? chain_row_deltas<true>(n, ci, b, dmi, dei) : chain_row_deltas<false>(n, ci, b, dmi, dei);
-        E[i] = max_exp_of_impl(n, dei);
-        const bool f = scale_impl<false>(n, dmi, dei, E + i, T, s + i * n) != 0;
-        flags[i] = f;
-        any |= f ? 1u : 0u;
-    }
+    for (std::size_t i = 0; i < rows; ++i)
+        any |= unit ? chain_row<true>(i, n, c, base, lo_bits, hi_bits, dm, de, T, s, E, flags, skipped, bad)
+                    : chain_row<false>(i, n, c, base, lo_bits, hi_bits, dm, de, T, s, E, flags, skipped, bad);
     *range |= bad;
     return any;
 })
@@ -365,6 +371,24 @@ inline void row_tile(std::size_t K, std::size_t N, GetA a, const double* B, doub
     }
 }
 
+// Row c of C = op(A) B (B not transposed, K x N), as gemm_small makes it:
+// tiles of 16, 4 and 1 columns (row_tile); a(k) is op(A)'s row.
+template <typename GetA>
+inline void row_tiles(std::size_t K, std::size_t N, GetA a, const double* B, double* c) {
+    std::size_t j = 0;
+    for (; j + 16 <= N; j += 16) row_tile<16>(K, N, a, B + j, c + j);
+    for (; j + 4 <= N; j += 4) row_tile<4>(K, N, a, B + j, c + j);
+    for (; j < N; ++j) row_tile<1>(K, N, a, B + j, c + j);
+}
+
+// Row c of C = A B^T (A: M x K, B: N x K), as gemm_small makes it: four
+// outputs at a time (dots4), then one at a time (dot4).
+inline void row_dots(std::size_t K, std::size_t N, const double* a, const double* B, double* c) {
+    std::size_t j = 0;
+    for (; j + 4 <= N; j += 4) dots4<4>(K, a, B + j * K, c + j);
+    for (; j < N; ++j) c[j] = dot4(K, a, B + j * K);
+}
+
 }  // namespace
 
 LOGGRAD_SIMD_KERNEL(void, gemm_small,
@@ -372,22 +396,13 @@ LOGGRAD_SIMD_KERNEL(void, gemm_small,
                      const double* B, double* C),
                     (ta, tb, M, N, K, A, B, C), {
     if (!ta && tb) {
-        for (std::size_t i = 0; i < M; ++i) {
-            const double* a = A + i * K;
-            std::size_t j = 0;
-            for (; j + 4 <= N; j += 4) dots4<4>(K, a, B + j * K, C + i * N + j);
-            for (; j < N; ++j) C[i * N + j] = dot4(K, a, B + j * K);
-        }
+        for (std::size_t i = 0; i < M; ++i) row_dots(K, N, A + i * K, B, C + i * N);
         return;
     }
     for (std::size_t i = 0; i < M; ++i) {
         double* c = C + i * N;
         if (!tb) {
-            const auto a = [&](std::size_t k) { return ta ? A[k * M + i] : A[i * K + k]; };
-            std::size_t j = 0;
-            for (; j + 16 <= N; j += 16) row_tile<16>(K, N, a, B + j, c + j);
-            for (; j + 4 <= N; j += 4) row_tile<4>(K, N, a, B + j, c + j);
-            for (; j < N; ++j) row_tile<1>(K, N, a, B + j, c + j);
+            row_tiles(K, N, [&](std::size_t k) { return ta ? A[k * M + i] : A[i * K + k]; }, B, c);
             continue;
         }
         const double a0 = ta ? A[i] : A[i * K];
@@ -439,94 +454,181 @@ LOGGRAD_SIMD_KERNEL(void, relu_ext,
     });
 })
 
+namespace {
+
+// Stores element j of row i of bias_act_rows' outputs: the activation (am, ae)
+// and, with kDer, the derivative (dm, de), both in normal form.
+template <bool kDer>
+inline void bias_act_put(const BiasAct& op, std::size_t n, std::size_t i, std::size_t j, double am, exp_t ae,
+                         double dm, exp_t de) {
+    op.am[i * n + j] = am;
+    op.ae[i * n + j] = ae;
+    if constexpr (kDer) {
+        op.dm[i * n + j] = dm;
+        op.de[i * n + j] = de;
+    }
+}
+
+// Row i of bias_act_rows the float64 way (its products c, scale exponent e):
+// true where that way applies and the row is done, false where the row must
+// go the general way (bias_act_general_row), which then writes every output
+// of the row again.
+template <Epilogue kKind, bool kDer>
+inline bool bias_act_float_row(const BiasAct& op, bool b_plain, std::size_t i, std::size_t n, const double* ci,
+                               exp_t e, std::uint64_t lo_bits) {
+    constexpr bool kTanh = kKind == Epilogue::tanh;
+    // A float64 row: for |c| within [2^(-960 - e), 2^(1020 - e)],
+    // t = c 2^e is exact and normal, and t + b (b zero or normal, |b|
+    // <= 2^1020) neither overflows nor lands among the subnormals
+    // (terms of at least 2^-970 are multiples of 2^-1022; a smaller b
+    // leaves |t + b| > 2^-961). So the float64 sum is the exact sum
+    // rounded once: what the extended steps give, in a fraction of the
+    // operations. A c outside (or e too far out for 2^e to be a
+    // double; for tanh, a sum beyond tanh_parts' range) sends the row
+    // the general way. Where a bound is not a double, the trusted
+    // range [lo, hi] lies within it already.
+    if (!(b_plain && e >= -1022 && e <= 1023)) return false;
+    const int k = static_cast<int>(e);
+    const double p = pow2(k);
+    const std::uint64_t hi_bits = detail::bits(op.hi);
+    const std::uint64_t lo_f = -960 - k < -1022 ? lo_bits : std::max(lo_bits, detail::bits(pow2(-960 - k)));
+    const std::uint64_t hi_f = 1020 - k > 1023 ? hi_bits : detail::bits(pow2(1020 - k));
+    const std::uint64_t s_max = detail::bits(tanh_kernel::kTanhPartsMax);
+    std::uint64_t miss = 0;
+    // Each element reads inputs only and writes its own outputs: no
+    // dependence between iterations, and no alias checks needed.
+    _Pragma("GCC ivdep")
+    for (std::size_t j = 0; j < n; ++j) {
+        const double s = ci[j] * p + op.b[j];
+        miss |= outside_bits(ci[j], lo_f, hi_f);
+        double am, dm = 0.0;
+        exp_t ae, de = 0;
+        if constexpr (kTanh) {
+            double v, d;
+            tanh_kernel::tanh_parts(s, v, d);
+            miss |= ~tanh_kernel::below(detail::bits(s) & ~(std::uint64_t(1) << 63), s_max);
+            detail::normal_parts(v, 0, am, ae);
+            detail::normal_parts(d, 0, dm, de);
+        } else {
+            double zm;
+            exp_t ze;
+            detail::normal_parts(s, 0, zm, ze);
+            relu_parts<kKind == Epilogue::relu, kDer>(zm, ze, am, ae, dm, de);
+        }
+        bias_act_put<kDer>(op, n, i, j, am, ae, dm, de);
+    }
+    return !(miss >> 63);
+}
+
+// Row i of bias_act_rows the general way; out and bad as there.
+template <Epilogue kKind, bool kDer>
+inline void bias_act_general_row(const BiasAct& op, std::size_t i, std::size_t n, const double* ci, exp_t e,
+                                 std::uint64_t lo_bits, std::uint64_t& out, std::uint64_t& bad) {
+    constexpr bool kTanh = kKind == Epilogue::tanh;
+    const std::uint64_t hi_bits = detail::bits(op.hi);
+    // A zero row (e = kZeroExp) has exact zero products: nothing to redo
+    // there. tanh leaves z in (zm, ze) for the caller.
+    const std::uint64_t lo_row = e == kZeroExp ? 0 : lo_bits;
+    _Pragma("GCC ivdep")
+    for (std::size_t j = 0; j < n; ++j) {
+        double zm, am, dm;
+        exp_t ze, ae, de;
+        detail::normal_parts(ci[j], e, zm, ze);
+        out |= outside_bits(ci[j], lo_row, hi_bits);
+        detail::add_parts(zm, ze, op.bm[j], op.be[j], zm, ze);
+        if constexpr (kTanh) {
+            op.zm[i * n + j] = zm;
+            op.ze[i * n + j] = ze;
+        } else {
+            relu_parts<kKind == Epilogue::relu, kDer>(zm, ze, am, ae, dm, de);
+            bad |= range_bits(am, ae);
+            bias_act_put<kDer>(op, n, i, j, am, ae, dm, de);
+        }
+    }
+    op.general[i] = kTanh;
+}
+
+}  // namespace
+
 LOGGRAD_SIMD_KERNEL(std::uint64_t, bias_act_rows,
                     (const BiasAct& op, std::size_t rows, std::size_t n, const double* c, const exp_t* base,
                      std::uint64_t* range),
                     (op, rows, n, c, base, range), {
-    const std::uint64_t lo_bits = detail::bits(op.lo), hi_bits = detail::bits(op.hi);
+    const std::uint64_t lo_bits = detail::bits(op.lo);
     std::uint64_t out = 0, bad = 0;
     with_kind_der(op.kind, op.dm != nullptr, [&](auto kKind, auto kDer) {
-        constexpr bool kTanh = kKind == Epilogue::tanh;
-        // Stores element j of row i: the activation (am, ae) and, with kDer,
-        // the derivative (dm, de), both in normal form.
-        const auto put = [&](std::size_t i, std::size_t j, double am, exp_t ae, double dm, exp_t de) {
-            op.am[i * n + j] = am;
-            op.ae[i * n + j] = ae;
-            if constexpr (kDer) {
-                op.dm[i * n + j] = dm;
-                op.de[i * n + j] = de;
-            }
-        };
         for (std::size_t i = 0; i < rows; ++i) {
-            const double* ci = c + i * n;
-            const exp_t e = base[i];
             op.general[i] = 0;
-            // A float64 row: for |c| within [2^(-960 - e), 2^(1020 - e)],
-            // t = c 2^e is exact and normal, and t + b (b zero or normal, |b|
-            // <= 2^1020) neither overflows nor lands among the subnormals
-            // (terms of at least 2^-970 are multiples of 2^-1022; a smaller b
-            // leaves |t + b| > 2^-961). So the float64 sum is the exact sum
-            // rounded once: what the extended steps give, in a fraction of the
-            // operations. A c outside (or e too far out for 2^e to be a
-            // double; for tanh, a sum beyond tanh_parts' range) sends the row
-            // the general way. Where a bound is not a double, the trusted
-            // range [lo, hi] lies within it already.
-            if (op.b_plain && e >= -1022 && e <= 1023) {
-                const int k = static_cast<int>(e);
-                const double p = pow2(k);
-                const std::uint64_t lo_f = -960 - k < -1022 ? lo_bits : std::max(lo_bits, detail::bits(pow2(-960 - k)));
-                const std::uint64_t hi_f = 1020 - k > 1023 ? hi_bits : detail::bits(pow2(1020 - k));
-                const std::uint64_t s_max = detail::bits(tanh_kernel::kTanhPartsMax);
-                std::uint64_t miss = 0;
-                // Each element reads inputs only and writes its own outputs: no
-                // dependence between iterations, and no alias checks needed.
-                _Pragma("GCC ivdep")
-                for (std::size_t j = 0; j < n; ++j) {
-                    const double s = ci[j] * p + op.b[j];
-                    miss |= outside_bits(ci[j], lo_f, hi_f);
-                    double am, dm = 0.0;
-                    exp_t ae, de = 0;
-                    if constexpr (kTanh) {
-                        double v, d;
-                        tanh_kernel::tanh_parts(s, v, d);
-                        miss |= ~tanh_kernel::below(detail::bits(s) & ~(std::uint64_t(1) << 63), s_max);
-                        detail::normal_parts(v, 0, am, ae);
-                        detail::normal_parts(d, 0, dm, de);
-                    } else {
-                        double zm;
-                        exp_t ze;
-                        detail::normal_parts(s, 0, zm, ze);
-                        relu_parts<kKind == Epilogue::relu, kDer>(zm, ze, am, ae, dm, de);
-                    }
-                    put(i, j, am, ae, dm, de);
-                }
-                if (!(miss >> 63)) continue;
-            }
-            // The general way. A zero row (e = kZeroExp) has exact zero
-            // products: nothing to redo there. tanh leaves z in (zm, ze) for
-            // the caller.
-            const std::uint64_t lo_row = e == kZeroExp ? 0 : lo_bits;
-            _Pragma("GCC ivdep")
-            for (std::size_t j = 0; j < n; ++j) {
-                double zm, am, dm;
-                exp_t ze, ae, de;
-                detail::normal_parts(ci[j], e, zm, ze);
-                out |= outside_bits(ci[j], lo_row, hi_bits);
-                detail::add_parts(zm, ze, op.bm[j], op.be[j], zm, ze);
-                if constexpr (kTanh) {
-                    op.zm[i * n + j] = zm;
-                    op.ze[i * n + j] = ze;
-                } else {
-                    relu_parts<kKind == Epilogue::relu, kDer>(zm, ze, am, ae, dm, de);
-                    bad |= range_bits(am, ae);
-                    put(i, j, am, ae, dm, de);
-                }
-            }
-            op.general[i] = kTanh;
+            if (bias_act_float_row<kKind, kDer>(op, op.b_plain, i, n, c + i * n, base[i], lo_bits)) continue;
+            bias_act_general_row<kKind, kDer>(op, i, n, c + i * n, base[i], lo_bits, out, bad);
         }
     });
     *range = bad;
     return out;
+})
+
+LOGGRAD_SIMD_KERNEL(unsigned, narrow_forward_rows,
+                    (const BiasAct& op, std::size_t rows, std::size_t K, std::size_t n, const double* xm,
+                     const exp_t* xe, const double* W, exp_t T, double* s, exp_t* E, unsigned char* flags,
+                     double* c),
+                    (op, rows, K, n, xm, xe, W, T, s, E, flags, c), {
+    // The biases: as fused_epilogue tests them (b_plain), and whether all are finite.
+    constexpr std::uint64_t kExpMask = std::uint64_t(0x7ff) << 52;
+    bool b_plain = true;
+    std::uint64_t b_inf = 0;
+    for (std::size_t j = 0; j < n; ++j) {
+        const double a = std::fabs(op.b[j]);
+        b_plain &= op.b[j] == 0.0 || (a >= DBL_MIN && a <= 0x1p1020);
+        b_inf |= (detail::bits(op.b[j]) & kExpMask) + (std::uint64_t(1) << 52);
+    }
+    const std::uint64_t lo_bits = detail::bits(op.lo);
+    unsigned status = b_plain ? kNarrowBPlain : 0u;
+    if (b_inf >> 63) status |= kNarrowNotFinite;
+    std::uint64_t c_inf = 0;
+    with_kind_der(op.kind, op.dm != nullptr, [&](auto kKind, auto kDer) {
+        for (std::size_t i = 0; i < rows; ++i) {
+            const double* xmi = xm + i * K;
+            const exp_t* xei = xe + i * K;
+            double* si = s + i * K;
+            double* ci = c + i * n;
+            // scale_rows
+            E[i] = max_exp_of_impl(K, xei);
+            const bool f = scale_impl<false>(K, xmi, xei, E + i, T, si) != 0;
+            flags[i] = f;
+            // gemm_small, W transposed
+            row_dots(K, n, si, W, ci);
+            for (std::size_t j = 0; j < n; ++j) c_inf |= (detail::bits(ci[j]) & kExpMask) + (std::uint64_t(1) << 52);
+            if (f) {
+                status |= kNarrowFlagged;
+                continue;
+            }
+            // bias_act_rows, the float64 way
+            op.general[i] = 0;
+            if (bias_act_float_row<kKind, kDer>(op, b_plain, i, n, ci, E[i], lo_bits)) continue;
+            op.general[i] = kNarrowPending;
+            status |= kNarrowSomePending;
+        }
+    });
+    if (c_inf >> 63) status |= kNarrowNotFinite;
+    return status;
+})
+
+LOGGRAD_SIMD_KERNEL(unsigned, narrow_chain_rows,
+                    (bool unit, std::size_t rows, std::size_t K, std::size_t n, const double* x, const double* W,
+                     double* c, const exp_t* base, double lo, double hi, double* dm, exp_t* de, exp_t T, double* s,
+                     exp_t* E, unsigned char* flags, unsigned char* skipped, std::uint64_t* range),
+                    (unit, rows, K, n, x, W, c, base, lo, hi, dm, de, T, s, E, flags, skipped, range), {
+    const std::uint64_t lo_bits = detail::bits(lo), hi_bits = detail::bits(hi);
+    unsigned any = 0;
+    std::uint64_t bad = 0;
+    for (std::size_t i = 0; i < rows; ++i) {
+        const double* xi = x + i * K;
+        row_tiles(K, n, [&](std::size_t k) { return xi[k]; }, W, c + i * n);
+        any |= unit ? chain_row<true>(i, n, c, base, lo_bits, hi_bits, dm, de, T, s, E, flags, skipped, bad)
+                    : chain_row<false>(i, n, c, base, lo_bits, hi_bits, dm, de, T, s, E, flags, skipped, bad);
+    }
+    *range |= bad;
+    return any;
 })
 
 }  // namespace loggrad::simd

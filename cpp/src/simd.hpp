@@ -147,6 +147,34 @@ struct BiasAct {
 std::uint64_t bias_act_rows(const BiasAct& op, std::size_t rows, std::size_t n, const double* c, const exp_t* base,
                             std::uint64_t* range);
 
+// The forward step of a narrow extended layer in one call: for each row i <
+// rows of X = (xm, xe) (rows x K), what ext_gemm_xw_product and then
+// bias_act_rows do to it, in turn, with the same bits: the row scaled as
+// scale_rows scales it (into s, E[i], flags[i], T = kXwDrop), its product
+// with W^T (W: n x K) as gemm_small makes it (into c, row i), and, where the
+// row was not flagged, bias_act_rows' float64 way into op's outputs
+// (op.general[i] = 0). A row where that way does not apply (a zero row, a
+// bias or product out of its range, tanh beyond tanh_parts') gets
+// op.general[i] = kNarrowPending and is left for bias_act_rows. op.b_plain
+// is not read: the kernel tests the biases itself. Returns kNarrow* bits.
+constexpr unsigned kNarrowFlagged = 1;      // some row was flagged (as ext_gemm_xw_product returning false)
+constexpr unsigned kNarrowSomePending = 2;  // some row is pending
+constexpr unsigned kNarrowNotFinite = 4;    // some product or bias is inf or nan
+constexpr unsigned kNarrowBPlain = 8;       // the biases are plain (BiasAct::b_plain)
+constexpr unsigned char kNarrowPending = 2;
+unsigned narrow_forward_rows(const BiasAct& op, std::size_t rows, std::size_t K, std::size_t n, const double* xm,
+                             const exp_t* xe, const double* W, exp_t T, double* s, exp_t* E, unsigned char* flags,
+                             double* c);
+
+// The backward chain's step of a narrow layer in one call: for each row i <
+// rows, its product c = x W (x: rows x K, scaled rows; W: K x n) as
+// gemm_small makes it (into c, row i), then chain_rows on that row (the
+// other operands as there). Returns what chain_rows returns.
+unsigned narrow_chain_rows(bool unit, std::size_t rows, std::size_t K, std::size_t n, const double* x,
+                           const double* W, double* c, const exp_t* base, double lo, double hi, double* dm, exp_t* de,
+                           exp_t T, double* s, exp_t* E, unsigned char* flags, unsigned char* skipped,
+                           std::uint64_t* range);
+
 // (cm, ce)[j * n + k] = d[j] * a[k] for j < rows, k < n: rows of an outer
 // product (one call for a block of rows).
 void outer_rows(std::size_t rows, std::size_t n, const double* dm, const exp_t* de, const double* am,

@@ -121,6 +121,16 @@ bool ext_gemm_xw_chain(Workspace& ws, std::size_t M, std::size_t N, std::size_t 
 // ext_gemm_xw_product for X (M x K) whose rows ext_gemm_xw_chain has scaled.
 void ext_gemm_xw_scaled(Workspace& ws, std::size_t M, std::size_t N, std::size_t K, const double* W, bool w_trans);
 
+// ext_gemm_xw_scaled and then ext_gemm_xw_chain (W not transposed), the same
+// bits; for a small product, each row's product and chain step in one pass.
+bool ext_gemm_xw_scaled_chain(Workspace& ws, std::size_t M, std::size_t N, std::size_t K, ExtCMat X,
+                              const double* W, bool unit, ExtMat F, ExtMat C, std::uint64_t* range);
+
+// Below this row-relative exponent, entries of X are left out of the scaled
+// product of ext_gemm_xw* and added exactly (scaled entries stay >= 2^-601:
+// normal, far from underflow).
+constexpr exp_t kXwDrop = 600;
+
 // C (N1 x N2) = D^T A with D (B x N1) and A (B x N2) extended; when colsum.m is
 // not null, colsum[j] = sum_i D[i, j] (the bias gradient) as well. When bound
 // is not null, *bound is set to the largest |exponent| among D's nonzero
