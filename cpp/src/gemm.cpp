@@ -202,8 +202,6 @@ bool residual_negligible(double c, int bound_exp) {
 
 }  // namespace
 
-double ext_gemm_xw_tiny(std::size_t K) { return static_cast<double>(K) * std::ldexp(1.0, -1020); }
-
 bool ext_gemm_xw_product(Workspace& ws, std::size_t M, std::size_t N, std::size_t K, ExtCMat X, const double* W,
                          bool w_trans) {
     ws.xs.resize(M * K);
@@ -469,6 +467,12 @@ void ext_gemm_tn(Workspace& ws, std::size_t B, std::size_t N1, std::size_t N2, E
         // what the general path below computes too (scales 2^0, one-term sums,
         // no residuals); the bias gradient is D itself. As in mul_n, a product
         // of two normal-form mantissas is a normal double or zero.
+        if (N1 * N2 < 2 * kElemGrain) {  // one block: the three steps in one call
+            const std::uint64_t b = simd::outer_gradient(N1, N2, D.m, D.e, A.m, A.e, C.m, C.e, colsum.m, colsum.e,
+                                                         bound != nullptr);
+            if (bound) *bound = b;
+            return;
+        }
         parallel_rows(N1, N2, [&](std::size_t r0, std::size_t r1) {
             simd::outer_rows(r1 - r0, N2, D.m + r0, D.e + r0, A.m, A.e, C.m + r0 * N2, C.e + r0 * N2);
         });

@@ -425,8 +425,21 @@ bool narrow_forward_ext(const Architecture& net, const double* params, std::size
     const double* cs = ws.cs.data();
     const exp_t* rowE = ws.ex.data();
     unsigned char* general = ws.marks.data();
-    simd::BiasAct op{kind, ext_gemm_xw_tiny(n_in), DBL_MAX, b, false, nullptr, nullptr, out.m, out.e,
-                     der.m, der.m ? der.e : nullptr, z.m, z.e, general};
+    simd::BiasAct op;  // field by field: a braced initialiser zero-fills it first
+    op.kind = kind;
+    op.lo = ext_gemm_xw_tiny(n_in);
+    op.hi = DBL_MAX;
+    op.b = b;
+    op.b_plain = false;
+    op.bm = nullptr;
+    op.be = nullptr;
+    op.am = out.m;
+    op.ae = out.e;
+    op.dm = der.m;
+    op.de = der.m ? der.e : nullptr;
+    op.zm = z.m;
+    op.ze = z.e;
+    op.general = general;
     const unsigned status = simd::narrow_forward_rows(op, batch, n_in, n_out, in.m, in.e, W, kXwDrop, ws.xs.data(),
                                                       ws.ex.data(), ws.flags.data(), ws.cs.data());
     if (pc == ParamCheck::after && (status & simd::kNarrowNotFinite)) net.check_layer_params(params, l);

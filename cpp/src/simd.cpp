@@ -278,10 +278,19 @@ LOGGRAD_SIMD_KERNEL(bool, scale_rows,
     return any;
 })
 
-LOGGRAD_SIMD_KERNEL(void, outer_rows,
-                    (std::size_t rows, std::size_t n, const double* dm, const exp_t* de, const double* am,
-                     const exp_t* ae, double* cm, exp_t* ce),
-                    (rows, n, dm, de, am, ae, cm, ce), {
+namespace {
+inline std::uint64_t max_abs_exponent_impl(const double* m, const exp_t* e, std::size_t n) {
+    std::uint64_t mx = 0;
+    for (std::size_t i = 0; i < n; ++i) {
+        const std::uint64_t a = abs_exponent(e[i]) & detail::nonzero_mask(detail::bits(m[i]) << 1);
+        mx = mx < a ? a : mx;
+    }
+    return mx;
+}
+
+// Rows [0, rows) of outer_rows.
+inline void outer_rows_impl(std::size_t rows, std::size_t n, const double* dm, const exp_t* de, const double* am,
+                            const exp_t* ae, double* cm, exp_t* ce) {
     // A product of two normal-form mantissas is a normal double or zero.
     for (std::size_t j = 0; j < rows; ++j) {
         const double d = dm[j];
@@ -290,7 +299,13 @@ LOGGRAD_SIMD_KERNEL(void, outer_rows,
         exp_t* cej = ce + j * n;
         for (std::size_t k = 0; k < n; ++k) detail::normal_parts(d * am[k], e + ae[k], cmj[k], cej[k]);
     }
-})
+}
+}  // namespace
+
+LOGGRAD_SIMD_KERNEL(void, outer_rows,
+                    (std::size_t rows, std::size_t n, const double* dm, const exp_t* de, const double* am,
+                     const exp_t* ae, double* cm, exp_t* ce),
+                    (rows, n, dm, de, am, ae, cm, ce), { outer_rows_impl(rows, n, dm, de, am, ae, cm, ce); })
 
 namespace {
 
@@ -421,12 +436,16 @@ LOGGRAD_SIMD_KERNEL(std::uint64_t, out_of_range, (const double* m, const exp_t* 
 })
 
 LOGGRAD_SIMD_KERNEL(std::uint64_t, max_abs_exponent, (const double* m, const exp_t* e, std::size_t n), (m, e, n), {
-    std::uint64_t mx = 0;
-    for (std::size_t i = 0; i < n; ++i) {
-        const std::uint64_t a = abs_exponent(e[i]) & detail::nonzero_mask(detail::bits(m[i]) << 1);
-        mx = mx < a ? a : mx;
-    }
-    return mx;
+    return max_abs_exponent_impl(m, e, n);
+})
+
+LOGGRAD_SIMD_KERNEL(std::uint64_t, outer_gradient,
+                    (std::size_t n1, std::size_t n2, const double* dm, const exp_t* de, const double* am,
+                     const exp_t* ae, double* cm, exp_t* ce, double* sm, exp_t* se, bool bound),
+                    (n1, n2, dm, de, am, ae, cm, ce, sm, se, bound), {
+    outer_rows_impl(n1, n2, dm, de, am, ae, cm, ce);
+    if (sm) loggrad::normalize_n(n1, dm, 0, de, sm, se);
+    return bound ? max_abs_exponent_impl(dm, de, n1) + max_abs_exponent_impl(am, ae, n2) : std::uint64_t(0);
 })
 
 LOGGRAD_SIMD_KERNEL(bool, all_finite, (const double* x, std::size_t n), (x, n), {

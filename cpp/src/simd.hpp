@@ -180,6 +180,14 @@ unsigned narrow_chain_rows(bool unit, std::size_t rows, std::size_t K, std::size
 void outer_rows(std::size_t rows, std::size_t n, const double* dm, const exp_t* de, const double* am,
                 const exp_t* ae, double* cm, exp_t* ce);
 
+// The weight gradient of one row (ext_gemm_tn at B = 1) in one call:
+// outer_rows over all n1 rows into (cm, ce); when sm is not null, (sm, se) =
+// (dm, de) normalised as loggrad::normalize_n(n1, dm, 0, de, ...) gives them
+// (the bias gradient); and, when bound, returns max_abs_exponent of d plus
+// that of a (else 0).
+std::uint64_t outer_gradient(std::size_t n1, std::size_t n2, const double* dm, const exp_t* de, const double* am,
+                             const exp_t* ae, double* cm, exp_t* ce, double* sm, exp_t* se, bool bound);
+
 // loggrad::gemm_naive for K >= 1; without op(B) transposed, tiles of a row of
 // C are held in registers across k (each output's operations are unchanged).
 void gemm_small(bool ta, bool tb, std::size_t M, std::size_t N, std::size_t K, const double* A,

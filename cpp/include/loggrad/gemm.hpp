@@ -104,7 +104,9 @@ bool ext_gemm_xw_product(Workspace& ws, std::size_t M, std::size_t N, std::size_
                          bool w_trans);
 void ext_gemm_xw_finish(Workspace& ws, std::size_t M, std::size_t N, std::size_t K, ExtCMat X, const double* W,
                         bool w_trans, ExtMat C, std::uint64_t* range = nullptr);
-double ext_gemm_xw_tiny(std::size_t K);
+// K 2^-1020: below it, a float64 sum of K products may have lost bits to
+// underflow (inline: narrow layers ask for it at every step).
+inline double ext_gemm_xw_tiny(std::size_t K) { return static_cast<double>(K) * 0x1p-1020; }
 
 // The backward chain's step between two layers. After ext_gemm_xw_product
 // returned true for C = X op(W) (M x N), makes the next product's operand
