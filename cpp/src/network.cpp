@@ -671,6 +671,66 @@ inline void forward_layer(const Architecture& net, const double* params, std::si
     forward_layer_f64(net, params, l, batch, in, out, der, z, check);
 }
 
+// Layers of one row per run of simd::narrow_forward_run: at most the
+// interrupt stride of a narrow chain.
+constexpr std::size_t kRunLayers = 16;
+
+// The layers of a one-row pass that take the narrow way one after another,
+// run in one call (simd::narrow_forward_run) instead of one each: from layer
+// l0 + i on, while they are identity, relu or tanh layers of one activation
+// and one width (2 to kNarrowMaxWidth in and out: each layer's product runs
+// in the fixed-order kernel and its parameters are tested after it, as
+// forward_layer_checks has it), not residual, at most kRunLayers. Where the
+// run stops at a layer (a flagged or pending row, a value that is not
+// finite), that layer goes through forward_layer_ext from the start: the
+// same bits as layer by layer. Returns false where layer l0 + i does not take
+// this way; else i is the last layer run and a its output. With one block of
+// rows (nb == 1: rows 0 on, never alternating buffers).
+bool forward_run(const Architecture& net, const double* params, std::size_t l0, std::size_t n, std::size_t rows,
+                 std::size_t nb, std::size_t& i, ExtCMat& a, ExtStore& st, bool keep, Workspace& ws, ExtMat z,
+                 bool check, InterruptCheck& interrupt) {
+    const std::size_t l = l0 + i, width = net.width(l);
+    const Activation act = net.activation(l);
+    simd::Epilogue kind;
+    if (rows != 1 || nb != 1 || width < 2 || width > kNarrowMaxWidth || !epilogue_kind(act, kind)) return false;
+    simd::NarrowLayer layers[kRunLayers];
+    std::size_t count = 0;
+    for (; count < kRunLayers && i + count < n; ++count) {
+        const std::size_t lc = l + count, ic = i + count;
+        if (net.width(lc + 1) != width || net.activation(lc) != act || net.residual(lc)) break;
+        const ExtMat out = st.a.at(st.aoff[ic + 1]);
+        const ExtMat der = keep ? st.d.at(st.doff[ic]) : ExtMat{nullptr, nullptr};
+        layers[count] = simd::NarrowLayer{params + net.weight_offset(lc), params + net.bias_offset(lc), out.m, out.e,
+                                          der.m, der.e};
+    }
+    if (count == 0) return false;
+    for (std::size_t k = 0; k < count; ++k) interrupt();
+    ws.xs.resize(width);
+    ws.cs.resize(width);
+    ws.ex.resize(1);
+    ws.flags.resize(1);
+    ws.marks.resize(1);
+    const std::size_t done = simd::narrow_forward_run(kind, keep, width, count, layers, a.m, a.e, kXwDrop, ws.xs.data(),
+                                                      ws.ex.data(), ws.flags.data(), ws.cs.data(), ws.marks.data());
+    if (done > 0) a = ExtCMat{layers[done - 1].am, layers[done - 1].ae};
+    i += done;
+    if (done == count) {
+        --i;
+        return true;
+    }
+    const simd::NarrowLayer& L = layers[done];
+    forward_layer_ext(net, params, l0 + i, 1, a, ExtMat{L.am, L.ae}, ExtMat{L.dm, L.de}, z, ws, check);
+    a = ExtCMat{L.am, L.ae};
+    return true;
+}
+
+// Layer by layer for float64.
+template <class CMat, class Store, class Mat>
+bool forward_run(const Architecture&, const double*, std::size_t, std::size_t, std::size_t, std::size_t, std::size_t&,
+                 CMat&, Store&, bool, Workspace&, Mat, bool, InterruptCheck&) {
+    return false;
+}
+
 // Runs layers [l0, l1) from `in` (batch x n_{l0}). st then holds a_{l0}..a_{l1}
 // (indexed l - l0) and, when keep, f'(z_l) for l in [l0, l1); without keep only
 // two alternating activation buffers are used.
@@ -702,6 +762,13 @@ void forward_range(const Architecture& net, const double* params, std::size_t l0
         auto a = shift(in, r0 * net.width(l0));
         InterruptCheck interrupt(interrupt_stride(net, rows));  // between layers (Ctrl-C)
         for (std::size_t i = 0; i < n; ++i) {
+            try {
+                if (forward_run(net, params, l0, n, rows, nb, i, a, st, keep, w, zb, check && nb == 1, interrupt))
+                    continue;
+            } catch (...) {
+                failures[r0 / kBlockRows] = Failure{l0 + i, std::current_exception()};
+                return;
+            }
             const std::size_t l = l0 + i, o = r0 * net.width(l + 1);
             Mat out = st.a.at(st.aoff[i + 1] + o);
             Mat der{};  // null: not stored

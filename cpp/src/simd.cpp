@@ -586,11 +586,12 @@ LOGGRAD_SIMD_KERNEL(std::uint64_t, bias_act_rows,
     return out;
 })
 
-LOGGRAD_SIMD_KERNEL(unsigned, narrow_forward_rows,
-                    (const BiasAct& op, std::size_t rows, std::size_t K, std::size_t n, const double* xm,
-                     const exp_t* xe, const double* W, exp_t T, double* s, exp_t* E, unsigned char* flags,
-                     double* c),
-                    (op, rows, K, n, xm, xe, W, T, s, E, flags, c), {
+namespace {
+// narrow_forward_rows for one epilogue kind and derivative flag.
+template <Epilogue kKind, bool kDer>
+inline unsigned narrow_forward_impl(const BiasAct& op, std::size_t rows, std::size_t K, std::size_t n,
+                                    const double* xm, const exp_t* xe, const double* W, exp_t T, double* s, exp_t* E,
+                                    unsigned char* flags, double* c) {
     // The biases: as fused_epilogue tests them (b_plain), and whether all are finite.
     constexpr std::uint64_t kExpMask = std::uint64_t(0x7ff) << 52;
     bool b_plain = true;
@@ -604,32 +605,76 @@ LOGGRAD_SIMD_KERNEL(unsigned, narrow_forward_rows,
     unsigned status = b_plain ? kNarrowBPlain : 0u;
     if (b_inf >> 63) status |= kNarrowNotFinite;
     std::uint64_t c_inf = 0;
-    with_kind_der(op.kind, op.dm != nullptr, [&](auto kKind, auto kDer) {
-        for (std::size_t i = 0; i < rows; ++i) {
-            const double* xmi = xm + i * K;
-            const exp_t* xei = xe + i * K;
-            double* si = s + i * K;
-            double* ci = c + i * n;
-            // scale_rows
-            E[i] = max_exp_of_impl(K, xei);
-            const bool f = scale_impl<false>(K, xmi, xei, E + i, T, si) != 0;
-            flags[i] = f;
-            // gemm_small, W transposed
-            row_dots(K, n, si, W, ci);
-            for (std::size_t j = 0; j < n; ++j) c_inf |= (detail::bits(ci[j]) & kExpMask) + (std::uint64_t(1) << 52);
-            if (f) {
-                status |= kNarrowFlagged;
-                continue;
-            }
-            // bias_act_rows, the float64 way
-            op.general[i] = 0;
-            if (bias_act_float_row<kKind, kDer>(op, b_plain, i, n, ci, E[i], lo_bits)) continue;
-            op.general[i] = kNarrowPending;
-            status |= kNarrowSomePending;
+    for (std::size_t i = 0; i < rows; ++i) {
+        const double* xmi = xm + i * K;
+        const exp_t* xei = xe + i * K;
+        double* si = s + i * K;
+        double* ci = c + i * n;
+        // scale_rows
+        E[i] = max_exp_of_impl(K, xei);
+        const bool f = scale_impl<false>(K, xmi, xei, E + i, T, si) != 0;
+        flags[i] = f;
+        // gemm_small, W transposed
+        row_dots(K, n, si, W, ci);
+        for (std::size_t j = 0; j < n; ++j) c_inf |= (detail::bits(ci[j]) & kExpMask) + (std::uint64_t(1) << 52);
+        if (f) {
+            status |= kNarrowFlagged;
+            continue;
         }
-    });
+        // bias_act_rows, the float64 way
+        op.general[i] = 0;
+        if (bias_act_float_row<kKind, kDer>(op, b_plain, i, n, ci, E[i], lo_bits)) continue;
+        op.general[i] = kNarrowPending;
+        status |= kNarrowSomePending;
+    }
     if (c_inf >> 63) status |= kNarrowNotFinite;
     return status;
+}
+}  // namespace
+
+LOGGRAD_SIMD_KERNEL(unsigned, narrow_forward_rows,
+                    (const BiasAct& op, std::size_t rows, std::size_t K, std::size_t n, const double* xm,
+                     const exp_t* xe, const double* W, exp_t T, double* s, exp_t* E, unsigned char* flags,
+                     double* c),
+                    (op, rows, K, n, xm, xe, W, T, s, E, flags, c), {
+    unsigned status = 0;
+    with_kind_der(op.kind, op.dm != nullptr, [&](auto kKind, auto kDer) {
+        status = narrow_forward_impl<kKind, kDer>(op, rows, K, n, xm, xe, W, T, s, E, flags, c);
+    });
+    return status;
+})
+
+LOGGRAD_SIMD_KERNEL(std::size_t, narrow_forward_run,
+                    (Epilogue kind, bool der, std::size_t n, std::size_t count, const NarrowLayer* layers,
+                     const double* xm, const exp_t* xe, exp_t T, double* s, exp_t* E, unsigned char* flags,
+                     double* c, unsigned char* general),
+                    (kind, der, n, count, layers, xm, xe, T, s, E, flags, c, general), {
+    std::size_t done = 0;
+    with_kind_der(kind, der, [&](auto kKind, auto kDer) {
+        BiasAct op;
+        op.kind = kind;
+        op.lo = ext_gemm_xw_tiny(n);
+        op.hi = DBL_MAX;
+        op.b_plain = false;
+        op.bm = nullptr;
+        op.be = nullptr;
+        op.zm = nullptr;
+        op.ze = nullptr;
+        op.general = general;
+        for (; done < count; ++done) {
+            const NarrowLayer& L = layers[done];
+            op.b = L.b;
+            op.am = L.am;
+            op.ae = L.ae;
+            op.dm = kDer ? L.dm : nullptr;
+            op.de = kDer ? L.de : nullptr;
+            const unsigned status = narrow_forward_impl<kKind, kDer>(op, 1, n, n, xm, xe, L.W, T, s, E, flags, c);
+            if (status & ~kNarrowBPlain) return;  // this layer goes the layer-by-layer way
+            xm = L.am;
+            xe = L.ae;
+        }
+    });
+    return done;
 })
 
 LOGGRAD_SIMD_KERNEL(unsigned, narrow_chain_rows,

@@ -166,6 +166,29 @@ unsigned narrow_forward_rows(const BiasAct& op, std::size_t rows, std::size_t K,
                              const exp_t* xe, const double* W, exp_t T, double* s, exp_t* E, unsigned char* flags,
                              double* c);
 
+// One layer of narrow_forward_run: its weights (n x n) and biases, and where
+// its activations and (when the run stores them) derivatives go.
+struct NarrowLayer {
+    const double* W;
+    const double* b;
+    double* am;
+    exp_t* ae;
+    double* dm;
+    exp_t* de;
+};
+
+// narrow_forward_rows over `count` layers of one row, n wide in and out, the
+// same epilogue each (with derivatives where der), each layer's activations
+// the next one's input (the first's is (xm, xe)): layer by layer, the same
+// bits. Stops at the first layer whose status has any bit but
+// kNarrowBPlain, having written that layer's outputs only in part, and
+// returns how many layers it finished. The scratch (s, E, flags, c, general)
+// is that of narrow_forward_rows for one row (the zm, ze of BiasAct are not
+// written: a tanh row that needs them stops the run).
+std::size_t narrow_forward_run(Epilogue kind, bool der, std::size_t n, std::size_t count, const NarrowLayer* layers,
+                               const double* xm, const exp_t* xe, exp_t T, double* s, exp_t* E, unsigned char* flags,
+                               double* c, unsigned char* general);
+
 // The backward chain's step of a narrow layer in one call: for each row i <
 // rows, its product c = x W (x: rows x K, scaled rows; W: K x n) as
 // gemm_small makes it (into c, row i), then chain_rows on that row (the
