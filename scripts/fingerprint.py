@@ -124,12 +124,14 @@ def cases(n_random: int, quick: bool) -> list[tuple[str, Callable[[], lg.Network
               _network(np.random.default_rng(sd), d, lo, hi, residual=r, scale=s, acts=list(a))[0])
         out.append((name, mk, {"batch": batch, "seed": seed, "xscale": xscale}))
     # Values past loggrad's own range: sigmoid' of z ~ -1e19 flushes; huge weights overflow.
-    for act in ("sigmoid", "softplus", "elu", "tanh", "identity"):
-        for gain, xs in ((1e19, 1.0), (1e-200, 1e-200), (1e200, 1e200)):
-            seed = int(rng.integers(1 << 30))
-            mk = (lambda a=act, g=gain, sd=seed:
-                  lg.Network.build([3, 5, 5, 5, 2], activation=a, init="normal", gain=g, seed=sd))
-            out.append((f"range {act} gain={gain} x*{xs}", mk, {"batch": 3, "seed": seed, "xscale": xs}))
+    for act in ("sigmoid", "softplus", "elu", "tanh", "identity", "relu"):
+        for gain, xs in ((1e19, 1.0), (1e-200, 1e-200), (1e200, 1e200), (1e-100, 1.0), (1e100, 1e-300)):
+            for widths, batch in (([3, 5, 5, 5, 2], 3), ([4] * 41, 1), ([6] * 20 + [3] * 20, 1)):
+                seed = int(rng.integers(1 << 30))
+                mk = (lambda a=act, g=gain, sd=seed, w=tuple(widths):
+                      lg.Network.build(list(w), activation=a, init="normal", gain=g, seed=sd))
+                out.append((f"range {act} gain={gain} x*{xs} widths {widths[0]}x{len(widths) - 1} batch {batch}",
+                            mk, {"batch": batch, "seed": seed, "xscale": xs}))
     return out
 
 

@@ -307,6 +307,44 @@ bool ext_gemm_xw_scaled_chain(Workspace& ws, std::size_t M, std::size_t N, std::
     return chain_rest(ws, M, N, K, X, W, false, unit, F, C, range, any);
 }
 
+std::size_t ext_gemm_xw_chain_run(Workspace& ws, std::size_t n, std::size_t count, const ChainStep* steps, ExtMat C,
+                                  std::uint64_t* range, bool* exact) {
+    constexpr std::size_t kSteps = 16;  // per kernel call
+    ws.cs.resize(n);
+    chain_buffers(ws, 1, n);
+    simd::NarrowChainLayer layers[kSteps];
+    std::size_t done = 0;
+    while (done < count) {
+        const std::size_t m = std::min(kSteps, count - done);
+        for (std::size_t k = 0; k < m; ++k) {
+            const ChainStep& st = steps[done + k];
+            layers[k] = simd::NarrowChainLayer{st.W, st.F.m, st.F.e, st.unit};
+        }
+        double* const x[2] = {ws.xs.data(), ws.xs2.data()};
+        exp_t* const E[2] = {ws.ex.data(), ws.ex2.data()};
+        unsigned char* const flags[2] = {ws.flags.data(), ws.flags2.data()};
+        unsigned any = 0;
+        std::uint64_t bad = 0;
+        const std::size_t k =
+            simd::narrow_chain_run(n, m, layers, x, E, flags, ws.cs.data(), ws.marks.data(), kXwDrop, &any, &bad);
+        if (k % 2) {  // the two buffers turned k times: xs is again the next step's input
+            std::swap(ws.xs, ws.xs2);
+            std::swap(ws.ex, ws.ex2);
+            std::swap(ws.flags, ws.flags2);
+        }
+        done += k;
+        if (k < m) {  // step `done` ran its row; the rest as ext_gemm_xw_scaled_chain has it
+            const ChainStep& st = steps[done];
+            if (range) *range = bad;
+            *exact = chain_rest(ws, 1, n, n, st.X, st.W, false, st.unit, st.F, C, range, any);
+            return done + 1;
+        }
+    }
+    if (range) *range = 0;
+    *exact = true;
+    return count;
+}
+
 void ext_gemm_xw_scaled(Workspace& ws, std::size_t M, std::size_t N, std::size_t K, const double* W, bool w_trans) {
     ws.cs.resize(M * N);
     gemm(false, w_trans, M, N, K, ws.xs.data(), W, ws.cs.data());

@@ -1046,6 +1046,48 @@ void dense_chain_ext(ExtMat dinp, ExtMat delta_below, ExtCMat delta, const doubl
     }
 }
 
+// Layers of one row taken down the chain in runs (ext_gemm_xw_chain_run)
+// rather than a dense_chain_ext call each: from layer `at` down, while each
+// step is the fused one dense_chain_ext would take from a scaled product
+// (layers above l0, neither they nor the layer below residual) and the
+// layers are n wide in and out (2 to kNarrowMaxWidth), at most kRunLayers.
+// Each layer is published and passes an interrupt check as the
+// layer-by-layer loop has it, and the last step's values past the range are
+// settled as dense_chain_ext settles them. Returns false where layer `at`
+// does not take this way; else `at` is the last layer run (its delta_below
+// made) and carry as dense_chain_ext leaves it.
+template <class Publish>
+bool chain_run(const Architecture& net, const double* params, std::size_t l0, ExtStore& st, ExtMat g,
+               ChainCarry& carry, Workspace& w, Publish&& publish, InterruptCheck& interrupt, std::size_t& at) {
+    const std::size_t l = at, n = net.width(l);
+    if (n < 2 || n > kNarrowMaxWidth) return false;
+    ChainStep steps[kRunLayers];
+    std::size_t count = 0;
+    for (; count < kRunLayers; ++count) {
+        const std::size_t lc = l - count;
+        if (lc <= l0 || net.width(lc + 1) != n || net.width(lc - 1) != n || net.residual(lc) ||
+            net.residual(lc - 1))
+            break;
+        const std::size_t o = st.doff[lc - l0], o1 = st.doff[lc - 1 - l0];
+        steps[count] = ChainStep{ExtCMat{st.d.m.data() + o, st.d.e.data() + o}, params + net.weight_offset(lc),
+                                 ExtMat{st.d.m.data() + o1, st.d.e.data() + o1}, unit_derivative(net, lc - 1)};
+    }
+    if (count == 0) return false;
+    for (std::size_t k = 1; k < count; ++k) interrupt();  // layer l's check was made
+    std::uint64_t range = 0;
+    bool exact = true;
+    const std::size_t ran = ext_gemm_xw_chain_run(w, n, count, steps, g, &range, &exact);
+    for (std::size_t k = 1; k < ran; ++k) publish(l - k);  // delta_{l-k} is made
+    at = l - (ran - 1);
+    carry.exact = exact;
+    if (range >> 62) {
+        const ChainStep& last = steps[ran - 1];
+        settle_chain_underflow(1, n, n, last.X, last.W, range, at, g.m, g.e, last.F.m, last.F.e);
+        carry.scaled = false;  // the next product starts from the settled delta
+    }
+    return true;
+}
+
 // Extended counterpart of backward_segment_f64: the chain, then the weight
 // gradients. A twin rather than one template over the planes: the extended
 // chain fuses each product with the next layer's delta, carries ChainCarry
@@ -1085,6 +1127,18 @@ void backward_segment_ext(const Architecture& net, const double* params, std::si
                 // Fused only within the segment (f'(z_{l-1}) is stored) and not
                 // through residual layers, whose dL/da adds the skip.
                 const bool fuse = l > l0 && !net.residual(l) && !net.residual(l - 1);
+                if (rows == 1 && nb == 1 && fuse && carry.made && carry.scaled && carry.exact) {
+                    std::size_t at = l;  // the layer being run, for a failure
+                    try {
+                        if (chain_run(net, params, l0, st, g, carry, w, publish, interrupt, at)) {
+                            l = at;
+                            continue;
+                        }
+                    } catch (...) {
+                        failures[0] = Failure{at, std::current_exception()};
+                        return;
+                    }
+                }
                 ExtMat below{nullptr, nullptr};
                 if (fuse) {
                     const std::size_t o1 = st.doff[l - 1 - l0] + r0 * n_in;

@@ -695,6 +695,32 @@ LOGGRAD_SIMD_KERNEL(unsigned, narrow_chain_rows,
     return any;
 })
 
+LOGGRAD_SIMD_KERNEL(std::size_t, narrow_chain_run,
+                    (std::size_t n, std::size_t count, const NarrowChainLayer* layers, double* const* x,
+                     exp_t* const* E, unsigned char* const* flags, double* c, unsigned char* skipped, exp_t T,
+                     unsigned* any, std::uint64_t* range),
+                    (n, count, layers, x, E, flags, c, skipped, T, any, range), {
+    const std::uint64_t lo_bits = detail::bits(ext_gemm_xw_tiny(n)), hi_bits = detail::bits(DBL_MAX);
+    for (std::size_t k = 0; k < count; ++k) {
+        const NarrowChainLayer& L = layers[k];
+        const std::size_t in = k % 2, out = 1 - in;
+        const double* xi = x[in];
+        row_tiles(n, n, [&](std::size_t q) { return xi[q]; }, L.W, c);
+        std::uint64_t bad = 0;
+        const unsigned a =
+            L.unit ? chain_row<true>(0, n, c, E[in], lo_bits, hi_bits, L.fm, L.fe, T, x[out], E[out], flags[out],
+                                     skipped, bad)
+                   : chain_row<false>(0, n, c, E[in], lo_bits, hi_bits, L.fm, L.fe, T, x[out], E[out], flags[out],
+                                      skipped, bad);
+        if (a != 0 || bad != 0) {
+            *any = a;
+            *range = bad;
+            return k;
+        }
+    }
+    return count;
+})
+
 }  // namespace loggrad::simd
 
 namespace loggrad {

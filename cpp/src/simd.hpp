@@ -198,6 +198,26 @@ unsigned narrow_chain_rows(bool unit, std::size_t rows, std::size_t K, std::size
                            exp_t T, double* s, exp_t* E, unsigned char* flags, unsigned char* skipped,
                            std::uint64_t* range);
 
+// One layer of narrow_chain_run: its weights W (n x n), the stored f' of
+// the layer below (fm, fe), which the step writes that layer's delta over,
+// and whether f' is 1 or 0 there (chain_rows' unit).
+struct NarrowChainLayer {
+    const double* W;
+    double* fm;
+    exp_t* fe;
+    bool unit;
+};
+
+// narrow_chain_rows over `count` layers of one row, n wide in and out, going
+// down: step k takes its scaled row from (x, E)[k % 2] and leaves the next
+// one in (x, E, flags)[1 - k % 2] (two buffers taking turns, as a workspace's
+// xs and xs2 do), its product in c. Stops after the first step whose
+// chain_rows result or range bits are not 0, returning its index, with
+// *any and *range set to them; else returns count.
+std::size_t narrow_chain_run(std::size_t n, std::size_t count, const NarrowChainLayer* layers, double* const* x,
+                             exp_t* const* E, unsigned char* const* flags, double* c, unsigned char* skipped, exp_t T,
+                             unsigned* any, std::uint64_t* range);
+
 // (cm, ce)[j * n + k] = d[j] * a[k] for j < rows, k < n: rows of an outer
 // product (one call for a block of rows).
 void outer_rows(std::size_t rows, std::size_t n, const double* dm, const exp_t* de, const double* am,

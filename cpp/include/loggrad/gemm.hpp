@@ -128,6 +128,22 @@ void ext_gemm_xw_scaled(Workspace& ws, std::size_t M, std::size_t N, std::size_t
 bool ext_gemm_xw_scaled_chain(Workspace& ws, std::size_t M, std::size_t N, std::size_t K, ExtCMat X,
                               const double* W, bool unit, ExtMat F, ExtMat C, std::uint64_t* range);
 
+// One step of ext_gemm_xw_chain_run: ext_gemm_xw_scaled_chain's X, W, unit and F.
+struct ChainStep {
+    ExtCMat X;
+    const double* W;
+    ExtMat F;
+    bool unit;
+};
+
+// ext_gemm_xw_scaled_chain(ws, 1, n, n, X, W, unit, F, C, range) for each of
+// `count` steps of one row in turn (each step's product starts from the
+// scaled row the step before left), the same bits, in few calls: stops
+// after the first step that does not return true with *range 0, and
+// returns how many steps ran; *exact and *range are the last one's.
+std::size_t ext_gemm_xw_chain_run(Workspace& ws, std::size_t n, std::size_t count, const ChainStep* steps, ExtMat C,
+                                  std::uint64_t* range, bool* exact);
+
 // Below this row-relative exponent, entries of X are left out of the scaled
 // product of ext_gemm_xw* and added exactly (scaled entries stay >= 2^-601:
 // normal, far from underflow).
