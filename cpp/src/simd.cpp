@@ -387,7 +387,10 @@ inline void row_tile(std::size_t K, std::size_t N, GetA a, const double* B, doub
 }
 
 // Row c of C = op(A) B (B not transposed, K x N), as gemm_small makes it:
-// tiles of 16, 4 and 1 columns (row_tile); a(k) is op(A)'s row.
+// tiles of 16, 4 and 1 columns (row_tile); a(k) is op(A)'s row. (gemm_small
+// keeps its own copy of these loops: the float64 path returns its products
+// as they are, and the compiler, free to swap the operands of a sum, could
+// then pass on another of two NaNs.)
 template <typename GetA>
 inline void row_tiles(std::size_t K, std::size_t N, GetA a, const double* B, double* c) {
     std::size_t j = 0;
@@ -411,13 +414,22 @@ LOGGRAD_SIMD_KERNEL(void, gemm_small,
                      const double* B, double* C),
                     (ta, tb, M, N, K, A, B, C), {
     if (!ta && tb) {
-        for (std::size_t i = 0; i < M; ++i) row_dots(K, N, A + i * K, B, C + i * N);
+        for (std::size_t i = 0; i < M; ++i) {
+            const double* a = A + i * K;
+            std::size_t j = 0;
+            for (; j + 4 <= N; j += 4) dots4<4>(K, a, B + j * K, C + i * N + j);
+            for (; j < N; ++j) C[i * N + j] = dot4(K, a, B + j * K);
+        }
         return;
     }
     for (std::size_t i = 0; i < M; ++i) {
         double* c = C + i * N;
         if (!tb) {
-            row_tiles(K, N, [&](std::size_t k) { return ta ? A[k * M + i] : A[i * K + k]; }, B, c);
+            const auto a = [&](std::size_t k) { return ta ? A[k * M + i] : A[i * K + k]; };
+            std::size_t j = 0;
+            for (; j + 16 <= N; j += 16) row_tile<16>(K, N, a, B + j, c + j);
+            for (; j + 4 <= N; j += 4) row_tile<4>(K, N, a, B + j, c + j);
+            for (; j < N; ++j) row_tile<1>(K, N, a, B + j, c + j);
             continue;
         }
         const double a0 = ta ? A[i] : A[i * K];
