@@ -97,19 +97,23 @@ def _mixed(depth: int, key: object) -> tuple[list[int], list[str], list[float | 
 
 
 @pytest.mark.parametrize("gain", [1.0, 0.02, 40.0, 1e100])
-@pytest.mark.parametrize("kind", ["plain", "mixed"])
+@pytest.mark.parametrize("kind", ["plain", "mixed", "vanishing"])
 def test_one_row_equals_its_row_in_a_batch(kind: str, gain: float) -> None:
-    depth = 120
-    if kind == "plain":
-        widths, acts, res = [4] * (depth + 1), ["tanh"] * depth, None
-    else:
+    depth = 240 if kind == "vanishing" else 120
+    if kind == "mixed":
         widths, acts, res = _mixed(depth, (gain, "mixed"))
+    else:
+        widths, acts, res = [4] * (depth + 1), ["tanh"] * depth, None
     _, _, net = _chain(widths, acts, gain, (kind, gain), residual=res)
+    if kind == "vanishing":  # no biases: with small weights, activations fall below float64's range
+        net.biases[:] = [np.zeros(w) for w in widths[1:]]
     rng = _rng("rows", kind, gain)
     x = rng.standard_normal((3, widths[0]))
     x[1, 0] = 1e-250  # a term far below its row's largest: that row's product needs exact terms
     x[2] *= 1e200
     gout = rng.standard_normal((3, widths[-1]))
+    if kind == "vanishing" and gain < 0.1:
+        assert net.forward(x[:1]).log10().max() < -308
     for checkpoint in (None, 7):
         batch = net.backward(x, grad_output=gout, checkpoint=checkpoint)
         for i in range(3):

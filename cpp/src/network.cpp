@@ -409,10 +409,12 @@ bool narrow_forward(Activation act, std::size_t rows, std::size_t n_out, std::si
 // returns whether it could (false: a product needs exact recomputation, as
 // fused_epilogue returns). The biases, extended, are made only for pending
 // rows, by bias_ext.
+// Where ran is not null, simd::narrow_forward_run has already made this
+// layer's step (into the same workspace and outputs) and *ran is its status.
 template <class BiasExt>
 bool narrow_forward_ext(const Architecture& net, const double* params, std::size_t l, std::size_t batch, ExtCMat in,
                         const double* W, const double* b, ExtMat out, ExtMat der, ExtMat z, Workspace& ws,
-                        ParamCheck pc, BiasExt&& bias_ext) {
+                        ParamCheck pc, const unsigned* ran, BiasExt&& bias_ext) {
     const std::size_t n_in = net.width(l), n_out = net.width(l + 1);
     const Activation act = net.activation(l);
     simd::Epilogue kind = simd::Epilogue::identity;
@@ -440,8 +442,9 @@ bool narrow_forward_ext(const Architecture& net, const double* params, std::size
     op.zm = z.m;
     op.ze = z.e;
     op.general = general;
-    const unsigned status = simd::narrow_forward_rows(op, batch, n_in, n_out, in.m, in.e, W, kXwDrop, ws.xs.data(),
-                                                      ws.ex.data(), ws.flags.data(), ws.cs.data());
+    const unsigned status = ran ? *ran
+                                : simd::narrow_forward_rows(op, batch, n_in, n_out, in.m, in.e, W, kXwDrop,
+                                                            ws.xs.data(), ws.ex.data(), ws.flags.data(), ws.cs.data());
     if (pc == ParamCheck::after && (status & simd::kNarrowNotFinite)) net.check_layer_params(params, l);
     if (status & simd::kNarrowFlagged) return false;
     std::uint64_t suspect = 0, range = 0;
@@ -474,9 +477,11 @@ bool narrow_forward_ext(const Architecture& net, const double* params, std::size
 }
 
 // out = f(in W_l^T + b_l) and der = f'(...) (when der.m is not null) of a
-// dense layer, extended; z is scratch. The body of forward_layer_ext.
+// dense layer, extended; z is scratch. The body of forward_layer_ext. ran:
+// as narrow_forward_ext's (a layer a run stopped at).
 void dense_forward_ext(const Architecture& net, const double* params, std::size_t l, std::size_t batch,
-                       ExtCMat in, ExtMat out, ExtMat der, ExtMat z, Workspace& ws, bool check) {
+                       ExtCMat in, ExtMat out, ExtMat der, ExtMat z, Workspace& ws, bool check,
+                       const unsigned* ran = nullptr) {
     const std::size_t n_in = net.width(l), n_out = net.width(l + 1);
     const double* W = params + net.weight_offset(l);
     const double* b = params + net.bias_offset(l);
@@ -498,7 +503,7 @@ void dense_forward_ext(const Architecture& net, const double* params, std::size_
         return std::pair<const double*, const exp_t*>(ws.bm.data(), ws.be.data());
     };
     if (narrow_forward(act, batch, n_out, n_in)) {
-        if (narrow_forward_ext(net, params, l, batch, in, W, b, out, der, z, ws, pc, bias_ext)) return;
+        if (narrow_forward_ext(net, params, l, batch, in, W, b, out, der, z, ws, pc, ran, bias_ext)) return;
     } else {
         const bool exact = ext_gemm_xw_product(ws, batch, n_out, n_in, in, W, true);
         // The product's rows are finite mantissas scaled to at most 1 in magnitude:
@@ -682,20 +687,24 @@ constexpr std::size_t kRunLayers = 16;
 // in the fixed-order kernel and its parameters are tested after it, as
 // forward_layer_checks has it), not residual, at most kRunLayers. Where the
 // run stops at a layer (a flagged or pending row, a value that is not
-// finite), that layer goes through forward_layer_ext from the start: the
-// same bits as layer by layer. Returns false where layer l0 + i does not take
+// finite), that layer is finished as dense_forward_ext finishes a narrow
+// step: the same bits as layer by layer. Returns false where layer l0 + i does not take
 // this way; else i is the last layer run and a its output. With one block of
 // rows (nb == 1: rows 0 on, never alternating buffers).
+// run_len: the most layers to gather for this run; the next run's is left
+// in it (kRunLayers after runs that finish, fewer after runs that stop
+// early, so that a stretch of layers that each stop a run, such as values
+// below float64's range, is not gathered kRunLayers at a time).
 bool forward_run(const Architecture& net, const double* params, std::size_t l0, std::size_t n, std::size_t rows,
                  std::size_t nb, std::size_t& i, ExtCMat& a, ExtStore& st, bool keep, Workspace& ws, ExtMat z,
-                 bool check, InterruptCheck& interrupt) {
+                 bool check, InterruptCheck& interrupt, std::size_t& run_len) {
     const std::size_t l = l0 + i, width = net.width(l);
     const Activation act = net.activation(l);
     simd::Epilogue kind;
     if (rows != 1 || nb != 1 || width < 2 || width > kNarrowMaxWidth || !epilogue_kind(act, kind)) return false;
     simd::NarrowLayer layers[kRunLayers];
     std::size_t count = 0;
-    for (; count < kRunLayers && i + count < n; ++count) {
+    for (; count < run_len && i + count < n; ++count) {
         const std::size_t lc = l + count, ic = i + count;
         if (net.width(lc + 1) != width || net.activation(lc) != act || net.residual(lc)) break;
         const ExtMat out = st.a.at(st.aoff[ic + 1]);
@@ -704,22 +713,27 @@ bool forward_run(const Architecture& net, const double* params, std::size_t l0, 
                                           der.m, der.e};
     }
     if (count == 0) return false;
-    for (std::size_t k = 0; k < count; ++k) interrupt();
     ws.xs.resize(width);
     ws.cs.resize(width);
     ws.ex.resize(1);
     ws.flags.resize(1);
     ws.marks.resize(1);
+    unsigned status = 0;
     const std::size_t done = simd::narrow_forward_run(kind, keep, width, count, layers, a.m, a.e, kXwDrop, ws.xs.data(),
-                                                      ws.ex.data(), ws.flags.data(), ws.cs.data(), ws.marks.data());
+                                                      ws.ex.data(), ws.flags.data(), ws.cs.data(), ws.marks.data(),
+                                                      &status);
+    for (std::size_t k = 0; k < done; ++k) interrupt();  // one check per layer run, as layer by layer
     if (done > 0) a = ExtCMat{layers[done - 1].am, layers[done - 1].ae};
     i += done;
     if (done == count) {
+        run_len = std::min(kRunLayers, 2 * run_len);
         --i;
         return true;
     }
-    const simd::NarrowLayer& L = layers[done];
-    forward_layer_ext(net, params, l0 + i, 1, a, ExtMat{L.am, L.ae}, ExtMat{L.dm, L.de}, z, ws, check);
+    run_len = std::max<std::size_t>(1, done);
+    interrupt();
+    const simd::NarrowLayer& L = layers[done];  // its step made, to be finished
+    dense_forward_ext(net, params, l0 + i, 1, a, ExtMat{L.am, L.ae}, ExtMat{L.dm, L.de}, z, ws, check, &status);
     a = ExtCMat{L.am, L.ae};
     return true;
 }
@@ -727,7 +741,7 @@ bool forward_run(const Architecture& net, const double* params, std::size_t l0, 
 // Layer by layer for float64.
 template <class CMat, class Store, class Mat>
 bool forward_run(const Architecture&, const double*, std::size_t, std::size_t, std::size_t, std::size_t, std::size_t&,
-                 CMat&, Store&, bool, Workspace&, Mat, bool, InterruptCheck&) {
+                 CMat&, Store&, bool, Workspace&, Mat, bool, InterruptCheck&, std::size_t&) {
     return false;
 }
 
@@ -761,9 +775,11 @@ void forward_range(const Architecture& net, const double* params, std::size_t l0
         const Mat zb = z.at(r0 * maxw);
         auto a = shift(in, r0 * net.width(l0));
         InterruptCheck interrupt(interrupt_stride(net, rows));  // between layers (Ctrl-C)
+        std::size_t run_len = kRunLayers;  // of the next run of narrow layers (forward_run)
         for (std::size_t i = 0; i < n; ++i) {
             try {
-                if (forward_run(net, params, l0, n, rows, nb, i, a, st, keep, w, zb, check && nb == 1, interrupt))
+                if (forward_run(net, params, l0, n, rows, nb, i, a, st, keep, w, zb, check && nb == 1, interrupt,
+                                run_len))
                     continue;
             } catch (...) {
                 failures[r0 / kBlockRows] = Failure{l0 + i, std::current_exception()};

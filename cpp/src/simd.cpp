@@ -659,8 +659,8 @@ LOGGRAD_SIMD_KERNEL(unsigned, narrow_forward_rows,
 LOGGRAD_SIMD_KERNEL(std::size_t, narrow_forward_run,
                     (Epilogue kind, bool der, std::size_t n, std::size_t count, const NarrowLayer* layers,
                      const double* xm, const exp_t* xe, exp_t T, double* s, exp_t* E, unsigned char* flags,
-                     double* c, unsigned char* general),
-                    (kind, der, n, count, layers, xm, xe, T, s, E, flags, c, general), {
+                     double* c, unsigned char* general, unsigned* stop),
+                    (kind, der, n, count, layers, xm, xe, T, s, E, flags, c, general, stop), {
     std::size_t done = 0;
     with_kind_der(kind, der, [&](auto kKind, auto kDer) {
         BiasAct op;
@@ -681,7 +681,10 @@ LOGGRAD_SIMD_KERNEL(std::size_t, narrow_forward_run,
             op.dm = kDer ? L.dm : nullptr;
             op.de = kDer ? L.de : nullptr;
             const unsigned status = narrow_forward_impl<kKind, kDer>(op, 1, n, n, xm, xe, L.W, T, s, E, flags, c);
-            if (status & ~kNarrowBPlain) return;  // this layer goes the layer-by-layer way
+            if (status & ~kNarrowBPlain) {  // the caller finishes this layer
+                *stop = status;
+                return;
+            }
             xm = L.am;
             xe = L.ae;
         }

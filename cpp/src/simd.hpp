@@ -181,13 +181,14 @@ struct NarrowLayer {
 // same epilogue each (with derivatives where der), each layer's activations
 // the next one's input (the first's is (xm, xe)): layer by layer, the same
 // bits. Stops at the first layer whose status has any bit but
-// kNarrowBPlain, having written that layer's outputs only in part, and
-// returns how many layers it finished. The scratch (s, E, flags, c, general)
-// is that of narrow_forward_rows for one row (the zm, ze of BiasAct are not
-// written: a tanh row that needs them stops the run).
+// kNarrowBPlain, leaving that layer as narrow_forward_rows leaves it (its
+// status in *stop) for the caller to finish, and returns how many layers it
+// finished. The scratch (s, E, flags, c, general) is that of
+// narrow_forward_rows for one row (the zm, ze of BiasAct are not written:
+// narrow_forward_rows writes them only for pending rows' callers).
 std::size_t narrow_forward_run(Epilogue kind, bool der, std::size_t n, std::size_t count, const NarrowLayer* layers,
                                const double* xm, const exp_t* xe, exp_t T, double* s, exp_t* E, unsigned char* flags,
-                               double* c, unsigned char* general);
+                               double* c, unsigned char* general, unsigned* stop);
 
 // The backward chain's step of a narrow layer in one call: for each row i <
 // rows, its product c = x W (x: rows x K, scaled rows; W: K x n) as
