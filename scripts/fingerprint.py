@@ -74,7 +74,7 @@ def _grads(g: Any) -> list[Any]:
 
 
 def _network(rng: np.random.Generator, depth: int, width_lo: int, width_hi: int, *, residual: bool,
-             scale: float, acts: list[str]) -> tuple[lg.Network, list[int]]:
+             scale: float, acts: list[str], bias: str = "normal") -> tuple[lg.Network, list[int]]:
     if residual:  # square layers, some residual
         w = int(rng.integers(width_lo, width_hi + 1))
         widths = [w] * (depth + 1)
@@ -86,7 +86,7 @@ def _network(rng: np.random.Generator, depth: int, width_lo: int, width_hi: int,
         res = None
     layer_acts = [acts[int(rng.integers(len(acts)))] for _ in range(depth)] if len(acts) > 1 else acts[0]
     net = lg.Network.build(widths, activation=layer_acts, init="normal", seed=int(rng.integers(1 << 30)),
-                           bias_init="normal", gain=scale, residual=res)
+                           bias_init=bias, gain=scale, residual=res)
     return net, widths
 
 
@@ -99,12 +99,13 @@ def cases(n_random: int, quick: bool) -> list[tuple[str, Callable[[], lg.Network
     shapes = [(300, 4, 1), (200, 32, 1), (60, 32, 64), (120, 1, 1), (100, 2, 3), (80, 8, 70), (250, 16, 2)]
     for depth, width, batch in shapes[: 3 if quick else None]:
         for act in acts:
-            for scale in (1.0, 0.05, 25.0):
+            # no biases and small weights: activations below float64's range
+            for scale, bias in ((1.0, "normal"), (0.05, "normal"), (25.0, "normal"), (0.1, "zeros")):
                 seed = int(rng.integers(1 << 30))
-                name = f"fixed {depth}x{width}x{batch} {act} gain={scale}"
-                mk = (lambda d=depth, w=width, a=act, s=scale, sd=seed:
+                name = f"fixed {depth}x{width}x{batch} {act} gain={scale} bias={bias}"
+                mk = (lambda d=depth, w=width, a=act, s=scale, sd=seed, bi=bias:
                       lg.Network.build([w] * (d + 1), activation=a, init="normal", gain=s, seed=sd,
-                                       bias_init="normal"))
+                                       bias_init=bi))
                 out.append((name, mk, {"batch": batch, "seed": seed, "xscale": 1.0}))
     # Random networks: widths 1-40, batch 1-70, depth 1-300, mixed activations.
     for i in range(n_random):
@@ -117,11 +118,12 @@ def cases(n_random: int, quick: bool) -> list[tuple[str, Callable[[], lg.Network
         mixed = rng.random() < 0.4
         act_set = acts if mixed else [acts[int(rng.integers(len(acts)))]]
         xscale = float(rng.choice([1.0, 1.0, 1e-300, 1e300, 1e5]))
+        bias = str(rng.choice(["normal", "normal", "zeros"]))
         seed = int(rng.integers(1 << 30))
         name = (f"random {i}: depth {depth}, widths {lo}-{hi}, batch {batch}, residual {residual}, "
-                f"gain {scale}, acts {'mixed' if mixed else act_set[0]}, x*{xscale}")
-        mk = (lambda sd=seed, d=depth, lo=lo, hi=hi, r=residual, s=scale, a=tuple(act_set):
-              _network(np.random.default_rng(sd), d, lo, hi, residual=r, scale=s, acts=list(a))[0])
+                f"gain {scale}, acts {'mixed' if mixed else act_set[0]}, x*{xscale}, bias {bias}")
+        mk = (lambda sd=seed, d=depth, lo=lo, hi=hi, r=residual, s=scale, a=tuple(act_set), bi=bias:
+              _network(np.random.default_rng(sd), d, lo, hi, residual=r, scale=s, acts=list(a), bias=bi)[0])
         out.append((name, mk, {"batch": batch, "seed": seed, "xscale": xscale}))
     # Values past loggrad's own range: sigmoid' of z ~ -1e19 flushes; huge weights overflow.
     for act in ("sigmoid", "softplus", "elu", "tanh", "identity", "relu"):

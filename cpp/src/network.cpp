@@ -387,7 +387,7 @@ namespace {
 
 // Largest width of a layer that runs the narrow forward and chain steps
 // (simd::narrow_forward_rows, narrow_chain_rows).
-constexpr std::size_t kNarrowMaxWidth = 64;
+constexpr std::size_t kNarrowMaxWidth = simd::kNarrowMaxN;
 
 // Whether an extended layer's forward step for `rows` rows takes the narrow
 // way: an activation bias_act_rows takes, a product gemm runs in the

@@ -599,6 +599,45 @@ LOGGRAD_SIMD_KERNEL(std::uint64_t, bias_act_rows,
 })
 
 namespace {
+// tanh(z) = z and tanh'(z) = 1 to the last bit below this exponent
+// (activate_ext's first-order form; its fast way starts there).
+constexpr exp_t kTanhTinyExp = -900;
+
+// Row i of bias_act_rows the general way, where that leaves nothing for its
+// caller: identity and relu rows whose products need no exact recomputation
+// and whose activations are within the range; tanh rows, whose z it leaves
+// to activate_ext_n, where every z is zero or below 2^kTanhTinyExp, so that
+// tanh(z) = z and tanh'(z) = 1 (activate_ext's values there) and no range
+// check can fail. (bm, be): the biases, extended. Returns whether the row
+// is done; else it is left for bias_act_rows, which writes it again.
+template <Epilogue kKind, bool kDer>
+inline bool general_row_done(const BiasAct& op, std::size_t i, std::size_t n, const double* ci, exp_t e,
+                             std::uint64_t lo_bits, const double* bm, const exp_t* be) {
+    std::uint64_t out = 0, bad = 0;
+    if constexpr (kKind != Epilogue::tanh) {
+        BiasAct g = op;
+        g.bm = bm;
+        g.be = be;
+        bias_act_general_row<kKind, kDer>(g, i, n, ci, e, lo_bits, out, bad);
+        return !(out >> 63) && bad == 0;
+    } else {
+        const std::uint64_t hi_bits = detail::bits(op.hi);
+        const std::uint64_t lo_row = e == kZeroExp ? 0 : lo_bits;  // as bias_act_general_row
+        std::uint64_t big = 0;
+        for (std::size_t j = 0; j < n; ++j) {
+            double zm;
+            exp_t ze;
+            detail::normal_parts(ci[j], e, zm, ze);
+            out |= outside_bits(ci[j], lo_row, hi_bits);
+            detail::add_parts(zm, ze, bm[j], be[j], zm, ze);
+            big |= static_cast<std::uint64_t>(zm != 0.0 && ze >= kTanhTinyExp);
+            bad |= range_bits(zm, ze);
+            bias_act_put<kDer>(op, n, i, j, zm, ze, kExtOne.m, kExtOne.e);
+        }
+        return !(out >> 63) && big == 0 && bad == 0;
+    }
+}
+
 // narrow_forward_rows for one epilogue kind and derivative flag.
 template <Epilogue kKind, bool kDer>
 inline unsigned narrow_forward_impl(const BiasAct& op, std::size_t rows, std::size_t K, std::size_t n,
@@ -617,6 +656,9 @@ inline unsigned narrow_forward_impl(const BiasAct& op, std::size_t rows, std::si
     unsigned status = b_plain ? kNarrowBPlain : 0u;
     if (b_inf >> 63) status |= kNarrowNotFinite;
     std::uint64_t c_inf = 0;
+    double bm[kNarrowMaxN];  // the biases, extended, once a row needs them
+    exp_t be[kNarrowMaxN];
+    bool have_bias = false;
     for (std::size_t i = 0; i < rows; ++i) {
         const double* xmi = xm + i * K;
         const exp_t* xei = xe + i * K;
@@ -633,9 +675,18 @@ inline unsigned narrow_forward_impl(const BiasAct& op, std::size_t rows, std::si
             status |= kNarrowFlagged;
             continue;
         }
-        // bias_act_rows, the float64 way
+        // bias_act_rows, the float64 way, else the general way where that finishes the row
         op.general[i] = 0;
         if (bias_act_float_row<kKind, kDer>(op, b_plain, i, n, ci, E[i], lo_bits)) continue;
+        if (!have_bias) {
+            for (std::size_t j = 0; j < n; ++j) {
+                const Ext bj = from_double(op.b[j]);
+                bm[j] = bj.m;
+                be[j] = bj.e;
+            }
+            have_bias = true;
+        }
+        if (general_row_done<kKind, kDer>(op, i, n, ci, E[i], lo_bits, bm, be)) continue;
         op.general[i] = kNarrowPending;
         status |= kNarrowSomePending;
     }

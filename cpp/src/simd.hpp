@@ -147,16 +147,20 @@ struct BiasAct {
 std::uint64_t bias_act_rows(const BiasAct& op, std::size_t rows, std::size_t n, const double* c, const exp_t* base,
                             std::uint64_t* range);
 
-// The forward step of a narrow extended layer in one call: for each row i <
-// rows of X = (xm, xe) (rows x K), what ext_gemm_xw_product and then
-// bias_act_rows do to it, in turn, with the same bits: the row scaled as
-// scale_rows scales it (into s, E[i], flags[i], T = kXwDrop), its product
-// with W^T (W: n x K) as gemm_small makes it (into c, row i), and, where the
-// row was not flagged, bias_act_rows' float64 way into op's outputs
-// (op.general[i] = 0). A row where that way does not apply (a zero row, a
-// bias or product out of its range, tanh beyond tanh_parts') gets
-// op.general[i] = kNarrowPending and is left for bias_act_rows. op.b_plain
-// is not read: the kernel tests the biases itself. Returns kNarrow* bits.
+// The forward step of a narrow extended layer (n <= kNarrowMaxN) in one
+// call: for each row i < rows of X = (xm, xe) (rows x K), what
+// ext_gemm_xw_product and then bias_act_rows do to it, in turn, with the
+// same bits: the row scaled as scale_rows scales it (into s, E[i], flags[i],
+// T = kXwDrop), its product with W^T (W: n x K) as gemm_small makes it (into
+// c, row i), and, where the row was not flagged, bias_act_rows' float64 way
+// into op's outputs (op.general[i] = 0), or its general way where that
+// leaves nothing to do after it (identity and relu rows that need no exact
+// recomputation and stay within the range; tanh rows whose every z is zero
+// or below 2^-900, where activate_ext_n gives z and 1). Any other row gets
+// op.general[i] = kNarrowPending and is left for bias_act_rows. op.b_plain,
+// op.bm and op.be are not read: the kernel makes them itself. Returns
+// kNarrow* bits.
+constexpr std::size_t kNarrowMaxN = 64;
 constexpr unsigned kNarrowFlagged = 1;      // some row was flagged (as ext_gemm_xw_product returning false)
 constexpr unsigned kNarrowSomePending = 2;  // some row is pending
 constexpr unsigned kNarrowNotFinite = 4;    // some product or bias is inf or nan
