@@ -685,16 +685,16 @@ constexpr std::size_t kRunLayers = 16;
 // l0 + i on, while they are identity, relu or tanh layers of one activation
 // and one width (2 to kNarrowMaxWidth in and out: each layer's product runs
 // in the fixed-order kernel and its parameters are tested after it, as
-// forward_layer_checks has it), not residual, at most kRunLayers. Where the
+// forward_layer_checks has it), not residual, at most run_len. Where the
 // run stops at a layer (a flagged or pending row, a value that is not
 // finite), that layer is finished as dense_forward_ext finishes a narrow
-// step: the same bits as layer by layer. Returns false where layer l0 + i does not take
-// this way; else i is the last layer run and a its output. With one block of
-// rows (nb == 1: rows 0 on, never alternating buffers).
-// run_len: the most layers to gather for this run; the next run's is left
-// in it (kRunLayers after runs that finish, fewer after runs that stop
-// early, so that a stretch of layers that each stop a run, such as values
-// below float64's range, is not gathered kRunLayers at a time).
+// step: the same bits as layer by layer. Returns false where layer l0 + i
+// does not take this way; else i is the last layer run and a its output.
+// With one block of rows (nb == 1: rows 0 on, never alternating buffers).
+// run_len is left as the next run's: kRunLayers after runs that finish,
+// fewer after runs that stop early, so that a stretch of layers that each
+// stop a run (such as activations below float64's range that a row's
+// general way cannot finish) is not gathered kRunLayers at a time.
 bool forward_run(const Architecture& net, const double* params, std::size_t l0, std::size_t n, std::size_t rows,
                  std::size_t nb, std::size_t& i, ExtCMat& a, ExtStore& st, bool keep, Workspace& ws, ExtMat z,
                  bool check, InterruptCheck& interrupt, std::size_t& run_len) {
