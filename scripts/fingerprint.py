@@ -160,6 +160,10 @@ def fingerprint(n_random: int, quick: bool, log: Callable[[str], None]) -> dict[
                     lambda: _grads(net.backward(x, y, precision=prec, input_grad=False)))
                 res[f"{key} | backward grad_output"] = _run(
                     lambda: _grads(net.backward(x, grad_output=gout, precision=prec, checkpoint=2)))
+                # dL/d(output) near the bottom of loggrad's range: gradients below it flush
+                deep = LogArray.from_parts(np.full(gout.shape, 0.75), np.full(gout.shape, -(2**60) + 3))
+                res[f"{key} | backward grad_output deep"] = _run(
+                    lambda: _grads(net.backward(x, grad_output=deep, precision=prec)))
                 res[f"{key} | backward layers"] = _run(
                     lambda: _grads(net.backward(x, y, precision=prec, layers=sel, checkpoint=None)))
                 res[f"{key} | backward raise"] = _run(

@@ -1123,6 +1123,35 @@ void backward_segment_ext(const Architecture& net, const double* params, std::si
                                      batch * net.width(l0 + i + 1), res.stats[l0 + i].der);
         });
     std::vector<Failure> failures(nb);
+    const LayerSizes sizes = layer_sizes(net, l0, l1, batch);
+    // Tiny layers of one row form their weight gradients after the chain, on
+    // this thread (chain_and_gradients), highest first: their products
+    // (outer products, dense_backward_ext's at batch 1) go in runs of up to
+    // kRunLayers layers of one shape per call, from the highest not yet
+    // formed down to the lowest whose delta the chain made (chain_lo); each
+    // layer's range check, which may throw or flush, stays where it was.
+    const bool grad_runs = sizes == LayerSizes::tiny && batch == 1 && !res.stats;
+    std::size_t chain_lo = l0;                 // as the chain returns it
+    std::size_t run_top = 0, run_lo = l1;      // the layers of the last run: (run_top, ..., run_lo]
+    std::uint64_t run_bounds[kRunLayers] = {};  // their bounds (dense_backward_ext's), from run_top down
+    const auto gradient_run = [&](std::size_t l) {
+        const std::size_t n_in = net.width(l), n_out = net.width(l + 1);
+        simd::OuterGradient g[kRunLayers];
+        std::size_t count = 0;
+        for (; count < kRunLayers && count <= l && l - count >= chain_lo; ++count) {
+            const std::size_t lc = l - count, go = grad_offset(net, res.grad_offset, lc);
+            if (go == kNoGradient || net.width(lc) != n_in || net.width(lc + 1) != n_out) break;
+            const std::size_t i = lc - l0, bo = go + n_out * n_in;
+            g[count] = simd::OuterGradient{st.d.m.data() + st.doff[i], st.d.e.data() + st.doff[i],
+                                           st.a.m.data() + st.aoff[i], st.a.e.data() + st.aoff[i],
+                                           res.grad.m + go, res.grad.e + go, res.grad.m + bo, res.grad.e + bo};
+        }
+        const bool bound = bound_wanted(1, n_out, n_in);
+        simd::outer_gradient_run(n_out, n_in, count, g, bound, run_bounds);
+        if (!bound) std::fill(run_bounds, run_bounds + count, kNoBound);
+        run_top = l;
+        run_lo = l + 1 - count;
+    };
     const auto chain = [&](auto&& publish) {
         for_each_block(batch, nb, [&](std::size_t r0, std::size_t r1) {
             const std::size_t rows = r1 - r0;
@@ -1173,13 +1202,18 @@ void backward_segment_ext(const Architecture& net, const double* params, std::si
         std::size_t lo = l0;  // lowest layer whose deltas are known for every row
         for (const Failure& f : failures)
             if (f.error) lo = std::max(lo, f.layer);
+        chain_lo = lo;
         return lo;
     };
-    chain_and_gradients(l0, l1, layer_sizes(net, l0, l1, batch), nb == 1, ws, chain,
-                        [&](std::size_t l, Workspace& w) {
+    chain_and_gradients(l0, l1, sizes, nb == 1, ws, chain, [&](std::size_t l, Workspace& w) {
         const std::size_t go = grad_offset(net, res.grad_offset, l);
         if (go == kNoGradient) return;
         const std::size_t n_in = net.width(l), n_out = net.width(l + 1), i = l - l0, bo = go + n_out * n_in;
+        if (grad_runs) {  // the products in runs, the range checks layer by layer
+            if (l < run_lo) gradient_run(l);
+            check_gradient_range(n_out, n_in, run_bounds[run_top - l], res.grad.m + go, res.grad.e + go, l);
+            return;
+        }
         dense_backward_ext(ExtMat{res.grad.m + go, res.grad.e + go}, ExtMat{res.grad.m + bo, res.grad.e + bo},
                            ExtCMat{st.d.m.data() + st.doff[i], st.d.e.data() + st.doff[i]},
                            ExtCMat{st.a.m.data() + st.aoff[i], st.a.e.data() + st.aoff[i]}, batch, n_in, n_out, l, w,

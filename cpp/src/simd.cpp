@@ -460,6 +460,19 @@ LOGGRAD_SIMD_KERNEL(std::uint64_t, outer_gradient,
     return bound ? max_abs_exponent_impl(dm, de, n1) + max_abs_exponent_impl(am, ae, n2) : std::uint64_t(0);
 })
 
+LOGGRAD_SIMD_KERNEL(void, outer_gradient_run,
+                    (std::size_t n1, std::size_t n2, std::size_t count, const OuterGradient* g, bool bound,
+                     std::uint64_t* bounds),
+                    (n1, n2, count, g, bound, bounds), {
+    for (std::size_t k = 0; k < count; ++k) {
+        const OuterGradient& G = g[k];
+        outer_rows_impl(n1, n2, G.dm, G.de, G.am, G.ae, G.cm, G.ce);
+        loggrad::normalize_n(n1, G.dm, 0, G.de, G.sm, G.se);
+        bounds[k] = bound ? max_abs_exponent_impl(G.dm, G.de, n1) + max_abs_exponent_impl(G.am, G.ae, n2)
+                          : std::uint64_t(0);
+    }
+})
+
 LOGGRAD_SIMD_KERNEL(bool, all_finite, (const double* x, std::size_t n), (x, n), {
     // An all-ones exponent field (inf/nan) plus one carries into bit 63.
     constexpr std::uint64_t kExpMask = std::uint64_t(0x7ff) << 52;

@@ -236,6 +236,25 @@ void outer_rows(std::size_t rows, std::size_t n, const double* dm, const exp_t* 
 std::uint64_t outer_gradient(std::size_t n1, std::size_t n2, const double* dm, const exp_t* de, const double* am,
                              const exp_t* ae, double* cm, exp_t* ce, double* sm, exp_t* se, bool bound);
 
+// The operands of one layer of outer_gradient_run: d (n1), a (n2), the
+// weight gradient c (n1 x n2) and the bias gradient s (n1).
+struct OuterGradient {
+    const double* dm;
+    const exp_t* de;
+    const double* am;
+    const exp_t* ae;
+    double* cm;
+    exp_t* ce;
+    double* sm;
+    exp_t* se;
+};
+
+// outer_gradient for `count` layers of the same sizes (each with its bias
+// gradient), one after another: the same bits; bounds[k] is layer k's
+// result.
+void outer_gradient_run(std::size_t n1, std::size_t n2, std::size_t count, const OuterGradient* g, bool bound,
+                        std::uint64_t* bounds);
+
 // loggrad::gemm_naive for K >= 1; without op(B) transposed, tiles of a row of
 // C are held in registers across k (each output's operations are unchanged).
 void gemm_small(bool ta, bool tb, std::size_t M, std::size_t N, std::size_t K, const double* A,
