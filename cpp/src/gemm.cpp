@@ -200,14 +200,7 @@ bool residual_negligible(double c, int bound_exp) {
     return bound_exp + 62 <= frexp_exp(c);
 }
 
-// Below this row-relative exponent, entries of X are left out of the scaled
-// product and added exactly (scaled entries stay >= 2^-601: normal, far from
-// underflow).
-constexpr exp_t kXwDrop = 600;
-
 }  // namespace
-
-double ext_gemm_xw_tiny(std::size_t K) { return static_cast<double>(K) * std::ldexp(1.0, -1020); }
 
 bool ext_gemm_xw_product(Workspace& ws, std::size_t M, std::size_t N, std::size_t K, ExtCMat X, const double* W,
                          bool w_trans) {
@@ -232,16 +225,50 @@ bool ext_gemm_xw_product(Workspace& ws, std::size_t M, std::size_t N, std::size_
     return !any_flagged.load();
 }
 
+namespace {
+
+// The end of ext_gemm_xw_chain (and ext_gemm_xw_scaled_chain) once
+// simd::chain_rows has run over every row, `any` its result: the rows it
+// skipped made from C in full, and Y's scaled rows swapped in.
+bool chain_rest(Workspace& ws, std::size_t M, std::size_t N, std::size_t K, ExtCMat X, const double* W,
+                bool w_trans, bool unit, ExtMat F, ExtMat C, std::uint64_t* range, unsigned any) {
+    double* ys = ws.xs2.data();
+    exp_t* yE = ws.ex2.data();
+    unsigned char* yflags = ws.flags2.data();
+    const unsigned char* skipped = ws.marks.data();
+    bool flagged = (any & 1u) != 0;
+    if (any & 2u) {  // the others: C in full, then their rows of Y as before
+        ext_gemm_xw_finish(ws, M, N, K, X, W, w_trans, C, range);  // its range covers every row
+        for (std::size_t i = 0; i < M; ++i) {
+            if (!skipped[i]) continue;
+            const std::size_t o = i * N;
+            if (unit) simd::select_n(N, C.m + o, C.e + o, F.m + o, F.e + o);
+            else simd::mul_n(N, C.m + o, C.e + o, F.m + o, F.e + o);
+            flagged |= simd::scale_rows(1, N, F.m + o, F.e + o, kXwDrop, ys + o, yE + i, yflags + i);
+        }
+    }
+    std::swap(ws.xs, ws.xs2);
+    std::swap(ws.ex, ws.ex2);
+    std::swap(ws.flags, ws.flags2);
+    return !flagged;
+}
+
+void chain_buffers(Workspace& ws, std::size_t M, std::size_t N) {
+    ws.xs2.resize(M * N);
+    ws.ex2.resize(M);
+    ws.flags2.resize(M);
+    ws.marks.resize(M);
+}
+
+}  // namespace
+
 bool ext_gemm_xw_chain(Workspace& ws, std::size_t M, std::size_t N, std::size_t K, ExtCMat X, const double* W,
                        bool w_trans, bool unit, ExtMat F, ExtMat C, std::uint64_t* range) {
     // Rows whose products all lie in [tiny, DBL_MAX] (or that are zero rows)
     // are final as the float64 kernel left them: each goes from the product
     // to its scaled row of Y in one pass, C never written (simd::chain_rows).
     // ws.cs, ws.ex and ws.flags stay as they are for ext_gemm_xw_finish.
-    ws.xs2.resize(M * N);
-    ws.ex2.resize(M);
-    ws.flags2.resize(M);
-    ws.marks.resize(M);
+    chain_buffers(ws, M, N);
     const double* cs = ws.cs.data();
     const exp_t* rowE = ws.ex.data();
     double* ys = ws.xs2.data();
@@ -258,22 +285,64 @@ bool ext_gemm_xw_chain(Workspace& ws, std::size_t M, std::size_t N, std::size_t 
                      std::memory_order_relaxed);
         range_bits.fetch_or(bad, std::memory_order_relaxed);
     });
-    bool flagged = (any.load() & 1u) != 0;
     if (range) *range = range_bits.load();
-    if (any.load() & 2u) {  // the others: C in full, then their rows of Y as before
-        ext_gemm_xw_finish(ws, M, N, K, X, W, w_trans, C, range);  // its range covers every row
-        for (std::size_t i = 0; i < M; ++i) {
-            if (!skipped[i]) continue;
-            const std::size_t o = i * N;
-            if (unit) simd::select_n(N, C.m + o, C.e + o, F.m + o, F.e + o);
-            else simd::mul_n(N, C.m + o, C.e + o, F.m + o, F.e + o);
-            flagged |= simd::scale_rows(1, N, F.m + o, F.e + o, kXwDrop, ys + o, yE + i, yflags + i);
+    return chain_rest(ws, M, N, K, X, W, w_trans, unit, F, C, range, any.load());
+}
+
+bool ext_gemm_xw_scaled_chain(Workspace& ws, std::size_t M, std::size_t N, std::size_t K, ExtCMat X,
+                              const double* W, bool unit, ExtMat F, ExtMat C, std::uint64_t* range) {
+    if (!gemm_fixed_order(M, N, K) || M * std::max(N, K) > kElemGrain) {
+        ext_gemm_xw_scaled(ws, M, N, K, W, false);
+        return ext_gemm_xw_chain(ws, M, N, K, X, W, false, unit, F, C, range);
+    }
+    // A product in the fixed-order kernel, rows few enough to run as one
+    // block: each row's product and its step in one call (the same bits).
+    ws.cs.resize(M * N);
+    chain_buffers(ws, M, N);
+    std::uint64_t bad = 0;
+    const unsigned any = simd::narrow_chain_rows(unit, M, K, N, ws.xs.data(), W, ws.cs.data(), ws.ex.data(),
+                                                 ext_gemm_xw_tiny(K), DBL_MAX, F.m, F.e, kXwDrop, ws.xs2.data(),
+                                                 ws.ex2.data(), ws.flags2.data(), ws.marks.data(), &bad);
+    if (range) *range = bad;
+    return chain_rest(ws, M, N, K, X, W, false, unit, F, C, range, any);
+}
+
+std::size_t ext_gemm_xw_chain_run(Workspace& ws, std::size_t n, std::size_t count, const ChainStep* steps, ExtMat C,
+                                  std::uint64_t* range, bool* exact) {
+    constexpr std::size_t kSteps = 16;  // per kernel call
+    ws.cs.resize(n);
+    chain_buffers(ws, 1, n);
+    simd::NarrowChainLayer layers[kSteps];
+    std::size_t done = 0;
+    while (done < count) {
+        const std::size_t m = std::min(kSteps, count - done);
+        for (std::size_t k = 0; k < m; ++k) {
+            const ChainStep& st = steps[done + k];
+            layers[k] = simd::NarrowChainLayer{st.W, st.F.m, st.F.e, st.unit};
+        }
+        double* const x[2] = {ws.xs.data(), ws.xs2.data()};
+        exp_t* const E[2] = {ws.ex.data(), ws.ex2.data()};
+        unsigned char* const flags[2] = {ws.flags.data(), ws.flags2.data()};
+        unsigned any = 0;
+        std::uint64_t bad = 0;
+        const std::size_t k =
+            simd::narrow_chain_run(n, m, layers, x, E, flags, ws.cs.data(), ws.marks.data(), kXwDrop, &any, &bad);
+        if (k % 2) {  // the two buffers turned k times: xs is again the next step's input
+            std::swap(ws.xs, ws.xs2);
+            std::swap(ws.ex, ws.ex2);
+            std::swap(ws.flags, ws.flags2);
+        }
+        done += k;
+        if (k < m) {  // step `done` ran its row; the rest as ext_gemm_xw_scaled_chain has it
+            const ChainStep& st = steps[done];
+            if (range) *range = bad;
+            *exact = chain_rest(ws, 1, n, n, st.X, st.W, false, st.unit, st.F, C, range, any);
+            return done + 1;
         }
     }
-    std::swap(ws.xs, ws.xs2);
-    std::swap(ws.ex, ws.ex2);
-    std::swap(ws.flags, ws.flags2);
-    return !flagged;
+    if (range) *range = 0;
+    *exact = true;
+    return count;
 }
 
 void ext_gemm_xw_scaled(Workspace& ws, std::size_t M, std::size_t N, std::size_t K, const double* W, bool w_trans) {
@@ -436,6 +505,12 @@ void ext_gemm_tn(Workspace& ws, std::size_t B, std::size_t N1, std::size_t N2, E
         // what the general path below computes too (scales 2^0, one-term sums,
         // no residuals); the bias gradient is D itself. As in mul_n, a product
         // of two normal-form mantissas is a normal double or zero.
+        if (N1 * N2 < 2 * kElemGrain) {  // one block: the three steps in one call
+            const std::uint64_t b = simd::outer_gradient(N1, N2, D.m, D.e, A.m, A.e, C.m, C.e, colsum.m, colsum.e,
+                                                         bound != nullptr);
+            if (bound) *bound = b;
+            return;
+        }
         parallel_rows(N1, N2, [&](std::size_t r0, std::size_t r1) {
             simd::outer_rows(r1 - r0, N2, D.m + r0, D.e + r0, A.m, A.e, C.m + r0 * N2, C.e + r0 * N2);
         });

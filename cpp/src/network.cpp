@@ -298,6 +298,32 @@ void activate_checked(Activation act, std::size_t l, std::size_t o, std::size_t 
     if (der.m) check_range(der.m + o, der.e + o, n, l, Quantity::derivatives);
 }
 
+// The epilogue bias_act_rows runs for an activation (false: none, the
+// layer goes step by step).
+bool epilogue_kind(Activation act, simd::Epilogue& kind) {
+    switch (act) {
+        case Activation::identity: kind = simd::Epilogue::identity; return true;
+        case Activation::relu: kind = simd::Epilogue::relu; return true;
+        case Activation::tanh: kind = simd::Epilogue::tanh; return true;
+        default: return false;
+    }
+}
+
+// What follows simd::bias_act_rows over a layer's rows (l) once no product
+// needs exact recomputation: the range check of the activations where its
+// range bits say so, then the tanh rows it left in z (general[i] = 1, those
+// beyond the fast tanh's range, saturated ones) through activate_ext_n,
+// rows in parallel.
+void epilogue_rest(Activation act, std::size_t l, std::size_t batch, std::size_t n_out, std::uint64_t range,
+                   ExtMat out, ExtMat der, ExtMat z, const unsigned char* general) {
+    if (range >> 62) check_range(out.m, out.e, batch * n_out, l, Quantity::activations);
+    if (act != Activation::tanh) return;
+    pass_rows(batch, n_out, [&](std::size_t r0, std::size_t r1) {
+        for (std::size_t i = r0; i < r1; ++i)
+            if (general[i]) activate_checked(act, l, i * n_out, n_out, z, out, der);
+    });
+}
+
 // The bias, activation and range checks of an identity, relu or tanh layer
 // (l) in one pass over ext_gemm_xw_product's outputs: simd::bias_act_rows,
 // rows in parallel. tanh rows it leaves in z go through activate_ext_n.
@@ -307,12 +333,7 @@ bool fused_epilogue(Activation act, std::size_t l, std::size_t batch, std::size_
                     const double* b, const double* bm, const exp_t* be, ExtMat out, ExtMat der, ExtMat z,
                     Workspace& ws) {
     simd::Epilogue kind;
-    switch (act) {
-        case Activation::identity: kind = simd::Epilogue::identity; break;
-        case Activation::relu: kind = simd::Epilogue::relu; break;
-        case Activation::tanh: kind = simd::Epilogue::tanh; break;
-        default: return false;
-    }
+    if (!epilogue_kind(act, kind)) return false;
     bool b_plain = true;
     for (std::size_t j = 0; j < n_out; ++j)
         b_plain &= b[j] == 0.0 || (std::fabs(b[j]) >= DBL_MIN && std::fabs(b[j]) <= std::ldexp(1.0, 1020));
@@ -331,13 +352,7 @@ bool fused_epilogue(Activation act, std::size_t l, std::size_t batch, std::size_
         range.fetch_or(bad, std::memory_order_relaxed);
     });
     if (suspect.load() >> 63) return false;
-    if (range.load() >> 62) check_range(out.m, out.e, batch * n_out, l, Quantity::activations);
-    if (kind != simd::Epilogue::tanh) return true;
-    // Rows beyond the fast tanh's range (saturated ones), rows in parallel.
-    pass_rows(batch, n_out, [&](std::size_t r0, std::size_t r1) {
-        for (std::size_t i = r0; i < r1; ++i)
-            if (general[i]) activate_checked(act, l, i * n_out, n_out, z, out, der);
-    });
+    epilogue_rest(act, l, batch, n_out, range.load(), out, der, z, general);
     return true;
 }
 
@@ -370,30 +385,136 @@ void check_after_product(const Architecture& net, const double* params, std::siz
 
 namespace {
 
+// Largest width of a layer that runs the narrow forward and chain steps
+// (simd::narrow_forward_rows, narrow_chain_rows).
+constexpr std::size_t kNarrowMaxWidth = simd::kNarrowMaxN;
+
+// Whether an extended layer's forward step for `rows` rows takes the narrow
+// way: an activation bias_act_rows takes, a product gemm runs in the
+// fixed-order kernel, and so few rows that every step of the layer would run
+// them as one block on this thread anyway.
+bool narrow_forward(Activation act, std::size_t rows, std::size_t n_out, std::size_t n_in) {
+    simd::Epilogue kind;
+    return epilogue_kind(act, kind) && n_in <= kNarrowMaxWidth && n_out <= kNarrowMaxWidth &&
+           gemm_fixed_order(rows, n_out, n_in) && rows * std::max(n_in, n_out) <= kElemGrain;
+}
+
+// The narrow forward step of an extended identity, relu or tanh layer (l):
+// simd::narrow_forward_rows makes the product and runs the fused epilogue's
+// float64 way in one call, leaving the workspace as ext_gemm_xw_product
+// leaves it; the parameter test (pc) follows as it follows the product.
+// Returns false where some row was flagged (as ext_gemm_xw_product does);
+// otherwise finishes what fused_epilogue would, rows pending through
+// bias_act_rows (each row's bits do not depend on the rows beside it), and
+// returns whether it could (false: a product needs exact recomputation, as
+// fused_epilogue returns). The biases, extended, are made only for pending
+// rows, by bias_ext.
+// Where ran is not null, simd::narrow_forward_run has already made this
+// layer's step (into the same workspace and outputs) and *ran is its status.
+template <class BiasExt>
+bool narrow_forward_ext(const Architecture& net, const double* params, std::size_t l, std::size_t batch, ExtCMat in,
+                        const double* W, const double* b, ExtMat out, ExtMat der, ExtMat z, Workspace& ws,
+                        ParamCheck pc, const unsigned* ran, BiasExt&& bias_ext) {
+    const std::size_t n_in = net.width(l), n_out = net.width(l + 1);
+    const Activation act = net.activation(l);
+    simd::Epilogue kind = simd::Epilogue::identity;
+    epilogue_kind(act, kind);
+    ws.xs.resize(batch * n_in);
+    ws.cs.resize(batch * n_out);
+    ws.ex.resize(batch);
+    ws.flags.resize(batch);
+    ws.marks.resize(batch);
+    const double* cs = ws.cs.data();
+    const exp_t* rowE = ws.ex.data();
+    unsigned char* general = ws.marks.data();
+    simd::BiasAct op;  // field by field: a braced initialiser zero-fills it first
+    op.kind = kind;
+    op.lo = ext_gemm_xw_tiny(n_in);
+    op.hi = DBL_MAX;
+    op.b = b;
+    op.b_plain = false;
+    op.bm = nullptr;
+    op.be = nullptr;
+    op.am = out.m;
+    op.ae = out.e;
+    op.dm = der.m;
+    op.de = der.m ? der.e : nullptr;
+    op.zm = z.m;
+    op.ze = z.e;
+    op.general = general;
+    const unsigned status = ran ? *ran
+                                : simd::narrow_forward_rows(op, batch, n_in, n_out, in.m, in.e, W, kXwDrop,
+                                                            ws.xs.data(), ws.ex.data(), ws.flags.data(), ws.cs.data());
+    if (pc == ParamCheck::after && (status & simd::kNarrowNotFinite)) net.check_layer_params(params, l);
+    if (status & simd::kNarrowFlagged) return false;
+    std::uint64_t suspect = 0, range = 0;
+    if (status & simd::kNarrowSomePending) {
+        const auto [bm, be] = bias_ext();
+        op.b_plain = (status & simd::kNarrowBPlain) != 0;
+        op.bm = bm;
+        op.be = be;
+        for (std::size_t i = 0; i < batch; ++i) {
+            if (general[i] != simd::kNarrowPending) continue;
+            const std::size_t o = i * n_out;
+            simd::BiasAct row = op;
+            row.am += o;
+            row.ae += o;
+            if (row.dm) {
+                row.dm += o;
+                row.de += o;
+            }
+            row.zm += o;
+            row.ze += o;
+            row.general += i;
+            std::uint64_t bad = 0;
+            suspect |= simd::bias_act_rows(row, 1, n_out, cs + o, rowE + i, &bad);
+            range |= bad;
+        }
+    }
+    if (suspect >> 63) return false;
+    epilogue_rest(act, l, batch, n_out, range, out, der, z, general);
+    return true;
+}
+
 // out = f(in W_l^T + b_l) and der = f'(...) (when der.m is not null) of a
-// dense layer, extended; z is scratch. The body of forward_layer_ext.
+// dense layer, extended; z is scratch. The body of forward_layer_ext. ran:
+// as narrow_forward_ext's (a layer a run stopped at).
 void dense_forward_ext(const Architecture& net, const double* params, std::size_t l, std::size_t batch,
-                       ExtCMat in, ExtMat out, ExtMat der, ExtMat z, Workspace& ws, bool check) {
+                       ExtCMat in, ExtMat out, ExtMat der, ExtMat z, Workspace& ws, bool check,
+                       const unsigned* ran = nullptr) {
     const std::size_t n_in = net.width(l), n_out = net.width(l + 1);
     const double* W = params + net.weight_offset(l);
     const double* b = params + net.bias_offset(l);
     const ParamCheck pc = forward_layer_checks(check, batch, n_out, n_in);
     if (pc == ParamCheck::before) net.check_layer_params(params, l);
-    const bool exact = ext_gemm_xw_product(ws, batch, n_out, n_in, in, W, true);
-    // The product's rows are finite mantissas scaled to at most 1 in magnitude:
-    // with finite weights, only an overflow of the sum makes an output inf.
-    if (pc == ParamCheck::after) check_after_product(net, params, l, batch, ws.cs.data(), b);
-    ws.bm.resize(n_out);
-    ws.be.resize(n_out);
-    for (std::size_t j = 0; j < n_out; ++j) {  // the biases, extended
-        const Ext bj = from_double(b[j]);
-        ws.bm[j] = bj.m;
-        ws.be[j] = bj.e;
-    }
-    const double* bm = ws.bm.data();
-    const exp_t* be = ws.be.data();
     const Activation act = net.activation(l);
-    if (exact && fused_epilogue(act, l, batch, n_out, n_in, b, bm, be, out, der, z, ws)) return;
+    bool biases_made = false;
+    const auto bias_ext = [&] {  // the biases, extended
+        if (!biases_made) {
+            ws.bm.resize(n_out);
+            ws.be.resize(n_out);
+            for (std::size_t j = 0; j < n_out; ++j) {
+                const Ext bj = from_double(b[j]);
+                ws.bm[j] = bj.m;
+                ws.be[j] = bj.e;
+            }
+            biases_made = true;
+        }
+        return std::pair<const double*, const exp_t*>(ws.bm.data(), ws.be.data());
+    };
+    if (narrow_forward(act, batch, n_out, n_in)) {
+        if (narrow_forward_ext(net, params, l, batch, in, W, b, out, der, z, ws, pc, ran, bias_ext)) return;
+    } else {
+        const bool exact = ext_gemm_xw_product(ws, batch, n_out, n_in, in, W, true);
+        // The product's rows are finite mantissas scaled to at most 1 in magnitude:
+        // with finite weights, only an overflow of the sum makes an output inf.
+        if (pc == ParamCheck::after) check_after_product(net, params, l, batch, ws.cs.data(), b);
+        if (exact) {
+            const auto [bm, be] = bias_ext();
+            if (fused_epilogue(act, l, batch, n_out, n_in, b, bm, be, out, der, z, ws)) return;
+        }
+    }
+    const auto [bm, be] = bias_ext();
     ext_gemm_xw_finish(ws, batch, n_out, n_in, in, W, true, z);
     // z += b, activation and range checks, rows in parallel (elementwise:
     // the same results for any split).
@@ -555,6 +676,75 @@ inline void forward_layer(const Architecture& net, const double* params, std::si
     forward_layer_f64(net, params, l, batch, in, out, der, z, check);
 }
 
+// Layers of one row per run of simd::narrow_forward_run: at most the
+// interrupt stride of a narrow chain.
+constexpr std::size_t kRunLayers = 16;
+
+// The layers of a one-row pass that take the narrow way one after another,
+// run in one call (simd::narrow_forward_run) instead of one each: from layer
+// l0 + i on, while they are identity, relu or tanh layers of one activation
+// and one width (2 to kNarrowMaxWidth in and out: each layer's product runs
+// in the fixed-order kernel and its parameters are tested after it, as
+// forward_layer_checks has it), not residual, at most run_len. Where the
+// run stops at a layer (a flagged or pending row, a value that is not
+// finite), that layer is finished as dense_forward_ext finishes a narrow
+// step: the same bits as layer by layer. Returns false where layer l0 + i
+// does not take this way; else i is the last layer run and a its output.
+// With one block of rows (nb == 1: rows 0 on, never alternating buffers).
+// run_len is left as the next run's: kRunLayers after runs that finish,
+// fewer after runs that stop early, so that a stretch of layers that each
+// stop a run (such as activations below float64's range that a row's
+// general way cannot finish) is not gathered kRunLayers at a time.
+bool forward_run(const Architecture& net, const double* params, std::size_t l0, std::size_t n, std::size_t rows,
+                 std::size_t nb, std::size_t& i, ExtCMat& a, ExtStore& st, bool keep, Workspace& ws, ExtMat z,
+                 bool check, InterruptCheck& interrupt, std::size_t& run_len) {
+    const std::size_t l = l0 + i, width = net.width(l);
+    const Activation act = net.activation(l);
+    simd::Epilogue kind;
+    if (rows != 1 || nb != 1 || width < 2 || width > kNarrowMaxWidth || !epilogue_kind(act, kind)) return false;
+    simd::NarrowLayer layers[kRunLayers];
+    std::size_t count = 0;
+    for (; count < run_len && i + count < n; ++count) {
+        const std::size_t lc = l + count, ic = i + count;
+        if (net.width(lc + 1) != width || net.activation(lc) != act || net.residual(lc)) break;
+        const ExtMat out = st.a.at(st.aoff[ic + 1]);
+        const ExtMat der = keep ? st.d.at(st.doff[ic]) : ExtMat{nullptr, nullptr};
+        layers[count] = simd::NarrowLayer{params + net.weight_offset(lc), params + net.bias_offset(lc), out.m, out.e,
+                                          der.m, der.e};
+    }
+    if (count == 0) return false;
+    ws.xs.resize(width);
+    ws.cs.resize(width);
+    ws.ex.resize(1);
+    ws.flags.resize(1);
+    ws.marks.resize(1);
+    unsigned status = 0;
+    const std::size_t done = simd::narrow_forward_run(kind, keep, width, count, layers, a.m, a.e, kXwDrop, ws.xs.data(),
+                                                      ws.ex.data(), ws.flags.data(), ws.cs.data(), ws.marks.data(),
+                                                      &status);
+    for (std::size_t k = 0; k < done; ++k) interrupt();  // one check per layer run, as layer by layer
+    if (done > 0) a = ExtCMat{layers[done - 1].am, layers[done - 1].ae};
+    i += done;
+    if (done == count) {
+        run_len = std::min(kRunLayers, 2 * run_len);
+        --i;
+        return true;
+    }
+    run_len = std::max<std::size_t>(1, done);
+    interrupt();
+    const simd::NarrowLayer& L = layers[done];  // its step made, to be finished
+    dense_forward_ext(net, params, l0 + i, 1, a, ExtMat{L.am, L.ae}, ExtMat{L.dm, L.de}, z, ws, check, &status);
+    a = ExtCMat{L.am, L.ae};
+    return true;
+}
+
+// Layer by layer for float64.
+template <class CMat, class Store, class Mat>
+bool forward_run(const Architecture&, const double*, std::size_t, std::size_t, std::size_t, std::size_t, std::size_t&,
+                 CMat&, Store&, bool, Workspace&, Mat, bool, InterruptCheck&, std::size_t&) {
+    return false;
+}
+
 // Runs layers [l0, l1) from `in` (batch x n_{l0}). st then holds a_{l0}..a_{l1}
 // (indexed l - l0) and, when keep, f'(z_l) for l in [l0, l1); without keep only
 // two alternating activation buffers are used.
@@ -585,7 +775,16 @@ void forward_range(const Architecture& net, const double* params, std::size_t l0
         const Mat zb = z.at(r0 * maxw);
         auto a = shift(in, r0 * net.width(l0));
         InterruptCheck interrupt(interrupt_stride(net, rows));  // between layers (Ctrl-C)
+        std::size_t run_len = kRunLayers;  // of the next run of narrow layers (forward_run)
         for (std::size_t i = 0; i < n; ++i) {
+            try {
+                if (forward_run(net, params, l0, n, rows, nb, i, a, st, keep, w, zb, check && nb == 1, interrupt,
+                                run_len))
+                    continue;
+            } catch (...) {
+                failures[r0 / kBlockRows] = Failure{l0 + i, std::current_exception()};
+                return;
+            }
             const std::size_t l = l0 + i, o = r0 * net.width(l + 1);
             Mat out = st.a.at(st.aoff[i + 1] + o);
             Mat der{};  // null: not stored
@@ -831,20 +1030,25 @@ struct ChainCarry {
 void dense_chain_ext(ExtMat dinp, ExtMat delta_below, ExtCMat delta, const double* W, std::size_t rows,
                      std::size_t n_in, std::size_t n_out, std::size_t l, bool fuse, bool unit_below, bool residual,
                      ChainCarry& carry, Workspace& w, Buffer<double>& skm, Buffer<exp_t>& ske) {
-    if (carry.made && carry.scaled) ext_gemm_xw_scaled(w, rows, n_in, n_out, W, false);
-    else carry.exact = ext_gemm_xw_product(w, rows, n_in, n_out, delta, W, false);
     std::uint64_t range = 0;
-    carry.made = carry.scaled = carry.exact && fuse;
     if (residual) {
         skm.resize(rows * n_out);
         ske.resize(rows * n_out);
         std::copy(dinp.m, dinp.m + rows * n_out, skm.data());
         std::copy(dinp.e, dinp.e + rows * n_out, ske.data());
     }
-    if (carry.made)
-        carry.exact = ext_gemm_xw_chain(w, rows, n_in, n_out, delta, W, false, unit_below, delta_below, dinp, &range);
-    else
-        ext_gemm_xw_finish(w, rows, n_in, n_out, delta, W, false, dinp, &range);
+    if (carry.made && carry.scaled && carry.exact && fuse) {  // the product and the chain step in one
+        carry.exact = ext_gemm_xw_scaled_chain(w, rows, n_in, n_out, delta, W, unit_below, delta_below, dinp, &range);
+    } else {
+        if (carry.made && carry.scaled) ext_gemm_xw_scaled(w, rows, n_in, n_out, W, false);
+        else carry.exact = ext_gemm_xw_product(w, rows, n_in, n_out, delta, W, false);
+        carry.made = carry.scaled = carry.exact && fuse;
+        if (carry.made)
+            carry.exact =
+                ext_gemm_xw_chain(w, rows, n_in, n_out, delta, W, false, unit_below, delta_below, dinp, &range);
+        else
+            ext_gemm_xw_finish(w, rows, n_in, n_out, delta, W, false, dinp, &range);
+    }
     if (residual) {  // dL/da_l = the branch's delta_l W_l + the skip's dL/da_{l+1}
         simd::add_n(rows * n_in, dinp.m, dinp.e, skm.data(), ske.data());
         range |= simd::out_of_range(dinp.m, dinp.e, rows * n_in);
@@ -856,6 +1060,48 @@ void dense_chain_ext(ExtMat dinp, ExtMat delta_below, ExtCMat delta, const doubl
     } else {
         settle_range(dinp.m, dinp.e, rows * n_in, l, Quantity::input_gradients, range);
     }
+}
+
+// Layers of one row taken down the chain in runs (ext_gemm_xw_chain_run)
+// rather than a dense_chain_ext call each: from layer `at` down, while each
+// step is the fused one dense_chain_ext would take from a scaled product
+// (layers above l0, neither they nor the layer below residual) and the
+// layers are n wide in and out (2 to kNarrowMaxWidth), at most kRunLayers.
+// Each layer is published and passes an interrupt check as the
+// layer-by-layer loop has it, and the last step's values past the range are
+// settled as dense_chain_ext settles them. Returns false where layer `at`
+// does not take this way; else `at` is the last layer run (its delta_below
+// made) and carry as dense_chain_ext leaves it.
+template <class Publish>
+bool chain_run(const Architecture& net, const double* params, std::size_t l0, ExtStore& st, ExtMat g,
+               ChainCarry& carry, Workspace& w, Publish&& publish, InterruptCheck& interrupt, std::size_t& at) {
+    const std::size_t l = at, n = net.width(l);
+    if (n < 2 || n > kNarrowMaxWidth) return false;
+    ChainStep steps[kRunLayers];
+    std::size_t count = 0;
+    for (; count < kRunLayers; ++count) {
+        const std::size_t lc = l - count;
+        if (lc <= l0 || net.width(lc + 1) != n || net.width(lc - 1) != n || net.residual(lc) ||
+            net.residual(lc - 1))
+            break;
+        const std::size_t o = st.doff[lc - l0], o1 = st.doff[lc - 1 - l0];
+        steps[count] = ChainStep{ExtCMat{st.d.m.data() + o, st.d.e.data() + o}, params + net.weight_offset(lc),
+                                 ExtMat{st.d.m.data() + o1, st.d.e.data() + o1}, unit_derivative(net, lc - 1)};
+    }
+    if (count == 0) return false;
+    for (std::size_t k = 1; k < count; ++k) interrupt();  // layer l's check was made
+    std::uint64_t range = 0;
+    bool exact = true;
+    const std::size_t ran = ext_gemm_xw_chain_run(w, n, count, steps, g, &range, &exact);
+    for (std::size_t k = 1; k < ran; ++k) publish(l - k);  // delta_{l-k} is made
+    at = l - (ran - 1);
+    carry.exact = exact;
+    if (range >> 62) {
+        const ChainStep& last = steps[ran - 1];
+        settle_chain_underflow(1, n, n, last.X, last.W, range, at, g.m, g.e, last.F.m, last.F.e);
+        carry.scaled = false;  // the next product starts from the settled delta
+    }
+    return true;
 }
 
 // Extended counterpart of backward_segment_f64: the chain, then the weight
@@ -877,6 +1123,35 @@ void backward_segment_ext(const Architecture& net, const double* params, std::si
                                      batch * net.width(l0 + i + 1), res.stats[l0 + i].der);
         });
     std::vector<Failure> failures(nb);
+    const LayerSizes sizes = layer_sizes(net, l0, l1, batch);
+    // Tiny layers of one row form their weight gradients after the chain, on
+    // this thread (chain_and_gradients), highest first: their products
+    // (outer products, dense_backward_ext's at batch 1) go in runs of up to
+    // kRunLayers layers of one shape per call, from the highest not yet
+    // formed down to the lowest whose delta the chain made (chain_lo); each
+    // layer's range check, which may throw or flush, stays where it was.
+    const bool grad_runs = sizes == LayerSizes::tiny && batch == 1 && !res.stats;
+    std::size_t chain_lo = l0;                 // as the chain returns it
+    std::size_t run_top = 0, run_lo = l1;      // the layers of the last run: (run_top, ..., run_lo]
+    std::uint64_t run_bounds[kRunLayers] = {};  // their bounds (dense_backward_ext's), from run_top down
+    const auto gradient_run = [&](std::size_t l) {
+        const std::size_t n_in = net.width(l), n_out = net.width(l + 1);
+        simd::OuterGradient g[kRunLayers];
+        std::size_t count = 0;
+        for (; count < kRunLayers && count <= l && l - count >= chain_lo; ++count) {
+            const std::size_t lc = l - count, go = grad_offset(net, res.grad_offset, lc);
+            if (go == kNoGradient || net.width(lc) != n_in || net.width(lc + 1) != n_out) break;
+            const std::size_t i = lc - l0, bo = go + n_out * n_in;
+            g[count] = simd::OuterGradient{st.d.m.data() + st.doff[i], st.d.e.data() + st.doff[i],
+                                           st.a.m.data() + st.aoff[i], st.a.e.data() + st.aoff[i],
+                                           res.grad.m + go, res.grad.e + go, res.grad.m + bo, res.grad.e + bo};
+        }
+        const bool bound = bound_wanted(1, n_out, n_in);
+        simd::outer_gradient_run(n_out, n_in, count, g, bound, run_bounds);
+        if (!bound) std::fill(run_bounds, run_bounds + count, kNoBound);
+        run_top = l;
+        run_lo = l + 1 - count;
+    };
     const auto chain = [&](auto&& publish) {
         for_each_block(batch, nb, [&](std::size_t r0, std::size_t r1) {
             const std::size_t rows = r1 - r0;
@@ -897,6 +1172,18 @@ void backward_segment_ext(const Architecture& net, const double* params, std::si
                 // Fused only within the segment (f'(z_{l-1}) is stored) and not
                 // through residual layers, whose dL/da adds the skip.
                 const bool fuse = l > l0 && !net.residual(l) && !net.residual(l - 1);
+                if (rows == 1 && nb == 1 && fuse && carry.made && carry.scaled && carry.exact) {
+                    std::size_t at = l;  // the layer being run, for a failure
+                    try {
+                        if (chain_run(net, params, l0, st, g, carry, w, publish, interrupt, at)) {
+                            l = at;
+                            continue;
+                        }
+                    } catch (...) {
+                        failures[0] = Failure{at, std::current_exception()};
+                        return;
+                    }
+                }
                 ExtMat below{nullptr, nullptr};
                 if (fuse) {
                     const std::size_t o1 = st.doff[l - 1 - l0] + r0 * n_in;
@@ -915,13 +1202,18 @@ void backward_segment_ext(const Architecture& net, const double* params, std::si
         std::size_t lo = l0;  // lowest layer whose deltas are known for every row
         for (const Failure& f : failures)
             if (f.error) lo = std::max(lo, f.layer);
+        chain_lo = lo;
         return lo;
     };
-    chain_and_gradients(l0, l1, layer_sizes(net, l0, l1, batch), nb == 1, ws, chain,
-                        [&](std::size_t l, Workspace& w) {
+    chain_and_gradients(l0, l1, sizes, nb == 1, ws, chain, [&](std::size_t l, Workspace& w) {
         const std::size_t go = grad_offset(net, res.grad_offset, l);
         if (go == kNoGradient) return;
         const std::size_t n_in = net.width(l), n_out = net.width(l + 1), i = l - l0, bo = go + n_out * n_in;
+        if (grad_runs) {  // the products in runs, the range checks layer by layer
+            if (l < run_lo) gradient_run(l);
+            check_gradient_range(n_out, n_in, run_bounds[run_top - l], res.grad.m + go, res.grad.e + go, l);
+            return;
+        }
         dense_backward_ext(ExtMat{res.grad.m + go, res.grad.e + go}, ExtMat{res.grad.m + bo, res.grad.e + bo},
                            ExtCMat{st.d.m.data() + st.doff[i], st.d.e.data() + st.doff[i]},
                            ExtCMat{st.a.m.data() + st.aoff[i], st.a.e.data() + st.aoff[i]}, batch, n_in, n_out, l, w,

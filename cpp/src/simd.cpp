@@ -5,6 +5,8 @@
 #include "loggrad/gemm.hpp"
 #include "tanh.hpp"
 
+#include <cfloat>
+#include <cmath>
 #include <cstdlib>
 #include <cstring>
 #include <string>
@@ -225,6 +227,26 @@ inline std::uint64_t chain_row_deltas(std::size_t n, const double* c, exp_t base
     }
     return bad;
 }
+// Row i of chain_rows; any and bad as there.
+template <bool kUnit>
+inline unsigned chain_row(std::size_t i, std::size_t n, const double* c, const exp_t* base, std::uint64_t lo_bits,
+                          std::uint64_t hi_bits, double* dm, exp_t* de, exp_t T, double* s, exp_t* E,
+                          unsigned char* flags, unsigned char* skipped, std::uint64_t& bad) {
+    const double* ci = c + i * n;
+    const exp_t b = base[i];
+    std::uint64_t out = 0;
+    if (b != kZeroExp)
+        for (std::size_t j = 0; j < n; ++j) out |= outside_bits(ci[j], lo_bits, hi_bits);
+    skipped[i] = static_cast<unsigned char>(out >> 63);
+    if (skipped[i]) return 2u;
+    double* dmi = dm + i * n;
+    exp_t* dei = de + i * n;
+    bad |= chain_row_deltas<kUnit>(n, ci, b, dmi, dei);
+    E[i] = max_exp_of_impl(n, dei);
+    const bool f = scale_impl<false>(n, dmi, dei, E + i, T, s + i * n) != 0;
+    flags[i] = f;
+    return f ? 1u : 0u;
+}
 }  // namespace
 
 LOGGRAD_SIMD_KERNEL(unsigned, chain_rows,
@@ -235,25 +257,9 @@ LOGGRAD_SIMD_KERNEL(unsigned, chain_rows,
     const std::uint64_t lo_bits = detail::bits(lo), hi_bits = detail::bits(hi);
     unsigned any = 0;
     std::uint64_t bad = 0;
-    for (std::size_t i = 0; i < rows; ++i) {
-        const double* ci = c + i * n;
-        const exp_t b = base[i];
-        std::uint64_t out = 0;
-        if (b != kZeroExp)
-            for (std::size_t j = 0; j < n; ++j) out |= outside_bits(ci[j], lo_bits, hi_bits);
-        skipped[i] = static_cast<unsigned char>(out >> 63);
-        if (skipped[i]) {
-            any |= 2u;
-            continue;
-        }
-        double* dmi = dm + i * n;
-        exp_t* dei = de + i * n;
-        bad |= unit ? chain_row_deltas<true>(n, ci, b, dmi, dei) : chain_row_deltas<false>(n, ci, b, dmi, dei);
-        E[i] = max_exp_of_impl(n, dei);
-        const bool f = scale_impl<false>(n, dmi, dei, E + i, T, s + i * n) != 0;
-        flags[i] = f;
-        any |= f ? 1u : 0u;
-    }
+    for (std::size_t i = 0; i < rows; ++i)
+        any |= unit ? chain_row<true>(i, n, c, base, lo_bits, hi_bits, dm, de, T, s, E, flags, skipped, bad)
+                    : chain_row<false>(i, n, c, base, lo_bits, hi_bits, dm, de, T, s, E, flags, skipped, bad);
     *range |= bad;
     return any;
 })
@@ -272,10 +278,19 @@ LOGGRAD_SIMD_KERNEL(bool, scale_rows,
     return any;
 })
 
-LOGGRAD_SIMD_KERNEL(void, outer_rows,
-                    (std::size_t rows, std::size_t n, const double* dm, const exp_t* de, const double* am,
-                     const exp_t* ae, double* cm, exp_t* ce),
-                    (rows, n, dm, de, am, ae, cm, ce), {
+namespace {
+inline std::uint64_t max_abs_exponent_impl(const double* m, const exp_t* e, std::size_t n) {
+    std::uint64_t mx = 0;
+    for (std::size_t i = 0; i < n; ++i) {
+        const std::uint64_t a = abs_exponent(e[i]) & detail::nonzero_mask(detail::bits(m[i]) << 1);
+        mx = mx < a ? a : mx;
+    }
+    return mx;
+}
+
+// Rows [0, rows) of outer_rows.
+inline void outer_rows_impl(std::size_t rows, std::size_t n, const double* dm, const exp_t* de, const double* am,
+                            const exp_t* ae, double* cm, exp_t* ce) {
     // A product of two normal-form mantissas is a normal double or zero.
     for (std::size_t j = 0; j < rows; ++j) {
         const double d = dm[j];
@@ -284,7 +299,13 @@ LOGGRAD_SIMD_KERNEL(void, outer_rows,
         exp_t* cej = ce + j * n;
         for (std::size_t k = 0; k < n; ++k) detail::normal_parts(d * am[k], e + ae[k], cmj[k], cej[k]);
     }
-})
+}
+}  // namespace
+
+LOGGRAD_SIMD_KERNEL(void, outer_rows,
+                    (std::size_t rows, std::size_t n, const double* dm, const exp_t* de, const double* am,
+                     const exp_t* ae, double* cm, exp_t* ce),
+                    (rows, n, dm, de, am, ae, cm, ce), { outer_rows_impl(rows, n, dm, de, am, ae, cm, ce); })
 
 namespace {
 
@@ -365,6 +386,27 @@ inline void row_tile(std::size_t K, std::size_t N, GetA a, const double* B, doub
     }
 }
 
+// Row c of C = op(A) B (B not transposed, K x N), as gemm_small makes it:
+// tiles of 16, 4 and 1 columns (row_tile); a(k) is op(A)'s row. (gemm_small
+// keeps its own copy of these loops: the float64 path returns its products
+// as they are, and the compiler, free to swap the operands of a sum, could
+// then pass on another of two NaNs.)
+template <typename GetA>
+inline void row_tiles(std::size_t K, std::size_t N, GetA a, const double* B, double* c) {
+    std::size_t j = 0;
+    for (; j + 16 <= N; j += 16) row_tile<16>(K, N, a, B + j, c + j);
+    for (; j + 4 <= N; j += 4) row_tile<4>(K, N, a, B + j, c + j);
+    for (; j < N; ++j) row_tile<1>(K, N, a, B + j, c + j);
+}
+
+// Row c of C = A B^T (A: M x K, B: N x K), as gemm_small makes it: four
+// outputs at a time (dots4), then one at a time (dot4).
+inline void row_dots(std::size_t K, std::size_t N, const double* a, const double* B, double* c) {
+    std::size_t j = 0;
+    for (; j + 4 <= N; j += 4) dots4<4>(K, a, B + j * K, c + j);
+    for (; j < N; ++j) c[j] = dot4(K, a, B + j * K);
+}
+
 }  // namespace
 
 LOGGRAD_SIMD_KERNEL(void, gemm_small,
@@ -406,12 +448,29 @@ LOGGRAD_SIMD_KERNEL(std::uint64_t, out_of_range, (const double* m, const exp_t* 
 })
 
 LOGGRAD_SIMD_KERNEL(std::uint64_t, max_abs_exponent, (const double* m, const exp_t* e, std::size_t n), (m, e, n), {
-    std::uint64_t mx = 0;
-    for (std::size_t i = 0; i < n; ++i) {
-        const std::uint64_t a = abs_exponent(e[i]) & detail::nonzero_mask(detail::bits(m[i]) << 1);
-        mx = mx < a ? a : mx;
+    return max_abs_exponent_impl(m, e, n);
+})
+
+LOGGRAD_SIMD_KERNEL(std::uint64_t, outer_gradient,
+                    (std::size_t n1, std::size_t n2, const double* dm, const exp_t* de, const double* am,
+                     const exp_t* ae, double* cm, exp_t* ce, double* sm, exp_t* se, bool bound),
+                    (n1, n2, dm, de, am, ae, cm, ce, sm, se, bound), {
+    outer_rows_impl(n1, n2, dm, de, am, ae, cm, ce);
+    if (sm) loggrad::normalize_n(n1, dm, 0, de, sm, se);
+    return bound ? max_abs_exponent_impl(dm, de, n1) + max_abs_exponent_impl(am, ae, n2) : std::uint64_t(0);
+})
+
+LOGGRAD_SIMD_KERNEL(void, outer_gradient_run,
+                    (std::size_t n1, std::size_t n2, std::size_t count, const OuterGradient* g, bool bound,
+                     std::uint64_t* bounds),
+                    (n1, n2, count, g, bound, bounds), {
+    for (std::size_t k = 0; k < count; ++k) {
+        const OuterGradient& G = g[k];
+        outer_rows_impl(n1, n2, G.dm, G.de, G.am, G.ae, G.cm, G.ce);
+        loggrad::normalize_n(n1, G.dm, 0, G.de, G.sm, G.se);
+        bounds[k] = bound ? max_abs_exponent_impl(G.dm, G.de, n1) + max_abs_exponent_impl(G.am, G.ae, n2)
+                          : std::uint64_t(0);
     }
-    return mx;
 })
 
 LOGGRAD_SIMD_KERNEL(bool, all_finite, (const double* x, std::size_t n), (x, n), {
@@ -439,94 +498,306 @@ LOGGRAD_SIMD_KERNEL(void, relu_ext,
     });
 })
 
+namespace {
+
+// Stores element j of row i of bias_act_rows' outputs: the activation (am, ae)
+// and, with kDer, the derivative (dm, de), both in normal form.
+template <bool kDer>
+inline void bias_act_put(const BiasAct& op, std::size_t n, std::size_t i, std::size_t j, double am, exp_t ae,
+                         double dm, exp_t de) {
+    op.am[i * n + j] = am;
+    op.ae[i * n + j] = ae;
+    if constexpr (kDer) {
+        op.dm[i * n + j] = dm;
+        op.de[i * n + j] = de;
+    }
+}
+
+// Row i of bias_act_rows the float64 way (its products c, scale exponent e):
+// true where that way applies and the row is done, false where the row must
+// go the general way (bias_act_general_row), which then writes every output
+// of the row again.
+template <Epilogue kKind, bool kDer>
+inline bool bias_act_float_row(const BiasAct& op, bool b_plain, std::size_t i, std::size_t n, const double* ci,
+                               exp_t e, std::uint64_t lo_bits) {
+    constexpr bool kTanh = kKind == Epilogue::tanh;
+    // A float64 row: for |c| within [2^(-960 - e), 2^(1020 - e)],
+    // t = c 2^e is exact and normal, and t + b (b zero or normal, |b|
+    // <= 2^1020) neither overflows nor lands among the subnormals
+    // (terms of at least 2^-970 are multiples of 2^-1022; a smaller b
+    // leaves |t + b| > 2^-961). So the float64 sum is the exact sum
+    // rounded once: what the extended steps give, in a fraction of the
+    // operations. A c outside (or e too far out for 2^e to be a
+    // double; for tanh, a sum beyond tanh_parts' range) sends the row
+    // the general way. Where a bound is not a double, the trusted
+    // range [lo, hi] lies within it already.
+    if (!(b_plain && e >= -1022 && e <= 1023)) return false;
+    const int k = static_cast<int>(e);
+    const double p = pow2(k);
+    const std::uint64_t hi_bits = detail::bits(op.hi);
+    const std::uint64_t lo_f = -960 - k < -1022 ? lo_bits : std::max(lo_bits, detail::bits(pow2(-960 - k)));
+    const std::uint64_t hi_f = 1020 - k > 1023 ? hi_bits : detail::bits(pow2(1020 - k));
+    const std::uint64_t s_max = detail::bits(tanh_kernel::kTanhPartsMax);
+    std::uint64_t miss = 0;
+    // Each element reads inputs only and writes its own outputs: no
+    // dependence between iterations, and no alias checks needed.
+    _Pragma("GCC ivdep")
+    for (std::size_t j = 0; j < n; ++j) {
+        const double s = ci[j] * p + op.b[j];
+        miss |= outside_bits(ci[j], lo_f, hi_f);
+        double am, dm = 0.0;
+        exp_t ae, de = 0;
+        if constexpr (kTanh) {
+            double v, d;
+            tanh_kernel::tanh_parts(s, v, d);
+            miss |= ~tanh_kernel::below(detail::bits(s) & ~(std::uint64_t(1) << 63), s_max);
+            detail::normal_parts(v, 0, am, ae);
+            detail::normal_parts(d, 0, dm, de);
+        } else {
+            double zm;
+            exp_t ze;
+            detail::normal_parts(s, 0, zm, ze);
+            relu_parts<kKind == Epilogue::relu, kDer>(zm, ze, am, ae, dm, de);
+        }
+        bias_act_put<kDer>(op, n, i, j, am, ae, dm, de);
+    }
+    return !(miss >> 63);
+}
+
+// Row i of bias_act_rows the general way; out and bad as there.
+template <Epilogue kKind, bool kDer>
+inline void bias_act_general_row(const BiasAct& op, std::size_t i, std::size_t n, const double* ci, exp_t e,
+                                 std::uint64_t lo_bits, std::uint64_t& out, std::uint64_t& bad) {
+    constexpr bool kTanh = kKind == Epilogue::tanh;
+    const std::uint64_t hi_bits = detail::bits(op.hi);
+    // A zero row (e = kZeroExp) has exact zero products: nothing to redo
+    // there. tanh leaves z in (zm, ze) for the caller.
+    const std::uint64_t lo_row = e == kZeroExp ? 0 : lo_bits;
+    _Pragma("GCC ivdep")
+    for (std::size_t j = 0; j < n; ++j) {
+        double zm, am, dm;
+        exp_t ze, ae, de;
+        detail::normal_parts(ci[j], e, zm, ze);
+        out |= outside_bits(ci[j], lo_row, hi_bits);
+        detail::add_parts(zm, ze, op.bm[j], op.be[j], zm, ze);
+        if constexpr (kTanh) {
+            op.zm[i * n + j] = zm;
+            op.ze[i * n + j] = ze;
+        } else {
+            relu_parts<kKind == Epilogue::relu, kDer>(zm, ze, am, ae, dm, de);
+            bad |= range_bits(am, ae);
+            bias_act_put<kDer>(op, n, i, j, am, ae, dm, de);
+        }
+    }
+    op.general[i] = kTanh;
+}
+
+}  // namespace
+
 LOGGRAD_SIMD_KERNEL(std::uint64_t, bias_act_rows,
                     (const BiasAct& op, std::size_t rows, std::size_t n, const double* c, const exp_t* base,
                      std::uint64_t* range),
                     (op, rows, n, c, base, range), {
-    const std::uint64_t lo_bits = detail::bits(op.lo), hi_bits = detail::bits(op.hi);
+    const std::uint64_t lo_bits = detail::bits(op.lo);
     std::uint64_t out = 0, bad = 0;
     with_kind_der(op.kind, op.dm != nullptr, [&](auto kKind, auto kDer) {
-        constexpr bool kTanh = kKind == Epilogue::tanh;
-        // Stores element j of row i: the activation (am, ae) and, with kDer,
-        // the derivative (dm, de), both in normal form.
-        const auto put = [&](std::size_t i, std::size_t j, double am, exp_t ae, double dm, exp_t de) {
-            op.am[i * n + j] = am;
-            op.ae[i * n + j] = ae;
-            if constexpr (kDer) {
-                op.dm[i * n + j] = dm;
-                op.de[i * n + j] = de;
-            }
-        };
         for (std::size_t i = 0; i < rows; ++i) {
-            const double* ci = c + i * n;
-            const exp_t e = base[i];
             op.general[i] = 0;
-            // A float64 row: for |c| within [2^(-960 - e), 2^(1020 - e)],
-            // t = c 2^e is exact and normal, and t + b (b zero or normal, |b|
-            // <= 2^1020) neither overflows nor lands among the subnormals
-            // (terms of at least 2^-970 are multiples of 2^-1022; a smaller b
-            // leaves |t + b| > 2^-961). So the float64 sum is the exact sum
-            // rounded once: what the extended steps give, in a fraction of the
-            // operations. A c outside (or e too far out for 2^e to be a
-            // double; for tanh, a sum beyond tanh_parts' range) sends the row
-            // the general way. Where a bound is not a double, the trusted
-            // range [lo, hi] lies within it already.
-            if (op.b_plain && e >= -1022 && e <= 1023) {
-                const int k = static_cast<int>(e);
-                const double p = pow2(k);
-                const std::uint64_t lo_f = -960 - k < -1022 ? lo_bits : std::max(lo_bits, detail::bits(pow2(-960 - k)));
-                const std::uint64_t hi_f = 1020 - k > 1023 ? hi_bits : detail::bits(pow2(1020 - k));
-                const std::uint64_t s_max = detail::bits(tanh_kernel::kTanhPartsMax);
-                std::uint64_t miss = 0;
-                // Each element reads inputs only and writes its own outputs: no
-                // dependence between iterations, and no alias checks needed.
-                _Pragma("GCC ivdep")
-                for (std::size_t j = 0; j < n; ++j) {
-                    const double s = ci[j] * p + op.b[j];
-                    miss |= outside_bits(ci[j], lo_f, hi_f);
-                    double am, dm = 0.0;
-                    exp_t ae, de = 0;
-                    if constexpr (kTanh) {
-                        double v, d;
-                        tanh_kernel::tanh_parts(s, v, d);
-                        miss |= ~tanh_kernel::below(detail::bits(s) & ~(std::uint64_t(1) << 63), s_max);
-                        detail::normal_parts(v, 0, am, ae);
-                        detail::normal_parts(d, 0, dm, de);
-                    } else {
-                        double zm;
-                        exp_t ze;
-                        detail::normal_parts(s, 0, zm, ze);
-                        relu_parts<kKind == Epilogue::relu, kDer>(zm, ze, am, ae, dm, de);
-                    }
-                    put(i, j, am, ae, dm, de);
-                }
-                if (!(miss >> 63)) continue;
-            }
-            // The general way. A zero row (e = kZeroExp) has exact zero
-            // products: nothing to redo there. tanh leaves z in (zm, ze) for
-            // the caller.
-            const std::uint64_t lo_row = e == kZeroExp ? 0 : lo_bits;
-            _Pragma("GCC ivdep")
-            for (std::size_t j = 0; j < n; ++j) {
-                double zm, am, dm;
-                exp_t ze, ae, de;
-                detail::normal_parts(ci[j], e, zm, ze);
-                out |= outside_bits(ci[j], lo_row, hi_bits);
-                detail::add_parts(zm, ze, op.bm[j], op.be[j], zm, ze);
-                if constexpr (kTanh) {
-                    op.zm[i * n + j] = zm;
-                    op.ze[i * n + j] = ze;
-                } else {
-                    relu_parts<kKind == Epilogue::relu, kDer>(zm, ze, am, ae, dm, de);
-                    bad |= range_bits(am, ae);
-                    put(i, j, am, ae, dm, de);
-                }
-            }
-            op.general[i] = kTanh;
+            if (bias_act_float_row<kKind, kDer>(op, op.b_plain, i, n, c + i * n, base[i], lo_bits)) continue;
+            bias_act_general_row<kKind, kDer>(op, i, n, c + i * n, base[i], lo_bits, out, bad);
         }
     });
     *range = bad;
     return out;
+})
+
+namespace {
+// tanh(z) = z and tanh'(z) = 1 to the last bit below this exponent
+// (activate_ext's first-order form; its fast way starts there).
+constexpr exp_t kTanhTinyExp = -900;
+
+// Row i of bias_act_rows the general way, where that leaves nothing for its
+// caller: identity and relu rows whose products need no exact recomputation
+// and whose activations are within the range; tanh rows, whose z it leaves
+// to activate_ext_n, where every z is zero or below 2^kTanhTinyExp, so that
+// tanh(z) = z and tanh'(z) = 1 (activate_ext's values there) and no range
+// check can fail. (bm, be): the biases, extended. Returns whether the row
+// is done; else it is left for bias_act_rows, which writes it again.
+template <Epilogue kKind, bool kDer>
+inline bool general_row_done(const BiasAct& op, std::size_t i, std::size_t n, const double* ci, exp_t e,
+                             std::uint64_t lo_bits, const double* bm, const exp_t* be) {
+    std::uint64_t out = 0, bad = 0;
+    if constexpr (kKind != Epilogue::tanh) {
+        BiasAct g = op;
+        g.bm = bm;
+        g.be = be;
+        bias_act_general_row<kKind, kDer>(g, i, n, ci, e, lo_bits, out, bad);
+        return !(out >> 63) && bad == 0;
+    } else {
+        const std::uint64_t hi_bits = detail::bits(op.hi);
+        const std::uint64_t lo_row = e == kZeroExp ? 0 : lo_bits;  // as bias_act_general_row
+        std::uint64_t big = 0;
+        for (std::size_t j = 0; j < n; ++j) {
+            double zm;
+            exp_t ze;
+            detail::normal_parts(ci[j], e, zm, ze);
+            out |= outside_bits(ci[j], lo_row, hi_bits);
+            detail::add_parts(zm, ze, bm[j], be[j], zm, ze);
+            big |= static_cast<std::uint64_t>(zm != 0.0 && ze >= kTanhTinyExp);
+            bad |= range_bits(zm, ze);
+            bias_act_put<kDer>(op, n, i, j, zm, ze, kExtOne.m, kExtOne.e);
+        }
+        return !(out >> 63) && big == 0 && bad == 0;
+    }
+}
+
+// narrow_forward_rows for one epilogue kind and derivative flag.
+template <Epilogue kKind, bool kDer>
+inline unsigned narrow_forward_impl(const BiasAct& op, std::size_t rows, std::size_t K, std::size_t n,
+                                    const double* xm, const exp_t* xe, const double* W, exp_t T, double* s, exp_t* E,
+                                    unsigned char* flags, double* c) {
+    // The biases: as fused_epilogue tests them (b_plain), and whether all are finite.
+    constexpr std::uint64_t kExpMask = std::uint64_t(0x7ff) << 52;
+    bool b_plain = true;
+    std::uint64_t b_inf = 0;
+    for (std::size_t j = 0; j < n; ++j) {
+        const double a = std::fabs(op.b[j]);
+        b_plain &= op.b[j] == 0.0 || (a >= DBL_MIN && a <= 0x1p1020);
+        b_inf |= (detail::bits(op.b[j]) & kExpMask) + (std::uint64_t(1) << 52);
+    }
+    const std::uint64_t lo_bits = detail::bits(op.lo);
+    unsigned status = b_plain ? kNarrowBPlain : 0u;
+    if (b_inf >> 63) status |= kNarrowNotFinite;
+    std::uint64_t c_inf = 0;
+    double bm[kNarrowMaxN];  // the biases, extended, once a row needs them
+    exp_t be[kNarrowMaxN];
+    bool have_bias = false;
+    for (std::size_t i = 0; i < rows; ++i) {
+        const double* xmi = xm + i * K;
+        const exp_t* xei = xe + i * K;
+        double* si = s + i * K;
+        double* ci = c + i * n;
+        // scale_rows
+        E[i] = max_exp_of_impl(K, xei);
+        const bool f = scale_impl<false>(K, xmi, xei, E + i, T, si) != 0;
+        flags[i] = f;
+        // gemm_small, W transposed
+        row_dots(K, n, si, W, ci);
+        for (std::size_t j = 0; j < n; ++j) c_inf |= (detail::bits(ci[j]) & kExpMask) + (std::uint64_t(1) << 52);
+        if (f) {
+            status |= kNarrowFlagged;
+            continue;
+        }
+        // bias_act_rows, the float64 way, else the general way where that finishes the row
+        op.general[i] = 0;
+        if (bias_act_float_row<kKind, kDer>(op, b_plain, i, n, ci, E[i], lo_bits)) continue;
+        if (!have_bias) {
+            for (std::size_t j = 0; j < n; ++j) {
+                const Ext bj = from_double(op.b[j]);
+                bm[j] = bj.m;
+                be[j] = bj.e;
+            }
+            have_bias = true;
+        }
+        if (general_row_done<kKind, kDer>(op, i, n, ci, E[i], lo_bits, bm, be)) continue;
+        op.general[i] = kNarrowPending;
+        status |= kNarrowSomePending;
+    }
+    if (c_inf >> 63) status |= kNarrowNotFinite;
+    return status;
+}
+}  // namespace
+
+LOGGRAD_SIMD_KERNEL(unsigned, narrow_forward_rows,
+                    (const BiasAct& op, std::size_t rows, std::size_t K, std::size_t n, const double* xm,
+                     const exp_t* xe, const double* W, exp_t T, double* s, exp_t* E, unsigned char* flags,
+                     double* c),
+                    (op, rows, K, n, xm, xe, W, T, s, E, flags, c), {
+    unsigned status = 0;
+    with_kind_der(op.kind, op.dm != nullptr, [&](auto kKind, auto kDer) {
+        status = narrow_forward_impl<kKind, kDer>(op, rows, K, n, xm, xe, W, T, s, E, flags, c);
+    });
+    return status;
+})
+
+LOGGRAD_SIMD_KERNEL(std::size_t, narrow_forward_run,
+                    (Epilogue kind, bool der, std::size_t n, std::size_t count, const NarrowLayer* layers,
+                     const double* xm, const exp_t* xe, exp_t T, double* s, exp_t* E, unsigned char* flags,
+                     double* c, unsigned char* general, unsigned* stop),
+                    (kind, der, n, count, layers, xm, xe, T, s, E, flags, c, general, stop), {
+    std::size_t done = 0;
+    with_kind_der(kind, der, [&](auto kKind, auto kDer) {
+        BiasAct op;
+        op.kind = kind;
+        op.lo = ext_gemm_xw_tiny(n);
+        op.hi = DBL_MAX;
+        op.b_plain = false;
+        op.bm = nullptr;
+        op.be = nullptr;
+        op.zm = nullptr;
+        op.ze = nullptr;
+        op.general = general;
+        for (; done < count; ++done) {
+            const NarrowLayer& L = layers[done];
+            op.b = L.b;
+            op.am = L.am;
+            op.ae = L.ae;
+            op.dm = kDer ? L.dm : nullptr;
+            op.de = kDer ? L.de : nullptr;
+            const unsigned status = narrow_forward_impl<kKind, kDer>(op, 1, n, n, xm, xe, L.W, T, s, E, flags, c);
+            if (status & ~kNarrowBPlain) {  // the caller finishes this layer
+                *stop = status;
+                return;
+            }
+            xm = L.am;
+            xe = L.ae;
+        }
+    });
+    return done;
+})
+
+LOGGRAD_SIMD_KERNEL(unsigned, narrow_chain_rows,
+                    (bool unit, std::size_t rows, std::size_t K, std::size_t n, const double* x, const double* W,
+                     double* c, const exp_t* base, double lo, double hi, double* dm, exp_t* de, exp_t T, double* s,
+                     exp_t* E, unsigned char* flags, unsigned char* skipped, std::uint64_t* range),
+                    (unit, rows, K, n, x, W, c, base, lo, hi, dm, de, T, s, E, flags, skipped, range), {
+    const std::uint64_t lo_bits = detail::bits(lo), hi_bits = detail::bits(hi);
+    unsigned any = 0;
+    std::uint64_t bad = 0;
+    for (std::size_t i = 0; i < rows; ++i) {
+        const double* xi = x + i * K;
+        row_tiles(K, n, [&](std::size_t k) { return xi[k]; }, W, c + i * n);
+        any |= unit ? chain_row<true>(i, n, c, base, lo_bits, hi_bits, dm, de, T, s, E, flags, skipped, bad)
+                    : chain_row<false>(i, n, c, base, lo_bits, hi_bits, dm, de, T, s, E, flags, skipped, bad);
+    }
+    *range |= bad;
+    return any;
+})
+
+LOGGRAD_SIMD_KERNEL(std::size_t, narrow_chain_run,
+                    (std::size_t n, std::size_t count, const NarrowChainLayer* layers, double* const* x,
+                     exp_t* const* E, unsigned char* const* flags, double* c, unsigned char* skipped, exp_t T,
+                     unsigned* any, std::uint64_t* range),
+                    (n, count, layers, x, E, flags, c, skipped, T, any, range), {
+    const std::uint64_t lo_bits = detail::bits(ext_gemm_xw_tiny(n)), hi_bits = detail::bits(DBL_MAX);
+    for (std::size_t k = 0; k < count; ++k) {
+        const NarrowChainLayer& L = layers[k];
+        const std::size_t in = k % 2, out = 1 - in;
+        const double* xi = x[in];
+        row_tiles(n, n, [&](std::size_t q) { return xi[q]; }, L.W, c);
+        std::uint64_t bad = 0;
+        const unsigned a =
+            L.unit ? chain_row<true>(0, n, c, E[in], lo_bits, hi_bits, L.fm, L.fe, T, x[out], E[out], flags[out],
+                                     skipped, bad)
+                   : chain_row<false>(0, n, c, E[in], lo_bits, hi_bits, L.fm, L.fe, T, x[out], E[out], flags[out],
+                                      skipped, bad);
+        if (a != 0 || bad != 0) {
+            *any = a;
+            *range = bad;
+            return k;
+        }
+    }
+    return count;
 })
 
 }  // namespace loggrad::simd

@@ -147,10 +147,113 @@ struct BiasAct {
 std::uint64_t bias_act_rows(const BiasAct& op, std::size_t rows, std::size_t n, const double* c, const exp_t* base,
                             std::uint64_t* range);
 
+// The forward step of a narrow extended layer (n <= kNarrowMaxN) in one
+// call: for each row i < rows of X = (xm, xe) (rows x K), what
+// ext_gemm_xw_product and then bias_act_rows do to it, in turn, with the
+// same bits: the row scaled as scale_rows scales it (into s, E[i], flags[i],
+// T = kXwDrop), its product with W^T (W: n x K) as gemm_small makes it (into
+// c, row i), and, where the row was not flagged, bias_act_rows' float64 way
+// into op's outputs (op.general[i] = 0), or its general way where that
+// leaves nothing to do after it (identity and relu rows that need no exact
+// recomputation and stay within the range; tanh rows whose every z is zero
+// or below 2^-900, where activate_ext_n gives z and 1). Any other row gets
+// op.general[i] = kNarrowPending and is left for bias_act_rows. op.b_plain,
+// op.bm and op.be are not read: the kernel makes them itself. Returns
+// kNarrow* bits.
+constexpr std::size_t kNarrowMaxN = 64;
+constexpr unsigned kNarrowFlagged = 1;      // some row was flagged (as ext_gemm_xw_product returning false)
+constexpr unsigned kNarrowSomePending = 2;  // some row is pending
+constexpr unsigned kNarrowNotFinite = 4;    // some product or bias is inf or nan
+constexpr unsigned kNarrowBPlain = 8;       // the biases are plain (BiasAct::b_plain)
+constexpr unsigned char kNarrowPending = 2;
+unsigned narrow_forward_rows(const BiasAct& op, std::size_t rows, std::size_t K, std::size_t n, const double* xm,
+                             const exp_t* xe, const double* W, exp_t T, double* s, exp_t* E, unsigned char* flags,
+                             double* c);
+
+// One layer of narrow_forward_run: its weights (n x n) and biases, and where
+// its activations and (when the run stores them) derivatives go.
+struct NarrowLayer {
+    const double* W;
+    const double* b;
+    double* am;
+    exp_t* ae;
+    double* dm;
+    exp_t* de;
+};
+
+// narrow_forward_rows over `count` layers of one row, n wide in and out, the
+// same epilogue each (with derivatives where der), each layer's activations
+// the next one's input (the first's is (xm, xe)): layer by layer, the same
+// bits. Stops at the first layer whose status has any bit but
+// kNarrowBPlain, leaving that layer as narrow_forward_rows leaves it (its
+// status in *stop) for the caller to finish, and returns how many layers it
+// finished. The scratch (s, E, flags, c, general) is that of
+// narrow_forward_rows for one row (the zm, ze of BiasAct are not written:
+// narrow_forward_rows writes them only for pending rows' callers).
+std::size_t narrow_forward_run(Epilogue kind, bool der, std::size_t n, std::size_t count, const NarrowLayer* layers,
+                               const double* xm, const exp_t* xe, exp_t T, double* s, exp_t* E, unsigned char* flags,
+                               double* c, unsigned char* general, unsigned* stop);
+
+// The backward chain's step of a narrow layer in one call: for each row i <
+// rows, its product c = x W (x: rows x K, scaled rows; W: K x n) as
+// gemm_small makes it (into c, row i), then chain_rows on that row (the
+// other operands as there). Returns what chain_rows returns.
+unsigned narrow_chain_rows(bool unit, std::size_t rows, std::size_t K, std::size_t n, const double* x,
+                           const double* W, double* c, const exp_t* base, double lo, double hi, double* dm, exp_t* de,
+                           exp_t T, double* s, exp_t* E, unsigned char* flags, unsigned char* skipped,
+                           std::uint64_t* range);
+
+// One layer of narrow_chain_run: its weights W (n x n), the stored f' of
+// the layer below (fm, fe), which the step writes that layer's delta over,
+// and whether f' is 1 or 0 there (chain_rows' unit).
+struct NarrowChainLayer {
+    const double* W;
+    double* fm;
+    exp_t* fe;
+    bool unit;
+};
+
+// narrow_chain_rows over `count` layers of one row, n wide in and out, going
+// down: step k takes its scaled row from (x, E)[k % 2] and leaves the next
+// one in (x, E, flags)[1 - k % 2] (two buffers taking turns, as a workspace's
+// xs and xs2 do), its product in c. Stops after the first step whose
+// chain_rows result or range bits are not 0, returning its index, with
+// *any and *range set to them; else returns count.
+std::size_t narrow_chain_run(std::size_t n, std::size_t count, const NarrowChainLayer* layers, double* const* x,
+                             exp_t* const* E, unsigned char* const* flags, double* c, unsigned char* skipped, exp_t T,
+                             unsigned* any, std::uint64_t* range);
+
 // (cm, ce)[j * n + k] = d[j] * a[k] for j < rows, k < n: rows of an outer
 // product (one call for a block of rows).
 void outer_rows(std::size_t rows, std::size_t n, const double* dm, const exp_t* de, const double* am,
                 const exp_t* ae, double* cm, exp_t* ce);
+
+// The weight gradient of one row (ext_gemm_tn at B = 1) in one call:
+// outer_rows over all n1 rows into (cm, ce); when sm is not null, (sm, se) =
+// (dm, de) normalised as loggrad::normalize_n(n1, dm, 0, de, ...) gives them
+// (the bias gradient); and, when bound, returns max_abs_exponent of d plus
+// that of a (else 0).
+std::uint64_t outer_gradient(std::size_t n1, std::size_t n2, const double* dm, const exp_t* de, const double* am,
+                             const exp_t* ae, double* cm, exp_t* ce, double* sm, exp_t* se, bool bound);
+
+// The operands of one layer of outer_gradient_run: d (n1), a (n2), the
+// weight gradient c (n1 x n2) and the bias gradient s (n1).
+struct OuterGradient {
+    const double* dm;
+    const exp_t* de;
+    const double* am;
+    const exp_t* ae;
+    double* cm;
+    exp_t* ce;
+    double* sm;
+    exp_t* se;
+};
+
+// outer_gradient for `count` layers of the same sizes (each with its bias
+// gradient), one after another: the same bits; bounds[k] is layer k's
+// result.
+void outer_gradient_run(std::size_t n1, std::size_t n2, std::size_t count, const OuterGradient* g, bool bound,
+                        std::uint64_t* bounds);
 
 // loggrad::gemm_naive for K >= 1; without op(B) transposed, tiles of a row of
 // C are held in registers across k (each output's operations are unchanged).

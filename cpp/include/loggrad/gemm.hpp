@@ -104,7 +104,9 @@ bool ext_gemm_xw_product(Workspace& ws, std::size_t M, std::size_t N, std::size_
                          bool w_trans);
 void ext_gemm_xw_finish(Workspace& ws, std::size_t M, std::size_t N, std::size_t K, ExtCMat X, const double* W,
                         bool w_trans, ExtMat C, std::uint64_t* range = nullptr);
-double ext_gemm_xw_tiny(std::size_t K);
+// K 2^-1020: below it, a float64 sum of K products may have lost bits to
+// underflow (inline: narrow layers ask for it at every step).
+inline double ext_gemm_xw_tiny(std::size_t K) { return static_cast<double>(K) * 0x1p-1020; }
 
 // The backward chain's step between two layers. After ext_gemm_xw_product
 // returned true for C = X op(W) (M x N), makes the next product's operand
@@ -120,6 +122,32 @@ bool ext_gemm_xw_chain(Workspace& ws, std::size_t M, std::size_t N, std::size_t 
 
 // ext_gemm_xw_product for X (M x K) whose rows ext_gemm_xw_chain has scaled.
 void ext_gemm_xw_scaled(Workspace& ws, std::size_t M, std::size_t N, std::size_t K, const double* W, bool w_trans);
+
+// ext_gemm_xw_scaled and then ext_gemm_xw_chain (W not transposed), the same
+// bits; for a small product, each row's product and chain step in one pass.
+bool ext_gemm_xw_scaled_chain(Workspace& ws, std::size_t M, std::size_t N, std::size_t K, ExtCMat X,
+                              const double* W, bool unit, ExtMat F, ExtMat C, std::uint64_t* range);
+
+// One step of ext_gemm_xw_chain_run: ext_gemm_xw_scaled_chain's X, W, unit and F.
+struct ChainStep {
+    ExtCMat X;
+    const double* W;
+    ExtMat F;
+    bool unit;
+};
+
+// ext_gemm_xw_scaled_chain(ws, 1, n, n, X, W, unit, F, C, range) for each of
+// `count` steps of one row in turn (each step's product starts from the
+// scaled row the step before left), the same bits, in few calls: stops
+// after the first step that does not return true with *range 0, and
+// returns how many steps ran; *exact and *range are the last one's.
+std::size_t ext_gemm_xw_chain_run(Workspace& ws, std::size_t n, std::size_t count, const ChainStep* steps, ExtMat C,
+                                  std::uint64_t* range, bool* exact);
+
+// Below this row-relative exponent, entries of X are left out of the scaled
+// product of ext_gemm_xw* and added exactly (scaled entries stay >= 2^-601:
+// normal, far from underflow).
+constexpr exp_t kXwDrop = 600;
 
 // C (N1 x N2) = D^T A with D (B x N1) and A (B x N2) extended; when colsum.m is
 // not null, colsum[j] = sum_i D[i, j] (the bias gradient) as well. When bound
