@@ -61,16 +61,10 @@ def test_clip_grad_norm_leaves_a_norm_equal_to_max_norm_alone(values: list[float
     assert float(before.to_numpy()) == norm
 
 
-# clip_grad_norm (train.py) decides by comparing float(norm.log2()) with np.log2(max_norm).
-# A log2 resolves its argument only to about ulp(log2 x) * ln 2 relative: at 5 that is
-# 1.4 ulp of x, at 10^271 about 700 ulps. So a norm an ulp (or, far out, hundreds of
-# ulps) above max_norm is returned unclipped, and a norm equal to it is sometimes
-# clipped. Comparing the norm with LogArray(max_norm) exactly would fix both.
-_LOG2_COMPARISON = pytest.mark.xfail(strict=True, reason=(
-    "clip_grad_norm compares rounded log2's: a norm one ulp above max_norm is not clipped"))
-
-
-@_LOG2_COMPARISON
+# clip_grad_norm (train.py) compares the norm with max_norm exactly (exponents, then
+# mantissas). It used to compare float(norm.log2()) with np.log2(max_norm): a log2 resolves
+# its argument only to about ulp(log2 x) * ln 2 relative (at 10^271 about 700 ulps), so a
+# norm an ulp, or hundreds of ulps, above max_norm was returned unclipped.
 @pytest.mark.parametrize("values,norm", _EXACT_NORMS[:5])
 def test_clip_grad_norm_clips_just_below_the_norm(values: list[float], norm: float) -> None:
     g = lg.LogArray(np.array(values))
@@ -127,7 +121,6 @@ def test_sgd_step_reports_no_clipping_at_a_norm_equal_to_clip_norm() -> None:
         assert rep.clipped is clipped, f"clip_norm {clip!r}"
 
 
-@_LOG2_COMPARISON
 def test_sgd_step_clips_a_norm_one_ulp_above_clip_norm() -> None:
     net = _one_layer(np.array([[0.5, -0.25]]), np.array([0.125]))
     rep = net.sgd_step(np.array([[2.0, 2.0]]), None, lr=2.0**-10, loss="sum", clip_norm=math.nextafter(3.0, 0.0))

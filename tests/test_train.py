@@ -3,6 +3,8 @@
 import math
 
 import mpmath
+from fractions import Fraction
+
 import numpy as np
 import pytest
 
@@ -298,15 +300,34 @@ def _ref_layer_norms(g, starts, sizes):
     return LogArray.from_parts(s, emax)
 
 
+def _exact_over(m, e, limit):
+    """|m 2^e| > limit, by exact rational arithmetic (independent of train._exceeds)."""
+    lim = Fraction(float(limit))
+    _, le = math.frexp(float(limit))
+    m, e = np.atleast_1d(m), np.atleast_1d(e)
+    out = []
+    for mi, ei in zip(m.tolist(), e.tolist()):
+        if mi == 0:
+            out.append(False)
+            continue
+        mm, de = math.frexp(abs(mi))  # |m 2^e| = mm 2^(e + de), mm in [0.5, 1)
+        ee = int(ei) + de
+        if ee != le:  # a binade apart: the exponents decide
+            out.append(ee > le)
+        else:
+            out.append(Fraction(mm) * Fraction(2) ** ee > lim)
+    return np.array(out, dtype=bool)
+
+
 def _ref_clip_norm(g, max_norm):
     norm = _ref_aligned_norm(g.mantissa, g.exponent)
-    if float(norm.log2()) <= np.log2(max_norm):
+    if not _exact_over(norm.mantissa, norm.exponent, max_norm)[0]:
         return g
     return g * (LogArray(max_norm) / norm)
 
 
 def _ref_clip_value(g, clip_value):
-    over = g.log2() > np.log2(clip_value)
+    over = _exact_over(g.mantissa, g.exponent, clip_value).reshape(g.shape)
     m = np.where(over, np.sign(g.mantissa) * clip_value, g.mantissa)
     e = np.where(over, 0, g.exponent)
     return LogArray.from_parts(m, e)
@@ -374,8 +395,8 @@ class _Grad:
 def _engine_step(net, gp, lr, clip_norm=None, clip_value=None):
     from loggrad import train
 
-    return train._apply(net, _Grad(gp), lr, train._clip_arg("max_norm", clip_norm, True),
-                        train._clip_arg("clip_value", clip_value, False), net.layout.offsets)
+    return train._apply(net, _Grad(gp), lr, train._clip_arg("max_norm", clip_norm),
+                        train._clip_arg("clip_value", clip_value), net.layout.offsets)
 
 
 def _random_gradient(rng, n, lo, hi, zeros=0.1):
@@ -485,25 +506,21 @@ def test_clipping_thresholds_exactly_as_numpy_decides():
         assert_same_step(net.params, rep, want_params, want)
 
 
-def test_log2_threshold_matches_logarray_log2_around_it():
-    # The threshold reproduces the numpy formulation's test, LogArray.log2() >
-    # np.log2(limit), on an array and on a 0-d LogArray as a Python float, for
-    # the 600 mantissas around it.
+def test_engine_threshold_is_the_exact_comparison_around_it():
+    # The engine's test (e > e_star, or e == e_star and |m| >= m_star) is |m 2^e| > limit,
+    # exactly, for the 600 mantissas around m_star and the exponents either side.
     from loggrad import train
 
     rng = np.random.default_rng(8)
-    for limit in np.concatenate([rng.uniform(0.01, 100, 20), [1.0, 0.5, 3.0, 2.0**-1074, 1e-310, 1e308]]):
-        for scalar in (False, True):
-            _, e_star, m_star = train._log2_threshold(float(limit), scalar)
-            bits = int(np.array([m_star]).view(np.uint64)[0])
-            cand = np.array(np.arange(bits - 300, bits + 300), dtype=np.uint64).view(np.float64)
-            cand = cand[(cand >= 0.5) & (cand < 1.0)]
-            if scalar:
-                says = [not (float(LogArray.from_parts(np.asarray(c), np.asarray(e_star)).log2()) <= np.log2(limit))
-                        for c in cand]
-            else:
-                says = LogArray.from_parts(cand, np.full(cand.shape, e_star)).log2() > np.log2(limit)
-            np.testing.assert_array_equal(says, cand >= m_star)
+    for limit in np.concatenate([rng.uniform(0.01, 100, 20), [1.0, 0.5, 3.0, 2.0**-1074, 1e-310, 1e308,
+                                                               np.nextafter(1.0, 0.0)]]):
+        _, e_star, m_star = train._threshold(float(limit))
+        bits = int(np.array([min(m_star, np.nextafter(1.0, 0.0))]).view(np.uint64)[0])
+        cand = np.array(np.arange(bits - 300, bits + 300), dtype=np.uint64).view(np.float64)
+        cand = cand[(cand >= 0.5) & (cand < 1.0)]
+        for e in (e_star - 1, e_star, e_star + 1):
+            engine = (e > e_star) | ((e == e_star) & (cand >= m_star))
+            np.testing.assert_array_equal(engine, _exact_over(cand, np.full(cand.shape, e), limit))
 
 
 def test_clip_norm_equal_to_the_norm_decided_as_numpy_decides():

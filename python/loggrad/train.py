@@ -19,7 +19,6 @@ parameters, bitwise what the numpy formulation (``clip_grad_norm``,
 from __future__ import annotations
 
 import contextlib
-import functools
 import math
 import signal
 import threading
@@ -61,6 +60,14 @@ def layer_norms(g: LogArray, net: Network) -> LogArray:
     return LogArray.from_parts(s, emax)
 
 
+def _exceeds(m: Any, e: Any, limit: float) -> Any:
+    """Whether |m 2^e| > limit, exactly (m in normal form or 0; limit a positive finite float)."""
+    fm, fe = math.frexp(float(limit))
+    am, de = np.frexp(np.abs(np.asarray(m, dtype=np.float64)))  # normal form whatever m's scaling
+    ee = np.asarray(e, dtype=np.int64) + de
+    return (am != 0) & ((ee > fe) | ((ee == fe) & (am > fm)))
+
+
 def clip_grad_norm(g: LogArray, max_norm: float) -> tuple[LogArray, LogArray]:
     """Scale g so that its global Euclidean norm is at most max_norm.
 
@@ -70,7 +77,7 @@ def clip_grad_norm(g: LogArray, max_norm: float) -> tuple[LogArray, LogArray]:
     if not (np.isfinite(max_norm) and max_norm > 0):
         raise ValueError(f"max_norm must be a positive finite number, got {max_norm}")
     norm = g.norm()
-    if float(norm.log2()) <= np.log2(max_norm):
+    if not _exceeds(norm.mantissa, norm.exponent, max_norm):
         return g, norm
     return g * (LogArray(max_norm) / norm), norm
 
@@ -79,7 +86,7 @@ def clip_grad_value(g: LogArray, clip_value: float) -> LogArray:
     """Clamp every gradient entry to [-clip_value, clip_value]."""
     if not (np.isfinite(clip_value) and clip_value > 0):
         raise ValueError(f"clip_value must be a positive finite number, got {clip_value}")
-    over = g.log2() > np.log2(clip_value)
+    over = _exceeds(g.mantissa, g.exponent, clip_value)
     m = np.where(over, np.sign(g.mantissa) * clip_value, g.mantissa)
     e = np.where(over, 0, g.exponent)
     return LogArray.from_parts(m, e)
@@ -150,55 +157,31 @@ def sgd_step(
     network exactly as it was.
     """
     lr = _positive_real("lr", lr)
-    cn = _clip_arg("max_norm", clip_norm, True)
-    cv = _clip_arg("clip_value", clip_value, False)
+    cn = _clip_arg("max_norm", clip_norm)
+    cv = _clip_arg("clip_value", clip_value)
     g = net.backward(x, y, loss=loss, input_grad=False)
     return _apply(net, g, lr, cn, cv, net.layout.offsets)
 
 
-@functools.lru_cache(maxsize=64, typed=True)
-def _log2_threshold(limit: float, scalar: bool) -> tuple[float, int, float]:
-    """``limit`` with the test ``LogArray.log2() > np.log2(limit)`` as a threshold the engine applies.
+def _threshold(limit: float) -> tuple[float, int, float]:
+    """``limit`` as the engine's test for |m 2^e| > limit: e > e_star, or e == e_star and |m| >= m_star.
 
-    The test is the numpy formulation's: on an array (clip_grad_value) or, with
-    ``scalar``, on a 0-d LogArray's log2 as a Python float (clip_grad_norm's
-    ``float(norm.log2()) <= np.log2(max_norm)``). For a normal-form value
-    (|m| in [0.5, 1)) it holds for every e above e_star = floor(log2(limit)) + 1
-    and for none below it (log2 is exact at powers of two and monotone); at
-    e_star it holds from the smallest mantissa m_star on (1.0: never), found by
-    bisection on the float64 bit patterns with LogArray.log2 itself. So the
-    engine clips exactly what the numpy formulation clips, rounding included.
+    For a normal-form value (|m| in [0.5, 1)) and limit = fm 2^fe (frexp):
+    e_star = fe and m_star the smallest float64 above fm (1.0, which no
+    mantissa reaches, when fm is the largest below 1). Exact, as
+    :func:`_exceeds` is: the engine clips what clip_grad_norm and
+    clip_grad_value clip.
     """
-    lim2 = np.log2(limit)
-    e_star = int(np.floor(lim2)) + 1
-
-    def over(bits: int) -> bool:
-        m = np.array([bits], dtype=np.uint64).view(np.float64)
-        if scalar:  # as clip_grad_norm: a 0-d LogArray's log2 as a Python float
-            v = LogArray._wrap(np.asarray(m[0]), np.asarray(e_star, dtype=np.int64)).log2()
-            return not (float(v) <= lim2)
-        return bool(LogArray._wrap(m, np.array([e_star], dtype=np.int64)).log2()[0] > lim2)
-
-    lo = int(np.array([0.5]).view(np.uint64)[0])  # log2|x| = e_star - 1 <= log2(limit): never over
-    hi = int(np.array([1.0]).view(np.uint64)[0])  # mantissas stay below 1
-    while hi - lo > 1:
-        mid = (lo + hi) // 2
-        if over(mid):
-            hi = mid
-        else:
-            lo = mid
-    m_star = float(np.array([hi], dtype=np.uint64).view(np.float64)[0])
-    return float(limit), e_star, m_star
+    fm, fe = math.frexp(float(limit))
+    return float(limit), fe, math.nextafter(fm, math.inf)
 
 
-def _clip_arg(name: str, v: Any, scalar: bool) -> tuple[float, int, float] | None:
+def _clip_arg(name: str, v: Any) -> tuple[float, int, float] | None:
     if v is None:
         return None
-    if isinstance(v, np.ndarray) and v.ndim == 0:
-        v = v[()]  # a numpy scalar of the same type: hashable for the cache
     if not (np.isfinite(v) and v > 0):
         raise ValueError(f"{name} must be a positive finite number, got {v}")
-    return _log2_threshold(v, scalar)
+    return _threshold(v)
 
 
 def _from_block_norms(s: np.ndarray, emax: np.ndarray) -> LogArray:
@@ -348,8 +331,8 @@ def fit(
     epochs = _positive_int("epochs", epochs)
     if batch_size is not None:
         batch_size = _positive_int("batch_size", batch_size)
-    cn = _clip_arg("max_norm", clip_norm, True)
-    cv = _clip_arg("clip_value", clip_value, False)
+    cn = _clip_arg("max_norm", clip_norm)
+    cv = _clip_arg("clip_value", clip_value)
     xa = np.asarray(x, dtype=np.float64)
     if xa.ndim != 2:
         raise ValueError(f"x must be 2-D (samples, n_in), got shape {xa.shape}")
