@@ -470,9 +470,11 @@ def fresh_memory_rate(nbytes: int = 128 << 20, repeats: int = 2) -> dict[str, fl
     page on its first write) and of writing it again ("mapped"), best of `repeats`.
 
     A pass's first call writes all its result and work memory fresh (later calls reuse
-    it through the engines' allocators), so its first call costs about the pass's bytes
-    at the first-touch rate more than a later call: on virtual machines that rate can be
-    ten times below the mapped one."""
+    it through the engines' allocators), so its first call costs more than a later one
+    by about its bytes at the first-touch rate. The rate is measured on a block small
+    enough to be cheap; on a virtual machine whose memory the host backs lazily, memory
+    the guest has not touched since it started is slower still (docs/performance.md:
+    3.2 GB ran at 0.9 GB/s where 1 GB ran at 7.8)."""
     first = again = math.inf
     for _ in range(max(1, repeats)):
         a = np.empty(nbytes // 8)  # large: its own mapping, returned to the system when freed
@@ -601,10 +603,6 @@ def run_suite(configs: Sequence[Config], engines: Sequence[str] = ENGINES, threa
             }
             extra["fraction_of_peak"] = extra["gflops"] / peak["peak"]
             extra["first_call_ratio"] = first[engine] / stats["median"]
-            # what the first call's fresh memory costs to touch: the pass's minimum
-            # footprint less the weights, which exist before the call
-            fresh_bytes = cfg.min_bytes(engine == "loggrad-extended") - 8 * cfg.depth * cfg.width * (cfg.width + 1)
-            extra["first_touch_s"] = fresh_bytes / (fresh["first_touch"] * 1e9)
             if compile_s is not None:
                 extra["compile_s"] = compile_s
             if hasattr(runner, "form"):  # JAX: the faster of its scan and unrolled forms
@@ -622,8 +620,7 @@ def run_suite(configs: Sequence[Config], engines: Sequence[str] = ENGINES, threa
                 c += f" [{runner.form}]" if hasattr(runner, "form") else ""
                 log(f"{cfg.label:24s} {engine:17s} {stats['median'] * 1e3:10.3f} ms  "
                     f"{extra['gflops']:7.2f} GFLOP/s  first call {extra['first_call_ratio']:.2f}x "
-                    f"(+{first[engine] - stats['median']:.3g} s; touching its fresh memory "
-                    f"{extra['first_touch_s']:.3g} s){c}")
+                    f"(+{first[engine] - stats['median']:.3g} s){c}")
         del runners
     if measured:
         # Measured again at the end, the best kept: a slow spell of a shared machine during
