@@ -61,11 +61,11 @@ def layer_norms(g: LogArray, net: Network) -> LogArray:
 
 
 def _exceeds(m: Any, e: Any, limit: float) -> Any:
-    """Whether |m 2^e| > limit, exactly (m in normal form or 0; limit a positive finite float)."""
+    """Whether |m 2^e| > limit, exactly, for a LogArray's parts (|m| in [0.5, 1), or 0) and a
+    positive finite float limit = fm 2^fe (frexp): the exponents decide, then the mantissas."""
     fm, fe = math.frexp(float(limit))
-    am, de = np.frexp(np.abs(np.asarray(m, dtype=np.float64)))  # normal form whatever m's scaling
-    ee = np.asarray(e, dtype=np.int64) + de
-    return (am != 0) & ((ee > fe) | ((ee == fe) & (am > fm)))
+    am = np.abs(m)
+    return (am != 0) & ((e > fe) | ((e == fe) & (am > fm)))
 
 
 def clip_grad_norm(g: LogArray, max_norm: float) -> tuple[LogArray, LogArray]:
