@@ -37,7 +37,7 @@ PYTEST="$PY -m pytest -x -q -p no:cacheprovider"
 export PYTHONPATH="$PWD/scripts${PYTHONPATH:+:$PYTHONPATH}"
 
 declare -A TESTS=(
-    [_logarray]="tests/test_logarray.py tests/test_logarray_reference.py tests/test_boundaries.py -k 'not package_metadata'"
+    [_logarray]="tests/test_logarray.py tests/test_logarray_array.py tests/test_logarray_reference.py tests/test_boundaries.py -k 'not package_metadata'"
     [init]="tests/test_init.py tests/test_init_reference.py -k 'not torch'"
     [train]="tests/test_train.py tests/test_history_repr.py tests/test_boundaries.py"
     [network]="tests/test_network_api.py tests/test_errors.py tests/test_underflow.py tests/test_bad_input.py tests/test_layer_selection.py tests/test_residual.py tests/test_save_load.py tests/test_save_load_residual.py tests/test_backend.py tests/test_reference.py"
