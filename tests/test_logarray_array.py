@@ -290,3 +290,32 @@ def test_torch_as_tensor_points_to_to_numpy():
         torch.tensor(a)
     t = torch.as_tensor(a.to_numpy())
     assert t.dtype == torch.float64 and float(t[0]) == 0.0
+
+
+def test_truth_value_as_numpy_gives_it() -> None:
+    # one element: nonzero is True, an exact zero (at any scale) is False; more: ambiguous
+    assert bool(lg.LogArray(np.array([3.0])))
+    assert bool(lg.LogArray.from_log10(1.0, -5000.0))  # 10^-5000: zero in float64, not here
+    assert not bool(lg.LogArray(np.array(0.0)))
+    assert not bool(lg.LogArray(np.array([[-0.0]])))
+    for n in (0, 2, 3):
+        with pytest.raises(ValueError, match="ambiguous"):
+            bool(lg.LogArray(np.ones(n)))
+        with pytest.raises(ValueError):
+            bool(np.ones(n))  # numpy's rule, which LogArray follows
+
+
+def test_ufunc_reduce_defaults_to_axis_zero_as_numpy() -> None:
+    v = np.arange(1.0, 7.0).reshape(2, 3)
+    a = lg.LogArray(v)
+    np.testing.assert_array_equal(np.add.reduce(a).to_numpy(), np.add.reduce(v))  # axis 0: shape (3,)
+    np.testing.assert_array_equal(np.maximum.reduce(a).to_numpy(), np.maximum.reduce(v))
+    np.testing.assert_array_equal(np.add.reduce(a, axis=1).to_numpy(), np.add.reduce(v, axis=1))
+
+
+def test_unsupported_ufunc_methods_are_named() -> None:
+    a = lg.LogArray(np.ones(3))
+    with pytest.raises(TypeError, match=r"^np\.add\.accumulate is not supported on LogArray"):
+        np.add.accumulate(a)
+    with pytest.raises(TypeError, match=r"^np\.sin is not supported on LogArray"):
+        np.sin(a)
