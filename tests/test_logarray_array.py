@@ -319,3 +319,25 @@ def test_unsupported_ufunc_methods_are_named() -> None:
         np.add.accumulate(a)
     with pytest.raises(TypeError, match=r"^np\.sin is not supported on LogArray"):
         np.sin(a)
+
+
+def test_a_number_on_the_left_of_plus() -> None:
+    a = lg.LogArray(np.array([1.0, -2.5]))
+    r = 3.0 + a
+    assert isinstance(r, lg.LogArray)
+    np.testing.assert_array_equal(r.to_numpy(), [4.0, 0.5])
+    np.testing.assert_array_equal((np.array([1.0, 1.0]) + a).to_numpy(), [2.0, -1.5])
+
+
+def test_sqrt_halves_huge_exponents_exactly() -> None:
+    # 2^(2^58 + 2) has the square root 2^(2^57 + 1): an exponent float64 cannot hold exactly
+    for e, want_e in ((2**58 + 2, 2**57 + 2), (2**58 + 3, 2**57 + 2), (-(2**58) - 6, -(2**57) - 2)):
+        r = lg.LogArray.from_parts(np.array([0.5]), np.array([e], dtype=np.int64)).sqrt()
+        # sqrt(0.5 2^e): e even -> sqrt(0.5) 2^(e/2) = 0.7071 2^(e/2); e odd -> sqrt(1) 2^((e-1)/2) = 0.5 2^((e+1)/2)
+        assert int(r.exponent[0]) == want_e - (1 if e % 2 == 0 else 0), (e, int(r.exponent[0]))
+
+
+def test_sum_of_one_element() -> None:
+    for v in (5.0, -0.25, 0.0):
+        assert float(lg.LogArray(np.array([v])).sum()) == v
+        assert float(lg.LogArray(np.array([[v]])).sum(axis=0)[0]) == v
