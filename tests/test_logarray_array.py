@@ -341,3 +341,54 @@ def test_sum_of_one_element() -> None:
     for v in (5.0, -0.25, 0.0):
         assert float(lg.LogArray(np.array([v])).sum()) == v
         assert float(lg.LogArray(np.array([[v]])).sum(axis=0)[0]) == v
+
+
+def test_any_and_all_look_at_exact_zeros() -> None:
+    tiny = lg.LogArray.from_log10(1.0, -5000.0)  # 0 in float64, not here
+    z = lg.LogArray(np.array([0.0, 0.0]))
+    mixed = lg.LogArray.from_parts(np.array([0.0, tiny.mantissa[()]]), np.array([0, tiny.exponent[()]]))
+    assert mixed.any() and not mixed.all()
+    assert not z.any() and not z.all()
+    assert lg.LogArray(np.array([0.5, -3.0])).all() and lg.LogArray(np.array([0.5, -3.0])).any()
+    assert lg.LogArray(np.array([0.75])).all()
+
+
+def test_reduction_axes_as_numpy_takes_them() -> None:
+    v = np.arange(1.0, 7.0).reshape(2, 3)
+    a = lg.LogArray(v)
+    for axis in (-2, -1, 0, 1):
+        np.testing.assert_array_equal(a.sum(axis=axis).to_numpy(), v.sum(axis=axis))
+        np.testing.assert_array_equal(a.max(axis=axis).to_numpy(), v.max(axis=axis))
+        np.testing.assert_array_equal(a.min(axis=axis).to_numpy(), v.min(axis=axis))
+    for axis in (2, -3):
+        with pytest.raises((ValueError, IndexError)):
+            v.sum(axis=axis)  # numpy refuses these
+        for f in (a.sum, a.max, a.min):
+            with pytest.raises((ValueError, IndexError)):
+                f(axis=axis)
+
+
+def test_summarised_printout_keeps_numpys_rows() -> None:
+    # past 1000 elements numpy shows 3 items at each edge of an axis longer than 6, all of a shorter one
+    for shape in ((6, 200), (7, 200), (2000,)):
+        ours, theirs = str(lg.LogArray(np.ones(shape))), str(np.ones(shape))
+        assert ours.count("\n") == theirs.count("\n"), shape
+        assert [line.count("...") for line in ours.splitlines()] == [line.count("...") for line in theirs.splitlines()]
+    rows = str(lg.LogArray(np.arange(1400.0).reshape(7, 200)))  # axis 0 of 7: rows 3 is left out
+    assert "6.0000e+02" not in rows and "4.0000e+02" in rows and "8.0000e+02" in rows
+    s = str(lg.LogArray(np.arange(1.0, 2001.0)))
+    for shown in ("1.0000e+00", "3.0000e+00", "1.9980e+03", "2.0000e+03"):
+        assert shown in s
+    assert "4.0000e+00" not in s and "1.9970e+03" not in s
+
+
+def test_log_warns_of_negative_values_only_at_the_callers_line() -> None:
+    with pytest.warns(RuntimeWarning, match="negative LogArray value") as rec:
+        np.log(lg.LogArray(np.array([-1.0, 2.0])))
+    assert rec[0].filename == __file__
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        out = np.log(lg.LogArray(np.array([0.0, 2.0])))  # log 0 = -inf: no warning about negatives
+    assert np.asarray(out)[0] == -np.inf
