@@ -78,3 +78,101 @@ def test_float32_overflow_of_an_exploding_relu_net():
     rep = report(net, x, low_precision=True)
     assert rep.low_precision["float32"]["first_nonfinite_layer"] == sim["first_nonfinite_layer"]
     assert "a real float32 backward pass" in rep.table(rich=False)
+
+
+# Every loss and residual layers: the float32 simulation against PyTorch autograd
+# in float32 (the same operations, so the same zeros), and against the engine's
+# exact gradient where float32 holds it (norms to float32's precision).
+
+
+def torch_float32_grads(net, x, y, loss):
+    torch = pytest.importorskip("torch")
+    F = torch.nn.functional
+    acts = {"sigmoid": torch.sigmoid, "tanh": torch.tanh, "relu": torch.relu}
+    Ws = [torch.tensor(np.asarray(w), dtype=torch.float32, requires_grad=True) for w in net.weights]
+    bs = [torch.tensor(np.asarray(b), dtype=torch.float32) for b in net.biases]
+    a = torch.tensor(x, dtype=torch.float32)
+    for W, b, act, s in zip(Ws, bs, net.activations, net.residual):
+        f = acts[act](a @ W.T + b)
+        a = f if s is None else a + f * torch.tensor(s, dtype=torch.float32)
+    if loss == "mse":
+        L = F.mse_loss(a, torch.tensor(y, dtype=torch.float32))
+    elif loss == "bce":
+        L = F.binary_cross_entropy_with_logits(a, torch.tensor(y, dtype=torch.float32))
+    elif loss == "cross_entropy":
+        L = F.cross_entropy(a, torch.tensor(y, dtype=torch.int64))
+    else:
+        L = a.sum()
+    L.backward()
+    return [W.grad.double().numpy() for W in Ws]
+
+
+def targets(loss, rng, batch, width):
+    if loss == "cross_entropy":
+        return rng.integers(0, width, batch)
+    if loss == "bce":
+        return rng.uniform(0.0, 1.0, (batch, width))
+    if loss == "mse":
+        return rng.standard_normal((batch, width))
+    return None
+
+
+@pytest.mark.parametrize("loss", ["mse", "sum", "bce", "cross_entropy"])
+@pytest.mark.parametrize("residual", [None, 0.5])
+def test_every_loss_and_residual_layers_against_the_exact_gradient(loss, residual):
+    net = lg.Network.build([12] * 7, activation="tanh", residual=residual, seed=3)
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((5, 12))
+    y = targets(loss, rng, 5, 12)
+    sim = low_precision_pass(net, x, y, loss, "float32")
+    g = net.backward(x, y, loss=loss)
+    exact = np.array([float(g.weights[l].norm().log10()) for l in range(net.depth)])
+    # float32 rounding of a few dozen operations a layer: relative 1e-5 at most here
+    np.testing.assert_allclose(sim["log10_norm"], exact, atol=1e-5)
+    assert sim["first_zero_layer"] is None and sim["first_nonfinite_layer"] is None
+
+
+@pytest.mark.parametrize("loss", ["mse", "bce", "cross_entropy"])
+def test_a_deep_residual_net_whose_branches_are_subnormal_in_float32(loss):
+    # branches scaled by 1e-37: every dW lies near float32's smallest normal,
+    # most of it subnormal, layer after layer, because the skips carry the
+    # gradient down; a pass without the skips flushes it to zero within two
+    # layers. Zeros, subnormals and norms as PyTorch's float32 autograd has them.
+    net = lg.Network.build([10] * 41, activation="sigmoid", residual=1e-37, seed=5)
+    rng = np.random.default_rng(6)
+    x = rng.standard_normal((3, 10))
+    y = targets(loss, rng, 3, 10)
+    sim = low_precision_pass(net, x, y, loss, "float32")
+    grads = torch_float32_grads(net, x, y, loss)
+    tiny = float(np.finfo(np.float32).tiny)
+    zero_t = np.array([np.mean(gw == 0) for gw in grads])
+    sub_t = np.array([np.mean((gw != 0) & (np.abs(gw) < tiny)) for gw in grads])
+    assert np.mean(sub_t) > 0.5 and sim["first_zero_layer"] is None  # the case described above
+    np.testing.assert_allclose(sim["zero_frac"], zero_t, atol=0.02)
+    np.testing.assert_allclose(sim["subnormal_frac"], sub_t, atol=0.02)
+    norms_t = np.array([math.log10(np.linalg.norm(gw)) for gw in grads])
+    np.testing.assert_allclose(sim["log10_norm"], norms_t, atol=1e-3)
+
+
+def test_targets_are_checked_as_the_engine_checks_them():
+    net = lg.Network.build([6] * 4, activation="tanh", seed=0)
+    x = np.ones((2, 6))
+    with pytest.raises(ValueError, match="needs targets"):
+        low_precision_pass(net, x, None, "bce")
+    with pytest.raises(ValueError, match="out of range"):
+        low_precision_pass(net, x, np.array([0, 6]), "cross_entropy")
+    with pytest.raises(ValueError, match="unknown loss"):
+        low_precision_pass(net, x, None, "hinge")
+    with pytest.raises(ValueError, match="x has shape"):
+        low_precision_pass(net, np.ones((2, 5)), None, "sum")
+    # one sample as a vector, its label as a number
+    one = low_precision_pass(net, x[0], 3, "cross_entropy")
+    two = low_precision_pass(net, x[:1], np.array([3]), "cross_entropy")
+    np.testing.assert_array_equal(one["log10_norm"], two["log10_norm"])
+
+
+def test_report_simulates_every_loss():
+    net = lg.Network.build([8] * 5, activation="tanh", seed=1)
+    rep = report(net, np.ones(8), 2, loss="cross_entropy", low_precision=True)
+    assert set(rep.low_precision) >= {"float64", "float32"}
+    assert not any("low_precision" in n for n in rep.notes)

@@ -50,9 +50,18 @@ def low_precision_pass(net: Network, x: npt.ArrayLike, y: npt.ArrayLike | None =
                        fmt: str = "float32") -> dict[str, Any]:
     """Backward pass of net in fmt ("float32" or "bfloat16"), summarised per layer.
 
-    loss: "mse" (mean over every output, as the engine) or "sum". Returns a
-    dict with, per layer (index 0 = input layer, arrays of depth entries):
-    ``zero_frac`` (fraction of dW_l's entries that are exactly 0),
+    loss: any of the engine's losses, with its targets as
+    :meth:`Network.backward` takes them: "mse" (mean over every output) and
+    "bce" (on logits, mean over every output) with targets y, "cross_entropy"
+    (softmax over each row, mean over rows) with integer class labels y, and
+    "sum" without targets. Each loss gradient is formed as a framework forms
+    it, in float32 (for bfloat16 too), and rounded to fmt. Residual layers
+    (``a_{l+1} = a_l + s f(z_l)``) are simulated with their skip connections:
+    the branch scaled by s, the sum rounded, and the skip's gradient added to
+    the branch's in the backward pass.
+
+    Returns a dict with, per layer (index 0 = input layer, arrays of depth
+    entries): ``zero_frac`` (fraction of dW_l's entries that are exactly 0),
     ``subnormal_frac`` (nonzero but below the format's smallest normal: fewer
     significant bits), ``nonfinite_frac`` (inf or nan), ``log10_norm``
     (log10 ||dW_l|| as the format computes it; -inf if all zero, nan if not
@@ -65,10 +74,15 @@ def low_precision_pass(net: Network, x: npt.ArrayLike, y: npt.ArrayLike | None =
     from . import theory
 
     xa = np.asarray(x, dtype=np.float64)
-    if xa.ndim == 1:
+    single = xa.ndim == 1
+    if single:
         xa = xa[None, :]
+    if xa.ndim != 2 or xa.shape[1] != net.n_in:
+        raise ValueError(f"x has shape {np.shape(x)}; expected (batch, {net.n_in}) or ({net.n_in},)")
     L, B = net.depth, xa.shape[0]
+    ya, labels = net._targets(loss, y, B, single)  # the engine's checks and messages
     acts = net.activations
+    scales = net.residual
     Ws = [np.asarray(w).astype(dt) for w in net.weights]
     bs = [np.asarray(b).astype(dt) for b in net.biases]
 
@@ -86,19 +100,14 @@ def low_precision_pass(net: Network, x: npt.ArrayLike, y: npt.ArrayLike | None =
         with np.errstate(over="ignore", under="ignore", invalid="ignore"):
             z = rnd(mm(a[-1], Ws[l].T).astype(acc) + bs[l].astype(acc))
             zf = z.astype(np.float64)
-            a.append(rnd(theory.phi(acts[l], zf)))
+            branch = rnd(theory.phi(acts[l], zf))
+            s = scales[l]
+            if s is not None:  # a_{l+1} = a_l + s f(z_l), each operation rounded
+                branch = rnd(a[-1].astype(acc) + rnd(branch.astype(acc) * acc(s)).astype(acc))
+            a.append(branch)
             ders.append(rnd(theory.phi_prime(acts[l], zf)))
-    out = a[-1].astype(acc)
     with np.errstate(over="ignore", under="ignore", invalid="ignore"):
-        if loss == "mse":
-            if y is None:
-                raise ValueError("mse needs targets y")
-            ya = np.asarray(y, dtype=np.float64).reshape(out.shape)
-            g = rnd((out - ya.astype(acc)) * acc(2.0 / out.size))
-        elif loss == "sum":
-            g = rnd(np.ones_like(out))
-        else:
-            raise ValueError(f"low_precision_pass supports loss 'mse' and 'sum', got {loss!r}")
+        g = rnd(_loss_gradient(loss, a[-1].astype(acc), ya, labels))
     tiny = float(np.finfo(np.float32).tiny)  # float32 and bfloat16 share the exponent range
     zero = np.zeros(L)
     sub = np.zeros(L)
@@ -106,16 +115,19 @@ def low_precision_pass(net: Network, x: npt.ArrayLike, y: npt.ArrayLike | None =
     norm = np.zeros(L)
     for l in range(L - 1, -1, -1):
         with np.errstate(over="ignore", under="ignore", invalid="ignore"):
-            delta = rnd(g.astype(acc) * ders[l].astype(acc))
+            s = scales[l]
+            gb = g if s is None else rnd(g.astype(acc) * acc(s))  # through the branch's scale
+            delta = rnd(gb.astype(acc) * ders[l].astype(acc))
             dW = mm(delta.T, a[l]).astype(np.float64)
-            g = mm(delta, Ws[l])
+            g_in = mm(delta, Ws[l])
+            g = g_in if s is None else rnd(g_in.astype(acc) + g.astype(acc))  # plus the skip's
             n = dW.size
             zero[l] = np.count_nonzero(dW == 0) / n
             fin = np.isfinite(dW)
             nonfin[l] = 1.0 - np.count_nonzero(fin) / n
             sub[l] = np.count_nonzero(fin & (dW != 0) & (np.abs(dW) < tiny)) / n
-            s = float(np.sqrt(np.sum(np.square(dW, dtype=np.float64))))
-            norm[l] = math.log10(s) if s > 0 and math.isfinite(s) else (-math.inf if s == 0 else math.nan)
+            sq = float(np.sqrt(np.sum(np.square(dW, dtype=np.float64))))
+            norm[l] = math.log10(sq) if sq > 0 and math.isfinite(sq) else (-math.inf if sq == 0 else math.nan)
     zl = np.flatnonzero(zero == 1.0)
     nf = np.flatnonzero(nonfin > 0)
     fwd = not all(np.all(np.isfinite(v.astype(np.float64))) for v in a)
@@ -129,3 +141,20 @@ def low_precision_pass(net: Network, x: npt.ArrayLike, y: npt.ArrayLike | None =
         "first_nonfinite_layer": int(nf[-1]) if nf.size else None,
         "forward_overflow": bool(fwd),
     }
+
+
+def _loss_gradient(loss: str, out: np.ndarray, ya: np.ndarray | None, labels: np.ndarray | None) -> np.ndarray:
+    """dL/d(output) as a framework forms it in out's dtype (float32), before rounding to the format."""
+    t = out.dtype.type
+    if loss == "mse":
+        return (out - ya.astype(t)) * t(2.0 / out.size)
+    if loss == "sum":
+        return np.ones_like(out)
+    if loss == "bce":  # on logits: (sigmoid(x) - y) / n, as BCEWithLogits' gradient
+        return (t(1.0) / (t(1.0) + np.exp(-out)) - ya.astype(t)) * t(1.0 / out.size)
+    if loss == "cross_entropy":  # (softmax(x) - onehot) / rows
+        e = np.exp(out - out.max(axis=1, keepdims=True))
+        p = e / e.sum(axis=1, keepdims=True)
+        p[np.arange(out.shape[0]), labels] -= t(1.0)
+        return p * t(1.0 / out.shape[0])
+    raise ValueError(f"unknown loss {loss!r}")

@@ -1471,15 +1471,13 @@ def report(
         from .lowprec import low_precision_pass
 
         ylp = None if loss == "sum" else y
+        xlp = xa[0] if single else xa  # as given: the targets' shapes follow it
         rep.low_precision = {"float64": _float64_pass(net, xa, y, loss, single)}
-        if loss in ("mse", "sum"):
-            rep.low_precision["float32"] = low_precision_pass(net, xa, ylp, loss, "float32")
-            try:
-                rep.low_precision["bfloat16"] = low_precision_pass(net, xa, ylp, loss, "bfloat16")
-            except ImportError:
-                pass
-        else:
-            notes.append(f"low_precision: simulated for mse and sum losses only, not {loss}")
+        rep.low_precision["float32"] = low_precision_pass(net, xlp, ylp, loss, "float32")
+        try:
+            rep.low_precision["bfloat16"] = low_precision_pass(net, xlp, ylp, loss, "bfloat16")
+        except ImportError:
+            pass
     if th is not None:
         rep.theory_slope = th.slope
         rep.theory_slope_mean_field = th.slope_mean_field
