@@ -782,3 +782,19 @@ def test_step_report_of_layers_without_gradient_and_lr_at_zero():
     np.testing.assert_array_equal(rep.fraction_unchanged[:3], 0.0)
     with pytest.raises(dataclasses.FrozenInstanceError):
         rep.clipped = True  # type: ignore[misc]
+
+
+def test_step_report_repr_is_a_bounded_summary():
+    # 2,000 layers: the dataclass's own repr printed every per-layer array in full
+    net = lg.Network.build([4] * 2001, activation="tanh", seed=0)
+    rng = np.random.default_rng(0)
+    x, y = rng.standard_normal((2, 4)), rng.standard_normal((2, 4))
+    rep = net.copy().sgd_step(x, y, 1e-30)
+    text = repr(rep)
+    assert len(text) < 400 and text.startswith("StepReport(2000 layers")
+    lost, nz = int(rep.unchanged.sum()), int(rep.nonzero_updates.sum())
+    assert lost > 0 and f"{lost} of {nz}" in text
+    worst = int(np.argmax(rep.fraction_unchanged))
+    assert f"layer {worst}: {rep.fraction_unchanged[worst]:.1%}" in text
+    um = rep.update_log10_max[np.isfinite(rep.update_log10_max)]
+    assert f"{um.min():.2f} .. {um.max():.2f}" in text

@@ -121,6 +121,25 @@ class StepReport:
         with np.errstate(invalid="ignore", divide="ignore"):
             return np.where(self.nonzero_updates > 0, self.unchanged / np.maximum(self.nonzero_updates, 1), 0.0)
 
+    def __repr__(self) -> str:
+        """A summary of bounded size; the per-layer arrays are the attributes."""
+        lost, nz = int(np.sum(self.unchanged)), int(np.sum(self.nonzero_updates))
+        frac = self.fraction_unchanged
+        worst = int(np.argmax(frac)) if frac.size else 0
+        um = np.asarray(self.update_log10_max, dtype=np.float64)
+        fin = um[np.isfinite(um)]
+        span = f"{fin.min():.2f} .. {fin.max():.2f}" if fin.size else "none (all updates zero)"
+        parts = [
+            f"{len(self.unchanged)} layers",
+            f"loss={self.loss!r}",
+            f"grad_norm={self.grad_norm!r}",
+            f"clipped={self.clipped}",
+            f"log10 max |update| per layer {span}",
+            f"updates lost below half an ulp: {lost} of {nz}"
+            + (f" (most in layer {worst}: {frac[worst]:.1%})" if lost else ""),
+        ]
+        return f"StepReport({', '.join(parts)})"
+
 
 def _positive_real(name: str, v: Any) -> float:
     if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, float, np.integer, np.floating)):
