@@ -13,7 +13,8 @@ backward in both precisions, on 1 and 2 threads, with and without
 checkpointing, with grad_output=, layers= and input_grad=False, and through
 the tape (forward_tape / backward_tape) and the statistics pass. Every output
 array is hashed (mantissas and exponents on the extended path), together with
-the flush count, the warnings and the message of any exception.
+the flush count, the warnings and the message of any exception. NaNs are
+hashed as one value: builds may differ in a NaN's sign bit (docs/guarantees.md).
 
 --quick runs a smaller set; --cases N sets how many random networks.
 """
@@ -43,6 +44,8 @@ def _digest(h: Any, v: Any) -> None:
         _digest(h, np.ascontiguousarray(v.exponent))
     elif isinstance(v, np.ndarray):
         h.update(f"{v.dtype.str}{v.shape}".encode())
+        if v.dtype.kind == "f":  # every NaN as one: its sign bit is not a result (docs/guarantees.md)
+            v = np.where(np.isnan(v), np.nan, v)
         h.update(np.ascontiguousarray(v).tobytes())
     elif isinstance(v, (list, tuple)):
         h.update(f"({len(v)}".encode())

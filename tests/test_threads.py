@@ -594,7 +594,8 @@ def test_row_blocks_match_numpy_and_do_not_depend_on_threads(restore_threads, ba
 # DQ, BW), AVX2 builds where it has AVX2 (or with LOGGRAD_SIMD=avx2) and baseline
 # (SSE2) builds elsewhere, or with LOGGRAD_SIMD=baseline. All must give
 # the same bits: every activation, both precisions, narrow (row blocks) and wide
-# layers, inputs over many binades, zeros and a checkpointed pass.
+# layers, one-row chains (the narrow runs), inputs over many binades, zeros and a
+# checkpointed pass.
 
 _ISA_SCRIPT = r"""
 import hashlib, sys
@@ -605,7 +606,11 @@ h = hashlib.sha256()
 # (scale: weights times it, so that relu and identity layers leave float64 range)
 cases = [(30, 32, 64, a, 1.0) for a in lg.ACTIVATIONS] + [(6, 160, 40, "relu", 1.0), (6, 160, 40, "tanh", 1.0),
          (200, 4, 3, "sigmoid", 1.0), (12, 24, 1, "gelu", 1.0), (8, 16, 5, "relu", 2.0**200),
-         (8, 16, 5, "identity", 2.0**300)]
+         (8, 16, 5, "identity", 2.0**300),
+         # one-row passes: the narrow runs (forward, chain and weight-gradient kernels of up to
+         # 16 layers a call), one of them with values far below float64's range
+         (40, 4, 1, "tanh", 1.0), (40, 4, 1, "relu", 1.0), (40, 16, 1, "identity", 1.0),
+         (1200, 4, 1, "tanh", 0.3)]
 for i, (depth, width, batch, act, scale) in enumerate(cases):
     rng = np.random.default_rng(i)
     ws = rng.standard_normal((depth, width, width)) / np.sqrt(width) * rng.uniform(0.6, 1.6) * scale
