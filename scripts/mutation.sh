@@ -7,8 +7,8 @@
 # Each module is mutated in place, one mutant at a time, and its own test selection
 # (below, chosen to kill fast) runs against every mutant. The modules are restored
 # afterwards, even on Ctrl-C. Without MUTATION_SAMPLE a run takes a fixed 3% sample of
-# each module's mutants (about 120 of 4,000; roughly 20 minutes for all modules on 2
-# cores); MUTATION_SAMPLE=1 runs every mutant (many hours: docs/testing.md).
+# each module's mutants (about 110 of 4,000; 13 minutes for all modules on 2 cores);
+# MUTATION_SAMPLE=1 runs every mutant (many hours: docs/testing.md).
 # String mutants are not generated: mutmut wraps a string in "XX...XX", and in these
 # modules strings are error messages (tests match their key words, which the wrapped
 # text still contains) and option names (whose misspellings the tests of each option
@@ -16,8 +16,9 @@
 # the original) are listed, each with its reason, in docs/testing.md and left out of
 # the score. Do not run `mutmut show` while this runs: it rereads the mutated file. The last line printed is
 #   mutation score: K/N killed (P%)
-# Needs the `mutation` extra (pip install -e ".[mutation]") and an editable install,
-# so that the tests import the mutated source.
+# Needs the `mutation` extra (pip install -e ".[mutation]": mutmut, and scipy, matplotlib
+# and torch, which some tests compare with) and an editable install, so that the tests
+# import the mutated source.
 #
 #   MUTATION_RESUME=1 scripts/mutation.sh ...     # rerun only the mutants not killed before
 #   MUTATION_SAMPLE=0.25 scripts/mutation.sh ...  # a fixed quarter of each module's mutants
@@ -57,6 +58,10 @@ for m in "${MODULES[@]}"; do
     [ -n "${TESTS[$m]+x}" ] || { echo "mutation.sh: unknown module '$m'; known: ${!TESTS[*]}" >&2; exit 2; }
 done
 "$PY" -c "import mutmut" 2>/dev/null || { echo "mutation.sh: mutmut is not installed (pip install -e '.[mutation]')" >&2; exit 2; }
+# Tests that compare with these skip without them, and the mutants only they kill survive.
+for pkg in scipy matplotlib torch; do
+    "$PY" -c "import $pkg" 2>/dev/null || echo "mutation.sh: $pkg is not installed: tests that need it skip and their mutants survive (pip install -e '.[mutation]')" >&2
+done
 
 BACKUP=$(mktemp -d)
 restore() {
