@@ -1,4 +1,5 @@
-"""Baseline engines for the benchmarks, and the correctness check every benchmarked result passes.
+"""Baseline engines for the benchmarks, the correctness check every benchmarked result passes, and
+the median-and-ratio record the suites that compare rows share (record_median).
 
 The engines and the check live in the package (loggrad.bench) so that `loggrad bench`
 works from an installed wheel and checks its results the same way; this module re-exports
@@ -29,3 +30,14 @@ from loggrad.bench import (  # noqa: F401
     renormalised_backward,
 )
 
+
+def record_median(benchmark, row: dict, name: str, base: str) -> None:
+    """Keeps benchmark's median as row[name] and, once row has the base entry, the ratio to
+    it as extra_info["ratio_to_<base>"] (a suite's rows are compared within one run);
+    nothing under --benchmark-disable, where there are no statistics."""
+    stats = getattr(benchmark, "stats", None)
+    if stats is None:
+        return
+    row[name] = stats.stats.median
+    if name != base and base in row:
+        benchmark.extra_info[f"ratio_to_{base}"] = row[name] / row[base]

@@ -30,6 +30,7 @@ import numpy as np
 import pytest
 
 import loggrad as lg
+from baselines import record_median
 from loggrad.bench import make_problem, numpy_backward
 
 # (depth, width, batch); mpmath at the first shape only (about a second a pass)
@@ -101,13 +102,7 @@ def _record(benchmark, shape, engine):
 
 
 def _finish(benchmark, shape, engine):
-    stats = getattr(benchmark, "stats", None)
-    if stats is None:  # --benchmark-disable
-        return
-    row = _medians.setdefault(shape, {})
-    row[engine] = stats.stats.median
-    if engine != "loggrad" and "loggrad" in row:
-        benchmark.extra_info["ratio_to_loggrad"] = row[engine] / row["loggrad"]
+    record_median(benchmark, _medians.setdefault(shape, {}), engine, "loggrad")
 
 
 def _loggrad_dw0(shape):

@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 
 import loggrad as lg
+from baselines import record_median
 from loggrad import train
 
 SIZES = [(3000, 64, 64), (100, 256, 64)]
@@ -53,13 +54,7 @@ def _record(benchmark, size, kind):
 
 
 def _finish(benchmark, size, kind):
-    stats = getattr(benchmark, "stats", None)
-    if stats is None:  # --benchmark-disable
-        return
-    row = _medians.setdefault(size, {})
-    row[kind] = stats.stats.median
-    if kind != "backward" and "backward" in row:
-        benchmark.extra_info["ratio_to_backward"] = row[kind] / row["backward"]
+    record_median(benchmark, _medians.setdefault(size, {}), kind, "backward")
 
 
 def _check_step(net, x, y, step):
